@@ -1,0 +1,75 @@
+"""The erasure core: pure, synchronous, no sockets and no asyncio.
+
+Objects go in as a stream of chunks and come out as segments, each sealed with AES-256-GCM
+(optional), zfec-coded into m shares of which any k rebuild it, and hashed into a Merkle
+tree per share whose root is the shard's id. A :class:`Manifest` lists it all, and a
+:class:`Capability` string carries what a reader needs. Async callers run these functions
+in threads (``asyncio.to_thread``): zfec, AES and BLAKE3 release the GIL.
+
+This package imports nothing else of the project.
+"""
+
+from erasure.capability import Capability
+from erasure.codec import decode_segment, encode_segment
+from erasure.crypto import decrypt_segment, encrypt_segment, new_key
+from erasure.errors import (
+    BadProofError,
+    CapabilityError,
+    DecryptionError,
+    ErasureError,
+    InvalidParamsError,
+    ManifestError,
+    MerkleError,
+    NotEnoughSharesError,
+    ShardIntegrityError,
+    TreeFormatError,
+    UnsupportedVersionError,
+)
+from erasure.manifest import MANIFEST_VERSION, Manifest, SegmentInfo
+from erasure.merkle import MerkleBuilder, MerkleProof, MerkleTree, leaf_count_for, verify
+from erasure.objects import (
+    EncodedSegment,
+    ObjectEncoder,
+    Shard,
+    decode_object,
+    decode_segment_shares,
+    encode_segment_shards,
+    split_segments,
+)
+from erasure.params import ErasureParams
+
+__all__ = [
+    "MANIFEST_VERSION",
+    "BadProofError",
+    "Capability",
+    "CapabilityError",
+    "DecryptionError",
+    "EncodedSegment",
+    "ErasureError",
+    "ErasureParams",
+    "InvalidParamsError",
+    "Manifest",
+    "ManifestError",
+    "MerkleBuilder",
+    "MerkleError",
+    "MerkleProof",
+    "MerkleTree",
+    "NotEnoughSharesError",
+    "ObjectEncoder",
+    "SegmentInfo",
+    "Shard",
+    "ShardIntegrityError",
+    "TreeFormatError",
+    "UnsupportedVersionError",
+    "decode_object",
+    "decode_segment",
+    "decode_segment_shares",
+    "decrypt_segment",
+    "encode_segment",
+    "encode_segment_shards",
+    "encrypt_segment",
+    "leaf_count_for",
+    "new_key",
+    "split_segments",
+    "verify",
+]

@@ -1,0 +1,76 @@
+"""zfec over one segment, worked in column stripes.
+
+A segment of n bytes becomes k primary blocks of ``ceil(n/k)`` bytes (the last one padded
+with zeros) plus m-k check blocks. zfec's Reed-Solomon code works byte column by byte
+column, so coding the blocks in stripes of ``STRIPE`` bytes gives exactly the output of one
+big call, while each call's working set stays in cache. That is about 1.8x faster here
+than one call per 16 MiB segment (see ``bench/erasure.py``), and it does not change the
+format. Primary shares are views into the segment, so they cost no copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import zfec
+
+from erasure.errors import InvalidParamsError, NotEnoughSharesError
+
+Buffer = bytes | bytearray | memoryview
+
+STRIPE = 256 * 1024
+
+
+def encode_segment(segment: Buffer, k: int, m: int) -> list[Buffer]:
+    """Return the m shares of ``segment``, share number i at position i."""
+    view = memoryview(segment).cast("B")
+    block = -(-len(view) // k) if len(view) else 0
+    primaries: list[Buffer] = [view[i * block : (i + 1) * block] for i in range(k)]
+    for i, piece in enumerate(primaries):
+        if len(piece) < block:  # the tail of the segment: zero-pad the short blocks
+            primaries[i] = bytes(piece) + bytes(block - len(piece))
+    if m == k:
+        return primaries
+    checks = [bytearray(block) for _ in range(m - k)]
+    encoder = zfec.Encoder(k, m)
+    wanted = tuple(range(k, m))
+    prim_views = [memoryview(p) for p in primaries]
+    for start in range(0, block, STRIPE):
+        end = min(start + STRIPE, block)
+        produced = encoder.encode([p[start:end] for p in prim_views], wanted)
+        for out, piece in zip(checks, produced, strict=True):
+            out[start:end] = piece
+    return [*primaries, *checks]
+
+
+def decode_segment(shares: Mapping[int, Buffer], k: int, m: int, size: int) -> bytes:
+    """Rebuild the ``size`` bytes of a segment from any k of its shares.
+
+    With every primary share present nothing is decoded: the blocks are joined.
+    """
+    usable = sorted(n for n in shares if 0 <= n < m)
+    if len(usable) < k:
+        raise NotEnoughSharesError(segment=-1, have=len(usable), need=k)
+    block = -(-size // k) if size else 0
+    for n in usable:
+        if len(shares[n]) != block:
+            raise InvalidParamsError(f"share {n} has {len(shares[n])} bytes, expected {block}")
+    if usable[:k] == list(range(k)):
+        return b"".join(shares[n] for n in range(k))[:size]
+    # Prefer primary shares: each one is a block zfec hands back without work.
+    chosen = usable[:k]
+    return _decode_striped([memoryview(shares[n]) for n in chosen], chosen, k, m, block)[:size]
+
+
+def _decode_striped(
+    blocks: Sequence[memoryview], numbers: Sequence[int], k: int, m: int, block: int
+) -> bytes:
+    decoder = zfec.Decoder(k, m)
+    numbers = tuple(numbers)
+    out = bytearray(block * k)
+    for start in range(0, block, STRIPE):
+        end = min(start + STRIPE, block)
+        primaries = decoder.decode([b[start:end] for b in blocks], numbers)
+        for i, piece in enumerate(primaries):
+            out[i * block + start : i * block + end] = piece
+    return bytes(out)

@@ -1,0 +1,223 @@
+"""Whole objects as streams: chunks in, encoded segments out, and back again.
+
+The encoder never holds more than the segments it is working on: one being filled, plus
+``workers + 1`` being coded. Coding a segment is encrypt, zfec, then a Merkle tree per
+share; zfec, AES and BLAKE3 release the GIL, so with ``workers=2`` both cores code
+segments at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from erasure.capability import Capability
+from erasure.codec import decode_segment, encode_segment
+from erasure.crypto import TAG_SIZE, decrypt_segment, encrypt_segment, new_key
+from erasure.errors import ErasureError, NotEnoughSharesError, ShardIntegrityError
+from erasure.manifest import Encryption, Manifest, SegmentInfo
+from erasure.merkle import MerkleTree
+from erasure.params import ErasureParams
+
+Buffer = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """One share of one segment, with the tree a miner saves beside it."""
+
+    share: int
+    data: Buffer
+    tree: MerkleTree
+
+    @property
+    def id(self) -> str:
+        return self.tree.root.hex()
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedSegment:
+    index: int
+    info: SegmentInfo
+    shards: tuple[Shard, ...]
+
+
+def split_segments(
+    chunks: Iterable[Buffer], segment_size: int
+) -> Iterator[tuple[int, memoryview, bool]]:
+    """Cut a stream of chunks into ``(index, segment, is_last)``.
+
+    Each segment is copied into a buffer of its own, so callers may reuse their chunk
+    buffers. One segment is held back until the next byte (or the end) shows whether it is
+    the last, because the last one is sealed differently.
+    """
+    index = 0
+    held: memoryview | None = None
+    buf = bytearray(segment_size)
+    filled = 0
+    for chunk in chunks:
+        view = memoryview(chunk).cast("B")
+        while view:
+            take = min(len(view), segment_size - filled)
+            buf[filled : filled + take] = view[:take]
+            filled += take
+            view = view[take:]
+            if filled == segment_size:
+                if held is not None:
+                    yield index, held, False
+                    index += 1
+                held, buf, filled = memoryview(buf), bytearray(segment_size), 0
+    if filled:
+        if held is not None:
+            yield index, held, False
+            index += 1
+        held = memoryview(buf)[:filled]
+    if held is not None:
+        yield index, held, True
+
+
+def encode_segment_shards(
+    params: ErasureParams, index: int, plaintext: Buffer, is_last: bool, key: bytes | None
+) -> EncodedSegment:
+    """Seal (when keyed), zfec-code and hash one segment."""
+    stored = plaintext if key is None else encrypt_segment(key, index, is_last, plaintext)
+    shares = encode_segment(stored, params.k, params.m)
+    shards = tuple(
+        Shard(share=n, data=data, tree=MerkleTree.build(data, params.leaf_size))
+        for n, data in enumerate(shares)
+    )
+    shard_size = params.shard_size(len(stored))
+    info = SegmentInfo(
+        size=len(stored),
+        padding=shard_size * params.k - len(stored),
+        shard_size=shard_size,
+        shard_ids=tuple(s.id for s in shards),
+    )
+    return EncodedSegment(index=index, info=info, shards=shards)
+
+
+class ObjectEncoder:
+    """Encodes one object. Iterate :meth:`encode`, then read :meth:`manifest`.
+
+    >>> enc = ObjectEncoder(ErasureParams(), encrypt=True)
+    >>> for segment in enc.encode(chunks): store(segment)      # doctest: +SKIP
+    >>> enc.manifest(), enc.capability()                        # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        params: ErasureParams,
+        *,
+        encrypt: bool = True,
+        key: bytes | None = None,
+        workers: int = 1,
+    ) -> None:
+        if key is not None and not encrypt:
+            raise ValueError("a key was given but encrypt=False")
+        self.params = params
+        self.key = (key or new_key()) if encrypt else None
+        self.workers = max(1, workers)
+        self._segments: list[SegmentInfo] = []
+        self._done = False
+
+    def encode(self, chunks: Iterable[Buffer]) -> Iterator[EncodedSegment]:
+        if self._done or self._segments:
+            raise ErasureError("an ObjectEncoder encodes one object; make a new one")
+        pieces = split_segments(chunks, self.params.segment_size)
+        if self.workers == 1:
+            results: Iterator[EncodedSegment] = (self._code(*piece) for piece in pieces)
+        else:
+            results = self._code_concurrently(pieces)
+        for segment in results:
+            self._segments.append(segment.info)
+            yield segment
+        self._done = True
+
+    def _code(self, index: int, plaintext: memoryview, is_last: bool) -> EncodedSegment:
+        return encode_segment_shards(self.params, index, plaintext, is_last, self.key)
+
+    def _code_concurrently(
+        self, pieces: Iterator[tuple[int, memoryview, bool]]
+    ) -> Iterator[EncodedSegment]:
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="erasure") as pool:
+            pending: deque[Future[EncodedSegment]] = deque()
+            for piece in pieces:
+                pending.append(pool.submit(self._code, *piece))
+                if len(pending) > self.workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+    def manifest(self) -> Manifest:
+        if not self._done:
+            raise ErasureError("the manifest is known only once encode() has been consumed")
+        encryption: Encryption = "aes-256-gcm" if self.key else "none"
+        overhead = TAG_SIZE if self.key else 0
+        return Manifest(
+            params=self.params,
+            size=sum(info.size - overhead for info in self._segments),
+            encryption=encryption,
+            segments=tuple(self._segments),
+        )
+
+    def capability(self) -> Capability:
+        manifest = self.manifest()
+        return Capability(
+            verifier=manifest.verifier_hash(),
+            k=self.params.k,
+            m=self.params.m,
+            size=manifest.size,
+            key=self.key,
+        )
+
+
+def decode_segment_shares(
+    manifest: Manifest,
+    index: int,
+    shares: Mapping[int, Buffer],
+    key: bytes | None = None,
+    *,
+    verify: bool = True,
+) -> bytes:
+    """Plaintext of segment ``index`` from any k of its shares.
+
+    With ``verify`` each share is hashed against its shard id first; a bad one raises
+    :class:`ShardIntegrityError` naming it, so the caller can fetch another.
+    """
+    info = manifest.segments[index]
+    params = manifest.params
+    if manifest.encrypted and key is None:
+        raise ErasureError("this object is encrypted: a read capability (with key) is needed")
+    if verify:
+        for share, data in shares.items():
+            _check_share(manifest, index, share, data)
+    try:
+        stored = decode_segment(shares, params.k, params.m, info.size)
+    except NotEnoughSharesError as exc:
+        raise NotEnoughSharesError(index, exc.have, exc.need) from None
+    if key is None:
+        return stored
+    is_last = index == len(manifest.segments) - 1
+    return decrypt_segment(key, index, is_last, stored)
+
+
+def _check_share(manifest: Manifest, index: int, share: int, data: Buffer) -> None:
+    info = manifest.segments[index]
+    if not 0 <= share < manifest.params.m:
+        raise ShardIntegrityError(index, share, f"share number outside 0..{manifest.params.m - 1}")
+    if len(data) != info.shard_size:
+        raise ShardIntegrityError(index, share, f"{len(data)} bytes, expected {info.shard_size}")
+    if MerkleTree.build(data, manifest.params.leaf_size).root.hex() != info.shard_ids[share]:
+        raise ShardIntegrityError(index, share, "bytes do not hash to the recorded shard id")
+
+
+def decode_object(
+    manifest: Manifest,
+    fetch: Callable[[int, SegmentInfo], Mapping[int, Buffer]],
+    key: bytes | None = None,
+) -> Iterator[bytes]:
+    """Yield the object's plaintext segment by segment; ``fetch`` supplies shares for each."""
+    for index, info in enumerate(manifest.segments):
+        yield decode_segment_shares(manifest, index, fetch(index, info), key)
