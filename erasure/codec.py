@@ -10,7 +10,7 @@ format. Primary shares are views into the segment, so they cost no copy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import zfec
 
@@ -21,25 +21,47 @@ Buffer = bytes | bytearray | memoryview
 STRIPE = 256 * 1024
 
 
-def encode_segment(segment: Buffer, k: int, m: int) -> list[Buffer]:
-    """Return the m shares of ``segment``, share number i at position i."""
+def primary_blocks(segment: Buffer, k: int) -> list[memoryview]:
+    """The k primary shares: views into ``segment``, with the short tail zero-padded."""
     view = memoryview(segment).cast("B")
-    block = -(-len(view) // k) if len(view) else 0
-    primaries: list[Buffer] = [view[i * block : (i + 1) * block] for i in range(k)]
-    for i, piece in enumerate(primaries):
-        if len(piece) < block:  # the tail of the segment: zero-pad the short blocks
-            primaries[i] = bytes(piece) + bytes(block - len(piece))
-    if m == k:
-        return primaries
-    checks = [bytearray(block) for _ in range(m - k)]
-    encoder = zfec.Encoder(k, m)
+    block = share_size(len(view), k)
+    blocks = [view[i * block : (i + 1) * block] for i in range(k)]
+    for i, piece in enumerate(blocks):
+        if len(piece) < block:
+            blocks[i] = memoryview(bytes(piece) + bytes(block - len(piece)))
+    return blocks
+
+
+def check_stripes(primaries: Sequence[memoryview], m: int) -> Iterator[tuple[int, list[bytes]]]:
+    """Yield ``(offset, checks)`` per column stripe: the m-k check pieces at that offset.
+
+    Callers that hash shares consume each stripe while it is still in cache.
+    """
+    k = len(primaries)
+    block = len(primaries[0]) if primaries else 0
+    encoder = zfec.Encoder(k, m) if m > k else None
     wanted = tuple(range(k, m))
-    prim_views = [memoryview(p) for p in primaries]
     for start in range(0, block, STRIPE):
         end = min(start + STRIPE, block)
-        produced = encoder.encode([p[start:end] for p in prim_views], wanted)
-        for out, piece in zip(checks, produced, strict=True):
-            out[start:end] = piece
+        checks = encoder.encode([p[start:end] for p in primaries], wanted) if encoder else []
+        yield start, checks
+
+
+def share_size(segment_bytes: int, k: int) -> int:
+    return -(-segment_bytes // k)
+
+
+def encode_segment(segment: Buffer, k: int, m: int) -> list[Buffer]:
+    """Return the m shares of ``segment``, share number i at position i.
+
+    Primary shares are views into ``segment`` (or its padded tail); check shares are new.
+    """
+    primaries = primary_blocks(segment, k)
+    block = len(primaries[0])
+    checks = [bytearray(block) for _ in range(m - k)]
+    for start, pieces in check_stripes(primaries, m):
+        for share, piece in zip(checks, pieces, strict=True):
+            share[start : start + len(piece)] = piece
     return [*primaries, *checks]
 
 

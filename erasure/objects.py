@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from erasure import codec
 from erasure.capability import Capability
-from erasure.codec import decode_segment, encode_segment
+from erasure.codec import check_stripes, decode_segment, primary_blocks
 from erasure.crypto import TAG_SIZE, decrypt_segment, encrypt_segment, new_key
 from erasure.errors import ErasureError, NotEnoughSharesError, ShardIntegrityError
 from erasure.manifest import Encryption, Manifest, SegmentInfo
-from erasure.merkle import MerkleTree
+from erasure.merkle import MerkleBuilder, MerkleTree
 from erasure.params import ErasureParams
 
 Buffer = bytes | bytearray | memoryview
@@ -83,12 +84,22 @@ def encode_segment_shards(
 ) -> EncodedSegment:
     """Seal (when keyed), zfec-code and hash one segment."""
     stored = plaintext if key is None else encrypt_segment(key, index, is_last, plaintext)
-    shares = encode_segment(stored, params.k, params.m)
-    shards = tuple(
-        Shard(share=n, data=data, tree=MerkleTree.build(data, params.leaf_size))
-        for n, data in enumerate(shares)
-    )
     shard_size = params.shard_size(len(stored))
+    # Hash each stripe of every share right after zfec made it, while it is in cache.
+    primaries = primary_blocks(stored, params.k)
+    checks = [bytearray(shard_size) for _ in range(params.m - params.k)]
+    builders = [MerkleBuilder(params.leaf_size) for _ in range(params.m)]
+    for start, pieces in check_stripes(primaries, params.m):
+        end = start + codec.STRIPE
+        for builder, primary in zip(builders, primaries, strict=False):
+            builder.update(primary[start:end])
+        for builder, check, piece in zip(builders[params.k :], checks, pieces, strict=True):
+            check[start:end] = piece
+            builder.update(piece)
+    shards = tuple(
+        Shard(share=n, data=data, tree=builder.finish())
+        for n, (data, builder) in enumerate(zip([*primaries, *checks], builders, strict=True))
+    )
     info = SegmentInfo(
         size=len(stored),
         padding=shard_size * params.k - len(stored),
