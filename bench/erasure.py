@@ -112,7 +112,8 @@ def main() -> None:
     data = memoryview(os.urandom(args.size_mib * MiB))
     report = {
         "bench": "erasure",
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
         "command": " ".join(["python", *sys.argv]),
         "input_mib": args.size_mib,
         "runs_per_figure": args.runs,

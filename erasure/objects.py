@@ -96,9 +96,10 @@ def encode_segment_shards(
         for builder, check, piece in zip(builders[params.k :], checks, pieces, strict=True):
             check[start:end] = piece
             builder.update(piece)
+    datas: list[Buffer] = [*primaries, *checks]
     shards = tuple(
         Shard(share=n, data=data, tree=builder.finish())
-        for n, (data, builder) in enumerate(zip([*primaries, *checks], builders, strict=True))
+        for n, (data, builder) in enumerate(zip(datas, builders, strict=True))
     )
     info = SegmentInfo(
         size=len(stored),
