@@ -27,15 +27,28 @@ Buffer = bytes | bytearray | memoryview
 
 @dataclass(frozen=True, slots=True)
 class Shard:
-    """One share of one segment, with the tree a miner saves beside it."""
+    """One share of one segment, with the tree a miner saves beside it.
+
+    The bytes are kept as the ``pieces`` zfec produced them (one per column stripe), so a
+    sender can stream them without first joining them into one buffer.
+    """
 
     share: int
-    data: Buffer
+    pieces: tuple[Buffer, ...]
     tree: MerkleTree
 
     @property
     def id(self) -> str:
         return self.tree.root.hex()
+
+    @property
+    def size(self) -> int:
+        return self.tree.size
+
+    @property
+    def data(self) -> bytes:
+        """The whole share as one buffer (a copy); prefer :attr:`pieces` on hot paths."""
+        return b"".join(self.pieces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,20 +99,23 @@ def encode_segment_shards(
     stored = plaintext if key is None else encrypt_segment(key, index, is_last, plaintext)
     shard_size = params.shard_size(len(stored))
     # Hash each stripe of every share right after zfec made it, while it is in cache.
-    primaries = primary_blocks(stored, params.k)
-    checks = [bytearray(shard_size) for _ in range(params.m - params.k)]
+    # Primary shares stay views into the segment; check shares stay zfec's stripe pieces.
+    k = params.k
+    primaries = primary_blocks(stored, k)
     builders = [MerkleBuilder(params.leaf_size) for _ in range(params.m)]
-    for start, pieces in check_stripes(primaries, params.m):
+    pieces: list[list[Buffer]] = [[] for _ in range(params.m)]
+    for share, primary in enumerate(primaries):
+        pieces[share].append(primary)
+    for start, checks in check_stripes(primaries, params.m):
         end = start + codec.STRIPE
         for builder, primary in zip(builders, primaries, strict=False):
             builder.update(primary[start:end])
-        for builder, check, piece in zip(builders[params.k :], checks, pieces, strict=True):
-            check[start:end] = piece
-            builder.update(piece)
-    datas: list[Buffer] = [*primaries, *checks]
+        for share, piece in enumerate(checks, start=k):
+            builders[share].update(piece)
+            pieces[share].append(piece)
     shards = tuple(
-        Shard(share=n, data=data, tree=builder.finish())
-        for n, (data, builder) in enumerate(zip(datas, builders, strict=True))
+        Shard(share=n, pieces=tuple(share_pieces), tree=builder.finish())
+        for n, (builder, share_pieces) in enumerate(zip(builders, pieces, strict=True))
     )
     info = SegmentInfo(
         size=len(stored),

@@ -87,7 +87,8 @@ def write_segment(store: Path, segment: EncodedSegment) -> None:
     for shard in segment.shards:
         path = shard_path(store, shard.id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(shard.data)
+        with path.open("wb") as out:
+            out.writelines(shard.pieces)
         path.with_suffix(".tree").write_bytes(shard.tree.to_bytes())
 
 
