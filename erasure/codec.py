@@ -3,9 +3,9 @@
 A segment of n bytes becomes k primary blocks of ``ceil(n/k)`` bytes (the last one padded
 with zeros) plus m-k check blocks. zfec's Reed-Solomon code works byte column by byte
 column, so coding the blocks in stripes of ``STRIPE`` bytes gives exactly the output of one
-big call, while each call's working set stays in cache. That is about 1.8x faster here
-than one call per 16 MiB segment (see ``bench/erasure.py``), and it does not change the
-format. Primary shares are views into the segment, so they cost no copy.
+big call, while each call's working set stays in cache. For 4-of-8 that is about 1.3x
+faster here than one call per 16 MiB segment (``bench/erasure.py``), and it does not change
+the format. Primary shares are views into the segment, so they cost no copy.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import zfec
 
-from erasure.errors import InvalidParamsError, NotEnoughSharesError
+from erasure.errors import NotEnoughSharesError, ShardIntegrityError
 
 Buffer = bytes | bytearray | memoryview
 
@@ -65,7 +65,7 @@ def encode_segment(segment: Buffer, k: int, m: int) -> list[Buffer]:
     return [*primaries, *checks]
 
 
-def decode_segment(shares: Mapping[int, Buffer], k: int, m: int, size: int) -> bytes:
+def decode_segment(shares: Mapping[int, Buffer], k: int, m: int, size: int) -> bytes | bytearray:
     """Rebuild the ``size`` bytes of a segment from any k of its shares.
 
     With every primary share present nothing is decoded: the blocks are joined.
@@ -73,20 +73,24 @@ def decode_segment(shares: Mapping[int, Buffer], k: int, m: int, size: int) -> b
     usable = sorted(n for n in shares if 0 <= n < m)
     if len(usable) < k:
         raise NotEnoughSharesError(segment=-1, have=len(usable), need=k)
-    block = -(-size // k) if size else 0
+    block = share_size(size, k)
     for n in usable:
         if len(shares[n]) != block:
-            raise InvalidParamsError(f"share {n} has {len(shares[n])} bytes, expected {block}")
-    if usable[:k] == list(range(k)):
-        return b"".join(shares[n] for n in range(k))[:size]
-    # Prefer primary shares: each one is a block zfec hands back without work.
+            reason = f"{len(shares[n])} bytes, expected {block}"
+            raise ShardIntegrityError(segment=-1, share=n, reason=reason)
+    # Prefer primary shares: zfec hands each one back without work.
     chosen = usable[:k]
-    return _decode_striped([memoryview(shares[n]) for n in chosen], chosen, k, m, block)[:size]
+    if chosen == list(range(k)):
+        out = bytearray().join(shares[n] for n in chosen)
+    else:
+        out = _decode_striped([memoryview(shares[n]) for n in chosen], chosen, k, m, block)
+    del out[size:]  # the zero padding of the last block
+    return out
 
 
 def _decode_striped(
     blocks: Sequence[memoryview], numbers: Sequence[int], k: int, m: int, block: int
-) -> bytes:
+) -> bytearray:
     decoder = zfec.Decoder(k, m)
     numbers = tuple(numbers)
     out = bytearray(block * k)
@@ -95,4 +99,4 @@ def _decode_striped(
         primaries = decoder.decode([b[start:end] for b in blocks], numbers)
         for i, piece in enumerate(primaries):
             out[i * block + start : i * block + end] = piece
-    return bytes(out)
+    return out

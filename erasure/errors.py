@@ -44,6 +44,7 @@ class ShardIntegrityError(ErasureError):
         super().__init__(f"segment {segment} share {share}: {reason}")
         self.segment = segment
         self.share = share
+        self.reason = reason
 
 
 class DecryptionError(ErasureError):

@@ -208,23 +208,30 @@ def decode_segment_shares(
     key: bytes | None = None,
     *,
     verify: bool = True,
-) -> bytes:
+) -> bytes | bytearray:
     """Plaintext of segment ``index`` from any k of its shares.
 
-    With ``verify`` each share is hashed against its shard id first; a bad one raises
-    :class:`ShardIntegrityError` naming it, so the caller can fetch another.
+    Of the shares given, the k lowest-numbered are used (primaries cost no decoding). With
+    ``verify`` each of those is hashed against its shard id first; a bad one raises
+    :class:`ShardIntegrityError` naming it, so the caller can drop it and fetch another.
     """
     info = manifest.segments[index]
     params = manifest.params
     if manifest.encrypted and key is None:
         raise ErasureError("this object is encrypted: a read capability (with key) is needed")
+    for share in shares:
+        if not 0 <= share < params.m:
+            raise ShardIntegrityError(index, share, f"share number outside 0..{params.m - 1}")
+    chosen = {n: shares[n] for n in sorted(shares)[: params.k]}
     if verify:
-        for share, data in shares.items():
+        for share, data in chosen.items():
             _check_share(manifest, index, share, data)
     try:
-        stored = decode_segment(shares, params.k, params.m, info.size)
+        stored = decode_segment(chosen, params.k, params.m, info.size)
     except NotEnoughSharesError as exc:
         raise NotEnoughSharesError(index, exc.have, exc.need) from None
+    except ShardIntegrityError as exc:
+        raise ShardIntegrityError(index, exc.share, exc.reason) from None
     if key is None:
         return stored
     is_last = index == len(manifest.segments) - 1
@@ -233,8 +240,6 @@ def decode_segment_shares(
 
 def _check_share(manifest: Manifest, index: int, share: int, data: Buffer) -> None:
     info = manifest.segments[index]
-    if not 0 <= share < manifest.params.m:
-        raise ShardIntegrityError(index, share, f"share number outside 0..{manifest.params.m - 1}")
     if len(data) != info.shard_size:
         raise ShardIntegrityError(index, share, f"{len(data)} bytes, expected {info.shard_size}")
     if MerkleTree.build(data, manifest.params.leaf_size).root.hex() != info.shard_ids[share]:
@@ -245,7 +250,7 @@ def decode_object(
     manifest: Manifest,
     fetch: Callable[[int, SegmentInfo], Mapping[int, Buffer]],
     key: bytes | None = None,
-) -> Iterator[bytes]:
+) -> Iterator[bytes | bytearray]:
     """Yield the object's plaintext segment by segment; ``fetch`` supplies shares for each."""
     for index, info in enumerate(manifest.segments):
         yield decode_segment_shares(manifest, index, fetch(index, info), key)
