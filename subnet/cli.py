@@ -55,9 +55,12 @@ def main() -> None:
 @click.option("--size-mib", default=64, show_default=True, help="Dataset size in MiB.")
 @click.option("-k", default=4, show_default=True, help="Shares needed to rebuild a segment.")
 @click.option("-m", default=8, show_default=True, help="Shares made per segment.")
+@click.option("--segment-kib", default=16384, show_default=True, help="Segment size in KiB.")
 @click.option("--seed", default=1, show_default=True, help="Seed for data and for losses.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead.")
-def demo(work: Path, size_mib: int, k: int, m: int, seed: int, as_json: bool) -> None:
+def demo(
+    work: Path, size_mib: int, k: int, m: int, segment_kib: int, seed: int, as_json: bool
+) -> None:
     """Round-trip a generated dataset through erasure coding, losing m-k shards per segment.
 
     \b
@@ -70,11 +73,11 @@ def demo(work: Path, size_mib: int, k: int, m: int, seed: int, as_json: bool) ->
     Exits non-zero if any file differs.
     """
     try:
-        params = ErasureParams(k=k, m=m)
+        params = ErasureParams(k=k, m=m, segment_size=segment_kib * 1024)
     except ErasureError as exc:
         raise click.BadParameter(str(exc)) from None
     console = Console(stderr=as_json)
-    files = prepare(work, size_mib, seed)
+    files = prepare(work, size_mib, params.segment_size, seed)
     total = sum(p.stat().st_size for p in files)
     rng = random.Random(seed)  # noqa: S311 - picks which shards to lose, not a secret
     results: list[FileResult] = []

@@ -45,19 +45,18 @@ class FileResult:
         return self.sha256_in == self.sha256_out
 
 
-def dataset_sizes(total_mib: int) -> list[int]:
+def dataset_sizes(total_mib: int, segment_size: int) -> list[int]:
     """Edge sizes first (empty, one byte, just around a segment), then bulk files."""
-    seg = ErasureParams().segment_size
+    seg = segment_size
     sizes = [0, 1, 4 * KiB + 3, seg - 1, seg, seg + 1]
     bulk = max(0, total_mib * MiB - sum(sizes))
-    sizes += [bulk // 2, bulk - bulk // 2]
-    return [s for s in sizes if s >= 0]
+    return [*sizes, bulk // 2, bulk - bulk // 2]
 
 
-def generate_dataset(root: Path, total_mib: int, seed: int) -> list[Path]:
+def generate_dataset(root: Path, total_mib: int, segment_size: int, seed: int) -> list[Path]:
     root.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, size in enumerate(dataset_sizes(total_mib)):
+    for i, size in enumerate(dataset_sizes(total_mib, segment_size)):
         path = root / f"file-{i:02d}.bin"
         with path.open("wb") as out:
             stream = blake3(f"demo {seed} {i}".encode()).digest(length=size) if size else b""
@@ -151,8 +150,8 @@ def _decode_to(
             out.write(decode_segment_shares(manifest, index, shares, capability.key))
 
 
-def prepare(work: Path, total_mib: int, seed: int) -> list[Path]:
+def prepare(work: Path, total_mib: int, segment_size: int, seed: int) -> list[Path]:
     """A fresh work folder holding the generated dataset."""
     if work.exists():
         shutil.rmtree(work)
-    return generate_dataset(work / "dataset", total_mib, seed)
+    return generate_dataset(work / "dataset", total_mib, segment_size, seed)
