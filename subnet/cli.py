@@ -27,6 +27,7 @@ from rich.table import Table
 from erasure import ErasureError, ErasureParams
 from subnet import __version__
 from subnet.demo import FileResult, prepare, round_trip
+from subnet.wallet_cmd import wallet
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "SUBNET"}
 
@@ -41,6 +42,9 @@ def main() -> None:
       subnet demo                 a local round-trip through the erasure core
       subnet wallet create ...    make a hotkey for a miner or validator
     """
+
+
+main.add_command(wallet)
 
 
 @main.command()

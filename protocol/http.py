@@ -1,0 +1,313 @@
+"""The aiohttp layer: errors become HTTP in one place, private routes need Epistula signatures.
+
+A service builds its app as::
+
+    app = web.Application(
+        client_max_size=...,
+        middlewares=[
+            error_middleware,
+            epistula_middleware(verifier, own_hotkey=..., policy=..., clock_ms=wall_clock_ms),
+        ],
+    )
+
+and a handler reads the signer with :func:`verified`. Order matters: ``error_middleware``
+first, so it also renders the signature middleware's rejections.
+
+Bodies. A handler takes its body one of two ways, and the middleware enforces which:
+
+- **whole** (the default): the middleware reads the body (bounded by ``client_max_size``) and
+  checks its sha256 against the signature before the handler runs; ``await request.read()``
+  then returns the verified bytes. The request may declare ``Epistula-Content-Hash:
+  sha256:<hex>`` (SigningClient always does): the signature then covers that string, and a
+  body that differs is refused as ``body_mismatch`` rather than ``bad_signature``. Any other
+  declared hash is refused with ``unexpected_content_hash``.
+- **streamed** (handlers decorated with :func:`streamed_body`): the request must declare
+  ``Epistula-Content-Hash``; the middleware does not touch the body. The handler reads
+  ``request.content`` itself (and must bound its size), then calls
+  ``verified(request).check_streamed_body(actual_hash)`` before making anything visible.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import logging
+import time
+from collections.abc import AsyncIterable, Callable, Mapping
+from http import HTTPStatus
+from typing import Final, TypeVar
+
+from aiohttp import ClientSession, hdrs, web
+from aiohttp.client import _RequestContextManager
+from aiohttp.typedefs import Handler, Middleware, StrOrURL
+from bittensor_wallet import Keypair
+
+from protocol.epistula import (
+    HEADER_CONTENT_HASH,
+    SHA256_PREFIX,
+    VERSION,
+    EpistulaError,
+    EpistulaVerifier,
+    HotkeyPolicy,
+    ReplayCacheFull,
+    UnexpectedContentHash,
+    UnknownHotkey,
+    VerifiedRequest,
+    body_sha256_hex,
+    sign_headers,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PUBLIC_PATHS: Final = frozenset({"/healthz", "/metrics"})
+VERIFIED: Final = web.RequestKey("epistula_verified", VerifiedRequest)
+_STREAMED_ATTR: Final = "__epistula_streamed_body__"
+
+_H = TypeVar("_H", bound=Callable[..., object])
+
+
+class ApiError(Exception):
+    """The one error a service raises to answer with a 4xx or 5xx.
+
+    Rendered as ``{"error": code, "message": message}``; ``code`` is stable and
+    machine-readable, ``message`` says what to do about it.
+    """
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        if not 400 <= status <= 599:
+            raise ValueError(f"ApiError status must be 4xx or 5xx, not {status}")
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class BadRequest(ApiError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(400, code, message)
+
+
+class Forbidden(ApiError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(403, code, message)
+
+
+class NotFound(ApiError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(404, code, message)
+
+
+class Conflict(ApiError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(409, code, message)
+
+
+class PayloadTooLarge(ApiError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(413, code, message)
+
+
+class InsufficientStorage(ApiError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(507, code, message)
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def error_json(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map every error to HTTP; nothing else in a service decides status codes for errors."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_json(exc.status, exc.code, exc.message)
+    except EpistulaError as exc:
+        log.debug("rejected %s %s: %s", request.method, request.path, exc.reason)
+        return _epistula_response(exc)
+    except web.HTTPException as exc:
+        if 400 <= exc.status < 500:
+            return _client_error_response(request, exc)
+        raise  # redirects and deliberate 5xx go out as aiohttp made them
+    except ConnectionResetError:
+        raise  # the client went away: there is no one to answer
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_json(500, "internal", "internal server error; the server log has details")
+
+
+def _epistula_response(exc: EpistulaError) -> web.Response:
+    if isinstance(exc, UnknownHotkey):
+        return error_json(403, exc.reason, exc.message)
+    if isinstance(exc, ReplayCacheFull):
+        response = error_json(503, exc.reason, exc.message)
+        response.headers[hdrs.RETRY_AFTER] = "1"
+        return response
+    response = error_json(401, exc.reason, exc.message)
+    response.headers[hdrs.WWW_AUTHENTICATE] = f'Epistula version="{VERSION}"'
+    return response
+
+
+def _client_error_response(request: web.Request, exc: web.HTTPException) -> web.Response:
+    default_text = f"{exc.status}: {exc.reason}"
+    message = exc.text if exc.text and exc.text != default_text else exc.reason
+    if isinstance(exc, web.HTTPNotFound) and message == exc.reason:
+        message = f"no such resource: {request.path}"
+    elif isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        message = f"{exc.method} is not allowed on {request.path}; use {allowed}"
+    response = error_json(exc.status, _status_code_name(exc.status), message)
+    for name, value in exc.headers.items():
+        if name.lower() not in {"content-type", "content-length"}:
+            response.headers.add(name, value)
+    return response
+
+
+def _status_code_name(status: int) -> str:
+    if status == 413:  # the phrase changed across Python versions; keep the code stable
+        return "payload_too_large"
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return f"http_{status}"
+
+
+def streamed_body(handler: _H) -> _H:
+    """Mark a handler as streaming its own body (see the module docstring).
+
+    Decorate the function or ``web.View`` class where it is defined, not a bound method.
+    """
+    setattr(handler, _STREAMED_ATTR, True)
+    return handler
+
+
+def epistula_middleware(
+    verifier: EpistulaVerifier,
+    *,
+    own_hotkey: str,
+    policy: HotkeyPolicy,
+    clock_ms: Callable[[], int],
+    public_paths: frozenset[str] = DEFAULT_PUBLIC_PATHS,
+) -> Middleware:
+    """Require a valid Epistula signature, for ``own_hotkey``, on every non-public route.
+
+    Requests for unknown routes are let through unverified so they get a plain 404/405.
+    """
+
+    @web.middleware
+    async def check_epistula(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in public_paths or request.match_info.http_exception is not None:
+            return await handler(request)
+        # One clock reading: a large body may take longer than the window to arrive.
+        now_ms = clock_ms()
+        # Header checks first, so an unsigned request is refused before its body is read.
+        verifier.precheck(
+            request.headers, now_ms=now_ms, expected_signed_for=own_hotkey, policy=policy
+        )
+        body_hash: str | None = None
+        if not getattr(request.match_info.handler, _STREAMED_ATTR, False):
+            # A whole-body route accepts a declared "sha256:<hex>" (our client always sends
+            # one, so a swapped body is told apart from a forged signature), or none at all.
+            declared = request.headers.get(HEADER_CONTENT_HASH)
+            if declared is not None and not declared.startswith(SHA256_PREFIX):
+                raise UnexpectedContentHash(
+                    f"this endpoint reads its body whole: declare {HEADER_CONTENT_HASH} as "
+                    f"'{SHA256_PREFIX}<hex sha256 of the body>', or leave it out"
+                )
+            body_hash = body_sha256_hex(await request.read())
+        request[VERIFIED] = verifier.verify(
+            request.headers,
+            body_sha256_hex=body_hash,
+            now_ms=now_ms,
+            expected_signed_for=own_hotkey,
+            policy=policy,
+        )
+        return await handler(request)
+
+    return check_epistula
+
+
+def verified(request: web.Request) -> VerifiedRequest:
+    """Who signed this request; only for routes behind :func:`epistula_middleware`."""
+    try:
+        return request[VERIFIED]
+    except KeyError:
+        raise RuntimeError(
+            f"{request.path} has no verified signer: it is a public path, or the app lacks "
+            "epistula_middleware"
+        ) from None
+
+
+_NO_JSON: Final = object()
+
+
+class SigningClient:
+    """An aiohttp session whose requests carry Epistula v2 signatures by one hotkey.
+
+    Methods return what ``ClientSession.request`` does: use ``async with`` (or ``await``).
+    """
+
+    def __init__(
+        self,
+        session: ClientSession,
+        keypair: Keypair,
+        *,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self.session = session
+        self.keypair = keypair
+        self._clock_ms = clock_ms
+
+    @property
+    def hotkey(self) -> str:
+        return self.keypair.ss58_address
+
+    def request(
+        self,
+        method: str,
+        url: StrOrURL,
+        *,
+        signed_for: str,
+        body: bytes = b"",
+        json: object = _NO_JSON,
+        headers: Mapping[str, str] | None = None,
+    ) -> _RequestContextManager:
+        """Send ``body`` (or ``json``, serialised here so the signed bytes are the sent bytes)."""
+        extra = dict(headers or {})
+        if json is not _NO_JSON:
+            if body:
+                raise ValueError("pass body or json, not both")
+            body = jsonlib.dumps(json, separators=(",", ":")).encode()
+            extra.setdefault(hdrs.CONTENT_TYPE, "application/json")
+        signed = sign_headers(
+            self.keypair,
+            body_hash=SHA256_PREFIX + body_sha256_hex(body),
+            signed_for=signed_for,
+            now_ms=self._clock_ms(),
+            declared=True,
+        )
+        return self.session.request(method, url, data=body, headers={**extra, **signed})
+
+    def request_stream(
+        self,
+        method: str,
+        url: StrOrURL,
+        *,
+        signed_for: str,
+        content_hash: str,
+        body: AsyncIterable[bytes] | bytes,
+        headers: Mapping[str, str] | None = None,
+    ) -> _RequestContextManager:
+        """Send a streamed body, signing its declared ``content_hash`` instead of its bytes."""
+        signed = sign_headers(
+            self.keypair,
+            body_hash=content_hash,
+            signed_for=signed_for,
+            now_ms=self._clock_ms(),
+            declared=True,
+        )
+        return self.session.request(method, url, data=body, headers={**(headers or {}), **signed})
