@@ -76,6 +76,8 @@ class ShardIndex:
         with self._lock:
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            # Cached so capacity checks on the event loop never touch the disk.
+            self._used = self._total("used_bytes")
 
     def close(self) -> None:
         with self._lock:
@@ -88,8 +90,7 @@ class ShardIndex:
     @property
     def used_bytes(self) -> int:
         """Bytes held on the miner's storage: live, quarantined and trashed shards alike."""
-        with self._lock:
-            return self._total("used_bytes")
+        return self._used
 
     def counts(self) -> dict[str, int]:
         with self._lock:
@@ -108,29 +109,31 @@ class ShardIndex:
     def add(self, namespace: str, shard_id: str, size: int, now: float) -> bool:
         """Record a stored shard; False if it was already live (an idempotent re-store).
 
-        A shard in the trash comes back to life, its bytes already counted.
+        A trashed or quarantined shard comes back to life, its bytes already counted.
         """
-        with self._lock, self._transaction():
-            row = self._db.execute(
-                "SELECT state, size FROM shards WHERE namespace = ? AND shard_id = ?",
-                (namespace, shard_id),
-            ).fetchone()
-            if row is None:
+        with self._lock:
+            with self._transaction():
+                row = self._db.execute(
+                    "SELECT state FROM shards WHERE namespace = ? AND shard_id = ?",
+                    (namespace, shard_id),
+                ).fetchone()
+                if row is not None and row[0] == "ok":
+                    return False
+                if row is not None:
+                    self._db.execute(
+                        "UPDATE shards SET state = 'ok', state_at = ?, reason = NULL, "
+                        "stored_at = ? WHERE namespace = ? AND shard_id = ?",
+                        (now, now, namespace, shard_id),
+                    )
+                    return True
                 self._db.execute(
                     "INSERT INTO shards (namespace, shard_id, size, stored_at, state, state_at) "
                     "VALUES (?, ?, ?, ?, 'ok', ?)",
                     (namespace, shard_id, size, now, now),
                 )
                 self._bump(size, 1)
-                return True
-            if row[0] == "ok":
-                return False
-            self._db.execute(
-                "UPDATE shards SET state = 'ok', state_at = ?, reason = NULL, stored_at = ? "
-                "WHERE namespace = ? AND shard_id = ?",
-                (now, now, namespace, shard_id),
-            )
-            return True
+            self._used += size  # only once the insert has committed
+        return True
 
     def set_state(
         self, namespace: str, shard_id: str, state: ShardState, now: float, reason: str | None
@@ -149,14 +152,28 @@ class ShardIndex:
                 (now, namespace, shard_id),
             )
 
-    def remove(self, namespace: str, shard_id: str) -> None:
-        with self._lock, self._transaction():
-            row = self._db.execute(
-                "DELETE FROM shards WHERE namespace = ? AND shard_id = ? RETURNING size",
-                (namespace, shard_id),
-            ).fetchone()
+    def remove(self, namespace: str, shard_id: str, only_if: ShardState | None = None) -> bool:
+        """Forget a shard (and its bytes in the total); with ``only_if``, only in that state."""
+        condition = " AND state = ?" if only_if else ""
+        args = (namespace, shard_id, only_if) if only_if else (namespace, shard_id)
+        with self._lock:
+            with self._transaction():
+                row = self._db.execute(
+                    "DELETE FROM shards WHERE namespace = ? AND shard_id = ?"  # noqa: S608
+                    f"{condition} RETURNING size",
+                    args,
+                ).fetchone()
+                if row:
+                    self._bump(-int(row[0]), -1)
             if row:
-                self._bump(-int(row[0]), -1)
+                self._used -= int(row[0])
+        return row is not None
+
+    def holders(self, shard_id: str) -> list[str]:
+        """Namespaces holding ``shard_id`` in any state."""
+        with self._lock:
+            rows = self._db.execute("SELECT namespace FROM shards WHERE shard_id = ?", (shard_id,))
+            return [ns for (ns,) in rows]
 
     def expired_trash(self, before: float, limit: int) -> list[ShardRecord]:
         return self._select("state = 'trash' AND state_at < ?", (before,), "state_at", limit)

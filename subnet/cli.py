@@ -27,6 +27,7 @@ from rich.table import Table
 from erasure import ErasureError, ErasureParams
 from subnet import __version__
 from subnet.demo import FileResult, prepare, round_trip
+from subnet.miner_cmd import miner
 from subnet.wallet_cmd import wallet
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "SUBNET"}
@@ -41,10 +42,12 @@ def main() -> None:
     Start here:
       subnet demo                 a local round-trip through the erasure core
       subnet wallet create ...    make a hotkey for a miner or validator
+      subnet miner run ...        serve shards for validators
     """
 
 
 main.add_command(wallet)
+main.add_command(miner)
 
 
 @main.command()

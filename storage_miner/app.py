@@ -1,0 +1,331 @@
+"""The miner's HTTP API: a thin aiohttp layer over :class:`MinerService`.
+
+    PUT    /v1/shards/{id}?leaf_size=N   store (streamed; Epistula-Content-Hash = the id)
+    GET    /v1/shards/{id}               read; HEAD and Range supported
+    DELETE /v1/shards/{id}               to the trash for the grace period
+    POST   /v1/challenges                answer a batch of Merkle challenges (binary frame)
+    GET    /v1/quarantine                the caller's shards the scrubber set aside
+    GET    /v1/info                      hotkey, version, capacity, used, free, counts
+    GET    /healthz, /metrics            public
+
+Every route but the last three needs an Epistula signature from an allowed validator, and a
+validator only ever sees its own shards (another's gets 403).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import Counter, Gauge, Histogram
+
+from protocol.epistula import EpistulaVerifier, StaticAllowlist
+from protocol.http import (
+    ApiError,
+    BadRequest,
+    Forbidden,
+    InsufficientStorage,
+    NotFound,
+    epistula_middleware,
+    error_middleware,
+    streamed_body,
+    verified,
+    wall_clock_ms,
+)
+from protocol.metrics import ServiceMetrics
+from protocol.wire import encode_frame
+from storage_miner.prover import MAX_INDICES
+from storage_miner.scrubber import ScrubPass, run_scrubber
+from storage_miner.service import (
+    BadUpload,
+    CapacityExceeded,
+    Challenge,
+    MinerService,
+    NotYourShard,
+)
+from storage_miner.store import InvalidShardKey, ShardNotFound
+
+log = logging.getLogger(__name__)
+
+SERVICE = web.AppKey("service", MinerService)
+MAX_CHALLENGES = 256
+MAX_JSON_BODY = 1024 * 1024
+PURGE_INTERVAL = 60.0
+
+
+def _shard_id(request: web.Request) -> str:
+    return request.match_info["shard_id"]
+
+
+@web.middleware
+async def domain_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The miner's own errors, as HTTP (error_middleware renders them)."""
+    try:
+        return await handler(request)
+    except InvalidShardKey as exc:
+        raise BadRequest("invalid_shard_id", str(exc)) from None
+    except ShardNotFound as exc:
+        raise NotFound("not_found", f"no shard {exc} stored by you on this miner") from None
+    except NotYourShard:
+        raise Forbidden("not_your_shard", "another validator stored this shard") from None
+    except CapacityExceeded as exc:
+        raise InsufficientStorage("insufficient_storage", str(exc)) from None
+    except BadUpload as exc:
+        raise BadRequest("bad_upload", str(exc)) from None
+
+
+@streamed_body
+async def put_shard(request: web.Request) -> web.Response:
+    caller = verified(request)
+    service = request.app[SERVICE]
+    shard_id = _shard_id(request)
+    if caller.require_declared_hash() != shard_id:
+        raise BadRequest(
+            "hash_mismatch", "sign the shard id as Epistula-Content-Hash for a shard upload"
+        )
+    if request.content_length is None:
+        raise ApiError(411, "length_required", "send Content-Length with the shard's size")
+    try:
+        leaf_size = int(request.query.get("leaf_size", ""))
+    except ValueError:
+        raise BadRequest("bad_upload", "give the Merkle leaf size: ?leaf_size=16384") from None
+
+    async def body() -> AsyncIterator[bytes]:
+        async for chunk in request.content.iter_chunked(256 * 1024):
+            yield chunk
+
+    receipt, created = await service.store_shard(
+        caller.signed_by,
+        shard_id,
+        size=request.content_length,
+        leaf_size=leaf_size,
+        body=body(),
+        check_root=caller.check_streamed_body,
+    )
+    return web.json_response(
+        {"receipt": receipt.to_dict(), "created": created}, status=201 if created else 200
+    )
+
+
+async def get_shard(request: web.Request) -> web.StreamResponse:
+    caller = verified(request)
+    service = request.app[SERVICE]
+    shard_id = _shard_id(request)
+    try:
+        wanted = request.http_range
+    except ValueError:
+        raise ApiError(416, "bad_range", "the Range header is malformed") from None
+    # Look the size up first: a suffix range (bytes=-N) and 416 both need it.
+    size = (await service.stat(caller.signed_by, shard_id)).size
+    start, stop = _resolve_range(wanted, size)
+    partial = (start, stop) != (0, size)
+    response = web.StreamResponse(status=206 if partial else 200)
+    response.content_type = "application/octet-stream"
+    response.content_length = stop - start
+    response.headers["Accept-Ranges"] = "bytes"
+    if partial:
+        response.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+    await response.prepare(request)
+    if request.method != "HEAD":
+        _, chunks = await service.read_shard(caller.signed_by, shard_id, start, stop)
+        async for chunk in chunks:
+            await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+def _resolve_range(wanted: slice, size: int) -> tuple[int, int]:
+    start, stop = wanted.start, wanted.stop
+    if start is None and stop is None:
+        return 0, size
+    if start is None:  # suffix: the last -stop bytes
+        start, stop = max(0, size + stop), size
+    stop = size if stop is None else min(stop, size)
+    if start < 0 or start >= size or stop <= start:
+        raise ApiError(416, "range_not_satisfiable", f"the shard has {size} bytes")
+    return start, stop
+
+
+async def delete_shard(request: web.Request) -> web.Response:
+    caller = verified(request)
+    purge_at = await request.app[SERVICE].delete_shard(caller.signed_by, _shard_id(request))
+    return web.json_response({"trashed": True, "purge_after": purge_at}, status=202)
+
+
+def _parse_challenges(raw: Any) -> list[Challenge]:
+    items = raw.get("challenges") if isinstance(raw, dict) else None
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_CHALLENGES:
+        raise BadRequest(
+            "bad_challenge", f'send {{"challenges": [...]}} with 1..{MAX_CHALLENGES} entries'
+        )
+    parsed = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or set(item) != {"shard_id", "nonce", "indices"}:
+            raise BadRequest("bad_challenge", f"challenge {i} needs shard_id, nonce, indices")
+        indices = item["indices"]
+        if (
+            not isinstance(item["shard_id"], str)
+            or not isinstance(item["nonce"], str)
+            or len(item["nonce"]) > 128
+            or not isinstance(indices, list)
+            or not 1 <= len(indices) <= MAX_INDICES
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in indices)
+        ):
+            raise BadRequest(
+                "bad_challenge",
+                f"challenge {i}: shard_id and nonce are strings, indices 1..{MAX_INDICES} ints",
+            )
+        parsed.append(Challenge(item["shard_id"], item["nonce"], tuple(indices)))
+    return parsed
+
+
+async def post_challenges(request: web.Request) -> web.Response:
+    caller = verified(request)
+    service = request.app[SERVICE]
+    try:
+        raw = await request.json()
+    except ValueError:
+        raise BadRequest("bad_challenge", "the body is not JSON") from None
+    challenges = _parse_challenges(raw)
+    started = time.perf_counter()
+    outcomes = await service.answer_challenges(caller.signed_by, challenges)
+    request.app[METRICS].challenge_seconds.observe(time.perf_counter() - started)
+    answers: list[dict[str, object]] = []
+    blobs: list[bytes] = []
+    for outcome in outcomes:
+        entry: dict[str, object] = {
+            "shard_id": outcome.challenge.shard_id,
+            "nonce": outcome.challenge.nonce,
+        }
+        if outcome.answer is None:
+            entry["error"] = outcome.error
+        else:
+            entry["leaves"] = len(outcome.answer.leaves)
+            blobs.extend(outcome.answer.leaves)
+            blobs.append(outcome.answer.proof.to_bytes())
+            request.app[METRICS].leaves_proven.inc(len(outcome.answer.leaves))
+        answers.append(entry)
+    frame = encode_frame({"answers": answers}, blobs)
+    return web.Response(body=frame, content_type="application/octet-stream")
+
+
+async def get_quarantine(request: web.Request) -> web.Response:
+    caller = verified(request)
+    index = request.app[SERVICE].index
+    records = await asyncio.to_thread(index.quarantined, caller.signed_by)
+    return web.json_response(
+        {
+            "quarantined": [
+                {"shard_id": r.shard_id, "reason": r.reason, "since": r.state_at} for r in records
+            ]
+        }
+    )
+
+
+async def get_info(request: web.Request) -> web.Response:
+    info = await asyncio.to_thread(request.app[SERVICE].info)
+    return web.json_response(info)
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+class MinerMetrics(ServiceMetrics):
+    def __init__(self, service: MinerService) -> None:
+        super().__init__("miner")
+        self.challenge_seconds = Histogram(
+            "miner_challenge_batch_seconds",
+            "Time to answer one batch of challenges.",
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.leaves_proven = Counter(
+            "miner_leaves_proven", "Leaves returned with proofs.", registry=self.registry
+        )
+        self.scrub_quarantined = Counter(
+            "miner_scrub_quarantined", "Shards the scrubber set aside.", registry=self.registry
+        )
+        stored = Gauge("miner_bytes_stored", "Bytes held.", registry=self.registry)
+        stored.set_function(lambda: service.index.used_bytes)
+        capacity = Gauge("miner_capacity_bytes", "Advertised capacity.", registry=self.registry)
+        capacity.set(service.settings.capacity)
+
+
+METRICS = web.AppKey("metrics", MinerMetrics)
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    service = app[SERVICE]
+    removed = await asyncio.to_thread(service.store.clean_incoming)
+    if removed:
+        log.info("removed partial writes left by a previous run", extra={"count": removed})
+
+    def on_pass(result: ScrubPass) -> None:
+        app[METRICS].scrub_quarantined.inc(len(result.quarantined))
+
+    async def purge_forever() -> None:
+        while True:
+            try:
+                await service.purge_expired()
+            except Exception:  # a backend hiccup must not end the loop; logged, retried
+                log.exception("purging the trash failed; retrying")
+            await asyncio.sleep(PURGE_INTERVAL)
+
+    tasks = [
+        asyncio.create_task(
+            run_scrubber(
+                service.store,
+                service.index,
+                bytes_per_second=service.settings.scrub_rate,
+                on_pass=on_pass,
+            )
+        ),
+        asyncio.create_task(purge_forever()),
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    service.index.close()
+
+
+def make_app(service: MinerService, *, background: bool = True) -> web.Application:
+    metrics = MinerMetrics(service)
+    verifier = EpistulaVerifier(window_ms=service.settings.signature_window_ms)
+    app = web.Application(
+        client_max_size=MAX_JSON_BODY,
+        middlewares=[
+            metrics.middleware,
+            error_middleware,
+            epistula_middleware(
+                verifier,
+                own_hotkey=service.hotkey,
+                policy=StaticAllowlist(frozenset(service.settings.validators)),
+                clock_ms=wall_clock_ms,
+                public_paths=frozenset({"/healthz", "/metrics", "/v1/info"}),
+            ),
+            domain_errors,
+        ],
+    )
+    app[SERVICE] = service
+    app[METRICS] = metrics
+    app.router.add_put("/v1/shards/{shard_id}", put_shard)
+    app.router.add_get("/v1/shards/{shard_id}", get_shard)
+    app.router.add_delete("/v1/shards/{shard_id}", delete_shard)
+    app.router.add_post("/v1/challenges", post_challenges)
+    app.router.add_get("/v1/quarantine", get_quarantine)
+    app.router.add_get("/v1/info", get_info)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics.handler)
+    if background:
+        app.cleanup_ctx.append(_background)
+    return app

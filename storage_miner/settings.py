@@ -1,0 +1,47 @@
+"""The miner's settings, read once at start (see :mod:`protocol.settings` for precedence).
+
+Environment variables are ``SUBNET_MINER_<FIELD>``, e.g. ``SUBNET_MINER_CAPACITY=500GiB`` or
+``SUBNET_MINER_S3_SECRET_KEY``; credentials belong there, not in flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from protocol.settings import SIZE
+from protocol.wallet import DEFAULT_WALLET_PATH
+
+ENV_PREFIX = "SUBNET_MINER"
+DEFAULT_DATA_DIR = Path("~/.subnet/miner").expanduser()
+
+
+@dataclass(frozen=True, slots=True)
+class MinerSettings:
+    wallet_name: str = "miner"
+    wallet_hotkey: str = "default"
+    wallet_path: Path = DEFAULT_WALLET_PATH
+    host: str = "127.0.0.1"
+    port: int = 8091
+    data_dir: Path = DEFAULT_DATA_DIR
+    capacity: int = field(default=10 * 2**30, metadata=SIZE)
+    backend: Literal["fs", "s3"] = "fs"
+    s3_endpoint: str = "127.0.0.1:8333"
+    s3_bucket: str = "subnet-shards"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_secure: bool = False
+    # Which hotkeys may store and challenge: a static allowlist for now.
+    validators: tuple[str, ...] = ()
+    max_shard_size: int = field(default=256 * 2**20, metadata=SIZE)
+    trash_grace_seconds: float = 3600.0
+    scrub_rate: int = field(default=32 * 2**20, metadata=SIZE)  # bytes per second
+    tree_cache: int = field(default=64 * 2**20, metadata=SIZE)
+    signature_window_ms: int = 8_000
+
+    def __post_init__(self) -> None:
+        if self.capacity <= 0:
+            raise ValueError("capacity must be positive, e.g. --capacity 500GiB")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} is not a TCP port")

@@ -1,0 +1,63 @@
+"""``subnet miner``: run a storage miner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from protocol.logs import configure_logging
+from protocol.wallet import WalletError
+from storage_miner.runner import serve
+from storage_miner.settings import ENV_PREFIX, MinerSettings
+from subnet.settings_cli import settings_from_cli, settings_options
+
+HELP = {
+    "wallet_name": "Wallet holding the miner's hotkey.",
+    "wallet_hotkey": "Hotkey name inside the wallet.",
+    "wallet_path": "Wallets folder.",
+    "host": "Address to listen on.",
+    "port": "Port to listen on.",
+    "data_dir": "Shards (fs backend), the index and staging files.",
+    "capacity": "Advertised capacity, e.g. 500GiB; writes past it get 507.",
+    "backend": "Where shard bytes live: fs or s3.",
+    "s3_endpoint": "S3 host:port (s3 backend).",
+    "s3_bucket": "S3 bucket, created if missing.",
+    "s3_access_key": "S3 access key (prefer $SUBNET_MINER_S3_ACCESS_KEY).",
+    "s3_secret_key": "S3 secret key (prefer $SUBNET_MINER_S3_SECRET_KEY).",
+    "s3_secure": "Use https to reach S3.",
+    "validators": "Comma-separated validator hotkeys allowed to store and challenge.",
+    "max_shard_size": "Largest shard accepted.",
+    "trash_grace_seconds": "How long deleted shards stay restorable.",
+    "scrub_rate": "Scrubber read budget per second, e.g. 32MiB.",
+    "tree_cache": "Memory for cached Merkle trees.",
+    "signature_window_ms": "Accepted clock skew of signed requests.",
+}
+
+
+@click.group()
+def miner() -> None:
+    """Run a storage miner: hold shards for validators and prove it."""
+
+
+@miner.command()
+@settings_options(MinerSettings, HELP)
+@click.option("--log-format", type=click.Choice(["json", "text"]), default="json")
+@click.option("--log-level", default="info")
+def run(config_file: Path | None, log_format: str, log_level: str, **flags: object) -> None:
+    """Serve the miner's HTTP API until interrupted.
+
+    Settings come from flags, then SUBNET_MINER_<NAME> environment variables, then --config.
+
+    \b
+    Example:
+      subnet wallet create --name miner1
+      subnet miner run --wallet-name miner1 --capacity 500GiB \\
+          --validators 5F...,5G... --data-dir /srv/miner1
+    """
+    settings = settings_from_cli(MinerSettings, ENV_PREFIX, config_file, flags)
+    configure_logging(log_level, log_format)
+    try:
+        serve(settings)
+    except WalletError as exc:
+        raise click.ClickException(str(exc)) from None
