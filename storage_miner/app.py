@@ -3,7 +3,8 @@
     PUT    /v1/shards/{id}?leaf_size=N   store (streamed; Epistula-Content-Hash = the id)
     GET    /v1/shards/{id}               read; HEAD and Range supported
     DELETE /v1/shards/{id}               to the trash for the grace period
-    POST   /v1/challenges                answer a batch of Merkle challenges (binary frame)
+    POST   /v1/challenges                answer a batch of Merkle challenges (binary frame;
+                                         each answer has its own status: 200, 400, 403, 404)
     GET    /v1/quarantine                the caller's shards the scrubber set aside
     GET    /v1/info                      hotkey, version, capacity, used, free, counts
     GET    /healthz, /metrics            public
@@ -32,6 +33,7 @@ from protocol.http import (
     Forbidden,
     InsufficientStorage,
     NotFound,
+    PayloadTooLarge,
     epistula_middleware,
     error_middleware,
     streamed_body,
@@ -48,6 +50,7 @@ from storage_miner.service import (
     Challenge,
     MinerService,
     NotYourShard,
+    ShardTooLarge,
 )
 from storage_miner.store import InvalidShardKey, ShardNotFound
 
@@ -76,6 +79,8 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         raise Forbidden("not_your_shard", "another validator stored this shard") from None
     except CapacityExceeded as exc:
         raise InsufficientStorage("insufficient_storage", str(exc)) from None
+    except ShardTooLarge as exc:
+        raise PayloadTooLarge("shard_too_large", str(exc)) from None
     except BadUpload as exc:
         raise BadRequest("bad_upload", str(exc)) from None
 
@@ -144,8 +149,10 @@ def _resolve_range(wanted: slice, size: int) -> tuple[int, int]:
     start, stop = wanted.start, wanted.stop
     if start is None and stop is None:
         return 0, size
-    if start is None:  # suffix: the last -stop bytes
-        start, stop = max(0, size + stop), size
+    if start is not None and start < 0 and stop is None:  # suffix: the last -start bytes
+        start, stop = max(0, size + start), size
+    if start is None:
+        start = 0
     stop = size if stop is None else min(stop, size)
     if start < 0 or start >= size or stop <= start:
         raise ApiError(416, "range_not_satisfiable", f"the shard has {size} bytes")
@@ -156,6 +163,11 @@ async def delete_shard(request: web.Request) -> web.Response:
     caller = verified(request)
     purge_at = await request.app[SERVICE].delete_shard(caller.signed_by, _shard_id(request))
     return web.json_response({"trashed": True, "purge_after": purge_at}, status=202)
+
+
+# A batch answers each challenge on its own, like S3's multi-object delete: one lost shard
+# must not hide the answers for the rest. Each entry carries an HTTP-like status.
+_CHALLENGE_STATUS = {"not_found": 404, "not_yours": 403}
 
 
 def _parse_challenges(raw: Any) -> list[Challenge]:
@@ -204,8 +216,10 @@ async def post_challenges(request: web.Request) -> web.Response:
             "nonce": outcome.challenge.nonce,
         }
         if outcome.answer is None:
+            entry["status"] = _CHALLENGE_STATUS.get(outcome.error or "", 400)
             entry["error"] = outcome.error
         else:
+            entry["status"] = 200
             entry["leaves"] = len(outcome.answer.leaves)
             blobs.extend(outcome.answer.leaves)
             blobs.append(outcome.answer.proof.to_bytes())

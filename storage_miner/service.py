@@ -41,6 +41,10 @@ class BadUpload(ValueError):
     pass
 
 
+class ShardTooLarge(BadUpload):
+    pass
+
+
 @dataclass(frozen=True, slots=True)
 class Challenge:
     shard_id: str
@@ -142,8 +146,12 @@ class MinerService:
         key = ShardKey(validator, shard_id)
         if not (MIN_LEAF_SIZE <= leaf_size <= MAX_LEAF_SIZE and leaf_size & (leaf_size - 1) == 0):
             raise BadUpload(f"leaf_size must be a power of two in {MIN_LEAF_SIZE}..{MAX_LEAF_SIZE}")
-        if not 0 < size <= self.settings.max_shard_size:
-            raise BadUpload(f"shard size must be 1..{self.settings.max_shard_size} bytes")
+        if size > self.settings.max_shard_size:
+            raise ShardTooLarge(
+                f"a shard is at most {self.settings.max_shard_size} bytes; this one is {size}"
+            )
+        if size <= 0:
+            raise BadUpload("a shard has at least one byte")
         record = await asyncio.to_thread(self.index.get, validator, shard_id)
         if record is not None and record.state == "ok":
             return self._receipt(validator, shard_id, record.size, record.stored_at), False
