@@ -102,7 +102,7 @@ async def put_shard(request: web.Request) -> web.Response:
         raise BadRequest("bad_upload", "give the Merkle leaf size: ?leaf_size=16384") from None
 
     async def body() -> AsyncIterator[bytes]:
-        async for chunk in request.content.iter_chunked(256 * 1024):
+        async for chunk in request.content.iter_chunked(1024 * 1024):
             yield chunk
 
     receipt, created = await service.store_shard(
@@ -292,17 +292,15 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
                 log.exception("purging the trash failed; retrying")
             await asyncio.sleep(PURGE_INTERVAL)
 
-    tasks = [
-        asyncio.create_task(
-            run_scrubber(
-                service.store,
-                service.index,
-                bytes_per_second=service.settings.scrub_rate,
-                on_pass=on_pass,
-            )
-        ),
-        asyncio.create_task(purge_forever()),
-    ]
+    tasks = [asyncio.create_task(purge_forever())]
+    if service.settings.scrub_rate > 0:
+        scrubber = run_scrubber(
+            service.store,
+            service.index,
+            bytes_per_second=service.settings.scrub_rate,
+            on_pass=on_pass,
+        )
+        tasks.append(asyncio.create_task(scrubber))
     yield
     for task in tasks:
         task.cancel()

@@ -68,16 +68,18 @@ async def _absorb(
         builder.update(batch)
         writer.write(batch)
 
-    pending = bytearray()
+    pending: list[bytes] = []
+    held = 0
     async for chunk in body:
-        if builder.size + len(pending) + len(chunk) > size:
+        if builder.size + held + len(chunk) > size:
             raise BadUpload(f"body is longer than the declared {size} bytes")
-        pending += chunk
-        if len(pending) >= WRITE_BATCH:
-            await asyncio.to_thread(take, bytes(pending))
-            pending.clear()
+        pending.append(chunk)
+        held += len(chunk)
+        if held >= WRITE_BATCH:
+            await asyncio.to_thread(take, b"".join(pending) if len(pending) > 1 else chunk)
+            pending, held = [], 0
     if pending:
-        await asyncio.to_thread(take, bytes(pending))
+        await asyncio.to_thread(take, b"".join(pending))
     if builder.size != size:
         raise BadUpload(f"body ended after {builder.size} of {size} bytes")
     return await asyncio.to_thread(builder.finish)

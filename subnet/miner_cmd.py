@@ -29,7 +29,7 @@ HELP = {
     "validators": "Comma-separated validator hotkeys allowed to store and challenge.",
     "max_shard_size": "Largest shard accepted.",
     "trash_grace_seconds": "How long deleted shards stay restorable.",
-    "scrub_rate": "Scrubber read budget per second, e.g. 32MiB.",
+    "scrub_rate": "Scrubber read budget per second, e.g. 32MiB; 0 turns it off.",
     "tree_cache": "Memory for cached Merkle trees.",
     "signature_window_ms": "Accepted clock skew of signed requests.",
 }
