@@ -124,7 +124,8 @@ class MerkleTree:
             taken.append(node)
             return node
 
-        _fold(self.leaf_count, known, sibling)
+        # The prover needs only which siblings the walk asks for, not the parents' hashes.
+        _fold(self.leaf_count, known, sibling, combine=lambda _left, _right: b"")
         return MerkleProof(tuple(taken))
 
     def to_bytes(self) -> bytes:
@@ -264,6 +265,7 @@ def _fold(
     leaf_count: int,
     known: Mapping[int, bytes],
     sibling: Callable[[int, int], bytes],
+    combine: Callable[[bytes, bytes], bytes] = hash_node,
 ) -> bytes:
     """Walk from known leaf hashes to the root, asking ``sibling`` for each missing node.
 
@@ -285,7 +287,7 @@ def _fold(
                 continue
             left_hash = nodes[left] if left in nodes else sibling(level, left)
             right_hash = nodes[right] if right in nodes else sibling(level, right)
-            parents[parent] = hash_node(left_hash, right_hash)
+            parents[parent] = combine(left_hash, right_hash)
         nodes = parents
         width = (width + 1) // 2
         level += 1
