@@ -52,3 +52,14 @@ def test_demo_rejects_impossible_parameters(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "k <= m" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_miner_run_explains_bad_settings_and_missing_wallets(tmp_path: Path) -> None:
+    bad = run("miner", "run", "--capacity", "lots", "--wallet-path", str(tmp_path))
+    assert bad.returncode == 2
+    assert "capacity (from --capacity)" in bad.stderr
+    missing = run("miner", "run", "--wallet-name", "nobody", "--wallet-path", str(tmp_path))
+    assert missing.returncode == 1
+    assert "subnet wallet create" in missing.stderr
+    for result in (bad, missing):
+        assert "Traceback" not in result.stderr
