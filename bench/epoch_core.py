@@ -13,9 +13,6 @@ this many passes over the weights" whatever the machine's speed. Figures are med
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import random
 import statistics
 import sys
@@ -23,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from bench.report import emit
 from chain import TOTAL_SUPPLY, EmissionSchedule, YumaInputs, credit_epoch, yuma_consensus
 
 UIDS = 256
@@ -78,8 +76,6 @@ def main() -> None:
     )
     report = {
         "bench": "epoch_core",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
         "command": " ".join(["python", *sys.argv]),
         "uids": UIDS,
         "validators": VALIDATORS,
@@ -95,10 +91,7 @@ def main() -> None:
             "within_budget": epoch < BUDGET_MS,
         },
     }
-    text = json.dumps(report, indent=2)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
-    print(text)
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

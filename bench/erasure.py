@@ -15,20 +15,20 @@ import sys
 from pathlib import Path
 
 # Run as a file, this script's folder comes first on sys.path and its name would shadow the
-# erasure package; drop that entry so both `python bench/erasure.py` and `-m` work.
+# erasure package; put the project root there instead, so `python bench/erasure.py` works
+# like `python -m bench.erasure`.
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    del sys.path[0]
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
 
 import zfec
 
+from bench.report import emit
 from erasure import ErasureParams, ObjectEncoder, decode_segment_shares
 from erasure.codec import STRIPE
 from erasure.params import MiB
@@ -112,17 +112,12 @@ def main() -> None:
     data = memoryview(os.urandom(args.size_mib * MiB))
     report = {
         "bench": "erasure",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
         "command": " ".join(["python", *sys.argv]),
         "input_mib": args.size_mib,
         "runs_per_figure": args.runs,
         "results": [measure(data, k, m, args.runs) for k, m in ((4, 8), (10, 16))],
     }
-    text = json.dumps(report, indent=2)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
-    print(text)
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

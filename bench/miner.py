@@ -1,8 +1,9 @@
 """Miner throughput against plain aiohttp, in one run, both servers as separate processes.
 
-- PUT: 4 MiB shards over 8 concurrent streams, in alternating rounds (median), to ``subnet miner run`` (hash check, Merkle
-  levels, fsync, rename, index) against a bare aiohttp handler streaming the bytes to a file
-  (with the same fsync) -- the cost of everything the miner adds.
+- PUT: 4 MiB shards over 8 concurrent streams, in alternating rounds (median), to
+  ``subnet miner run`` (hash check, Merkle levels, fsync, rename, index) against a bare
+  aiohttp handler streaming the bytes to a file (with the same fsync): the cost of
+  everything the miner adds.
 - Challenges: batches of 64 leaves (8 shards x 8 leaves, 16 KiB leaves) from 4 concurrent
   clients, against a bare aiohttp echo returning a reply of the same size.
 
@@ -15,8 +16,8 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,7 @@ import aiohttp
 from aiohttp import web
 from bittensor_wallet import Keypair
 
+from bench.report import emit
 from erasure import MerkleTree
 from protocol.http import SigningClient
 from protocol.wallet import create_wallet
@@ -46,8 +48,6 @@ SCRUB = os.environ.get("BENCH_SCRUB_RATE", "0")  # the scrubber is off unless as
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -117,7 +117,9 @@ async def body(data: bytes) -> AsyncIterator[bytes]:
         yield data[i : i + 256 * 1024]
 
 
-async def measure(miner_url: str, base_url: str, miner: str, key: Keypair, args: Any) -> dict[str, Any]:
+async def measure(
+    miner_url: str, base_url: str, miner: str, key: Keypair, args: Any
+) -> dict[str, Any]:
     rng = random.Random(7)
     shards = [rng.randbytes(SHARD) for _ in range(args.shards)]
     trees = [MerkleTree.build(s, LEAF) for s in shards]
@@ -197,7 +199,8 @@ async def measure(miner_url: str, base_url: str, miner: str, key: Keypair, args:
 
         start = time.perf_counter()
         await asyncio.gather(*(echo_client(start + args.seconds) for _ in range(CLIENTS)))
-        echo_leaves_per_s = echoes * SHARDS_PER_BATCH * LEAVES_PER_SHARD / (time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        echo_leaves_per_s = echoes * SHARDS_PER_BATCH * LEAVES_PER_SHARD / elapsed
     return {
         "put_mb_s": round(total / miner_s / 1e6, 1),
         "baseline_put_mb_s": round(total / base_s / 1e6, 1),
@@ -219,7 +222,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.baseline_server:
         port, folder, reply = args.baseline_server
-        web.run_app(baseline_app(Path(folder), int(reply)), host="127.0.0.1", port=int(port), print=None)
+        app = baseline_app(Path(folder), int(reply))
+        web.run_app(app, host="127.0.0.1", port=int(port), print=None)
         return
 
     with tempfile.TemporaryDirectory(prefix="bench-miner-") as tmp:
@@ -252,7 +256,6 @@ def main() -> None:
                 proc.wait()
     report = {
         "bench": "miner",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "command": " ".join(["python -m bench.miner", *sys.argv[1:]]),
         "shard_bytes": SHARD,
         "put_streams": STREAMS,
@@ -260,10 +263,7 @@ def main() -> None:
         "leaves_per_batch": SHARDS_PER_BATCH * LEAVES_PER_SHARD,
         "results": results,
     }
-    text = json.dumps(report, indent=2)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
-    print(text)
+    emit(report, args.out)
 
 
 if __name__ == "__main__":
