@@ -181,6 +181,13 @@ async def test_unsigned_unknown_stale_and_replayed_requests_are_refused(
         assert r.status == 404
     async with client.get(url, headers=fresh) as r:
         assert (r.status, await error_of(r)) == (401, "replayed_uuid")
+    forged = sign_headers(
+        Keypair.create_from_uri("//Forger"), body_hash=hashlib.sha256(b"").hexdigest(),
+        signed_for=service.hotkey, now_ms=wall_clock_ms(),
+    )  # fmt: skip
+    forged["Epistula-Signed-By"] = validator_key.ss58_address  # claims to be the validator
+    async with client.get(url, headers=forged) as r:
+        assert (r.status, await error_of(r)) == (401, "bad_signature")
 
 
 @pytest.mark.parametrize("bad_id", ["..%2F..%2Fetc%2Fpasswd", "AB" * 32, "ab" * 31, "zz" * 32])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from erasure import BadProofError, MerkleTree, verify
 from storage_miner.fs_store import FsShardStore
 from storage_miner.index import ShardIndex
 from storage_miner.prover import ChallengeRejected, TreeCache, answer
-from storage_miner.scrubber import find_corruption, scrub_batch
+from storage_miner.scrubber import find_corruption, run_scrubber, scrub_batch
 from storage_miner.store import ShardKey, ShardNotFound
 
 NS = "5FPKneG8EgVf2B2S3916PWt2yMb8oLAzimf73f9vMCdHAMtR"
@@ -116,3 +117,28 @@ def test_scrubber_quarantines_flipped_truncated_and_missing_shards(
     assert record is not None
     assert record.state == "ok"
     assert record.scrubbed_at is not None
+
+
+async def test_scrubber_loop_paces_reads_to_its_rate_and_idles_when_empty(
+    store: FsShardStore, index: ShardIndex
+) -> None:
+    for seed in range(3):
+        stored(store, index, bytes([seed]) * (2 * LEAF))
+    sleeps: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 4:
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await run_scrubber(store, index, bytes_per_second=LEAF, idle_seconds=7.0, sleep=fake_sleep)
+    # Each pass reads one 2-leaf shard, so it sleeps 2 s at one leaf per second; the loop
+    # re-scrubs from the least recently scrubbed, so it never idles while shards exist.
+    assert sleeps == [2.0, 2.0, 2.0, 2.0]
+    for record in index.next_to_scrub(10):
+        index.set_state(NS, record.shard_id, "trash", 0.0, None)
+    sleeps.clear()
+    with pytest.raises(asyncio.CancelledError):
+        await run_scrubber(store, index, bytes_per_second=LEAF, idle_seconds=7.0, sleep=fake_sleep)
+    assert sleeps == [7.0] * 4
