@@ -80,8 +80,11 @@ class Capability:
                 f"or '{_VERIFY}:verifier:k:m:size'"
             )
         verifier = _unb32(rest[0], _VERIFIER_SIZE, "verifier")
-        try:
-            k, m, size = (int(x) for x in rest[1:])
-        except ValueError:
-            raise CapabilityError("capability k, m and size must be integers") from None
-        return cls(verifier=verifier, k=k, m=m, size=size, key=key)
+        if not all(x.isascii() and x.isdigit() for x in rest[1:]):
+            raise CapabilityError("capability k, m and size must be decimal integers")
+        k, m, size = (int(x) for x in rest[1:])
+        parsed = cls(verifier=verifier, k=k, m=m, size=size, key=key)
+        # One object, one spelling: reject leading zeros, uppercase, stray base32 bits.
+        if str(parsed) != text.strip():
+            raise CapabilityError("capability is not in canonical form")
+        return parsed

@@ -106,7 +106,8 @@ class Manifest:
         if not isinstance(raw, dict):
             raise ManifestError("manifest must be a JSON object")
         version = raw.get("version")
-        if version != MANIFEST_VERSION:
+        # `type is int`: True and 1.0 equal 1 but would serialise differently.
+        if type(version) is not int or version != MANIFEST_VERSION:
             raise UnsupportedVersionError(
                 f"manifest version {version!r} is not supported (this code reads version "
                 f"{MANIFEST_VERSION}); upgrade the client that reads it"

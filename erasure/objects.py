@@ -16,8 +16,13 @@ from dataclasses import dataclass
 from erasure import codec
 from erasure.capability import Capability
 from erasure.codec import check_stripes, decode_segment, primary_blocks
-from erasure.crypto import TAG_SIZE, decrypt_segment, encrypt_segment, new_key
-from erasure.errors import ErasureError, NotEnoughSharesError, ShardIntegrityError
+from erasure.crypto import KEY_SIZE, TAG_SIZE, decrypt_segment, encrypt_segment, new_key
+from erasure.errors import (
+    ErasureError,
+    InvalidParamsError,
+    NotEnoughSharesError,
+    ShardIntegrityError,
+)
 from erasure.manifest import Encryption, Manifest, SegmentInfo
 from erasure.merkle import MerkleBuilder, MerkleTree
 from erasure.params import ErasureParams
@@ -83,6 +88,7 @@ def split_segments(
                     yield index, held, False
                     index += 1
                 held, buf, filled = memoryview(buf), bytearray(segment_size), 0
+        view.release()  # let the caller resize or reuse its buffer before the next chunk
     if filled:
         if held is not None:
             yield index, held, False
@@ -144,8 +150,10 @@ class ObjectEncoder:
     ) -> None:
         if key is not None and not encrypt:
             raise ValueError("a key was given but encrypt=False")
+        if key is not None and len(key) != KEY_SIZE:
+            raise InvalidParamsError(f"an object key is {KEY_SIZE} bytes, got {len(key)}")
         self.params = params
-        self.key = (key or new_key()) if encrypt else None
+        self.key = (new_key() if key is None else key) if encrypt else None
         self.workers = max(1, workers)
         self._segments: list[SegmentInfo] = []
         self._done = False
