@@ -26,6 +26,7 @@ from rich.table import Table
 
 from erasure import ErasureError, ErasureParams
 from subnet import __version__
+from subnet.dataset_cmd import dataset
 from subnet.demo import FileResult, prepare, round_trip
 from subnet.miner_cmd import miner
 from subnet.wallet_cmd import wallet
@@ -48,6 +49,7 @@ def main() -> None:
 
 main.add_command(wallet)
 main.add_command(miner)
+main.add_command(dataset)
 
 
 @main.command()
