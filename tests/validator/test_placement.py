@@ -1,0 +1,83 @@
+"""Placement: distinct IPs always, distinct networks when possible, weighted by room and trust."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from validator.placement import FREE_CAP, Candidate, network_of, pick, rank
+
+GiB = 2**30
+
+
+def miner(i: int, host: str, free: int = 100 * GiB, reputation: float = 1.0) -> Candidate:
+    return Candidate(f"hk{i}", host, 9000 + i, free, reputation)
+
+
+candidates_strategy = st.lists(
+    st.builds(
+        miner,
+        st.integers(0, 10**6),
+        st.sampled_from([f"10.0.{n}.{h}" for n in range(3) for h in range(1, 4)]),
+        st.integers(0, 10 * GiB),
+        st.floats(0, 1),
+    ),
+    max_size=30,
+    unique_by=lambda c: c.hotkey,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(candidates_strategy, st.integers(1, 12), st.integers(1, GiB), st.integers(0, 2**32))
+def test_never_two_shards_behind_one_ip_and_only_eligible_miners(
+    candidates: list[Candidate], count: int, shard: int, seed: int
+) -> None:
+    chosen = pick(rank(candidates, shard, random.Random(seed)), count)
+    assert len({c.host for c in chosen}) == len(chosen)
+    assert len({c.hotkey for c in chosen}) == len(chosen)
+    assert all(c.free_bytes >= shard and c.reputation > 0 for c in chosen)
+    eligible_hosts = {c.host for c in candidates if c.free_bytes >= shard and c.weight > 0}
+    assert len(chosen) == min(count, len(eligible_hosts))
+
+
+def test_distinct_networks_are_preferred_then_relaxed() -> None:
+    pool = [miner(i, f"10.0.{i // 2}.{i % 2 + 1}") for i in range(8)]  # 4 networks, 2 each
+    chosen = pick(rank(pool, 1, random.Random(1)), 4)
+    assert len({network_of(c.host) for c in chosen}) == 4
+    chosen = pick(rank(pool, 1, random.Random(1)), 6)
+    assert len({c.host for c in chosen}) == 6  # then a second host per network
+
+
+def test_replacements_avoid_hosts_and_miners_already_used() -> None:
+    pool = [miner(i, f"127.0.0.{i + 1}") for i in range(10)]
+    ranked = rank(pool, 1, random.Random(2))
+    first = pick(ranked, 8)
+    failed = first[0]
+    spare = pick(ranked, 1, taken_hosts=[c.host for c in first[1:]], exclude=[failed.hotkey])
+    assert len(spare) == 1
+    assert spare[0].hotkey not in {c.hotkey for c in first}
+
+
+def test_more_room_and_trust_means_more_shards() -> None:
+    pool = [
+        miner(0, "10.1.0.1", free=FREE_CAP, reputation=1.0),
+        miner(1, "10.2.0.1", free=FREE_CAP // 4, reputation=1.0),
+        miner(2, "10.3.0.1", free=FREE_CAP, reputation=0.25),
+        miner(3, "10.4.0.1", free=FREE_CAP, reputation=0.0),
+    ]
+    rng = random.Random(3)
+    firsts = Counter(rank(pool, 1, rng)[0].hotkey for _ in range(4000))
+    assert firsts["hk3"] == 0
+    assert firsts["hk0"] > 2 * firsts["hk1"]
+    assert firsts["hk0"] > 2 * firsts["hk2"]
+    assert abs(firsts["hk1"] - firsts["hk2"]) < 0.3 * firsts["hk1"]  # equal weights
+
+
+def test_ranking_is_reproducible_for_a_seed() -> None:
+    pool = [miner(i, f"10.9.{i}.1", free=(i + 1) * GiB) for i in range(20)]
+    first = [c.hotkey for c in rank(pool, 1, random.Random(7))]
+    assert first == [c.hotkey for c in rank(pool, 1, random.Random(7))]
+    assert first != [c.hotkey for c in rank(pool, 1, random.Random(8))]

@@ -1,0 +1,87 @@
+"""Where a segment's shards go: m distinct miners, weighted, never two behind one IP.
+
+Candidates are put in a weighted random order (Efraimidis-Spirakis: each gets the key
+``u ** (1 / weight)`` and the largest keys come first), with weight = free capacity (capped,
+so one huge miner does not take everything) times reputation. A miner without room for the
+shard, or with zero reputation, is never picked.
+
+``pick`` then walks that order and takes miners whose IP is not yet used by the segment,
+preferring a /24 (IPv4) or /48 (IPv6) not yet used either ("servers of happiness"). The same
+call hands out replacements when a push fails (Storj's long tail): pass the hosts already
+holding the segment's other shards.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+FREE_CAP = 1 << 40  # beyond 1 TiB free, more room does not make a miner more likely
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    hotkey: str
+    host: str  # IP address the miner serves on
+    port: int
+    free_bytes: int
+    reputation: float  # 0..1
+
+    @property
+    def weight(self) -> float:
+        return min(self.free_bytes, FREE_CAP) / FREE_CAP * max(0.0, self.reputation)
+
+
+def network_of(host: str) -> str:
+    """The /24 (IPv4) or /48 (IPv6) a host is in; the host itself if it is a name."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def rank(candidates: Iterable[Candidate], shard_size: int, rng: random.Random) -> list[Candidate]:
+    """Eligible candidates in weighted random order, most preferred first."""
+    keyed = []
+    for candidate in candidates:
+        weight = candidate.weight
+        if candidate.free_bytes < shard_size or weight <= 0:
+            continue
+        keyed.append((rng.random() ** (1.0 / weight), candidate.hotkey, candidate))
+    keyed.sort(key=lambda item: (item[0], item[1]), reverse=True)
+    return [candidate for _, _, candidate in keyed]
+
+
+def pick(
+    ranked: Sequence[Candidate],
+    count: int,
+    *,
+    taken_hosts: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+) -> list[Candidate]:
+    """Up to ``count`` candidates from ``ranked``, on hosts not in ``taken_hosts``.
+
+    A first pass also avoids networks already used; a second fills up from any unused host.
+    ``exclude`` names hotkeys not to use (miners that already failed this segment).
+    """
+    hosts = set(taken_hosts)
+    networks = {network_of(h) for h in hosts}
+    skip = set(exclude)
+    chosen: list[Candidate] = []
+    for spread_networks in (True, False):
+        for candidate in ranked:
+            if len(chosen) == count:
+                return chosen
+            if candidate.hotkey in skip or candidate.host in hosts:
+                continue
+            if spread_networks and network_of(candidate.host) in networks:
+                continue
+            chosen.append(candidate)
+            skip.add(candidate.hotkey)
+            hosts.add(candidate.host)
+            networks.add(network_of(candidate.host))
+    return chosen
