@@ -1,0 +1,160 @@
+"""The validator's tables (SQLAlchemy 2.0 typed models; migrations in migrations/validator).
+
+- ``users``: who may upload: a hotkey (Epistula) and/or an API token's hash, and a quota.
+- ``miners``: every miner the validator places shards on, with its address, free space and
+  reputation counters.
+- ``objects``: one per uploaded object. ``state`` is ``pending`` while shards are pushed and
+  ``committed`` once every segment has enough signed receipts; only committed objects are
+  visible. ``(owner, name)`` is unique, so a retried upload cannot duplicate an object.
+- ``segments`` and ``shards``: the manifest as rows (a shard id is its Merkle root).
+- ``placements``: which miner holds which shard, with the miner's signed receipt.
+- ``repair_queue``: shards that must be (re)placed: missing at upload, or lost later.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+HOTKEY = 64
+SHARD_ID = 64
+MAX_NAME = 1024
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    hotkey: Mapped[str | None] = mapped_column(String(HOTKEY), unique=True)
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger)  # None: unlimited
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Miner(Base):
+    __tablename__ = "miners"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hotkey: Mapped[str] = mapped_column(String(HOTKEY), unique=True)
+    uid: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    capacity_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    free_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Beta reputation with forgetting (DESIGN §5), kept apart for wrong data and timeouts.
+    wrong_alpha: Mapped[float] = mapped_column(Float, default=1.0)
+    wrong_beta: Mapped[float] = mapped_column(Float, default=0.0)
+    timeout_alpha: Mapped[float] = mapped_column(Float, default=1.0)
+    timeout_beta: Mapped[float] = mapped_column(Float, default=0.0)
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    active: Mapped[bool] = mapped_column(default=True)
+
+
+class StoredObject(Base):
+    __tablename__ = "objects"
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(MAX_NAME))
+    state: Mapped[str] = mapped_column(String(16), index=True)  # pending | committed
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    k: Mapped[int] = mapped_column(Integer)
+    m: Mapped[int] = mapped_column(Integer)
+    segment_size: Mapped[int] = mapped_column(Integer)
+    leaf_size: Mapped[int] = mapped_column(Integer)
+    encryption: Mapped[str] = mapped_column(String(32))
+    manifest_json: Mapped[str | None] = mapped_column(Text)
+    verifier: Mapped[str | None] = mapped_column(String(64))
+    key: Mapped[bytes | None] = mapped_column(LargeBinary)  # kept only if the user asked
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    committed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    segments: Mapped[list[Segment]] = relationship(
+        back_populates="object", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Segment(Base):
+    __tablename__ = "segments"
+    __table_args__ = (UniqueConstraint("object_id", "index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    object_id: Mapped[str] = mapped_column(ForeignKey("objects.id", ondelete="CASCADE"))
+    index: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)
+    padding: Mapped[int] = mapped_column(Integer)
+    shard_size: Mapped[int] = mapped_column(Integer)
+
+    object: Mapped[StoredObject] = relationship(back_populates="segments")
+    shards: Mapped[list[Shard]] = relationship(
+        back_populates="segment", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Shard(Base):
+    __tablename__ = "shards"
+    __table_args__ = (UniqueConstraint("segment_id", "share"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"))
+    share: Mapped[int] = mapped_column(Integer)
+    shard_id: Mapped[str] = mapped_column(String(SHARD_ID), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+
+    segment: Mapped[Segment] = relationship(back_populates="shards")
+    placements: Mapped[list[Placement]] = relationship(
+        back_populates="shard", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Placement(Base):
+    __tablename__ = "placements"
+    __table_args__ = (UniqueConstraint("shard_id", "miner_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shard_id: Mapped[int] = mapped_column(ForeignKey("shards.id", ondelete="CASCADE"))
+    miner_id: Mapped[int] = mapped_column(ForeignKey("miners.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # stored | lost
+    receipt_json: Mapped[str] = mapped_column(Text)
+    stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    shard: Mapped[Shard] = relationship(back_populates="placements")
+    miner: Mapped[Miner] = relationship()
+
+
+class RepairItem(Base):
+    __tablename__ = "repair_queue"
+    __table_args__ = (UniqueConstraint("shard_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shard_id: Mapped[int] = mapped_column(ForeignKey("shards.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
