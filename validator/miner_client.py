@@ -1,0 +1,181 @@
+"""The validator's side of the miner API: push, fetch, delete and challenge shards.
+
+Every request is Epistula-signed for the miner's hotkey. A miner's answer is checked here
+before anything trusts it: a receipt must be signed by that miner and name the shard, size
+and root we sent; fetched bytes are checked by the caller against the shard id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from protocol.http import SigningClient
+from protocol.wire import StorageReceipt, WireError, decode_frame
+
+Buffer = bytes | bytearray | memoryview
+SEND_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class MinerAddress:
+    hotkey: str
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+class MinerError(Exception):
+    """A miner did not do what was asked; ``kind`` says how (for scoring and retries)."""
+
+    def __init__(self, miner: MinerAddress, kind: str, detail: str) -> None:
+        super().__init__(f"miner {miner.hotkey} at {miner.url}: {kind}: {detail}")
+        self.miner = miner
+        self.kind = kind  # unreachable | timeout | refused | bad_reply
+
+
+async def _pieces(pieces: Sequence[Buffer]) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        view = memoryview(piece)
+        for start in range(0, len(view), SEND_CHUNK):
+            yield bytes(view[start : start + SEND_CHUNK])
+
+
+class MinerClient:
+    def __init__(self, signer: SigningClient, *, timeout: float = 60.0) -> None:
+        self.signer = signer
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def put_shard(
+        self,
+        miner: MinerAddress,
+        shard_id: str,
+        pieces: Sequence[Buffer],
+        size: int,
+        leaf_size: int,
+    ) -> StorageReceipt:
+        url = f"{miner.url}/v1/shards/{shard_id}?leaf_size={leaf_size}"
+        try:
+            async with self.signer.request_stream(
+                "PUT",
+                url,
+                signed_for=miner.hotkey,
+                content_hash=shard_id,
+                body=_pieces(pieces),
+                headers={"Content-Length": str(size)},
+            ) as response:
+                body = await self._json(miner, response)
+        except TimeoutError:
+            raise MinerError(miner, "timeout", "storing a shard") from None
+        except aiohttp.ClientError as exc:
+            raise MinerError(miner, "unreachable", str(exc)) from None
+        try:
+            receipt = StorageReceipt.from_dict(body.get("receipt"))
+            receipt.verify()
+        except WireError as exc:
+            raise MinerError(miner, "bad_reply", str(exc)) from None
+        expected = (miner.hotkey, self.signer.hotkey, shard_id, shard_id, size)
+        got = (receipt.miner, receipt.validator, receipt.shard_id, receipt.root, receipt.size)
+        if got != expected:
+            raise MinerError(miner, "bad_reply", f"receipt names {got}, expected {expected}")
+        return receipt
+
+    async def get_shard(
+        self, miner: MinerAddress, shard_id: str, *, start: int = 0, end: int | None = None
+    ) -> bytes:
+        headers = {}
+        if start or end is not None:
+            headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        try:
+            async with self.signer.request(
+                "GET",
+                f"{miner.url}/v1/shards/{shard_id}",
+                signed_for=miner.hotkey,
+                headers=headers,
+            ) as response:
+                if response.status not in (200, 206):
+                    await self._json(miner, response)
+                return await response.read()
+        except TimeoutError:
+            raise MinerError(miner, "timeout", "fetching a shard") from None
+        except aiohttp.ClientError as exc:
+            raise MinerError(miner, "unreachable", str(exc)) from None
+
+    async def delete_shard(self, miner: MinerAddress, shard_id: str) -> None:
+        try:
+            async with self.signer.request(
+                "DELETE", f"{miner.url}/v1/shards/{shard_id}", signed_for=miner.hotkey
+            ) as response:
+                if response.status not in (202, 404):
+                    await self._json(miner, response)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise MinerError(miner, "unreachable", str(exc) or "timeout") from None
+
+    async def challenge(
+        self, miner: MinerAddress, challenges: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[bytes]]:
+        """The per-challenge metadata and the blobs (leaves then proof, per answer)."""
+        try:
+            async with self.signer.request(
+                "POST",
+                f"{miner.url}/v1/challenges",
+                signed_for=miner.hotkey,
+                json={"challenges": challenges},
+            ) as response:
+                if response.status != 200:
+                    await self._json(miner, response)
+                raw = await response.read()
+        except TimeoutError:
+            raise MinerError(miner, "timeout", "answering challenges") from None
+        except aiohttp.ClientError as exc:
+            raise MinerError(miner, "unreachable", str(exc)) from None
+        try:
+            meta, blobs = decode_frame(raw)
+        except WireError as exc:
+            raise MinerError(miner, "bad_reply", str(exc)) from None
+        answers = meta.get("answers")
+        if not isinstance(answers, list) or len(answers) != len(challenges):
+            raise MinerError(miner, "bad_reply", "answers do not match the challenges")
+        return answers, blobs
+
+    async def info(self, miner: MinerAddress) -> dict[str, Any]:
+        try:
+            async with self.signer.session.get(f"{miner.url}/v1/info") as response:
+                return await self._json(miner, response)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise MinerError(miner, "unreachable", str(exc) or "timeout") from None
+
+    @staticmethod
+    async def _json(miner: MinerAddress, response: aiohttp.ClientResponse) -> dict[str, Any]:
+        try:
+            body = await response.json(content_type=None)
+        except (ValueError, aiohttp.ContentTypeError):
+            body = None
+        if not isinstance(body, dict):
+            raise MinerError(miner, "bad_reply", f"HTTP {response.status} without a JSON body")
+        if response.status >= 400:
+            raise MinerError(
+                miner,
+                "refused",
+                f"HTTP {response.status} {body.get('error')}: {body.get('message')}",
+            )
+        return body
+
+
+async def gather_limited(limit: int, jobs: Sequence[Any]) -> list[Any]:
+    """Run coroutines with at most ``limit`` in flight, returning results or exceptions."""
+    semaphore = asyncio.Semaphore(limit)
+
+    async def run(job: Any) -> Any:
+        async with semaphore:
+            return await job
+
+    return await asyncio.gather(*(run(j) for j in jobs), return_exceptions=True)
