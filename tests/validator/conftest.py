@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from bittensor_wallet import Keypair
+from sqlalchemy.orm import Session, sessionmaker
+
+from protocol.db import make_engine, upgrade
+from protocol.http import SigningClient
+from storage_miner.app import make_app
+from storage_miner.fs_store import FsShardStore
+from storage_miner.index import ShardIndex
+from storage_miner.service import MinerService
+from storage_miner.settings import MinerSettings
+from validator.miner_client import MinerClient
+from validator.models import Miner, User
+from validator.placement import Candidate
+
+VALIDATOR = Keypair.create_from_uri("//GatewayValidator")
+
+
+@dataclass
+class LiveMiner:
+    key: Keypair
+    service: MinerService
+    server: TestServer
+
+    @property
+    def candidate(self) -> Candidate:
+        return Candidate(self.key.ss58_address, self.server.host, self.server.port, 2**30, 1.0)
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    url = f"sqlite:///{tmp_path / 'validator.sqlite'}"
+    upgrade(url, "validator")
+    engine = make_engine(url)
+    yield sessionmaker(engine, expire_on_commit=False)
+    engine.dispose()
+
+
+@pytest.fixture
+async def live_miners(tmp_path: Path) -> AsyncIterator[list[LiveMiner]]:
+    """Eight real miner apps, each on its own loopback address."""
+    miners = []
+    for i in range(8):
+        key = Keypair.create_from_uri(f"//GatewayMiner{i}")
+        folder = tmp_path / f"miner{i}"
+        settings = MinerSettings(data_dir=folder, validators=(VALIDATOR.ss58_address,))
+        service = MinerService(
+            settings, key, FsShardStore(folder), ShardIndex(folder / "index.sqlite")
+        )
+        server = TestServer(make_app(service, background=False), host=f"127.0.0.{i + 1}")
+        await server.start_server()
+        miners.append(LiveMiner(key, service, server))
+    yield miners
+    for miner in miners:
+        await miner.server.close()
+        miner.service.index.close()
+
+
+@pytest.fixture
+def seeded(sessions: sessionmaker[Session], live_miners: list[LiveMiner]) -> int:
+    """The user id; the live miners are registered in the validator's database."""
+    with sessions.begin() as session:
+        user = User(name="alice", hotkey=None, created_at=datetime.now(UTC))
+        session.add(user)
+        for miner in live_miners:
+            c = miner.candidate
+            session.add(Miner(hotkey=c.hotkey, host=c.host, port=c.port, free_bytes=c.free_bytes))
+        session.flush()
+        return user.id
+
+
+@pytest.fixture
+async def miner_client() -> AsyncIterator[MinerClient]:
+    async with aiohttp.ClientSession() as session:
+        yield MinerClient(SigningClient(session, VALIDATOR), timeout=10)

@@ -1,0 +1,370 @@
+"""Uploads: a stream in, encoded segments out, shards placed on miners, one commit.
+
+The erasure pipeline is synchronous and CPU-bound, so it runs in a worker thread fed by a
+small bounded queue of chunks; coded segments come back through a one-slot asyncio queue.
+Both queues block their producer when full, so memory stays bounded whatever the object's
+size: a few chunks, the segments the encoder holds, and the segment being pushed.
+
+Each segment's m shards go to m miners picked by :mod:`validator.placement`, pushed
+concurrently; a failed push is retried on a replacement miner (Storj's long tail). The
+segment needs ``k + r`` signed receipts; shares still missing go to the repair queue. The
+object becomes visible (``committed``) only after every segment has its receipts; any
+failure removes its rows and asks the miners to drop what they got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import queue
+import random
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from erasure import EncodedSegment, ErasureParams, ObjectEncoder
+from protocol.wire import StorageReceipt
+from validator.miner_client import MinerAddress, MinerClient, MinerError
+from validator.models import Miner, Placement, RepairItem, Segment, Shard, StoredObject
+from validator.placement import Candidate, pick, rank
+
+log = logging.getLogger(__name__)
+
+CHUNK_QUEUE = 8  # chunks buffered between the request body and the encoder thread
+PUSH_ATTEMPTS = 3  # miners tried per shard before it goes to the repair queue
+
+
+class UploadError(Exception):
+    """The upload cannot go on; ``code`` is a stable reason for the HTTP layer."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class UploadOptions:
+    params: ErasureParams
+    extra_receipts: int = 1  # r: a segment needs k + r receipts to count as stored
+    encrypt: bool = True
+    keep_key: bool = False  # keep the key in the validator's database (else: capability only)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResult:
+    object_id: str
+    name: str
+    size: int
+    segments: int
+    capability: str
+    queued_for_repair: int
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Uploader:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        miners: MinerClient,
+        candidates: Callable[[], Sequence[Candidate]],
+        *,
+        rng: random.Random | None = None,
+        workers: int = 2,
+    ) -> None:
+        self.sessions = sessions
+        self.miners = miners
+        self.candidates = candidates
+        self.rng = rng or random.Random()  # noqa: S311 - placement spread, not a secret
+        self.workers = workers
+
+    async def upload(
+        self, owner_id: int, name: str, body: AsyncIterator[bytes], options: UploadOptions
+    ) -> UploadResult:
+        object_id = await asyncio.to_thread(self._begin, owner_id, name, options)
+        pushed: list[tuple[MinerAddress, str]] = []
+        try:
+            return await self._run(object_id, name, body, options, pushed)
+        except BaseException:
+            await asyncio.shield(self._abandon(object_id, pushed))
+            raise
+
+    def _begin(self, owner_id: int, name: str, options: UploadOptions) -> str:
+        params = options.params
+        with self.sessions.begin() as session:
+            existing = session.scalar(
+                select(StoredObject).where(
+                    StoredObject.owner_id == owner_id, StoredObject.name == name
+                )
+            )
+            if existing is not None:
+                if existing.state == "committed":
+                    raise UploadError(
+                        "already_exists",
+                        f"{name!r} is already stored as {existing.id}; delete it to replace it",
+                    )
+                raise UploadError("upload_in_progress", f"{name!r} is being uploaded already")
+            row = StoredObject(
+                id=uuid.uuid4().hex,
+                owner_id=owner_id,
+                name=name,
+                state="pending",
+                k=params.k,
+                m=params.m,
+                segment_size=params.segment_size,
+                leaf_size=params.leaf_size,
+                encryption="aes-256-gcm" if options.encrypt else "none",
+                created_at=now(),
+            )
+            session.add(row)
+            try:
+                session.flush()
+            except IntegrityError:
+                raise UploadError(
+                    "upload_in_progress", f"{name!r} is being uploaded already"
+                ) from None
+            return row.id
+
+    async def _run(
+        self,
+        object_id: str,
+        name: str,
+        body: AsyncIterator[bytes],
+        options: UploadOptions,
+        pushed: list[tuple[MinerAddress, str]],
+    ) -> UploadResult:
+        encoder = ObjectEncoder(options.params, encrypt=options.encrypt, workers=self.workers)
+        bridge = _EncodingBridge(encoder, asyncio.get_running_loop())
+        encoding = asyncio.create_task(asyncio.to_thread(bridge.run))
+        feeding = asyncio.create_task(bridge.feed(body))
+        queued = 0
+        try:
+            while (item := await bridge.segments.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                queued += await self._store_segment(object_id, item, options, pushed)
+            await feeding
+        finally:
+            bridge.stop.set()  # every blocking step on both sides polls this
+            feeding.cancel()
+            await asyncio.gather(encoding, feeding, return_exceptions=True)
+        manifest = encoder.manifest()
+        capability = encoder.capability()
+        await asyncio.to_thread(self._commit, object_id, manifest.to_json().decode(),
+                                manifest.verifier_hash().hex(), manifest.size,
+                                encoder.key if options.keep_key else None)  # fmt: skip
+        return UploadResult(
+            object_id=object_id,
+            name=name,
+            size=manifest.size,
+            segments=len(manifest.segments),
+            capability=str(capability),
+            queued_for_repair=queued,
+        )
+
+    async def _store_segment(
+        self,
+        object_id: str,
+        segment: EncodedSegment,
+        options: UploadOptions,
+        pushed: list[tuple[MinerAddress, str]],
+    ) -> int:
+        params = options.params
+        ranked = rank(self.candidates(), segment.info.shard_size, self.rng)
+        needed = params.k + options.extra_receipts
+        if len({c.host for c in ranked}) < needed:
+            raise UploadError(
+                "not_enough_miners",
+                f"{len(ranked)} miners with room on distinct hosts; a segment needs "
+                f"at least {needed} (k={params.k} + r={options.extra_receipts})",
+            )
+        assigned = pick(ranked, params.m)
+        hosts = {c.host for c in assigned}
+        failed: set[str] = set()
+        placed: dict[int, tuple[Candidate, StorageReceipt]] = {}
+
+        async def push(share: int, target: Candidate | None) -> None:
+            shard = segment.shards[share]
+            for _ in range(PUSH_ATTEMPTS):
+                if target is None:
+                    spare = pick(ranked, 1, taken_hosts=hosts, exclude=failed | _used())
+                    if not spare:
+                        return
+                    target = spare[0]
+                    hosts.add(target.host)
+                address = MinerAddress(target.hotkey, target.host, target.port)
+                try:
+                    receipt = await self.miners.put_shard(
+                        address, shard.id, shard.pieces, shard.size, params.leaf_size
+                    )
+                except MinerError as exc:
+                    log.info("shard push failed", extra={"miner": target.hotkey, "why": exc.kind})
+                    failed.add(target.hotkey)
+                    hosts.discard(target.host)
+                    target = None
+                    continue
+                pushed.append((address, shard.id))
+                placed[share] = (target, receipt)
+                return
+
+        def _used() -> set[str]:
+            return {c.hotkey for c, _ in placed.values()}
+
+        targets: list[Candidate | None] = [*assigned, *[None] * (params.m - len(assigned))]
+        await asyncio.gather(*(push(i, t) for i, t in enumerate(targets)))
+        if len(placed) < needed:
+            raise UploadError(
+                "not_enough_receipts",
+                f"segment {segment.index}: {len(placed)} miners stored a shard, "
+                f"{needed} are needed; is the subnet short of healthy miners?",
+            )
+        await asyncio.to_thread(self._record_segment, object_id, segment, placed)
+        return params.m - len(placed)
+
+    def _record_segment(
+        self,
+        object_id: str,
+        segment: EncodedSegment,
+        placed: dict[int, tuple[Candidate, StorageReceipt]],
+    ) -> None:
+        info = segment.info
+        with self.sessions.begin() as session:
+            row = Segment(
+                object_id=object_id,
+                index=segment.index,
+                size=info.size,
+                padding=info.padding,
+                shard_size=info.shard_size,
+            )
+            session.add(row)
+            miners = {
+                m.hotkey: m
+                for m in session.scalars(
+                    select(Miner).where(Miner.hotkey.in_([c.hotkey for c, _ in placed.values()]))
+                )
+            }
+            for shard in segment.shards:
+                shard_row = Shard(share=shard.share, shard_id=shard.id, size=shard.size)
+                row.shards.append(shard_row)
+                if shard.share in placed:
+                    candidate, receipt = placed[shard.share]
+                    shard_row.placements.append(
+                        Placement(
+                            miner=miners[candidate.hotkey],
+                            state="stored",
+                            receipt_json=_receipt_json(receipt),
+                            stored_at=now(),
+                        )
+                    )
+            session.flush()
+            for shard_row in row.shards:
+                if not shard_row.placements:
+                    session.add(
+                        RepairItem(
+                            shard_id=shard_row.id, reason="not placed at upload", created_at=now()
+                        )
+                    )
+
+    def _commit(
+        self, object_id: str, manifest: str, verifier: str, size: int, key: bytes | None
+    ) -> None:
+        with self.sessions.begin() as session:
+            row = session.get(StoredObject, object_id)
+            if row is None:
+                raise UploadError("gone", "the upload was removed while it ran")
+            row.manifest_json = manifest
+            row.verifier = verifier
+            row.size = size
+            row.key = key
+            row.state = "committed"
+            row.committed_at = now()
+
+    async def _abandon(self, object_id: str, pushed: list[tuple[MinerAddress, str]]) -> None:
+        """Remove a failed upload's rows, then ask miners to drop its shards."""
+        await asyncio.to_thread(self._delete_rows, object_id)
+        results = await asyncio.gather(
+            *(self.miners.delete_shard(address, sid) for address, sid in pushed),
+            return_exceptions=True,
+        )
+        leaked = sum(isinstance(r, Exception) for r in results)
+        if leaked:
+            log.warning("could not delete all shards of a failed upload", extra={"left": leaked})
+
+    def _delete_rows(self, object_id: str) -> None:
+        with self.sessions.begin() as session:
+            session.execute(delete(StoredObject).where(StoredObject.id == object_id))
+
+
+class _EncodingBridge:
+    """Chunks from the event loop to the encoder thread, segments back, both bounded.
+
+    Every wait polls ``stop``, so when either side fails the other winds down promptly and
+    no thread is left blocked on a queue nobody reads.
+    """
+
+    POLL = 0.1
+
+    def __init__(self, encoder: ObjectEncoder, loop: asyncio.AbstractEventLoop) -> None:
+        self.encoder = encoder
+        self.loop = loop
+        self.chunks: queue.Queue[bytes | None] = queue.Queue(CHUNK_QUEUE)
+        self.segments: asyncio.Queue[EncodedSegment | Exception | None] = asyncio.Queue(1)
+        self.stop = threading.Event()
+
+    async def feed(self, body: AsyncIterator[bytes]) -> None:
+        async for chunk in body:
+            await asyncio.to_thread(self._put, chunk)
+        await asyncio.to_thread(self._put, None)
+
+    def _put(self, chunk: bytes | None) -> None:
+        while not self.stop.is_set():
+            try:
+                self.chunks.put(chunk, timeout=self.POLL)
+            except queue.Full:
+                continue
+            return
+
+    def _source(self) -> Iterator[bytes]:
+        while not self.stop.is_set():
+            try:
+                chunk = self.chunks.get(timeout=self.POLL)
+            except queue.Empty:
+                continue
+            if chunk is None:
+                return
+            yield chunk
+
+    def _hand(self, item: EncodedSegment | Exception | None) -> None:
+        future = asyncio.run_coroutine_threadsafe(self.segments.put(item), self.loop)
+        while not self.stop.is_set():
+            try:
+                future.result(timeout=self.POLL)
+            except concurrent.futures.TimeoutError:
+                continue
+            return
+        future.cancel()
+
+    def run(self) -> None:
+        try:
+            for segment in self.encoder.encode(self._source()):
+                self._hand(segment)
+                if self.stop.is_set():
+                    return
+            self._hand(None)
+        except Exception as exc:  # noqa: BLE001 - handed to the event loop, which re-raises it
+            self._hand(exc)
+
+
+def _receipt_json(receipt: StorageReceipt) -> str:
+    return json.dumps(receipt.to_dict(), sort_keys=True, separators=(",", ":"))
