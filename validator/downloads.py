@@ -1,0 +1,215 @@
+"""Downloads: k shards per segment from the fastest miners, hedged, verified, decoded.
+
+For each segment the validator asks k miners at once, preferring primary shares (which
+decode for free) and miners that answered fast before. If they have not all answered after
+``hedge_after`` seconds it asks ``hedge`` more (Storj's long tail, Sia's overdrive), and it
+cancels whatever is still running once k good shares are in. Every share is hashed against
+its shard id before use: a bad or missing one just means asking another miner. The next
+segment is fetched while the current one streams out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from erasure import Manifest, MerkleTree, decode_segment_shares
+from validator.miner_client import MinerAddress, MinerClient, MinerError
+from validator.models import Placement, Segment, Shard, StoredObject
+
+log = logging.getLogger(__name__)
+
+
+class DownloadError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    share: int
+    shard_id: str
+    miner: MinerAddress
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectPlan:
+    object_id: str
+    name: str
+    manifest: Manifest
+    stored_key: bytes | None
+    sources: tuple[tuple[Source, ...], ...]  # per segment: every stored copy of every share
+
+
+class Downloader:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        miners: MinerClient,
+        *,
+        hedge_after: float = 0.5,
+        hedge: int = 2,
+    ) -> None:
+        self.sessions = sessions
+        self.miners = miners
+        self.hedge_after = hedge_after
+        self.hedge = hedge
+        self.latency: dict[str, float] = {}  # EWMA seconds per miner hotkey
+
+    def plan(self, object_id: str) -> ObjectPlan:
+        """Everything needed to fetch a committed object (run in a thread)."""
+        with self.sessions() as session:
+            row = session.get(StoredObject, object_id)
+            if row is None or row.state != "committed" or row.manifest_json is None:
+                raise DownloadError("not_found", f"no stored object {object_id}")
+            segments = session.scalars(
+                select(Segment)
+                .where(Segment.object_id == object_id)
+                .order_by(Segment.index)
+                .options(
+                    selectinload(Segment.shards)
+                    .selectinload(Shard.placements)
+                    .selectinload(Placement.miner)
+                )
+            ).all()
+            sources = tuple(
+                tuple(
+                    Source(
+                        s.share,
+                        s.shard_id,
+                        MinerAddress(p.miner.hotkey, p.miner.host, p.miner.port),
+                    )
+                    for s in segment.shards
+                    for p in s.placements
+                    if p.state == "stored" and p.miner.active
+                )
+                for segment in segments
+            )
+            return ObjectPlan(
+                row.id, row.name, Manifest.from_json(row.manifest_json), row.key, sources
+            )
+
+    async def stream(
+        self, plan: ObjectPlan, key: bytes | None, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Plaintext bytes ``start..end`` (end exclusive), segment by segment."""
+        manifest = plan.manifest
+        end = manifest.size if end is None else min(end, manifest.size)
+        seg_size = manifest.params.segment_size
+        if start >= end:
+            return
+        first, last = start // seg_size, (end - 1) // seg_size
+        ahead: asyncio.Task[bytes | bytearray] | None = None
+        try:
+            for index in range(first, last + 1):
+                current = ahead or asyncio.create_task(self.segment(plan, index, key))
+                ahead = (
+                    asyncio.create_task(self.segment(plan, index + 1, key))
+                    if index < last
+                    else None
+                )
+                data = await current
+                base = index * seg_size
+                lo, hi = max(start - base, 0), min(end - base, len(data))
+                yield bytes(memoryview(data)[lo:hi]) if (lo, hi) != (0, len(data)) else bytes(data)
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, DownloadError):
+                    await ahead
+
+    async def segment(self, plan: ObjectPlan, index: int, key: bytes | None) -> bytes | bytearray:
+        manifest = plan.manifest
+        k = manifest.params.k
+        # Primaries first (no decoding), then by how fast each miner answered before.
+        ordered = sorted(
+            plan.sources[index],
+            key=lambda s: (s.share >= k, self.latency.get(s.miner.hotkey, 0.5)),
+        )
+        good: dict[int, bytes] = {}
+        waiting: set[asyncio.Task[tuple[Source, bytes | None]]] = set()
+        queue = list(ordered)
+
+        def launch(count: int) -> None:
+            while count > 0 and queue:
+                source = queue.pop(0)
+                if source.share in good or any(t.get_name() == str(source.share) for t in waiting):
+                    continue
+                task = asyncio.create_task(self._fetch(manifest, index, source))
+                task.set_name(str(source.share))
+                waiting.add(task)
+                count -= 1
+
+        launch(k)
+        hedged = False
+        try:
+            while len(good) < k:
+                if not waiting:
+                    if not queue:
+                        raise DownloadError(
+                            "not_enough_shards",
+                            f"segment {index} of {plan.name!r}: only {len(good)} of the {k} "
+                            "shards needed could be fetched; too many miners are down",
+                        )
+                    launch(k - len(good))
+                    continue
+                timeout = None if hedged else self.hedge_after
+                done, _ = await asyncio.wait(
+                    waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    hedged = True
+                    launch(self.hedge)
+                    continue
+                for task in done:
+                    waiting.discard(task)
+                    source, data = task.result()
+                    if data is not None and source.share not in good:
+                        good[source.share] = data
+                if len(good) + len(waiting) < k:
+                    launch(k - len(good) - len(waiting))
+        finally:
+            for task in waiting:
+                task.cancel()
+        return await asyncio.to_thread(
+            decode_segment_shares, manifest, index, good, key or plan.stored_key, verify=False
+        )
+
+    async def _fetch(
+        self, manifest: Manifest, index: int, source: Source
+    ) -> tuple[Source, bytes | None]:
+        started = time.perf_counter()
+        try:
+            data = await self.miners.get_shard(source.miner, source.shard_id)
+        except MinerError as exc:
+            log.info("shard fetch failed", extra={"miner": source.miner.hotkey, "why": exc.kind})
+            self.latency[source.miner.hotkey] = 10.0  # try it last next time
+            return source, None
+        elapsed = time.perf_counter() - started
+        previous = self.latency.get(source.miner.hotkey, elapsed)
+        self.latency[source.miner.hotkey] = 0.7 * previous + 0.3 * elapsed
+        info = manifest.segments[index]
+        ok = len(data) == info.shard_size and await asyncio.to_thread(
+            _matches, data, manifest.params.leaf_size, source.shard_id
+        )
+        if not ok:
+            log.warning("miner served a corrupt shard", extra={"miner": source.miner.hotkey})
+            return source, None
+        return source, data
+
+
+def _matches(data: bytes, leaf_size: int, shard_id: str) -> bool:
+    return MerkleTree.build(data, leaf_size).root.hex() == shard_id
+
+
+def _address(placement: Placement) -> MinerAddress:
+    return MinerAddress(placement.miner.hotkey, placement.miner.host, placement.miner.port)
