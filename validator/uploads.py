@@ -90,12 +90,18 @@ class Uploader:
         self.workers = workers
 
     async def upload(
-        self, owner_id: int, name: str, body: AsyncIterator[bytes], options: UploadOptions
+        self,
+        owner_id: int,
+        name: str,
+        body: AsyncIterator[bytes],
+        options: UploadOptions,
+        before_commit: Callable[[], None] = lambda: None,
     ) -> UploadResult:
+        """Store ``body`` as ``name``; ``before_commit`` may still refuse (e.g. a bad hash)."""
         object_id = await asyncio.to_thread(self._begin, owner_id, name, options)
         pushed: list[tuple[MinerAddress, str]] = []
         try:
-            return await self._run(object_id, name, body, options, pushed)
+            return await self._run(object_id, name, body, options, pushed, before_commit)
         except BaseException:
             await asyncio.shield(self._abandon(object_id, pushed))
             raise
@@ -143,6 +149,7 @@ class Uploader:
         body: AsyncIterator[bytes],
         options: UploadOptions,
         pushed: list[tuple[MinerAddress, str]],
+        before_commit: Callable[[], None],
     ) -> UploadResult:
         encoder = ObjectEncoder(options.params, encrypt=options.encrypt, workers=self.workers)
         bridge = _EncodingBridge(encoder, asyncio.get_running_loop())
@@ -159,6 +166,7 @@ class Uploader:
             bridge.stop.set()  # every blocking step on both sides polls this
             feeding.cancel()
             await asyncio.gather(encoding, feeding, return_exceptions=True)
+        before_commit()
         manifest = encoder.manifest()
         capability = encoder.capability()
         await asyncio.to_thread(self._commit, object_id, manifest.to_json().decode(),

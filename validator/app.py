@@ -1,0 +1,289 @@
+"""The validator's HTTP API: a thin aiohttp layer over :class:`Gateway`.
+
+    PUT    /v1/objects?name=N[&encrypt=0][&keep_key=1]   upload (streamed, signed sha256)
+    GET    /v1/objects                                    the caller's objects
+    GET    /v1/objects/{ref}                              download by id or name; HEAD, Range
+    DELETE /v1/objects/{ref}                              delete
+    GET    /v1/info, /healthz, /metrics                   public
+
+Users sign with their hotkey (Epistula). An upload declares ``Epistula-Content-Hash:
+sha256:<hex>`` of the whole body; the object is committed only if the streamed bytes match.
+Encrypted objects whose key the validator does not keep are read with the capability in an
+``X-Capability`` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from erasure import Capability, CapabilityError, ErasureParams
+from protocol.epistula import SHA256_PREFIX, EpistulaVerifier, HotkeyPolicy
+from protocol.http import (
+    ApiError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    epistula_middleware,
+    error_middleware,
+    streamed_body,
+    verified,
+    wall_clock_ms,
+)
+from protocol.metrics import ServiceMetrics
+from validator.downloads import DownloadError
+from validator.gateway import Gateway, NoSuchObject, NotYours
+from validator.models import MAX_NAME
+from validator.settings import ValidatorSettings
+from validator.uploads import UploadError, UploadOptions
+
+log = logging.getLogger(__name__)
+
+GATEWAY = web.AppKey("gateway", Gateway)
+SETTINGS = web.AppKey("settings", ValidatorSettings)
+REFRESH_SECONDS = 30.0
+_UNAVAILABLE = {"not_enough_miners", "not_enough_receipts", "not_enough_shards"}
+
+
+class UsersPolicy(HotkeyPolicy):
+    """Allows the gateway's current users (re-read when the user list changes)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.hotkeys = gateway.user_hotkeys()
+
+    def is_allowed(self, hotkey: str) -> bool:
+        return hotkey in self.hotkeys
+
+
+@web.middleware
+async def domain_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except NoSuchObject as exc:
+        raise NotFound("not_found", f"you have no object {exc}") from None
+    except NotYours as exc:
+        raise Forbidden("not_yours", str(exc)) from None
+    except UploadError as exc:
+        if exc.code in _UNAVAILABLE:
+            raise ApiError(503, exc.code, exc.message) from None
+        raise Conflict(exc.code, exc.message) from None
+    except DownloadError as exc:
+        status = 503 if exc.code in _UNAVAILABLE else 404
+        raise ApiError(status, exc.code, exc.message) from None
+
+
+def _flag(request: web.Request, name: str, default: bool) -> bool:
+    value = request.query.get(name)
+    if value is None:
+        return default
+    if value not in {"0", "1", "true", "false"}:
+        raise BadRequest("bad_query", f"{name} is 0/1 or true/false")
+    return value in {"1", "true"}
+
+
+@streamed_body
+async def put_object(request: web.Request) -> web.Response:
+    caller = verified(request)
+    gateway, settings = request.app[GATEWAY], request.app[SETTINGS]
+    name = request.query.get("name", "")
+    if not 0 < len(name) <= MAX_NAME or "\x00" in name:
+        raise BadRequest("bad_name", f"give ?name= with 1..{MAX_NAME} characters")
+    declared = caller.require_declared_hash()
+    if not declared.startswith(SHA256_PREFIX):
+        raise BadRequest("bad_hash", "declare Epistula-Content-Hash as sha256:<hex of the body>")
+    size = request.content_length
+    if size is None:
+        raise ApiError(411, "length_required", "send Content-Length")
+    if size > settings.max_object_size:
+        raise PayloadTooLarge("too_large", f"objects are at most {settings.max_object_size} bytes")
+    owner = await asyncio.to_thread(gateway.user_id, caller.signed_by)
+    digest = hashlib.sha256()
+    received = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal received
+        async for chunk in request.content.iter_chunked(1024 * 1024):
+            received += len(chunk)
+            if received > size:
+                raise BadRequest("bad_upload", "the body is longer than Content-Length")
+            await asyncio.to_thread(digest.update, chunk)
+            yield chunk
+
+    def check() -> None:
+        if received != size:
+            raise BadRequest("bad_upload", f"the body ended after {received} of {size} bytes")
+        caller.check_streamed_body(SHA256_PREFIX + digest.hexdigest())
+
+    params = ErasureParams(
+        k=settings.k, m=settings.m, segment_size=settings.segment_size, leaf_size=settings.leaf_size
+    )
+    options = UploadOptions(
+        params,
+        extra_receipts=settings.extra_receipts,
+        encrypt=_flag(request, "encrypt", True),
+        keep_key=_flag(request, "keep_key", False),
+    )
+    result = await gateway.uploader.upload(owner, name, body(), options, before_commit=check)
+    reply = asdict(result)
+    if options.keep_key or not options.encrypt:
+        reply["capability"] = str(Capability.parse(result.capability).verify_only())
+    return web.json_response(reply, status=201)
+
+
+async def list_objects(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    owner = await asyncio.to_thread(gateway.user_id, verified(request).signed_by)
+    objects = await asyncio.to_thread(gateway.list_objects, owner)
+    return web.json_response({"objects": [asdict(o) for o in objects]})
+
+
+async def get_object(request: web.Request) -> web.StreamResponse:
+    gateway = request.app[GATEWAY]
+    owner = await asyncio.to_thread(gateway.user_id, verified(request).signed_by)
+    info = await asyncio.to_thread(gateway.find, owner, request.match_info["ref"])
+    plan = await asyncio.to_thread(gateway.plan, owner, info.id)
+    key = plan.stored_key
+    if info.encrypted and key is None:
+        key = _key_from_capability(request, plan.manifest.verifier_hash())
+    try:
+        wanted = request.http_range
+    except ValueError:
+        raise ApiError(416, "bad_range", "the Range header is malformed") from None
+    start, stop = _resolve(wanted, info.size)
+    response = web.StreamResponse(status=206 if (start, stop) != (0, info.size) else 200)
+    response.content_type = "application/octet-stream"
+    response.content_length = stop - start
+    response.headers["Accept-Ranges"] = "bytes"
+    response.headers["X-Object-Id"] = info.id
+    if response.status == 206:
+        response.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{info.size}"
+    if request.method == "HEAD":
+        await response.prepare(request)
+        return response
+    chunks = gateway.downloader.stream(plan, key, start, stop)
+    first = await anext(chunks, b"")  # errors before any byte is sent still get a status
+    await response.prepare(request)
+    try:
+        await response.write(first)
+        async for chunk in chunks:
+            await response.write(chunk)
+    except DownloadError as exc:
+        log.warning("download failed mid-stream", extra={"object": info.id, "why": exc.code})
+        if request.transport is not None:
+            request.transport.close()  # a short body tells the client; never send wrong bytes
+        return response
+    await response.write_eof()
+    return response
+
+
+def _key_from_capability(request: web.Request, verifier: bytes) -> bytes:
+    text = request.headers.get("X-Capability")
+    if not text:
+        raise Forbidden("key_needed", "this object is encrypted: send X-Capability: URI:SN-CHK:...")
+    try:
+        cap = Capability.parse(text)
+    except CapabilityError as exc:
+        raise BadRequest("bad_capability", str(exc)) from None
+    if cap.key is None or cap.verifier != verifier:
+        raise Forbidden("wrong_capability", "that capability does not open this object")
+    return cap.key
+
+
+def _resolve(wanted: slice, size: int) -> tuple[int, int]:
+    start, stop = wanted.start, wanted.stop
+    if start is not None and start < 0 and stop is None:
+        start, stop = max(0, size + start), size
+    start = 0 if start is None else start
+    stop = size if stop is None else min(stop, size)
+    if (start, stop) == (0, 0) and size == 0:
+        return 0, 0
+    if start >= size or stop <= start:
+        raise ApiError(416, "range_not_satisfiable", f"the object has {size} bytes")
+    return start, stop
+
+
+async def delete_object(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    owner = await asyncio.to_thread(gateway.user_id, verified(request).signed_by)
+    info = await asyncio.to_thread(gateway.find, owner, request.match_info["ref"])
+    shards = await gateway.delete(owner, info.id)
+    return web.json_response({"deleted": info.id, "shards": shards})
+
+
+async def get_info(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    gateway = request.app[GATEWAY]
+    return web.json_response(
+        {
+            "k": settings.k,
+            "m": settings.m,
+            "segment_size": settings.segment_size,
+            "miners_available": len(gateway.candidates()),
+        }
+    )
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def _refresh(app: web.Application) -> AsyncIterator[None]:
+    gateway = app[GATEWAY]
+
+    async def loop() -> None:
+        while True:
+            try:
+                await gateway.refresh_miners()
+            except Exception:  # a database hiccup must not end the loop; logged, retried
+                log.exception("refreshing miners failed")
+            await asyncio.sleep(REFRESH_SECONDS)
+
+    await gateway.refresh_miners()
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def make_app(
+    gateway: Gateway, settings: ValidatorSettings, own_hotkey: str, *, background: bool = True
+) -> web.Application:
+    metrics = ServiceMetrics("validator")
+    app = web.Application(
+        client_max_size=1024 * 1024,
+        middlewares=[
+            metrics.middleware,
+            error_middleware,
+            epistula_middleware(
+                EpistulaVerifier(window_ms=settings.signature_window_ms),
+                own_hotkey=own_hotkey,
+                policy=UsersPolicy(gateway),
+                clock_ms=wall_clock_ms,
+                public_paths=frozenset({"/healthz", "/metrics", "/v1/info"}),
+            ),
+            domain_errors,
+        ],
+    )
+    app[GATEWAY] = gateway
+    app[SETTINGS] = settings
+    app.router.add_put("/v1/objects", put_object)
+    app.router.add_get("/v1/objects", list_objects)
+    app.router.add_get("/v1/objects/{ref}", get_object)
+    app.router.add_delete("/v1/objects/{ref}", delete_object)
+    app.router.add_get("/v1/info", get_info)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics.handler)
+    if background:
+        app.cleanup_ctx.append(_refresh)
+    return app

@@ -1,0 +1,212 @@
+"""The gateway's behaviour, independent of HTTP: users, miners, objects.
+
+Owns the user and miner directories (kept in the database), enforces that a user sees only
+their own objects, and hands uploads and downloads to :mod:`validator.uploads` and
+:mod:`validator.downloads`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from validator.downloads import Downloader, ObjectPlan
+from validator.miner_client import MinerAddress, MinerClient
+from validator.models import Miner, Placement, Segment, Shard, StoredObject, User
+from validator.placement import Candidate
+from validator.uploads import Uploader
+
+log = logging.getLogger(__name__)
+
+
+class NotYours(Exception):
+    pass
+
+
+class NoSuchObject(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    id: str
+    name: str
+    size: int
+    state: str
+    encrypted: bool
+    key_stored: bool
+    created_at: str
+
+
+def parse_user(entry: str) -> tuple[str, str]:
+    name, sep, hotkey = entry.partition("=")
+    if not sep or not name or not hotkey:
+        raise ValueError(f"user {entry!r}: write it as name=ss58hotkey")
+    return name.strip(), hotkey.strip()
+
+
+def parse_miner(entry: str) -> tuple[str, str, int]:
+    hotkey, sep, address = entry.partition("@")
+    host, colon, port = address.rpartition(":")
+    if not sep or not colon or not port.isdigit():
+        raise ValueError(f"miner {entry!r}: write it as ss58hotkey@host:port")
+    return hotkey, host.strip("[]"), int(port)
+
+
+class Gateway:
+    def __init__(self, sessions: sessionmaker[Session], miners: MinerClient) -> None:
+        self.sessions = sessions
+        self.miners = miners
+        self._candidates: list[Candidate] = []
+        self.uploader = Uploader(sessions, miners, self.candidates)
+        self.downloader = Downloader(sessions, miners)
+
+    # --- directories -----------------------------------------------------------------
+
+    def sync_users(self, entries: Sequence[str]) -> None:
+        with self.sessions.begin() as session:
+            for name, hotkey in map(parse_user, entries):
+                row = session.scalar(select(User).where(User.name == name))
+                if row is None:
+                    session.add(User(name=name, hotkey=hotkey, created_at=datetime.now(UTC)))
+                else:
+                    row.hotkey = hotkey
+
+    def user_hotkeys(self) -> frozenset[str]:
+        with self.sessions() as session:
+            return frozenset(h for h in session.scalars(select(User.hotkey)) if h)
+
+    def user_id(self, hotkey: str) -> int:
+        with self.sessions() as session:
+            uid = session.scalar(select(User.id).where(User.hotkey == hotkey))
+        if uid is None:
+            raise NotYours(f"hotkey {hotkey} is not a user of this validator")
+        return uid
+
+    def sync_miners(self, entries: Sequence[str]) -> None:
+        with self.sessions.begin() as session:
+            for hotkey, host, port in map(parse_miner, entries):
+                row = session.scalar(select(Miner).where(Miner.hotkey == hotkey))
+                if row is None:
+                    session.add(Miner(hotkey=hotkey, host=host, port=port))
+                else:
+                    row.host, row.port = host, port
+
+    async def refresh_miners(self) -> None:
+        """Ask every miner for its free space; unreachable ones are not placed on."""
+        with self.sessions() as session:
+            rows = [
+                (m.id, MinerAddress(m.hotkey, m.host, m.port))
+                for m in session.scalars(select(Miner))
+            ]
+        infos = await asyncio.gather(
+            *(self.miners.info(address) for _, address in rows), return_exceptions=True
+        )
+        seen = datetime.now(UTC)
+
+        def record() -> list[Candidate]:
+            candidates = []
+            with self.sessions.begin() as session:
+                for (miner_id, address), info in zip(rows, infos, strict=True):
+                    miner = session.get(Miner, miner_id)
+                    if miner is None:
+                        continue
+                    if isinstance(info, BaseException):
+                        miner.active = False
+                        continue
+                    miner.active = True
+                    miner.free_bytes = int(info.get("free", 0))
+                    miner.capacity_bytes = int(info.get("capacity", 0))
+                    miner.last_seen = seen
+                    reputation = miner.wrong_alpha / (miner.wrong_alpha + miner.wrong_beta)
+                    candidates.append(
+                        Candidate(address.hotkey, address.host, address.port,
+                                  miner.free_bytes, reputation)
+                    )  # fmt: skip
+            return candidates
+
+        self._candidates = await asyncio.to_thread(record)
+
+    def candidates(self) -> list[Candidate]:
+        return list(self._candidates)
+
+    # --- objects ---------------------------------------------------------------------
+
+    def _owned(self, session: Session, owner_id: int, object_id: str) -> StoredObject:
+        row = session.get(StoredObject, object_id)
+        if row is None or row.state != "committed":
+            raise NoSuchObject(object_id)
+        if row.owner_id != owner_id:
+            raise NotYours(f"object {object_id} belongs to another user")
+        return row
+
+    def list_objects(self, owner_id: int) -> list[ObjectInfo]:
+        with self.sessions() as session:
+            rows = session.scalars(
+                select(StoredObject)
+                .where(StoredObject.owner_id == owner_id, StoredObject.state == "committed")
+                .order_by(StoredObject.name)
+            )
+            return [_info(row) for row in rows]
+
+    def find(self, owner_id: int, ref: str) -> ObjectInfo:
+        """An object by id, or by name."""
+        with self.sessions() as session:
+            row = session.get(StoredObject, ref)
+            if row is None:
+                row = session.scalar(
+                    select(StoredObject).where(
+                        StoredObject.owner_id == owner_id, StoredObject.name == ref
+                    )
+                )
+            if row is None or row.state != "committed":
+                raise NoSuchObject(ref)
+            return _info(self._owned(session, owner_id, row.id))
+
+    def plan(self, owner_id: int, object_id: str) -> ObjectPlan:
+        with self.sessions() as session:
+            self._owned(session, owner_id, object_id)
+        return self.downloader.plan(object_id)
+
+    async def delete(self, owner_id: int, object_id: str) -> int:
+        """Remove the object, then ask its miners to drop the shards; returns shards asked."""
+
+        def remove() -> list[tuple[MinerAddress, str]]:
+            with self.sessions.begin() as session:
+                row = self._owned(session, owner_id, object_id)
+                held = session.execute(
+                    select(Miner.hotkey, Miner.host, Miner.port, Shard.shard_id)
+                    .join(Placement, Placement.miner_id == Miner.id)
+                    .join(Shard, Shard.id == Placement.shard_id)
+                    .join(Segment, Segment.id == Shard.segment_id)
+                    .where(Segment.object_id == object_id)
+                ).all()
+                session.delete(row)
+                return [(MinerAddress(h, host, port), sid) for h, host, port, sid in held]
+
+        held = await asyncio.to_thread(remove)
+        results = await asyncio.gather(
+            *(self.miners.delete_shard(a, sid) for a, sid in held), return_exceptions=True
+        )
+        failures = sum(isinstance(r, Exception) for r in results)
+        if failures:
+            log.warning("some miners did not confirm a delete", extra={"count": failures})
+        return len(held)
+
+
+def _info(row: StoredObject) -> ObjectInfo:
+    return ObjectInfo(
+        id=row.id,
+        name=row.name,
+        size=row.size,
+        state=row.state,
+        encrypted=row.encryption != "none",
+        key_stored=row.key is not None,
+        created_at=row.created_at.isoformat(),
+    )

@@ -1,0 +1,47 @@
+"""Assemble a validator from its settings and serve it (what ``subnet validator run`` does)."""
+
+from __future__ import annotations
+
+import logging
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy.orm import sessionmaker
+
+from protocol.db import make_engine, upgrade
+from protocol.http import SigningClient
+from protocol.wallet import load_hotkey
+from validator.app import make_app
+from validator.gateway import Gateway
+from validator.miner_client import MinerClient
+from validator.settings import ValidatorSettings
+
+log = logging.getLogger(__name__)
+
+
+async def build_app(settings: ValidatorSettings) -> web.Application:
+    keypair = load_hotkey(settings.wallet_name, settings.wallet_hotkey, settings.wallet_path)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.db_url, "validator")
+    engine = make_engine(settings.db_url)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    http = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=256), timeout=aiohttp.ClientTimeout(total=None)
+    )
+    miners = MinerClient(SigningClient(http, keypair))
+    gateway = Gateway(sessions, miners)
+    gateway.sync_users(settings.users)
+    gateway.sync_miners(settings.miners)
+    app = make_app(gateway, settings, keypair.ss58_address)
+
+    async def close(_app: web.Application) -> None:
+        await http.close()
+        engine.dispose()
+
+    app.on_cleanup.append(close)
+    log.info("validator starting", extra={"hotkey": keypair.ss58_address, "db": settings.db_url})
+    return app
+
+
+def serve(settings: ValidatorSettings) -> None:
+    web.run_app(build_app(settings), host=settings.host, port=settings.port, print=None)
