@@ -1,0 +1,139 @@
+"""The validator's HTTP API with real miner servers behind it."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from bittensor_wallet import Keypair
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from protocol.http import SigningClient
+from tests.validator.conftest import VALIDATOR, LiveMiner
+from validator.app import make_app
+from validator.gateway import Gateway
+from validator.miner_client import MinerClient
+from validator.models import StoredObject
+from validator.settings import ValidatorSettings
+
+ALICE = Keypair.create_from_uri("//GatewayAlice")
+BOB = Keypair.create_from_uri("//GatewayBob")
+Client = TestClient[Any, Any]
+
+
+@pytest.fixture
+async def api(
+    aiohttp_client: Any,
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+) -> Client:
+    settings = ValidatorSettings(
+        users=(f"alice={ALICE.ss58_address}", f"bob={BOB.ss58_address}"),
+        miners=tuple(f"{m.key.ss58_address}@{m.server.host}:{m.server.port}" for m in live_miners),
+        segment_size=256 * 1024,
+        leaf_size=4096,
+    )
+    gateway = Gateway(sessions, miner_client)
+    gateway.sync_users(settings.users)
+    gateway.sync_miners(settings.miners)
+    await gateway.refresh_miners()
+    app = make_app(gateway, settings, VALIDATOR.ss58_address, background=False)
+    return await aiohttp_client(app)  # type: ignore[no-any-return]
+
+
+async def upload(
+    api: Client, user: Keypair, name: str, data: bytes, *, declared: bytes | None = None, **q: str
+) -> tuple[int, dict[str, Any]]:
+    signer = SigningClient(api.session, user)
+    digest = "sha256:" + hashlib.sha256(data if declared is None else declared).hexdigest()
+    async with signer.request_stream(
+        "PUT", api.make_url("/v1/objects").with_query({"name": name, **q}),
+        signed_for=VALIDATOR.ss58_address, content_hash=digest, body=data,
+    ) as r:  # fmt: skip
+        return r.status, await r.json()
+
+
+async def test_upload_list_download_range_delete(api: Client) -> None:
+    data = random.Random(1).randbytes(600_000)
+    status, body = await upload(api, ALICE, "set/one.bin", data)
+    assert status == 201, body
+    assert body["capability"].startswith("URI:SN-CHK:")
+    alice = SigningClient(api.session, ALICE)
+    sign = {"signed_for": VALIDATOR.ss58_address}
+    async with alice.request("GET", api.make_url("/v1/objects"), **sign) as r:
+        listed = (await r.json())["objects"]
+    assert [(o["name"], o["size"]) for o in listed] == [("set/one.bin", 600_000)]
+    url = api.make_url(f"/v1/objects/{body['object_id']}")
+    cap = {"X-Capability": body["capability"]}
+    async with alice.request("GET", url, headers=cap, **sign) as r:
+        assert (r.status, await r.read()) == (200, data)
+    async with alice.request("GET", url, headers={**cap, "Range": "bytes=1000-1999"}, **sign) as r:
+        assert (r.status, await r.read()) == (206, data[1000:2000])
+    async with alice.request("GET", url, headers={**cap, "Range": "bytes=700000-"}, **sign) as r:
+        assert r.status == 416
+    async with alice.request("GET", url, **sign) as r:
+        assert (r.status, (await r.json())["error"]) == (403, "key_needed")
+    async with alice.request("DELETE", url, **sign) as r:
+        assert (r.status, (await r.json())["shards"]) == (200, 24)
+    async with alice.request("GET", url, headers=cap, **sign) as r:
+        assert r.status == 404
+
+
+async def test_another_user_can_neither_read_nor_delete(api: Client) -> None:
+    status, body = await upload(api, ALICE, "private", b"secret bytes" * 100)
+    assert status == 201
+    bob = SigningClient(api.session, BOB)
+    url = api.make_url(f"/v1/objects/{body['object_id']}")
+    for method in ("GET", "DELETE"):
+        async with bob.request(
+            method, url, headers={"X-Capability": body["capability"]},
+            signed_for=VALIDATOR.ss58_address,
+        ) as r:  # fmt: skip
+            assert (r.status, (await r.json())["error"]) == (403, "not_yours")
+
+
+async def test_a_body_that_is_not_the_signed_one_leaves_nothing_visible(
+    api: Client, sessions: sessionmaker[Session]
+) -> None:
+    status, body = await upload(api, ALICE, "forged", b"a" * 50_000, declared=b"b" * 50_000)
+    assert (status, body["error"]) == (401, "body_mismatch")
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(StoredObject)) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "code"), [("", "bad_name"), ("x" * 1025, "bad_name"), ("nul\x00l", "bad_name")]
+)
+async def test_bad_names_get_400(api: Client, name: str, code: str) -> None:
+    status, body = await upload(api, ALICE, name, b"data")
+    assert (status, body["error"]) == (400, code)
+
+
+async def test_unsigned_and_unknown_users_are_refused(api: Client) -> None:
+    async with api.get("/v1/objects") as r:
+        assert r.status == 401
+    stranger = SigningClient(api.session, Keypair.create_from_uri("//Stranger"))
+    async with stranger.request(
+        "GET", api.make_url("/v1/objects"), signed_for=VALIDATOR.ss58_address
+    ) as r:
+        assert (r.status, (await r.json())["error"]) == (403, "unknown_hotkey")
+
+
+async def test_same_name_again_is_a_conflict_and_unencrypted_objects_need_no_key(
+    api: Client,
+) -> None:
+    status, body = await upload(api, ALICE, "plain", b"hello world", encrypt="0")
+    assert status == 201
+    assert body["capability"].startswith("URI:SN-CHK-Verifier:")
+    status, again = await upload(api, ALICE, "plain", b"hello world", encrypt="0")
+    assert (status, again["error"]) == (409, "already_exists")
+    alice = SigningClient(api.session, ALICE)
+    async with alice.request(
+        "GET", api.make_url("/v1/objects/plain"), signed_for=VALIDATOR.ss58_address
+    ) as r:
+        assert (r.status, await r.read()) == (200, b"hello world")
