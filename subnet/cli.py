@@ -29,6 +29,8 @@ from subnet import __version__
 from subnet.dataset_cmd import dataset
 from subnet.demo import FileResult, prepare, round_trip
 from subnet.miner_cmd import miner
+from subnet.objects_cmd import download, list_objects, remove, upload
+from subnet.validator_cmd import validator
 from subnet.wallet_cmd import wallet
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "SUBNET"}
@@ -44,12 +46,18 @@ def main() -> None:
       subnet demo                 a local round-trip through the erasure core
       subnet wallet create ...    make a hotkey for a miner or validator
       subnet miner run ...        serve shards for validators
+      subnet validator run ...    the gateway users upload to
+      subnet upload PATH...       store files and directories
+      subnet download REF -o OUT  fetch them back
     """
 
 
 main.add_command(wallet)
 main.add_command(miner)
 main.add_command(dataset)
+main.add_command(validator)
+for command in (upload, download, list_objects, remove):
+    main.add_command(command)
 
 
 @main.command()

@@ -49,6 +49,7 @@ from validator.uploads import UploadError, UploadOptions
 log = logging.getLogger(__name__)
 
 GATEWAY = web.AppKey("gateway", Gateway)
+HOTKEY = web.AppKey("hotkey", str)
 SETTINGS = web.AppKey("settings", ValidatorSettings)
 REFRESH_SECONDS = 30.0
 _UNAVAILABLE = {"not_enough_miners", "not_enough_receipts", "not_enough_shards"}
@@ -225,12 +226,17 @@ async def get_info(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     return web.json_response(
         {
+            "hotkey": app_hotkey(request),
             "k": settings.k,
             "m": settings.m,
             "segment_size": settings.segment_size,
             "miners_available": len(gateway.candidates()),
         }
     )
+
+
+def app_hotkey(request: web.Request) -> str:
+    return request.app[HOTKEY]
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -277,6 +283,7 @@ def make_app(
     )
     app[GATEWAY] = gateway
     app[SETTINGS] = settings
+    app[HOTKEY] = own_hotkey
     app.router.add_put("/v1/objects", put_object)
     app.router.add_get("/v1/objects", list_objects)
     app.router.add_get("/v1/objects/{ref}", get_object)

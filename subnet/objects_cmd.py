@@ -1,0 +1,251 @@
+"""``subnet upload / download / ls / rm``: a user's view of a validator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from protocol.wallet import DEFAULT_WALLET_PATH, WalletError, load_hotkey
+from subnet.gateway_client import GatewayClient, GatewayError
+
+T = TypeVar("T")
+CONCURRENT_FILES = 4
+
+
+def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option(
+                "--url",
+                envvar="SUBNET_VALIDATOR_URL",
+                default="http://127.0.0.1:8090",
+                show_default=True,
+                help="The validator's gateway.",
+            ),
+            click.option(
+                "--wallet-name",
+                envvar="SUBNET_WALLET_NAME",
+                default="user",
+                show_default=True,
+                help="Your wallet.",
+            ),
+            click.option(
+                "--wallet-hotkey",
+                envvar="SUBNET_WALLET_HOTKEY",
+                default="default",
+                show_default=True,
+                help="Your hotkey in it.",
+            ),
+            click.option(
+                "--wallet-path",
+                type=click.Path(path_type=Path),
+                default=DEFAULT_WALLET_PATH,
+                help="Wallets folder.",
+            ),
+            click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _run(
+    body: Callable[[GatewayClient], Awaitable[T]], url: str, name: str, hotkey: str, path: Path
+) -> T:
+    try:
+        keypair = load_hotkey(name, hotkey, path)
+    except WalletError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def main() -> T:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+            client = GatewayClient(session, keypair, url)
+            await client.connect()
+            return await body(client)
+
+    try:
+        return asyncio.run(main())
+    except aiohttp.ClientConnectionError as exc:
+        raise click.ClickException(f"cannot reach the validator at {url}: {exc}") from None
+    except GatewayError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+
+
+def _progress(console: Console, disable: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+        TransferSpeedColumn(), TimeRemainingColumn(), console=console, disable=disable,
+    )  # fmt: skip
+
+
+def _files(paths: tuple[Path, ...]) -> list[tuple[Path, str]]:
+    """(file, object name): a directory's files are named by their path under its name."""
+    found = []
+    for path in paths:
+        if path.is_dir():
+            found += [
+                (f, f"{path.name}/{f.relative_to(path).as_posix()}")
+                for f in sorted(path.rglob("*"))
+                if f.is_file()
+            ]
+        else:
+            found.append((path, path.name))
+    return found
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--no-encrypt", is_flag=True, help="Store plaintext shards (no capability key).")
+@connection_options
+def upload(
+    paths: tuple[Path, ...], no_encrypt: bool, url: str, wallet_name: str,
+    wallet_hotkey: str, wallet_path: Path, as_json: bool,
+) -> None:  # fmt: skip
+    """Upload files and whole directories (recursively), several at a time.
+
+    Objects are named by path (a directory's files as DIR/relative/path). Names already
+    stored are skipped, so a re-run finishes an interrupted upload. Capabilities are kept in
+    ~/.subnet/capabilities/.
+    """
+    files = [(path, name, path.stat().st_size) for path, name in _files(paths)]
+    console = Console(stderr=True)
+
+    async def body(client: GatewayClient) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        limit = asyncio.Semaphore(CONCURRENT_FILES)
+        with _progress(console, as_json) as progress:
+            total = progress.add_task("upload", total=sum(size for _, _, size in files))
+
+            async def one(path: Path, name: str, size: int) -> None:
+                async with limit:
+                    try:
+                        reply = await client.upload(
+                            path, name, encrypt=not no_encrypt,
+                            on_bytes=lambda n: progress.advance(total, n),
+                        )  # fmt: skip
+                        results.append({"name": name, "id": reply["object_id"],
+                                        "size": reply["size"], "status": "stored"})  # fmt: skip
+                    except GatewayError as exc:
+                        if exc.code != "already_exists":
+                            raise
+                        progress.advance(total, size)
+                        skipped = {"name": name, "id": None, "size": size, "status": "skipped"}
+                        results.append(skipped)
+
+            await asyncio.gather(*(one(*job) for job in files))
+        return sorted(results, key=lambda r: r["name"])
+
+    results = _run(body, url, wallet_name, wallet_hotkey, wallet_path)
+    stored = [r for r in results if r["status"] == "stored"]
+    if as_json:
+        click.echo(json.dumps({"objects": results, "stored": len(stored),
+                               "skipped": len(results) - len(stored)}))  # fmt: skip
+        return
+    for r in results:
+        click.echo(f"{r['status']:8} {r['name']}  {r['id'] or '-'}  {r['size']:,} B")
+    click.echo(
+        f"{len(stored)} stored, {len(results) - len(stored)} skipped, "
+        f"{sum(r['size'] for r in stored):,} bytes"
+    )
+
+
+@click.command()
+@click.argument("ref")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="File to write; or a directory, for every object whose name starts REF/.",
+)
+@connection_options
+def download(
+    ref: str, output: Path, url: str, wallet_name: str, wallet_hotkey: str,
+    wallet_path: Path, as_json: bool,
+) -> None:  # fmt: skip
+    """Download an object by id or name, or a whole uploaded directory into -o DIR.
+
+    Files appear only once complete and verified (written to a temporary name, then renamed).
+    """
+    console = Console(stderr=True)
+    whole_directory = output.is_dir() or ref.endswith("/")
+
+    async def body(client: GatewayClient) -> list[dict[str, Any]]:
+        if whole_directory:
+            prefix = ref.rstrip("/") + "/"
+            wanted = [o for o in await client.list() if o["name"].startswith(prefix)]
+            if not wanted:
+                raise GatewayError(404, "not_found", f"no objects named {prefix}...")
+            jobs = [(o["id"], output / o["name"][len(prefix) :], o["size"]) for o in wanted]
+        else:
+            jobs = [(ref, output, None)]
+        done: list[dict[str, Any]] = []
+        with _progress(console, as_json) as progress:
+            task = progress.add_task("download", total=sum(s or 0 for _, _, s in jobs) or None)
+            for object_ref, target, _ in jobs:
+                size = await client.download(
+                    object_ref, target, lambda n: progress.advance(task, n)
+                )
+                done.append({"ref": object_ref, "path": str(target), "size": size})
+        return done
+
+    done = _run(body, url, wallet_name, wallet_hotkey, wallet_path)
+    if as_json:
+        click.echo(json.dumps({"files": done}))
+    else:
+        for item in done:
+            click.echo(f"{item['path']}  {item['size']:,} B")
+
+
+@click.command(name="ls")
+@connection_options
+def list_objects(
+    url: str, wallet_name: str, wallet_hotkey: str, wallet_path: Path, as_json: bool
+) -> None:
+    """List your objects on the validator."""
+    objects = _run(lambda c: c.list(), url, wallet_name, wallet_hotkey, wallet_path)
+    if as_json:
+        click.echo(json.dumps({"objects": objects}))
+        return
+    table = Table()
+    for column in ("name", "id", "size", "encrypted", "stored"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for o in objects:
+        table.add_row(o["name"], o["id"], f"{o['size']:,}", str(o["encrypted"]), o["created_at"])
+    Console().print(table)
+
+
+@click.command(name="rm")
+@click.argument("refs", nargs=-1, required=True)
+@connection_options
+def remove(
+    refs: tuple[str, ...], url: str, wallet_name: str, wallet_hotkey: str, wallet_path: Path,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Delete objects by id or name; their miners are asked to drop the shards."""
+
+    async def body(client: GatewayClient) -> list[dict[str, Any]]:
+        return [await client.delete(ref) for ref in refs]
+
+    results = _run(body, url, wallet_name, wallet_hotkey, wallet_path)
+    if as_json:
+        click.echo(json.dumps({"deleted": results}))
+    else:
+        for r in results:
+            click.echo(f"deleted {r['deleted']} ({r['shards']} shards)")

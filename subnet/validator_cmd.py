@@ -1,0 +1,57 @@
+"""``subnet validator``: run a validator's gateway."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from protocol.logs import configure_logging
+from protocol.wallet import WalletError
+from subnet.settings_cli import settings_from_cli, settings_options
+from validator.runner import serve
+from validator.settings import ENV_PREFIX, ValidatorSettings
+
+HELP = {
+    "wallet_name": "Wallet holding the validator's hotkey.",
+    "wallet_hotkey": "Hotkey name inside the wallet.",
+    "wallet_path": "Wallets folder.",
+    "host": "Address to listen on.",
+    "port": "Port to listen on.",
+    "data_dir": "Where the default SQLite database lives.",
+    "database_url": "SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db (default: SQLite).",
+    "users": "Comma-separated name=ss58hotkey entries allowed to upload.",
+    "miners": "Comma-separated ss58hotkey@host:port miners to place shards on.",
+    "k": "Shares needed to rebuild a segment.",
+    "m": "Shares made per segment (one per miner).",
+    "segment_size": "Segment size, e.g. 16MiB.",
+    "leaf_size": "Merkle leaf size, e.g. 16KiB.",
+    "extra_receipts": "r: a segment needs k + r miner receipts before it counts.",
+    "max_object_size": "Largest object accepted.",
+    "signature_window_ms": "Accepted clock skew of signed requests.",
+}
+
+
+@click.group()
+def validator() -> None:
+    """Run a validator: the gateway users upload to, and the miners' auditor."""
+
+
+@validator.command()
+@settings_options(ValidatorSettings, HELP)
+@click.option("--log-format", type=click.Choice(["json", "text"]), default="json")
+@click.option("--log-level", default="info")
+def run(config_file: Path | None, log_format: str, log_level: str, **flags: object) -> None:
+    """Serve the validator's gateway until interrupted.
+
+    \b
+    Example:
+      subnet validator run --wallet-name v1 --users alice=5F... \\
+          --miners 5G...@127.0.0.2:8091,5H...@127.0.0.3:8091
+    """
+    settings = settings_from_cli(ValidatorSettings, ENV_PREFIX, config_file, flags)
+    configure_logging(log_level, log_format)
+    try:
+        serve(settings)
+    except WalletError as exc:
+        raise click.ClickException(str(exc)) from None
