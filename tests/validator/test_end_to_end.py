@@ -1,0 +1,149 @@
+"""The whole path as users run it: 8 miner processes, a validator process, the CLI.
+
+Each miner serves on its own loopback address, so placement's one-shard-per-IP rule holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+
+from protocol.wallet import create_wallet
+from subnet.dataset import generate
+from tests.seaweedfs import free_port
+
+MINERS = 8
+
+
+def start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "subnet", *args], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1):
+                return
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not start:\n{log.read_text()[-2000:]}")
+
+
+@contextmanager
+def running(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def subnet(tmp_path: Path) -> Iterator[dict[str, object]]:
+    wallets = tmp_path / "wallets"
+    env = {**os.environ, "HOME": str(tmp_path / "home")}
+    validator = create_wallet("validator", "default", wallets).ss58_address
+    alice = create_wallet("alice", "default", wallets).ss58_address
+    bob = create_wallet("bob", "default", wallets).ss58_address
+    with ExitStack() as stack:
+        miners, entries = [], []
+        for i in range(MINERS):
+            hotkey = create_wallet(f"miner{i}", "default", wallets).ss58_address
+            host, port = f"127.0.0.{i + 2}", free_port()
+            log = tmp_path / f"miner{i}.log"
+            proc = stack.enter_context(running(start(
+                ["miner", "run", "--wallet-name", f"miner{i}", "--wallet-path", str(wallets),
+                 "--host", host, "--port", str(port), "--data-dir", str(tmp_path / f"m{i}"),
+                 "--validators", validator, "--log-level", "warning"], log, env,
+            )))  # fmt: skip
+            miners.append((proc, f"http://{host}:{port}", log))
+            entries.append(f"{hotkey}@{host}:{port}")
+        for proc, url, log in miners:
+            wait_healthy(url, proc, log)
+        vport = free_port()
+        vlog = tmp_path / "validator.log"
+        vproc = stack.enter_context(running(start(
+            ["validator", "run", "--wallet-name", "validator", "--wallet-path", str(wallets),
+             "--port", str(vport), "--data-dir", str(tmp_path / "v"),
+             "--users", f"alice={alice},bob={bob}", "--miners", ",".join(entries),
+             "--segment-size", "256KiB", "--leaf-size", "4KiB", "--log-level", "warning"],
+            vlog, env,
+        )))  # fmt: skip
+        url = f"http://127.0.0.1:{vport}"
+        wait_healthy(url, vproc, vlog)
+        yield {"url": url, "wallets": wallets, "env": env, "miners": miners}
+
+
+def cli(subnet: dict[str, object], user: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "subnet", *args, "--url", str(subnet["url"]),
+         "--wallet-name", user, "--wallet-path", str(subnet["wallets"]), "--json"],
+        capture_output=True, text=True, timeout=180, check=False,
+        env=subnet["env"],  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def verify(folder: Path) -> dict[str, object]:
+    result = subprocess.run(
+        [sys.executable, "-m", "subnet", "dataset", "verify", str(folder), "--json"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    return dict(json.loads(result.stdout))
+
+
+def test_dataset_round_trip_survives_losing_m_minus_k_miners(
+    tmp_path: Path, subnet: dict[str, object]
+) -> None:
+    dataset = tmp_path / "dataset"
+    files = generate(dataset, 6 * 2**20, 110, seed=11)
+    assert {f.size for f in files} >= {0, 1}
+
+    uploaded = cli(subnet, "alice", "upload", str(dataset))
+    assert uploaded.returncode == 0, uploaded.stderr
+    report = json.loads(uploaded.stdout)
+    assert report["stored"] == 111  # the files and SHA256SUMS
+    again = json.loads(cli(subnet, "alice", "upload", str(dataset)).stdout)
+    assert (again["stored"], again["skipped"]) == (0, 111)  # a re-run skips what is stored
+
+    copy = tmp_path / "copy"
+    fetched = cli(subnet, "alice", "download", "dataset/", "-o", str(copy))
+    assert fetched.returncode == 0, fetched.stderr
+    assert verify(copy)["ok"] is True
+
+    for proc, _, _ in subnet["miners"][:4]:  # type: ignore[index]
+        proc.send_signal(signal.SIGKILL)  # m - k = 4 miners gone at once
+    survived = tmp_path / "survived"
+    fetched = cli(subnet, "alice", "download", "dataset/", "-o", str(survived))
+    assert fetched.returncode == 0, fetched.stderr
+    assert verify(survived)["ok"] is True
+
+    bobs = json.loads(cli(subnet, "bob", "ls").stdout)
+    assert bobs["objects"] == []
+    some_id = report["objects"][5]["id"]
+    refused = cli(subnet, "bob", "download", some_id, "-o", str(tmp_path / "stolen"))
+    assert refused.returncode == 1
+    assert "not_yours" in refused.stderr
+    assert not (tmp_path / "stolen").exists()
+    refused = cli(subnet, "bob", "rm", some_id)
+    assert "not_yours" in refused.stderr
