@@ -26,6 +26,7 @@ from rich.table import Table
 
 from erasure import ErasureError, ErasureParams
 from subnet import __version__
+from subnet.chain_cmd import chain, metagraph, rewards
 from subnet.dataset_cmd import dataset
 from subnet.demo import FileResult, prepare, round_trip
 from subnet.miner_cmd import miner
@@ -54,6 +55,9 @@ def main() -> None:
 
 main.add_command(wallet)
 main.add_command(miner)
+main.add_command(chain)
+main.add_command(metagraph)
+main.add_command(rewards)
 main.add_command(dataset)
 main.add_command(validator)
 for command in (upload, download, list_objects, remove):
