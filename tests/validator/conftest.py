@@ -18,6 +18,7 @@ from storage_miner.fs_store import FsShardStore
 from storage_miner.index import ShardIndex
 from storage_miner.service import MinerService
 from storage_miner.settings import MinerSettings
+from tests.db import DATABASES, database_url
 from validator.miner_client import MinerClient
 from validator.models import Miner, User
 from validator.placement import Candidate
@@ -36,11 +37,16 @@ class LiveMiner:
         return Candidate(self.key.ss58_address, self.server.host, self.server.port, 2**30, 1.0)
 
 
+@pytest.fixture(params=DATABASES)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with database_url(request.param, tmp_path) as url:
+        yield url
+
+
 @pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    url = f"sqlite:///{tmp_path / 'validator.sqlite'}"
-    upgrade(url, "validator")
-    engine = make_engine(url)
+def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
+    upgrade(db_url, "validator")
+    engine = make_engine(db_url)
     yield sessionmaker(engine, expire_on_commit=False)
     engine.dispose()
 
