@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from bittensor_wallet import Keypair
@@ -137,3 +140,33 @@ async def test_same_name_again_is_a_conflict_and_unencrypted_objects_need_no_key
         "GET", api.make_url("/v1/objects/plain"), signed_for=VALIDATOR.ss58_address
     ) as r:
         assert (r.status, await r.read()) == (200, b"hello world")
+
+
+async def test_a_client_that_disconnects_mid_upload_leaves_nothing(
+    api: Client, sessions: sessionmaker[Session], live_miners: list[LiveMiner]
+) -> None:
+    data = random.Random(7).randbytes(2_000_000)
+
+    async def dies_halfway() -> AsyncIterator[bytes]:
+        for i in range(0, 900_000, 100_000):
+            yield data[i : i + 100_000]
+            await asyncio.sleep(0.02)
+        raise ConnectionAbortedError("the user's laptop lid closed")
+
+    signer = SigningClient(api.session, ALICE)
+    with pytest.raises((ConnectionAbortedError, aiohttp.ClientError)):
+        async with signer.request_stream(
+            "PUT", api.make_url("/v1/objects").with_query({"name": "interrupted"}),
+            signed_for=VALIDATOR.ss58_address,
+            content_hash="sha256:" + hashlib.sha256(data).hexdigest(),
+            body=dies_halfway(), headers={"Content-Length": str(len(data))},
+        ) as r:  # fmt: skip
+            await r.read()
+    for _ in range(100):  # the server notices the broken stream and cleans up
+        with sessions() as session:
+            rows = session.scalar(select(func.count()).select_from(StoredObject))
+        live = sum(m.service.index.counts()["ok"] for m in live_miners)
+        if rows == 0 and live == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert (rows, live) == (0, 0)
