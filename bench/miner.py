@@ -17,13 +17,11 @@ import asyncio
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from erasure import MerkleTree
 from protocol.http import SigningClient
 from protocol.wallet import create_wallet
 from protocol.wire import decode_frame
+from subnet.processes import free_port, stop, wait_healthy
 
 SHARD = 4 * 2**20
 LEAF = 16384
@@ -45,25 +44,6 @@ CLIENTS = 4
 LEAVES_PER_SHARD = 8
 SHARDS_PER_BATCH = 8
 SCRUB = os.environ.get("BENCH_SCRUB_RATE", "0")  # the scrubber is off unless asked for
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=1):
-                return
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
-    raise RuntimeError(f"server at {url} did not start")
 
 
 # --- the baseline server: plain aiohttp, no checks ------------------------------------
@@ -247,13 +227,12 @@ def main() -> None:
         ]  # fmt: skip
         try:
             murl, burl = f"http://127.0.0.1:{mport}", f"http://127.0.0.1:{bport}"
-            wait_healthy(murl, procs[0])
-            wait_healthy(burl, procs[1])
+            wait_healthy(murl, procs[0], root / "miner.log")
+            wait_healthy(burl, procs[1], root / "baseline.log")
             results = asyncio.run(measure(murl, burl, miner, validator, args))
         finally:
             for proc in procs:
-                proc.terminate()
-                proc.wait()
+                stop(proc)
     report = {
         "bench": "miner",
         "command": " ".join(["python -m bench.miner", *sys.argv[1:]]),

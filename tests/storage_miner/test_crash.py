@@ -8,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +17,7 @@ from bittensor_wallet import Keypair
 
 from protocol.http import SigningClient
 from protocol.wallet import create_wallet
-from tests.seaweedfs import free_port
+from subnet.processes import free_port, running, start_subnet_command, wait_healthy
 from tests.storage_miner.helpers import LEAF, shard
 
 UPLOADS = 50
@@ -31,30 +28,15 @@ SHARD_SIZE = 1024 * 1024
 def miner_process(
     wallets: Path, data_dir: Path, port: int, validator: str
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    log = data_dir.parent / "miner.log"
     args = [
-        sys.executable, "-m", "subnet", "miner", "run",
-        "--wallet-name", "crash", "--wallet-path", str(wallets),
+        "miner", "run", "--wallet-name", "crash", "--wallet-path", str(wallets),
         "--port", str(port), "--data-dir", str(data_dir), "--validators", validator,
     ]  # fmt: skip
-    log = (data_dir.parent / f"miner-{port}-{time.monotonic_ns()}.log").open("wb")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"miner did not start; see {log.name}") from None
-                time.sleep(0.1)
+    with running(start_subnet_command(args, log)) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, proc, log)
         yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        log.close()
 
 
 async def slow(data: bytes) -> AsyncIterator[bytes]:

@@ -10,53 +10,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from protocol.wallet import create_wallet
 from subnet.dataset import generate
-from tests.seaweedfs import free_port
+from subnet.processes import free_port, running, start_subnet_command, wait_healthy
 
 MINERS = 8
-
-
-def start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "subnet", *args], stdout=out, stderr=subprocess.STDOUT, env=env
-        )
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=1):
-                return
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not start:\n{log.read_text()[-2000:]}")
-
-
-@contextmanager
-def running(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture
@@ -72,7 +36,7 @@ def subnet(tmp_path: Path) -> Iterator[dict[str, object]]:
             hotkey = create_wallet(f"miner{i}", "default", wallets).ss58_address
             host, port = f"127.0.0.{i + 2}", free_port()
             log = tmp_path / f"miner{i}.log"
-            proc = stack.enter_context(running(start(
+            proc = stack.enter_context(running(start_subnet_command(
                 ["miner", "run", "--wallet-name", f"miner{i}", "--wallet-path", str(wallets),
                  "--host", host, "--port", str(port), "--data-dir", str(tmp_path / f"m{i}"),
                  "--validators", validator, "--log-level", "warning"], log, env,
@@ -83,7 +47,7 @@ def subnet(tmp_path: Path) -> Iterator[dict[str, object]]:
             wait_healthy(url, proc, log)
         vport = free_port()
         vlog = tmp_path / "validator.log"
-        vproc = stack.enter_context(running(start(
+        vproc = stack.enter_context(running(start_subnet_command(
             ["validator", "run", "--wallet-name", "validator", "--wallet-path", str(wallets),
              "--port", str(vport), "--data-dir", str(tmp_path / "v"),
              "--users", f"alice={alice},bob={bob}", "--miners", ",".join(entries),
