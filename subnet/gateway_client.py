@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from bittensor_wallet import Keypair
@@ -145,7 +146,7 @@ class GatewayClient:
 
     async def delete(self, ref: str) -> dict[str, Any]:
         async with self.signer.request(
-            "DELETE", f"{self.url}/v1/objects/{ref}", signed_for=self.validator
+            "DELETE", f"{self.url}/v1/objects/{quote(ref)}", signed_for=self.validator
         ) as response:
             return await self._json(response)
 
@@ -162,7 +163,7 @@ class GatewayClient:
         try:
             with os.fdopen(fd, "wb") as out:
                 async with self.signer.request(
-                    "GET", f"{self.url}/v1/objects/{ref}", signed_for=self.validator,
+                    "GET", f"{self.url}/v1/objects/{quote(ref)}", signed_for=self.validator,
                     headers=headers,
                 ) as response:  # fmt: skip
                     written = await self._receive(response, out, on_bytes)

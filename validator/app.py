@@ -286,8 +286,8 @@ def make_app(
     app[HOTKEY] = own_hotkey
     app.router.add_put("/v1/objects", put_object)
     app.router.add_get("/v1/objects", list_objects)
-    app.router.add_get("/v1/objects/{ref}", get_object)
-    app.router.add_delete("/v1/objects/{ref}", delete_object)
+    app.router.add_get("/v1/objects/{ref:.+}", get_object)
+    app.router.add_delete("/v1/objects/{ref:.+}", delete_object)
     app.router.add_get("/v1/info", get_info)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics.handler)

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from bittensor_wallet import Keypair
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+from yarl import URL
 
 from protocol.http import SigningClient
 from tests.validator.conftest import VALIDATOR, LiveMiner
@@ -170,3 +171,12 @@ async def test_a_client_that_disconnects_mid_upload_leaves_nothing(
             break
         await asyncio.sleep(0.05)
     assert (rows, live) == (0, 0)
+
+
+async def test_objects_are_found_by_names_with_slashes_and_spaces(api: Client) -> None:
+    status, _ = await upload(api, ALICE, "deep/er path/file 1.bin", b"x" * 10, encrypt="0")
+    assert status == 201
+    alice = SigningClient(api.session, ALICE)
+    url = URL(f"{api.make_url('/')}v1/objects/deep/er%20path/file%201.bin", encoded=True)
+    async with alice.request("GET", url, signed_for=VALIDATOR.ss58_address) as r:
+        assert (r.status, await r.read()) == (200, b"x" * 10)
