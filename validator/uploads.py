@@ -22,6 +22,7 @@ import queue
 import random
 import threading
 import uuid
+from asyncio import FIRST_COMPLETED
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 CHUNK_QUEUE = 8  # chunks buffered between the request body and the encoder thread
 PUSH_ATTEMPTS = 3  # miners tried per shard before it goes to the repair queue
+SEGMENTS_IN_FLIGHT = 2  # segments being pushed at once, per upload
+UPLOAD_SLOTS = 2  # uploads encoding at once; more wait, so memory stays bounded
 
 
 class UploadError(Exception):
@@ -88,6 +91,7 @@ class Uploader:
         self.candidates = candidates
         self.rng = rng or random.Random()  # noqa: S311 - placement spread, not a secret
         self.workers = workers
+        self._slots = asyncio.Semaphore(UPLOAD_SLOTS)
 
     async def upload(
         self,
@@ -101,7 +105,8 @@ class Uploader:
         object_id = await asyncio.to_thread(self._begin, owner_id, name, options)
         pushed: list[tuple[MinerAddress, str]] = []
         try:
-            return await self._run(object_id, name, body, options, pushed, before_commit)
+            async with self._slots:
+                return await self._run(object_id, name, body, options, pushed, before_commit)
         except BaseException:
             await asyncio.shield(self._abandon(object_id, pushed))
             raise
@@ -155,17 +160,29 @@ class Uploader:
         bridge = _EncodingBridge(encoder, asyncio.get_running_loop())
         encoding = asyncio.create_task(asyncio.to_thread(bridge.run))
         feeding = asyncio.create_task(bridge.feed(body))
+        storing: set[asyncio.Task[int]] = set()
         queued = 0
         try:
             while (item := await bridge.segments.get()) is not None:
                 if isinstance(item, Exception):
                     raise item
-                queued += await self._store_segment(object_id, item, options, pushed)
+                # Push the next segment while the previous one's slowest miner finishes.
+                while len(storing) >= SEGMENTS_IN_FLIGHT:
+                    done, storing = await asyncio.wait(storing, return_when=FIRST_COMPLETED)
+                    queued += sum(task.result() for task in done)
+                storing.add(
+                    asyncio.create_task(self._store_segment(object_id, item, options, pushed))
+                )
+            for task in asyncio.as_completed(storing):
+                queued += await task
+            storing.clear()
             await feeding
         finally:
             bridge.stop.set()  # every blocking step on both sides polls this
             feeding.cancel()
-            await asyncio.gather(encoding, feeding, return_exceptions=True)
+            # Let pushes in flight finish (each is bounded by attempts and timeouts) rather
+            # than cancel them: a cancelled push can still land, and would then leak.
+            await asyncio.gather(encoding, feeding, *storing, return_exceptions=True)
         before_commit()
         manifest = encoder.manifest()
         capability = encoder.capability()
@@ -212,6 +229,7 @@ class Uploader:
                     target = spare[0]
                     hosts.add(target.host)
                 address = MinerAddress(target.hotkey, target.host, target.port)
+                pushed.append((address, shard.id))  # before the push: it may land regardless
                 try:
                     receipt = await self.miners.put_shard(
                         address, shard.id, shard.pieces, shard.size, params.leaf_size
@@ -222,7 +240,6 @@ class Uploader:
                     hosts.discard(target.host)
                     target = None
                     continue
-                pushed.append((address, shard.id))
                 placed[share] = (target, receipt)
                 return
 
