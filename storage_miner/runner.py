@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 
+from protocol.memory import return_large_buffers_to_the_os
 from protocol.wallet import load_hotkey
 from storage_miner.app import make_app
 from storage_miner.fs_store import FsShardStore
@@ -32,6 +33,7 @@ def build_store(settings: MinerSettings) -> ShardStore:
 
 
 def build_service(settings: MinerSettings) -> MinerService:
+    return_large_buffers_to_the_os()
     keypair = load_hotkey(settings.wallet_name, settings.wallet_hotkey, settings.wallet_path)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     index = ShardIndex(settings.data_dir / "index.sqlite")

@@ -10,6 +10,7 @@ from sqlalchemy.orm import sessionmaker
 
 from protocol.db import make_engine, upgrade
 from protocol.http import SigningClient
+from protocol.memory import return_large_buffers_to_the_os
 from protocol.wallet import load_hotkey
 from validator.app import make_app
 from validator.gateway import Gateway
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 
 async def build_app(settings: ValidatorSettings) -> web.Application:
+    return_large_buffers_to_the_os()
     keypair = load_hotkey(settings.wallet_name, settings.wallet_hotkey, settings.wallet_path)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.db_url, "validator")
