@@ -11,15 +11,17 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from aiohttp.typedefs import StrOrURL
 from bittensor_wallet import Keypair
 from yarl import URL
 
+from protocol.epistula import HEADER_CONTENT_HASH
 from protocol.http import SigningClient
 
 CHUNK = 1024 * 1024
@@ -88,12 +90,47 @@ async def _file_chunks(path: Path, on_bytes: Callable[[int], None]) -> AsyncIter
             yield chunk
 
 
+class BearerClient:
+    """SigningClient's two calls, authenticated by an API token instead of a hotkey."""
+
+    def __init__(self, session: aiohttp.ClientSession, token: str) -> None:
+        self.session = session
+        self.auth = {"Authorization": f"Bearer {token}"}
+
+    def request(
+        self, method: str, url: StrOrURL, *, signed_for: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:  # fmt: skip
+        del signed_for  # tokens are not bound to a receiver
+        return self.session.request(method, url, headers={**(headers or {}), **self.auth})
+
+    def request_stream(
+        self, method: str, url: StrOrURL, *, signed_for: str, content_hash: str,
+        body: AsyncIterable[bytes] | bytes, headers: Mapping[str, str] | None = None,
+    ) -> Any:  # fmt: skip
+        del signed_for
+        sent = {**(headers or {}), **self.auth, HEADER_CONTENT_HASH: content_hash}
+        return self.session.request(method, url, data=body, headers=sent)
+
+
 class GatewayClient:
     def __init__(
-        self, session: aiohttp.ClientSession, keypair: Keypair, url: str, caps: Path = DEFAULT_CAPS
+        self,
+        session: aiohttp.ClientSession,
+        keypair: Keypair | None,
+        url: str,
+        caps: Path = DEFAULT_CAPS,
+        *,
+        token: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
-        self.signer = SigningClient(session, keypair)
+        self.signer: SigningClient | BearerClient
+        if token:
+            self.signer = BearerClient(session, token)
+        elif keypair is not None:
+            self.signer = SigningClient(session, keypair)
+        else:
+            raise ValueError("a GatewayClient needs a hotkey or an API token")
         self.session = session
         self.validator = ""
         self.caps_folder = caps

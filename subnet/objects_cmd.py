@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,7 +30,25 @@ T = TypeVar("T")
 CONCURRENT_FILES = 4
 
 
+@dataclass(frozen=True, slots=True)
+class Connection:
+    url: str
+    wallet_name: str
+    wallet_hotkey: str
+    wallet_path: Path
+    token: str | None
+
+
 def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the options that say which validator and who we are, as one ``conn`` argument."""
+
+    @wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        fields = ("url", "wallet_name", "wallet_hotkey", "wallet_path", "token")
+        conn = Connection(*(kwargs.pop(field) for field in fields))
+        return func(conn=conn, **kwargs)
+
+    command: Callable[..., Any] = wrapper
     for option in reversed(
         [
             click.option(
@@ -58,31 +78,37 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
                 default=DEFAULT_WALLET_PATH,
                 help="Wallets folder.",
             ),
+            click.option(
+                "--token",
+                envvar="SUBNET_TOKEN",
+                default=None,
+                help="An API token instead of a hotkey (prefer $SUBNET_TOKEN).",
+            ),
             click.option("--json", "as_json", is_flag=True, help="Print JSON."),
         ]
     ):
-        func = option(func)
-    return func
+        command = option(command)
+    return command
 
 
-def _run(
-    body: Callable[[GatewayClient], Awaitable[T]], url: str, name: str, hotkey: str, path: Path
-) -> T:
-    try:
-        keypair = load_hotkey(name, hotkey, path)
-    except WalletError as exc:
-        raise click.ClickException(str(exc)) from None
+def _run(body: Callable[[GatewayClient], Awaitable[T]], conn: Connection) -> T:
+    keypair = None
+    if not conn.token:
+        try:
+            keypair = load_hotkey(conn.wallet_name, conn.wallet_hotkey, conn.wallet_path)
+        except WalletError as exc:
+            raise click.ClickException(str(exc)) from None
 
     async def main() -> T:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
-            client = GatewayClient(session, keypair, url)
+            client = GatewayClient(session, keypair, conn.url, token=conn.token)
             await client.connect()
             return await body(client)
 
     try:
         return asyncio.run(main())
     except aiohttp.ClientConnectionError as exc:
-        raise click.ClickException(f"cannot reach the validator at {url}: {exc}") from None
+        raise click.ClickException(f"cannot reach the validator at {conn.url}: {exc}") from None
     except GatewayError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
 
@@ -114,8 +140,7 @@ def _files(paths: tuple[Path, ...]) -> list[tuple[Path, str]]:
 @click.option("--no-encrypt", is_flag=True, help="Store plaintext shards (no capability key).")
 @connection_options
 def upload(
-    paths: tuple[Path, ...], no_encrypt: bool, url: str, wallet_name: str,
-    wallet_hotkey: str, wallet_path: Path, as_json: bool,
+    paths: tuple[Path, ...], no_encrypt: bool, conn: Connection, as_json: bool,
 ) -> None:  # fmt: skip
     """Upload files and whole directories (recursively), several at a time.
 
@@ -151,7 +176,7 @@ def upload(
             await asyncio.gather(*(one(*job) for job in files))
         return sorted(results, key=lambda r: r["name"])
 
-    results = _run(body, url, wallet_name, wallet_hotkey, wallet_path)
+    results = _run(body, conn)
     stored = [r for r in results if r["status"] == "stored"]
     if as_json:
         click.echo(json.dumps({"objects": results, "stored": len(stored),
@@ -176,8 +201,7 @@ def upload(
 )
 @connection_options
 def download(
-    ref: str, output: Path, url: str, wallet_name: str, wallet_hotkey: str,
-    wallet_path: Path, as_json: bool,
+    ref: str, output: Path, conn: Connection, as_json: bool,
 ) -> None:  # fmt: skip
     """Download an object by id or name, or a whole uploaded directory into -o DIR.
 
@@ -205,7 +229,7 @@ def download(
                 done.append({"ref": object_ref, "path": str(target), "size": size})
         return done
 
-    done = _run(body, url, wallet_name, wallet_hotkey, wallet_path)
+    done = _run(body, conn)
     if as_json:
         click.echo(json.dumps({"files": done}))
     else:
@@ -215,11 +239,9 @@ def download(
 
 @click.command(name="ls")
 @connection_options
-def list_objects(
-    url: str, wallet_name: str, wallet_hotkey: str, wallet_path: Path, as_json: bool
-) -> None:
+def list_objects(conn: Connection, as_json: bool) -> None:
     """List your objects on the validator."""
-    objects = _run(lambda c: c.list(), url, wallet_name, wallet_hotkey, wallet_path)
+    objects = _run(lambda c: c.list(), conn)
     if as_json:
         click.echo(json.dumps({"objects": objects}))
         return
@@ -235,15 +257,14 @@ def list_objects(
 @click.argument("refs", nargs=-1, required=True)
 @connection_options
 def remove(
-    refs: tuple[str, ...], url: str, wallet_name: str, wallet_hotkey: str, wallet_path: Path,
-    as_json: bool,
+    refs: tuple[str, ...], conn: Connection, as_json: bool,
 ) -> None:  # fmt: skip
     """Delete objects by id or name; their miners are asked to drop the shards."""
 
     async def body(client: GatewayClient) -> list[dict[str, Any]]:
         return [await client.delete(ref) for ref in refs]
 
-    results = _run(body, url, wallet_name, wallet_hotkey, wallet_path)
+    results = _run(body, conn)
     if as_json:
         click.echo(json.dumps({"deleted": results}))
     else:

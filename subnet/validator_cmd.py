@@ -21,6 +21,7 @@ HELP = {
     "data_dir": "Where the default SQLite database lives.",
     "database_url": "SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db (default: SQLite).",
     "users": "Comma-separated name=ss58hotkey entries allowed to upload.",
+    "tokens": "Comma-separated name=token API tokens for scripts (use $SUBNET_VALIDATOR_TOKENS).",
     "miners": "Comma-separated ss58hotkey@host:port miners to place shards on.",
     "k": "Shares needed to rebuild a segment.",
     "m": "Shares made per segment (one per miner).",

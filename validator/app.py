@@ -25,8 +25,15 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from erasure import Capability, CapabilityError, ErasureParams
-from protocol.epistula import SHA256_PREFIX, EpistulaVerifier, HotkeyPolicy
+from protocol.epistula import (
+    HEADER_CONTENT_HASH,
+    SHA256_PREFIX,
+    EpistulaVerifier,
+    HotkeyPolicy,
+    VerifiedRequest,
+)
 from protocol.http import (
+    VERIFIED,
     ApiError,
     BadRequest,
     Conflict,
@@ -64,6 +71,24 @@ class UsersPolicy(HotkeyPolicy):
 
     def is_allowed(self, hotkey: str) -> bool:
         return hotkey in self.hotkeys
+
+
+@web.middleware
+async def api_tokens(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """``Authorization: Bearer <token>`` authenticates a script as its user, unsigned."""
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        return await handler(request)
+    identity = await asyncio.to_thread(request.app[GATEWAY].token_user, header[7:].strip())
+    if identity is None:
+        raise ApiError(401, "bad_token", "that API token is unknown; ask the operator for one")
+    request[VERIFIED] = VerifiedRequest(
+        signed_by=identity,
+        uuid="",
+        timestamp_ms=wall_clock_ms(),
+        declared_content_hash=request.headers.get(HEADER_CONTENT_HASH),
+    )
+    return await handler(request)
 
 
 @web.middleware
@@ -271,6 +296,7 @@ def make_app(
         middlewares=[
             metrics.middleware,
             error_middleware,
+            api_tokens,
             epistula_middleware(
                 EpistulaVerifier(window_ms=settings.signature_window_ms),
                 own_hotkey=own_hotkey,

@@ -8,6 +8,7 @@ their own objects, and hands uploads and downloads to :mod:`validator.uploads` a
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,13 @@ class ObjectInfo:
     encrypted: bool
     key_stored: bool
     created_at: str
+
+
+USER_PREFIX = "user:"  # how a token caller is named where a hotkey would be
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def parse_user(entry: str) -> tuple[str, str]:
@@ -82,12 +90,33 @@ class Gateway:
         with self.sessions() as session:
             return frozenset(h for h in session.scalars(select(User.hotkey)) if h)
 
-    def user_id(self, hotkey: str) -> int:
+    def user_id(self, identity: str) -> int:
+        """The user behind a signing hotkey, or behind ``user:<name>`` (token callers)."""
         with self.sessions() as session:
-            uid = session.scalar(select(User.id).where(User.hotkey == hotkey))
+            if identity.startswith(USER_PREFIX):
+                name = identity.removeprefix(USER_PREFIX)
+                uid = session.scalar(select(User.id).where(User.name == name))
+            else:
+                uid = session.scalar(select(User.id).where(User.hotkey == identity))
         if uid is None:
-            raise NotYours(f"hotkey {hotkey} is not a user of this validator")
+            raise NotYours(f"{identity} is not a user of this validator")
         return uid
+
+    def sync_tokens(self, entries: Sequence[str]) -> None:
+        """``name=token`` entries give users API tokens; only the tokens' hashes are kept."""
+        with self.sessions.begin() as session:
+            for name, token in map(parse_user, entries):
+                row = session.scalar(select(User).where(User.name == name))
+                if row is None:
+                    row = User(name=name, created_at=datetime.now(UTC))
+                    session.add(row)
+                row.token_hash = token_hash(token)
+
+    def token_user(self, token: str) -> str | None:
+        """``user:<name>`` for a valid API token, else None."""
+        with self.sessions() as session:
+            name = session.scalar(select(User.name).where(User.token_hash == token_hash(token)))
+        return None if name is None else USER_PREFIX + name
 
     def sync_miners(self, entries: Sequence[str]) -> None:
         with self.sessions.begin() as session:

@@ -33,6 +33,7 @@ async def build_app(settings: ValidatorSettings) -> web.Application:
     miners = MinerClient(SigningClient(http, keypair))
     gateway = Gateway(sessions, miners)
     gateway.sync_users(settings.users)
+    gateway.sync_tokens(settings.tokens)
     gateway.sync_miners(settings.miners)
     app = make_app(gateway, settings, keypair.ss58_address)
 

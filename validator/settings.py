@@ -26,6 +26,8 @@ class ValidatorSettings:
     database_url: str = ""  # default: SQLite in data_dir
     # Users allowed to upload: "name=ss58hotkey" entries (Epistula-signed requests).
     users: tuple[str, ...] = ()
+    # API tokens for scripts: "name=token" entries (put them in the environment, not flags).
+    tokens: tuple[str, ...] = ()
     # Miners to place shards on, "ss58hotkey@host:port", until the metagraph provides them.
     miners: tuple[str, ...] = ()
     k: int = 4

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import random
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from yarl import URL
 
 from protocol.http import SigningClient
+from subnet.gateway_client import GatewayClient, GatewayError
 from tests.validator.conftest import VALIDATOR, LiveMiner
 from validator.app import make_app
 from validator.gateway import Gateway
@@ -44,6 +46,7 @@ async def api(
     )
     gateway = Gateway(sessions, miner_client)
     gateway.sync_users(settings.users)
+    gateway.sync_tokens(("carol=carol-s3cret-token",))
     gateway.sync_miners(settings.miners)
     await gateway.refresh_miners()
     app = make_app(gateway, settings, VALIDATOR.ss58_address, background=False)
@@ -180,3 +183,24 @@ async def test_objects_are_found_by_names_with_slashes_and_spaces(api: Client) -
     url = URL(f"{api.make_url('/')}v1/objects/deep/er%20path/file%201.bin", encoded=True)
     async with alice.request("GET", url, signed_for=VALIDATOR.ss58_address) as r:
         assert (r.status, await r.read()) == (200, b"x" * 10)
+
+
+async def test_api_tokens_work_for_scripts_and_stay_in_their_lane(
+    api: Client, tmp_path: Path
+) -> None:
+    status, alices = await upload(api, ALICE, "alice-only", b"mine", encrypt="0")
+    assert status == 201
+    data = tmp_path / "report.csv"
+    data.write_bytes(b"a,b\n1,2\n" * 1000)
+    carol = GatewayClient(api.session, None, str(api.make_url("")), tmp_path / "caps",
+                          token="carol-s3cret-token")  # fmt: skip
+    await carol.connect()
+    stored = await carol.upload(data, "report.csv")
+    assert [o["name"] for o in await carol.list()] == ["report.csv"]
+    await carol.download(stored["object_id"], tmp_path / "back.csv")
+    assert (tmp_path / "back.csv").read_bytes() == data.read_bytes()
+    with pytest.raises(GatewayError) as caught:
+        await carol.download(alices["object_id"], tmp_path / "stolen")
+    assert (caught.value.status, caught.value.code) == (403, "not_yours")
+    async with api.get("/v1/objects", headers={"Authorization": "Bearer wrong"}) as r:
+        assert (r.status, (await r.json())["error"]) == (401, "bad_token")
