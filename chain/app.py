@@ -50,7 +50,7 @@ from protocol.http import (
     Conflict,
     Forbidden,
     epistula_middleware,
-    error_middleware,
+    service_app,
     verified,
     wall_clock_ms,
 )
@@ -225,10 +225,6 @@ async def get_ledger(request: web.Request) -> web.Response:
     return web.json_response({"credits": [c.to_dict() for c in credits]})
 
 
-async def healthz(_request: web.Request) -> web.Response:
-    return web.json_response({"ok": True})
-
-
 class ChainMetrics(ServiceMetrics):
     def __init__(self, service: ChainService) -> None:
         super().__init__("chain")
@@ -259,20 +255,15 @@ def make_app(
     """The chain's app; ``background=False`` leaves block production to the caller (tests)."""
     metrics = ChainMetrics(service)
     verifier = EpistulaVerifier(window_ms=signature_window_ms)
-    app = web.Application(
-        client_max_size=MAX_JSON_BODY,
-        middlewares=[
-            metrics.middleware,
-            error_middleware,
-            epistula_middleware(
-                verifier,
-                own_hotkey=SIGNED_FOR,
-                policy=ALLOW_ANY,
-                clock_ms=wall_clock_ms,
-                public_paths=PUBLIC_PATHS,
-            ),
-            domain_errors,
-        ],
+    signatures = epistula_middleware(
+        verifier,
+        own_hotkey=SIGNED_FOR,
+        policy=ALLOW_ANY,
+        clock_ms=wall_clock_ms,
+        public_paths=PUBLIC_PATHS,
+    )
+    app = service_app(
+        metrics, signatures, domain_errors=domain_errors, client_max_size=MAX_JSON_BODY
     )
     app[SERVICE] = service
     app[METRICS] = metrics
@@ -284,8 +275,6 @@ def make_app(
     app.router.add_get("/v1/epochs", get_epochs)
     app.router.add_get("/v1/balances", get_balances)
     app.router.add_get("/v1/ledger", get_ledger)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics.handler)
     if background:
         app.cleanup_ctx.append(_block_producer)
     return app

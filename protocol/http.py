@@ -32,7 +32,7 @@ from __future__ import annotations
 import json as jsonlib
 import logging
 import time
-from collections.abc import AsyncIterable, Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Final, TypeVar
 
@@ -55,6 +55,7 @@ from protocol.epistula import (
     body_sha256_hex,
     sign_headers,
 )
+from protocol.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
@@ -313,3 +314,27 @@ class SigningClient:
             declared=True,
         )
         return self.session.request(method, url, data=body, headers={**(headers or {}), **signed})
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+def service_app(
+    metrics: ServiceMetrics,
+    signatures: Middleware,
+    *,
+    before_signatures: Sequence[Middleware] = (),
+    domain_errors: Middleware | None = None,
+    client_max_size: int = 1024 * 1024,
+) -> web.Application:
+    """The skeleton every service shares: metrics outermost, then ``error_middleware`` (so
+    it renders every rejection), then any authentication of the service's own, signatures,
+    and the service's mapping of its domain errors; plus ``/healthz`` and ``/metrics``."""
+    middlewares = [metrics.middleware, error_middleware, *before_signatures, signatures]
+    if domain_errors is not None:
+        middlewares.append(domain_errors)
+    app = web.Application(client_max_size=client_max_size, middlewares=middlewares)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics.handler)
+    return app

@@ -35,7 +35,7 @@ from protocol.http import (
     NotFound,
     PayloadTooLarge,
     epistula_middleware,
-    error_middleware,
+    service_app,
     streamed_body,
     verified,
     wall_clock_ms,
@@ -247,10 +247,6 @@ async def get_info(request: web.Request) -> web.Response:
     return web.json_response(info)
 
 
-async def healthz(_request: web.Request) -> web.Response:
-    return web.json_response({"ok": True})
-
-
 class MinerMetrics(ServiceMetrics):
     def __init__(self, service: MinerService) -> None:
         super().__init__("miner")
@@ -313,20 +309,15 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 def make_app(service: MinerService, *, background: bool = True) -> web.Application:
     metrics = MinerMetrics(service)
     verifier = EpistulaVerifier(window_ms=service.settings.signature_window_ms)
-    app = web.Application(
-        client_max_size=MAX_JSON_BODY,
-        middlewares=[
-            metrics.middleware,
-            error_middleware,
-            epistula_middleware(
-                verifier,
-                own_hotkey=service.hotkey,
-                policy=StaticAllowlist(frozenset(service.settings.validators)),
-                clock_ms=wall_clock_ms,
-                public_paths=frozenset({"/healthz", "/metrics", "/v1/info"}),
-            ),
-            domain_errors,
-        ],
+    signatures = epistula_middleware(
+        verifier,
+        own_hotkey=service.hotkey,
+        policy=StaticAllowlist(frozenset(service.settings.validators)),
+        clock_ms=wall_clock_ms,
+        public_paths=frozenset({"/healthz", "/metrics", "/v1/info"}),
+    )
+    app = service_app(
+        metrics, signatures, domain_errors=domain_errors, client_max_size=MAX_JSON_BODY
     )
     app[SERVICE] = service
     app[METRICS] = metrics
@@ -336,8 +327,6 @@ def make_app(service: MinerService, *, background: bool = True) -> web.Applicati
     app.router.add_post("/v1/challenges", post_challenges)
     app.router.add_get("/v1/quarantine", get_quarantine)
     app.router.add_get("/v1/info", get_info)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics.handler)
     if background:
         app.cleanup_ctx.append(_background)
     return app

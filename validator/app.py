@@ -41,7 +41,7 @@ from protocol.http import (
     NotFound,
     PayloadTooLarge,
     epistula_middleware,
-    error_middleware,
+    service_app,
     streamed_body,
     verified,
     wall_clock_ms,
@@ -264,10 +264,6 @@ def app_hotkey(request: web.Request) -> str:
     return request.app[HOTKEY]
 
 
-async def healthz(_request: web.Request) -> web.Response:
-    return web.json_response({"ok": True})
-
-
 async def _refresh(app: web.Application) -> AsyncIterator[None]:
     gateway = app[GATEWAY]
 
@@ -291,21 +287,15 @@ def make_app(
     gateway: Gateway, settings: ValidatorSettings, own_hotkey: str, *, background: bool = True
 ) -> web.Application:
     metrics = ServiceMetrics("validator")
-    app = web.Application(
-        client_max_size=1024 * 1024,
-        middlewares=[
-            metrics.middleware,
-            error_middleware,
-            api_tokens,
-            epistula_middleware(
-                EpistulaVerifier(window_ms=settings.signature_window_ms),
-                own_hotkey=own_hotkey,
-                policy=UsersPolicy(gateway),
-                clock_ms=wall_clock_ms,
-                public_paths=frozenset({"/healthz", "/metrics", "/v1/info"}),
-            ),
-            domain_errors,
-        ],
+    signatures = epistula_middleware(
+        EpistulaVerifier(window_ms=settings.signature_window_ms),
+        own_hotkey=own_hotkey,
+        policy=UsersPolicy(gateway),
+        clock_ms=wall_clock_ms,
+        public_paths=frozenset({"/healthz", "/metrics", "/v1/info"}),
+    )
+    app = service_app(
+        metrics, signatures, before_signatures=[api_tokens], domain_errors=domain_errors
     )
     app[GATEWAY] = gateway
     app[SETTINGS] = settings
@@ -315,8 +305,6 @@ def make_app(
     app.router.add_get("/v1/objects/{ref:.+}", get_object)
     app.router.add_delete("/v1/objects/{ref:.+}", delete_object)
     app.router.add_get("/v1/info", get_info)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics.handler)
     if background:
         app.cleanup_ctx.append(_refresh)
     return app
