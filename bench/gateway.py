@@ -57,8 +57,19 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def reset_peak_rss(pid: int) -> None:
+    """Start VmHWM afresh (Linux: writing 5 to clear_refs), to measure one phase's peak."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 async def transfer(
-    url: str, root: Path, dataset: Path, big: Path, files: list[Path], big_size: int
+    url: str,
+    root: Path,
+    dataset: Path,
+    big: Path,
+    files: list[Path],
+    big_size: int,
+    validator_pid: int,
 ) -> dict[str, float]:
     keypair = load_hotkey("user", "default", root / "wallets")
     size = sum(p.stat().st_size for p in files)
@@ -79,6 +90,8 @@ async def transfer(
             await client.download(p.relative_to(dataset).as_posix(), root / "out" / p.name)
         down_dataset = size / (time.perf_counter() - start) / 1e6
 
+        dataset_rss = peak_rss_mib(validator_pid)
+        await asyncio.to_thread(reset_peak_rss, validator_pid)
         start = time.perf_counter()
         await client.upload(big, "big.bin")
         up_big = big_size / (time.perf_counter() - start) / 1e6
@@ -86,6 +99,8 @@ async def transfer(
         await client.download("big.bin", root / "big.out")
         down_big = big_size / (time.perf_counter() - start) / 1e6
     return {
+        "validator_peak_rss_mib_dataset": round(dataset_rss, 1),
+        "validator_peak_rss_mib_object": round(peak_rss_mib(validator_pid), 1),
         "dataset_upload_mb_s": round(up_dataset, 1),
         "dataset_download_mb_s": round(down_dataset, 1),
         "object_upload_mb_s": round(up_big, 1),
@@ -121,14 +136,15 @@ def run_config(k: int, m: int, miners: int, dataset: Path, big: Path) -> dict[st
         url = f"http://127.0.0.1:{vport}"
         wait_healthy(url, vproc, vlog)
         files = [p for p in sorted(dataset.rglob("*")) if p.is_file()]
-        figures = asyncio.run(transfer(url, root, dataset, big, files, big.stat().st_size))
+        figures = asyncio.run(
+            transfer(url, root, dataset, big, files, big.stat().st_size, vproc.pid)
+        )
         raw = raw_zfec_mb_s(big, k, m)
         return {
             "k": k,
             "m": m,
             "miners": miners,
             **figures,
-            "validator_peak_rss_mib": round(peak_rss_mib(vproc.pid), 1),
             "raw_zfec_encode_mb_s": round(raw, 1),
             "object_upload_vs_raw_zfec": round(figures["object_upload_mb_s"] / raw, 2),
         }
