@@ -18,15 +18,32 @@ M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
 THRESHOLD = 1024 * 1024
 
 
-def return_large_buffers_to_the_os() -> bool:
-    """Fix glibc's mmap threshold; False (and nothing done) on other C libraries."""
+def _libc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     if not name:
-        return False
+        return None
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
+
+
+def trim() -> None:
+    """Hand free heap pages back to the kernel (glibc ``malloc_trim``); a no-op elsewhere.
+
+    Called when a large transfer ends: small buffers freed by many concurrent transfers
+    otherwise stay resident in malloc's arenas until the process exits.
+    """
+    libc = _libc()
+    malloc_trim = getattr(libc, "malloc_trim", None)
+    if malloc_trim is not None:
+        malloc_trim(0)
+
+
+def return_large_buffers_to_the_os() -> bool:
+    """Fix glibc's mmap threshold; False (and nothing done) on other C libraries."""
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is None:
         return False
     ok = bool(mallopt(M_MMAP_THRESHOLD, THRESHOLD))
     if not ok:

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from erasure import Manifest, MerkleTree, decode_segment_shares
+from protocol.memory import trim
 from validator.miner_client import MinerAddress, MinerClient, MinerError
 from validator.models import Placement, Segment, Shard, StoredObject
 
@@ -126,6 +127,7 @@ class Downloader:
                 ahead.cancel()
                 with contextlib.suppress(asyncio.CancelledError, DownloadError):
                     await ahead
+            await asyncio.to_thread(trim)
 
     async def segment(self, plan: ObjectPlan, index: int, key: bytes | None) -> bytes | bytearray:
         manifest = plan.manifest

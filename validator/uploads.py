@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from erasure import EncodedSegment, ErasureParams, ObjectEncoder
+from protocol.memory import trim
 from protocol.wire import StorageReceipt
 from validator.miner_client import MinerAddress, MinerClient, MinerError
 from validator.models import Miner, Placement, RepairItem, Segment, Shard, StoredObject
@@ -110,6 +111,8 @@ class Uploader:
         except BaseException:
             await asyncio.shield(self._abandon(object_id, pushed))
             raise
+        finally:
+            await asyncio.to_thread(trim)
 
     def _begin(self, owner_id: int, name: str, options: UploadOptions) -> str:
         params = options.params
