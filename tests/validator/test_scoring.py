@@ -1,0 +1,76 @@
+"""Scoring properties: no NaN, nothing verified earns nothing, failures cost, newcomers rise."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from validator.scoring import MinerStanding, Reputation, time_weighted, update, weights
+
+CLEAN = Reputation()
+
+standing = st.builds(
+    MinerStanding,
+    st.integers(0, 10**15),
+    st.builds(Reputation, st.floats(0, 1e6), st.floats(0, 1e6)),
+    st.builds(Reputation, st.floats(0, 1e6), st.floats(0, 1e6)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=5), standing, max_size=10))
+def test_weights_are_never_nan_and_sum_to_one_or_zero(miners: dict[str, MinerStanding]) -> None:
+    result = weights(miners)
+    assert all(math.isfinite(w) and w >= 0 for w in result.values())
+    total = sum(result.values())
+    assert total == 0 or math.isclose(total, 1.0)
+
+
+def test_nothing_verified_gets_zero() -> None:
+    result = weights({"a": MinerStanding(0, CLEAN, CLEAN), "b": MinerStanding(10, CLEAN, CLEAN)})
+    assert result == {"a": 0.0, "b": 1.0}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 10**12), st.integers(1, 10**12), st.integers(1, 10**12))
+def test_more_verified_bytes_never_lowers_a_weight(mine: int, more: int, other: int) -> None:
+    before = weights(
+        {"a": MinerStanding(mine, CLEAN, CLEAN), "b": MinerStanding(other, CLEAN, CLEAN)}
+    )
+    after = weights({"a": MinerStanding(mine + more, CLEAN, CLEAN),
+                     "b": MinerStanding(other, CLEAN, CLEAN)})  # fmt: skip
+    assert after["a"] >= before["a"]
+
+
+def test_failures_lower_weight_and_enough_of_them_disqualify() -> None:
+    honest = MinerStanding(100, update(CLEAN, 50, 0), CLEAN)
+    lying = MinerStanding(100, update(CLEAN, 50, 5), CLEAN)
+    result = weights({"honest": honest, "lying": lying})
+    assert result["lying"] < result["honest"]
+    caught = MinerStanding(100, update(CLEAN, 50, 60), CLEAN)
+    assert weights({"honest": honest, "caught": caught})["caught"] == 0.0
+
+
+def test_timeouts_and_wrong_answers_are_kept_apart() -> None:
+    offline = update(CLEAN, 0, 3)
+    assert update(CLEAN, 0, 3).score == offline.score
+    s = MinerStanding(100, CLEAN, offline)
+    assert s.wrong.score == 1.0  # being offline says nothing about lying
+
+
+def test_a_clean_newcomer_reaches_a_fair_share_quickly() -> None:
+    veteran = MinerStanding(1000, update(CLEAN, 5000, 0), CLEAN)
+    newcomer = MinerStanding(1000, CLEAN, CLEAN)
+    for _ in range(3):  # three clean rounds
+        newcomer = MinerStanding(1000, update(newcomer.wrong, 1, 0), newcomer.timeouts)
+    result = weights({"veteran": veteran, "newcomer": newcomer})
+    assert math.isclose(result["newcomer"], 0.5, rel_tol=0.01)
+
+
+def test_time_weighted_capacity() -> None:
+    samples = [(0.0, 100), (50.0, 300)]
+    assert time_weighted(samples, now=100.0, window=100.0) == 200.0
+    assert time_weighted(samples, now=100.0, window=50.0) == 300.0
+    assert time_weighted([], now=1.0, window=1.0) == 0.0
