@@ -1,0 +1,76 @@
+"""The challenge log is tamper-evident: any edit names the first bad entry."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from bittensor_wallet import Keypair
+
+from validator.audit_log import LogEntry, append, verify_log
+
+VALIDATOR = Keypair.create_from_uri("//LogValidator")
+
+
+def entry(i: int) -> LogEntry:
+    return LogEntry(
+        seq=0, validator="", miner=f"miner{i % 3}", shard_id="ab" * 32, kind="merkle",
+        nonce=f"{i:032x}", indices=(i, i + 1), root="ab" * 32, issued_at=1000.0 + i,
+        answered_at=1000.1 + i, latency_ms=100.0, verdict="pass" if i % 4 else "timeout",
+        reason="ok", proof_digest="cd" * 32,
+    )  # fmt: skip
+
+
+def build(n: int) -> list[LogEntry]:
+    log: list[LogEntry] = []
+    for i in range(n):
+        log.append(append(log, entry(i), VALIDATOR))
+    return log
+
+
+def test_a_clean_log_verifies_and_round_trips_as_json_lines() -> None:
+    log = build(20)
+    assert verify_log(log) is None
+    assert verify_log([LogEntry.from_json(e.to_json()) for e in log]) is None
+
+
+@pytest.mark.parametrize("victim", [0, 7, 19])
+def test_editing_any_field_names_that_entry(victim: int) -> None:
+    log = build(20)
+    log[victim] = replace(log[victim], verdict="pass" if log[victim].verdict != "pass" else "wrong")
+    problem = verify_log(log)
+    assert problem is not None
+    assert problem.seq == victim
+    assert "signature" in problem.reason
+
+
+def test_flipping_one_byte_of_the_export_names_the_entry() -> None:
+    lines = [e.to_json() for e in build(10)]
+    line = lines[4]
+    at = line.index('"latency_ms":') + len('"latency_ms":')
+    lines[4] = line[:at] + ("2" if line[at] != "2" else "3") + line[at + 1 :]
+    problem = verify_log([LogEntry.from_json(x) for x in lines])
+    assert problem is not None
+    assert problem.seq == 4
+
+
+def test_removing_or_reordering_entries_breaks_the_chain() -> None:
+    log = build(10)
+    dropped = log[:3] + log[4:]
+    problem = verify_log(dropped)
+    assert (problem.seq if problem else None) == 3
+    swapped = [*log[:5], log[6], log[5], *log[7:]]
+    problem = verify_log(swapped)
+    assert (problem.seq if problem else None) == 5
+
+
+def test_a_log_resigned_by_someone_else_is_refused() -> None:
+    log = build(3)
+    forger = Keypair.create_from_uri("//Forger")
+    forged = replace(log[1], validator=forger.ss58_address)
+    forged = replace(forged, signature="0x" + forger.sign(forged.body()).hex())
+    log[1] = forged
+    problem = verify_log(log)
+    assert problem is not None
+    assert (problem.seq, problem.reason.startswith("signed by")) == (1, True)
+    assert verify_log(build(3), validator=forger.ss58_address) is not None
