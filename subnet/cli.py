@@ -26,6 +26,7 @@ from rich.table import Table
 
 from erasure import ErasureError, ErasureParams
 from subnet import __version__
+from subnet.audit_cmd import audit
 from subnet.chain_cmd import chain, metagraph, rewards
 from subnet.dataset_cmd import dataset
 from subnet.demo import FileResult, prepare, round_trip
@@ -60,6 +61,7 @@ main.add_command(metagraph)
 main.add_command(rewards)
 main.add_command(dataset)
 main.add_command(validator)
+main.add_command(audit)
 for command in (upload, download, list_objects, remove):
     main.add_command(command)
 

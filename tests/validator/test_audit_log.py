@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from bittensor_wallet import Keypair
@@ -74,3 +78,31 @@ def test_a_log_resigned_by_someone_else_is_refused() -> None:
     assert problem is not None
     assert (problem.seq, problem.reason.startswith("signed by")) == (1, True)
     assert verify_log(build(3), validator=forger.ss58_address) is not None
+
+
+def run_audit(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "subnet", "audit", "verify", str(path), "--json"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_audit_verify_cli_names_the_tampered_entry(tmp_path: Path) -> None:
+    path = tmp_path / "log.jsonl"
+    lines = [e.to_json() for e in build(6)]
+    path.write_text("\n".join(lines) + "\n")
+    clean = run_audit(path)
+    assert (clean.returncode, json.loads(clean.stdout)["ok"]) == (0, True)
+    lines[3] = (
+        lines[3]
+        .replace('"verdict":"pass"', '"verdict":"wrong"')
+        .replace('"verdict":"timeout"', '"verdict":"pass"')
+    )
+    path.write_text("\n".join(lines) + "\n")
+    tampered = run_audit(path)
+    assert tampered.returncode == 1
+    assert json.loads(tampered.stdout)["first_bad"]["seq"] == 3
+    path.write_text("not json\n")
+    broken = run_audit(path)
+    assert broken.returncode == 1
+    assert "not a log entry" in broken.stderr
