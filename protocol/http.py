@@ -338,3 +338,20 @@ def service_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics.handler)
     return app
+
+
+def resolve_range(wanted: slice, size: int, what: str) -> tuple[int, int]:
+    """``[start, stop)`` of a ``request.http_range`` over ``size`` bytes; 416 if unsatisfiable.
+
+    Handles suffix ranges (``bytes=-N``) and a missing header (the whole body, even empty).
+    """
+    start, stop = wanted.start, wanted.stop
+    if start is not None and start < 0 and stop is None:  # suffix: the last -start bytes
+        start, stop = max(0, size + start), size
+    start = 0 if start is None else start
+    stop = size if stop is None else min(stop, size)
+    if (start, stop) == (0, 0) and size == 0:
+        return 0, 0
+    if start >= size or stop <= start:
+        raise ApiError(416, "range_not_satisfiable", f"the {what} has {size} bytes")
+    return start, stop

@@ -35,6 +35,7 @@ from protocol.http import (
     NotFound,
     PayloadTooLarge,
     epistula_middleware,
+    resolve_range,
     service_app,
     streamed_body,
     verified,
@@ -128,7 +129,7 @@ async def get_shard(request: web.Request) -> web.StreamResponse:
         raise ApiError(416, "bad_range", "the Range header is malformed") from None
     # Look the size up first: a suffix range (bytes=-N) and 416 both need it.
     size = (await service.stat(caller.signed_by, shard_id)).size
-    start, stop = _resolve_range(wanted, size)
+    start, stop = resolve_range(wanted, size, "shard")
     partial = (start, stop) != (0, size)
     response = web.StreamResponse(status=206 if partial else 200)
     response.content_type = "application/octet-stream"
@@ -143,20 +144,6 @@ async def get_shard(request: web.Request) -> web.StreamResponse:
             await response.write(chunk)
     await response.write_eof()
     return response
-
-
-def _resolve_range(wanted: slice, size: int) -> tuple[int, int]:
-    start, stop = wanted.start, wanted.stop
-    if start is None and stop is None:
-        return 0, size
-    if start is not None and start < 0 and stop is None:  # suffix: the last -start bytes
-        start, stop = max(0, size + start), size
-    if start is None:
-        start = 0
-    stop = size if stop is None else min(stop, size)
-    if start < 0 or start >= size or stop <= start:
-        raise ApiError(416, "range_not_satisfiable", f"the shard has {size} bytes")
-    return start, stop
 
 
 async def delete_shard(request: web.Request) -> web.Response:

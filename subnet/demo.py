@@ -7,7 +7,6 @@ from the survivors (each checked against its shard id), and compare sha256 of ev
 
 from __future__ import annotations
 
-import hashlib
 import random
 import shutil
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from erasure import (
     decode_segment_shares,
 )
 from erasure.params import KiB, MiB
+from subnet.dataset import sha256_of
 
 READ_CHUNK = 1 * MiB
 
@@ -69,13 +69,6 @@ def read_chunks(path: Path) -> Iterator[bytes]:
     with path.open("rb") as src:
         while chunk := src.read(READ_CHUNK):
             yield chunk
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    for chunk in read_chunks(path):
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 def shard_path(store: Path, shard_id: str) -> Path:
@@ -127,8 +120,8 @@ def round_trip(
         segments=len(manifest.segments),
         shards_written=written,
         shards_deleted=deleted,
-        sha256_in=sha256_file(source),
-        sha256_out=sha256_file(restored),
+        sha256_in=sha256_of(source),
+        sha256_out=sha256_of(restored),
         capability=str(capability),
     )
 

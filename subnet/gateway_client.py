@@ -7,7 +7,6 @@ client keeps them in ``~/.subnet/capabilities/<validator hotkey>.json``, written
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import tempfile
@@ -23,6 +22,7 @@ from yarl import URL
 
 from protocol.epistula import HEADER_CONTENT_HASH
 from protocol.http import SigningClient
+from subnet.dataset import sha256_of
 
 CHUNK = 1024 * 1024
 DEFAULT_CAPS = Path("~/.subnet/capabilities").expanduser()
@@ -73,14 +73,6 @@ def _sync(out: Any) -> None:
 
 def _discard(path: str) -> None:
     Path(path).unlink(missing_ok=True)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as src:
-        while chunk := src.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 async def _file_chunks(path: Path, on_bytes: Callable[[int], None]) -> AsyncIterator[bytes]:
@@ -160,7 +152,7 @@ class GatewayClient:
         self, path: Path, name: str, *, encrypt: bool = True,
         on_bytes: Callable[[int], None] = lambda _n: None,
     ) -> dict[str, Any]:  # fmt: skip
-        digest, size = await asyncio.to_thread(lambda: (sha256_file(path), path.stat().st_size))
+        digest, size = await asyncio.to_thread(lambda: (sha256_of(path), path.stat().st_size))
         query = {"name": name, "encrypt": "1" if encrypt else "0"}
         async with self.signer.request_stream(
             "PUT",

@@ -41,6 +41,7 @@ from protocol.http import (
     NotFound,
     PayloadTooLarge,
     epistula_middleware,
+    resolve_range,
     service_app,
     streamed_body,
     verified,
@@ -185,7 +186,7 @@ async def get_object(request: web.Request) -> web.StreamResponse:
         wanted = request.http_range
     except ValueError:
         raise ApiError(416, "bad_range", "the Range header is malformed") from None
-    start, stop = _resolve(wanted, info.size)
+    start, stop = resolve_range(wanted, info.size, "object")
     response = web.StreamResponse(status=206 if (start, stop) != (0, info.size) else 200)
     response.content_type = "application/octet-stream"
     response.content_length = stop - start
@@ -223,19 +224,6 @@ def _key_from_capability(request: web.Request, verifier: bytes) -> bytes:
     if cap.key is None or cap.verifier != verifier:
         raise Forbidden("wrong_capability", "that capability does not open this object")
     return cap.key
-
-
-def _resolve(wanted: slice, size: int) -> tuple[int, int]:
-    start, stop = wanted.start, wanted.stop
-    if start is not None and start < 0 and stop is None:
-        start, stop = max(0, size + start), size
-    start = 0 if start is None else start
-    stop = size if stop is None else min(stop, size)
-    if (start, stop) == (0, 0) and size == 0:
-        return 0, 0
-    if start >= size or stop <= start:
-        raise ApiError(416, "range_not_satisfiable", f"the object has {size} bytes")
-    return start, stop
 
 
 async def delete_object(request: web.Request) -> web.Response:
