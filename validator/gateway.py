@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from validator.downloads import Downloader, ObjectPlan
+from validator.downloads import Downloader
 from validator.miner_client import MinerAddress, MinerClient
 from validator.models import Miner, Placement, Segment, Shard, StoredObject, User
 from validator.placement import Candidate
@@ -197,11 +197,6 @@ class Gateway:
             if row is None or row.state != "committed":
                 raise NoSuchObject(ref)
             return _info(self._owned(session, owner_id, row.id))
-
-    def plan(self, owner_id: int, object_id: str) -> ObjectPlan:
-        with self.sessions() as session:
-            self._owned(session, owner_id, object_id)
-        return self.downloader.plan(object_id)
 
     async def delete(self, owner_id: int, object_id: str) -> int:
         """Remove the object, then ask its miners to drop the shards; returns shards asked."""
