@@ -37,6 +37,38 @@ class ValidatorSettings:
     extra_receipts: int = 1
     max_object_size: int = field(default=1 << 40, metadata=SIZE)
     signature_window_ms: int = 8_000
+    # The chain: when set, the validator registers, places on the metagraph's miners
+    # (besides any listed above) and sends weights there. e.g. http://127.0.0.1:9944
+    chain_url: str = ""
+    metagraph_seconds: float = 30.0
+    weights_seconds: float = 60.0  # how often weights go to the chain
+    # Challenges: a round every challenge_seconds, up to challenge_batch shards per miner,
+    # challenge_leaves leaves each; the answer deadline is max(floor, rtt + bytes/min_rate).
+    challenge_seconds: float = 30.0
+    challenge_batch: int = 64
+    challenge_leaves: int = 8
+    challenge_floor: float = 2.0
+    challenge_min_rate: int = field(default=2**20, metadata=SIZE)  # bytes per second
+    retrieval_every: int = 10  # every Nth round, fetch one whole shard per miner
+    containment_rechecks: int = 3  # full retrievals before a timeout counts as a failure
+    reputation_lambda: float = 0.999
+    disqualify_below: float = 0.6
+    capacity_window: float = 3600.0  # seconds over which verified bytes are averaged
+    # Synthetic data: this share of every miner's capacity is filled with objects the
+    # validator generates from a secret seed, so capacity is proven, not claimed.
+    synthetic_share: float = 0.0
+    synthetic_object_size: int = field(default=64 * 2**20, metadata=SIZE)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.synthetic_share < 1.0:
+            raise ValueError(f"synthetic_share is a fraction in [0, 1), got {self.synthetic_share}")
+        if not 0.0 < self.reputation_lambda <= 1.0:
+            raise ValueError(f"reputation_lambda is in (0, 1], got {self.reputation_lambda}")
+        for name in ("challenge_seconds", "weights_seconds", "metagraph_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if self.challenge_batch < 1 or self.challenge_leaves < 1 or self.retrieval_every < 1:
+            raise ValueError("challenge_batch, challenge_leaves and retrieval_every are >= 1")
 
     @property
     def db_url(self) -> str:
