@@ -26,7 +26,15 @@ from erasure.errors import (
     UnsupportedVersionError,
 )
 from erasure.manifest import MANIFEST_VERSION, Manifest, SegmentInfo
-from erasure.merkle import MerkleBuilder, MerkleProof, MerkleTree, leaf_count_for, verify
+from erasure.merkle import (
+    MerkleBuilder,
+    MerkleProof,
+    MerkleTree,
+    hash_leaf,
+    leaf_count_for,
+    verify,
+    verify_leaf_hashes,
+)
 from erasure.objects import (
     EncodedSegment,
     ObjectEncoder,
@@ -68,8 +76,10 @@ __all__ = [
     "encode_segment",
     "encode_segment_shards",
     "encrypt_segment",
+    "hash_leaf",
     "leaf_count_for",
     "new_key",
     "split_segments",
     "verify",
+    "verify_leaf_hashes",
 ]

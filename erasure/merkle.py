@@ -226,12 +226,27 @@ def verify(
     ``root`` and ``leaf_count`` must come from the verifier's own records, never from the
     prover. Raises :class:`BadProofError` naming what failed; returns None on success.
     """
-    if leaf_count < 1:
-        raise BadProofError(f"leaf_count must be at least 1, got {leaf_count}")
     if len(indices) != len(leaves):
         raise BadProofError(f"{len(indices)} indices but {len(leaves)} leaves")
+    verify_leaf_hashes(root, leaf_count, indices, [hash_leaf(leaf) for leaf in leaves], proof)
+
+
+def verify_leaf_hashes(
+    root: bytes,
+    leaf_count: int,
+    indices: Sequence[int],
+    leaf_hashes: Sequence[bytes],
+    proof: MerkleProof,
+) -> None:
+    """:func:`verify` from the leaves' hashes: what an auditor re-checks without the data."""
+    if leaf_count < 1:
+        raise BadProofError(f"leaf_count must be at least 1, got {leaf_count}")
+    if len(indices) != len(leaf_hashes):
+        raise BadProofError(f"{len(indices)} indices but {len(leaf_hashes)} leaf hashes")
+    if any(len(h) != HASH_SIZE for h in leaf_hashes):
+        raise BadProofError("a leaf hash has the wrong length")
     wanted = _check_indices(indices, leaf_count)
-    known = {i: hash_leaf(leaf) for i, leaf in zip(indices, leaves, strict=True)}
+    known = dict(zip(indices, leaf_hashes, strict=True))
     remaining = iter(proof.hashes)
 
     def sibling(_level: int, _index: int) -> bytes:

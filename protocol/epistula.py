@@ -169,6 +169,16 @@ class StaticAllowlist:
         return hotkey in self.hotkeys
 
 
+class AnyOf:
+    """Passes a hotkey that any of ``policies`` passes (e.g. a static list and the metagraph)."""
+
+    def __init__(self, *policies: HotkeyPolicy) -> None:
+        self.policies = policies
+
+    def is_allowed(self, hotkey: str) -> bool:
+        return any(policy.is_allowed(hotkey) for policy in self.policies)
+
+
 ALLOW_ANY: HotkeyPolicy = AllowAnyHotkey()
 
 

@@ -19,14 +19,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import Counter, Gauge, Histogram
 
-from protocol.epistula import EpistulaVerifier, StaticAllowlist
+from protocol.epistula import AnyOf, EpistulaVerifier, HotkeyPolicy, StaticAllowlist
 from protocol.http import (
     ApiError,
     BadRequest,
@@ -43,6 +43,7 @@ from protocol.http import (
 )
 from protocol.metrics import ServiceMetrics
 from protocol.wire import encode_frame
+from storage_miner.on_chain import ChainPresence
 from storage_miner.prover import MAX_INDICES
 from storage_miner.scrubber import ScrubPass, run_scrubber
 from storage_miner.service import (
@@ -256,6 +257,7 @@ class MinerMetrics(ServiceMetrics):
 
 
 METRICS = web.AppKey("metrics", MinerMetrics)
+PRESENCE = web.AppKey("presence", ChainPresence)
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
@@ -293,13 +295,38 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     service.index.close()
 
 
+def _on_chain(presence: ChainPresence) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(presence.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
+
+
 def make_app(service: MinerService, *, background: bool = True) -> web.Application:
+    """The miner's app. With ``chain_url`` set it also joins the chain (see ``on_chain.py``),
+    whether or not the ``background`` loops (trash purge, scrubber) run."""
+    settings = service.settings
     metrics = MinerMetrics(service)
-    verifier = EpistulaVerifier(window_ms=service.settings.signature_window_ms)
+    verifier = EpistulaVerifier(window_ms=settings.signature_window_ms)
+    policy: HotkeyPolicy = StaticAllowlist(frozenset(settings.validators))
+    presence = None
+    if settings.chain_url:
+        presence = ChainPresence(
+            settings.chain_url,
+            service.keypair,
+            settings.axon_host,
+            settings.port,
+            settings.metagraph_seconds,
+        )
+        policy = AnyOf(policy, presence.policy)
     signatures = epistula_middleware(
         verifier,
         own_hotkey=service.hotkey,
-        policy=StaticAllowlist(frozenset(service.settings.validators)),
+        policy=policy,
         clock_ms=wall_clock_ms,
         public_paths=frozenset({"/healthz", "/metrics", "/v1/info"}),
     )
@@ -316,4 +343,7 @@ def make_app(service: MinerService, *, background: bool = True) -> web.Applicati
     app.router.add_get("/v1/info", get_info)
     if background:
         app.cleanup_ctx.append(_background)
+    if presence is not None:
+        app[PRESENCE] = presence
+        app.cleanup_ctx.append(_on_chain(presence))
     return app

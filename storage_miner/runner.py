@@ -44,7 +44,12 @@ def serve(settings: MinerSettings) -> None:
     service = build_service(settings)
     log.info(
         "miner starting",
-        extra={"hotkey": service.hotkey, "host": settings.host, "port": settings.port},
+        extra={
+            "hotkey": service.hotkey,
+            "host": settings.host,
+            "port": settings.port,
+            "chain": settings.chain_url or None,
+        },
     )
     web.run_app(
         make_app(service), host=settings.host, port=settings.port, print=None, handle_signals=True

@@ -32,8 +32,15 @@ class MinerSettings:
     s3_access_key: str = ""
     s3_secret_key: str = ""
     s3_secure: bool = False
-    # Which hotkeys may store and challenge: a static allowlist for now.
+    # Which hotkeys may store and challenge: this static allowlist, plus (with chain_url) the
+    # metagraph's permitted validators.
     validators: tuple[str, ...] = ()
+    # The chain: when set, the miner registers its hotkey, announces external_host (default:
+    # host) and port as its axon, and refreshes the permitted validators every
+    # metagraph_seconds. e.g. http://127.0.0.1:9944
+    chain_url: str = ""
+    external_host: str = ""
+    metagraph_seconds: float = 30.0
     max_shard_size: int = field(default=256 * 2**20, metadata=SIZE)
     trash_grace_seconds: float = 3600.0
     scrub_rate: int = field(default=32 * 2**20, metadata=SIZE)  # bytes per second
@@ -45,3 +52,16 @@ class MinerSettings:
             raise ValueError("capacity must be positive, e.g. --capacity 500GiB")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is not a TCP port")
+        if not self.metagraph_seconds > 0:
+            raise ValueError(f"metagraph_seconds must be positive, got {self.metagraph_seconds}")
+        if self.chain_url and self.axon_host in {"", "0.0.0.0", "::", "[::]"}:  # noqa: S104
+            raise ValueError(
+                f"host {self.host!r} listens everywhere, so it is not an address validators can "
+                "dial: give the address to announce on the chain, e.g. --external-host 203.0.113.7"
+            )
+
+    @property
+    def axon_host(self) -> str:
+        """The host announced on the chain; a bare IPv6 address gets its brackets."""
+        host = self.external_host or self.host
+        return f"[{host}]" if ":" in host and not host.startswith("[") else host

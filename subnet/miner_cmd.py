@@ -26,7 +26,11 @@ HELP = {
     "s3_access_key": "S3 access key (prefer $SUBNET_MINER_S3_ACCESS_KEY).",
     "s3_secret_key": "S3 secret key (prefer $SUBNET_MINER_S3_SECRET_KEY).",
     "s3_secure": "Use https to reach S3.",
-    "validators": "Comma-separated validator hotkeys allowed to store and challenge.",
+    "validators": "Comma-separated validator hotkeys allowed to store and challenge (with "
+    "--chain-url, besides the metagraph's permitted validators).",
+    "chain_url": "The chain to register on and announce the axon to, e.g. http://127.0.0.1:9944.",
+    "external_host": "Address announced on the chain (default: --host).",
+    "metagraph_seconds": "How often the permitted validators are read from the chain.",
     "max_shard_size": "Largest shard accepted.",
     "trash_grace_seconds": "How long deleted shards stay restorable.",
     "scrub_rate": "Scrubber read budget per second, e.g. 32MiB; 0 turns it off.",
@@ -49,11 +53,17 @@ def run(config_file: Path | None, log_format: str, log_level: str, **flags: obje
 
     Settings come from flags, then SUBNET_MINER_<NAME> environment variables, then --config.
 
+    With --chain-url the miner registers its hotkey, announces --external-host (else --host)
+    and --port as its axon, and serves every validator holding a permit on the metagraph, as
+    well as those in --validators. It retries while the chain is unreachable.
+
     \b
-    Example:
+    Examples:
       subnet wallet create --name miner1
       subnet miner run --wallet-name miner1 --capacity 500GiB \\
           --validators 5F...,5G... --data-dir /srv/miner1
+      subnet miner run --wallet-name miner1 --host 0.0.0.0 --external-host 203.0.113.7 \\
+          --chain-url http://127.0.0.1:9944 --data-dir /srv/miner1
     """
     settings = settings_from_cli(MinerSettings, ENV_PREFIX, config_file, flags)
     configure_logging(log_level, log_format)

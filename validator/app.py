@@ -4,6 +4,9 @@
     GET    /v1/objects                                    the caller's objects
     GET    /v1/objects/{ref}                              download by id or name; HEAD, Range
     DELETE /v1/objects/{ref}                              delete
+    GET    /v1/audit/log?after=&limit=&miner=&verdict=&kind=&since=&until=
+                                                          the challenge log (public)
+    GET    /v1/audit/summary?since=                       per miner: pass rate, latency...
     GET    /v1/info, /healthz, /metrics                   public
 
 Users sign with their hotkey (Epistula). An upload declares ``Epistula-Content-Hash:
@@ -17,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict
 
 from aiohttp import web
@@ -48,8 +53,12 @@ from protocol.http import (
     wall_clock_ms,
 )
 from protocol.metrics import ServiceMetrics
+from validator.audit import summarise
+from validator.chain_sync import ChainSync
+from validator.challenger import Challenger, ChallengerMetrics
 from validator.downloads import DownloadError
 from validator.gateway import Gateway, NoSuchObject, NotYours
+from validator.log_store import PAGE, LogFilter
 from validator.models import MAX_NAME
 from validator.settings import ValidatorSettings
 from validator.uploads import UploadError, UploadOptions
@@ -59,6 +68,8 @@ log = logging.getLogger(__name__)
 GATEWAY = web.AppKey("gateway", Gateway)
 HOTKEY = web.AppKey("hotkey", str)
 SETTINGS = web.AppKey("settings", ValidatorSettings)
+CHALLENGER = web.AppKey("challenger", Challenger)
+CHAIN_SYNC = web.AppKey("chain_sync", ChainSync)
 REFRESH_SECONDS = 30.0
 _UNAVAILABLE = {"not_enough_miners", "not_enough_receipts", "not_enough_shards"}
 
@@ -249,6 +260,74 @@ async def get_info(request: web.Request) -> web.Response:
     )
 
 
+def _number(request: web.Request, name: str, kind: type[int] | type[float]) -> float | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise BadRequest("bad_query", f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise BadRequest("bad_query", f"{name} must be finite")
+    return value
+
+
+async def get_audit_log(request: web.Request) -> web.Response:
+    """A page of the challenge log, oldest first; ``next`` is the ``after`` for the next page."""
+    challenger = request.app[CHALLENGER]
+    after = int(_number(request, "after", int) or -1)
+    limit = int(_number(request, "limit", int) or PAGE)
+    if not 1 <= limit <= PAGE:
+        raise BadRequest("bad_query", f"limit is 1..{PAGE}")
+    verdict = request.query.get("verdict")
+    if verdict is not None and verdict not in {"pass", "wrong", "missing", "timeout"}:
+        raise BadRequest("bad_query", "verdict is one of pass, wrong, missing, timeout")
+    kind = request.query.get("kind")
+    if kind is not None and kind not in {"merkle", "retrieval"}:
+        raise BadRequest("bad_query", "kind is merkle or retrieval")
+    where = LogFilter(
+        miner=request.query.get("miner"),
+        verdict=verdict,
+        kind=kind,
+        since=_number(request, "since", float),
+        until=_number(request, "until", float),
+    )
+    store = challenger.log_store
+    entries = await asyncio.to_thread(store.read, where, after=after, limit=limit)
+    prev = None
+    if entries and where == LogFilter():
+        prev = await asyncio.to_thread(store.previous_hash, entries[0].seq)
+    return web.json_response(
+        {
+            "validator": challenger.hotkey,
+            "entries": [json.loads(e.to_json()) for e in entries],
+            "prev_hash": prev,
+            "next": entries[-1].seq if len(entries) == limit else None,
+        }
+    )
+
+
+async def get_audit_summary(request: web.Request) -> web.Response:
+    challenger = request.app[CHALLENGER]
+    since = _number(request, "since", float)
+    standings = await asyncio.to_thread(challenger.standings)
+    rows = await asyncio.to_thread(
+        summarise,
+        challenger.sessions,
+        standings,
+        since=since,
+        disqualify_below=challenger.policy.disqualify_below,
+    )
+    return web.json_response(
+        {
+            "validator": challenger.hotkey,
+            "rounds": challenger.rounds,
+            "miners": [asdict(r) for r in rows],
+        }
+    )
+
+
 def app_hotkey(request: web.Request) -> str:
     return request.app[HOTKEY]
 
@@ -272,8 +351,49 @@ async def _refresh(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+async def _forever(name: str, seconds: float, step: Callable[[], Awaitable[object]]) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await step()
+        except Exception:  # one bad round must not end the loop; logged, retried
+            log.exception(f"{name} failed")
+
+
+def _loops(
+    challenger: Challenger | None, chain_sync: ChainSync | None, seconds: float
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def run(_app: web.Application) -> AsyncIterator[None]:
+        tasks = []
+        if chain_sync is not None:
+            await chain_sync.register()
+            try:
+                await chain_sync.sync_miners()
+            except Exception:  # the chain may be slow to answer; the loop retries
+                log.exception("first metagraph sync failed")
+            tasks.append(asyncio.create_task(chain_sync.run()))
+        if challenger is not None:
+            tasks.append(
+                asyncio.create_task(_forever("challenge round", seconds, challenger.run_round))
+            )
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return run
+
+
 def make_app(
-    gateway: Gateway, settings: ValidatorSettings, own_hotkey: str, *, background: bool = True
+    gateway: Gateway,
+    settings: ValidatorSettings,
+    own_hotkey: str,
+    *,
+    challenger: Challenger | None = None,
+    chain_sync: ChainSync | None = None,
+    background: bool = True,
 ) -> web.Application:
     metrics = ServiceMetrics("validator")
     signatures = epistula_middleware(
@@ -281,7 +401,9 @@ def make_app(
         own_hotkey=own_hotkey,
         policy=UsersPolicy(gateway),
         clock_ms=wall_clock_ms,
-        public_paths=frozenset({"/healthz", "/metrics", "/v1/info"}),
+        public_paths=frozenset(
+            {"/healthz", "/metrics", "/v1/info", "/v1/audit/log", "/v1/audit/summary"}
+        ),
     )
     app = service_app(
         metrics, signatures, before_signatures=[api_tokens], domain_errors=domain_errors
@@ -294,6 +416,14 @@ def make_app(
     app.router.add_get("/v1/objects/{ref:.+}", get_object)
     app.router.add_delete("/v1/objects/{ref:.+}", delete_object)
     app.router.add_get("/v1/info", get_info)
+    if challenger is not None:
+        challenger.metrics = ChallengerMetrics(metrics.registry)
+        app[CHALLENGER] = challenger
+        app.router.add_get("/v1/audit/log", get_audit_log)
+        app.router.add_get("/v1/audit/summary", get_audit_summary)
+    if chain_sync is not None:
+        app[CHAIN_SYNC] = chain_sync
     if background:
         app.cleanup_ctx.append(_refresh)
+        app.cleanup_ctx.append(_loops(challenger, chain_sync, settings.challenge_seconds))
     return app

@@ -19,7 +19,7 @@ from typing import Literal
 
 from blake3 import blake3
 
-from erasure import BadProofError, MerkleProof, verify
+from erasure import BadProofError, MerkleProof, hash_leaf, verify_leaf_hashes
 
 NONCE_BYTES = 16
 _INDEX_KEY = blake3(b"storage-subnet challenge indices v1").digest()
@@ -81,10 +81,34 @@ def judge(
     allowed: float,
 ) -> ChallengeResult:
     """The verdict on one answer: late is ``timeout``, a failed proof is ``wrong``."""
+    return judge_hashes(
+        root_hex=root_hex,
+        leaf_count=leaf_count,
+        indices=indices,
+        leaf_hashes=[hash_leaf(leaf) for leaf in leaves],
+        proof=proof,
+        latency=latency,
+        allowed=allowed,
+    )
+
+
+def judge_hashes(
+    *,
+    root_hex: str,
+    leaf_count: int,
+    indices: Sequence[int],
+    leaf_hashes: Sequence[bytes],
+    proof: bytes,
+    latency: float | None,
+    allowed: float,
+) -> ChallengeResult:
+    """:func:`judge` from the hashes of the leaves received (the log keeps those)."""
     if latency is None or latency > allowed:
         return ChallengeResult("timeout", f"no answer within {allowed:.3f}s", latency)
     try:
-        verify(bytes.fromhex(root_hex), leaf_count, indices, leaves, MerkleProof.from_bytes(proof))
+        verify_leaf_hashes(
+            bytes.fromhex(root_hex), leaf_count, indices, leaf_hashes, MerkleProof.from_bytes(proof)
+        )
     except BadProofError as exc:
         return ChallengeResult("wrong", str(exc), latency)
     return ChallengeResult("pass", "proof verified against the upload-time root", latency)

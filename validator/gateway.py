@@ -127,6 +127,23 @@ class Gateway:
                 else:
                     row.host, row.port = host, port
 
+    def upsert_chain_miners(self, miners: Sequence[tuple[str, str, int, int]]) -> None:
+        """(hotkey, host, port, uid) from the metagraph. A miner that left the metagraph is
+        no longer placed on (its shards are challenged and repaired like any other)."""
+        listed = {hotkey for hotkey, *_ in miners}
+        with self.sessions.begin() as session:
+            rows = {m.hotkey: m for m in session.scalars(select(Miner))}
+            for hotkey, host, port, uid in miners:
+                row = rows.get(hotkey)
+                if row is None:
+                    session.add(Miner(hotkey=hotkey, host=host, port=port, uid=uid))
+                else:
+                    row.host, row.port, row.uid = host, port, uid
+            for hotkey, row in rows.items():
+                if row.uid is not None and hotkey not in listed:
+                    row.uid = None
+                    row.active = False
+
     async def refresh_miners(self) -> None:
         """Ask every miner for its free space; unreachable ones are not placed on."""
         with self.sessions() as session:

@@ -36,10 +36,13 @@ class MinerAddress:
 class MinerError(Exception):
     """A miner did not do what was asked; ``kind`` says how (for scoring and retries)."""
 
-    def __init__(self, miner: MinerAddress, kind: str, detail: str) -> None:
+    def __init__(
+        self, miner: MinerAddress, kind: str, detail: str, status: int | None = None
+    ) -> None:
         super().__init__(f"miner {miner.hotkey} at {miner.url}: {kind}: {detail}")
         self.miner = miner
         self.kind = kind  # unreachable | timeout | refused | bad_reply
+        self.status = status  # the HTTP status of a refusal
 
 
 async def _pieces(pieces: Sequence[Buffer]) -> AsyncIterator[bytes]:
@@ -166,6 +169,7 @@ class MinerClient:
                 miner,
                 "refused",
                 f"HTTP {response.status} {body.get('error')}: {body.get('message')}",
+                response.status,
             )
         return body
 

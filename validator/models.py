@@ -9,6 +9,7 @@
 - ``segments`` and ``shards``: the manifest as rows (a shard id is its Merkle root).
 - ``placements``: which miner holds which shard, with the miner's signed receipt.
 - ``repair_queue``: shards that must be (re)placed: missing at upload, or lost later.
+- ``challenge_log``: one signed, hash-chained row per challenge (see ``audit_log.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -68,6 +70,8 @@ class Miner(Base):
     timeout_beta: Mapped[float] = mapped_column(Float, default=0.0)
     last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     active: Mapped[bool] = mapped_column(default=True)
+    # Bytes whose latest challenge passed, as of the last round.
+    verified_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class StoredObject(Base):
@@ -138,9 +142,17 @@ class Placement(Base):
     state: Mapped[str] = mapped_column(String(16), index=True)  # stored | lost
     receipt_json: Mapped[str] = mapped_column(Text)
     stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Challenges: the latest verdict, when, and how many full-retrieval rechecks a timeout
+    # has had (containment: not yet a failure, see challenger.py).
+    last_challenged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_verdict: Mapped[str | None] = mapped_column(String(16))
+    containment: Mapped[int] = mapped_column(Integer, default=0)
 
     shard: Mapped[Shard] = relationship(back_populates="placements")
     miner: Mapped[Miner] = relationship()
+
+
+Index("ix_placements_due", Placement.miner_id, Placement.state, Placement.last_challenged_at)
 
 
 class RepairItem(Base):
@@ -152,3 +164,32 @@ class RepairItem(Base):
     reason: Mapped[str] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ChallengeRecord(Base):
+    """One challenge-log entry (:class:`validator.audit_log.LogEntry`) as a row."""
+
+    __tablename__ = "challenge_log"
+    __table_args__ = (Index("ix_challenge_log_miner_seq", "miner", "seq"),)
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    validator: Mapped[str] = mapped_column(String(HOTKEY))
+    miner: Mapped[str] = mapped_column(String(HOTKEY))
+    shard_id: Mapped[str] = mapped_column(String(SHARD_ID), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    nonce: Mapped[str] = mapped_column(String(64))
+    indices: Mapped[str] = mapped_column(Text)  # JSON list
+    root: Mapped[str] = mapped_column(String(SHARD_ID))
+    issued_at: Mapped[float] = mapped_column(Float, index=True)  # unix seconds
+    answered_at: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    verdict: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    proof_digest: Mapped[str] = mapped_column(String(64))
+    leaf_count: Mapped[int] = mapped_column(Integer)
+    leaf_hashes: Mapped[bytes] = mapped_column(LargeBinary)  # 32 bytes per index
+    proof: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(BigInteger)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(160))
+    entry_hash: Mapped[str] = mapped_column(String(64))

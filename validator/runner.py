@@ -8,12 +8,16 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy.orm import sessionmaker
 
+from chain.client import ChainClient
 from protocol.db import make_engine, upgrade
 from protocol.http import SigningClient
 from protocol.memory import return_large_buffers_to_the_os
 from protocol.wallet import load_hotkey
 from validator.app import make_app
+from validator.chain_sync import ChainSync
+from validator.challenger import ChallengePolicy, Challenger
 from validator.gateway import Gateway
+from validator.log_store import ChallengeLogStore
 from validator.miner_client import MinerClient
 from validator.settings import ValidatorSettings
 
@@ -35,7 +39,22 @@ async def build_app(settings: ValidatorSettings) -> web.Application:
     gateway.sync_users(settings.users)
     gateway.sync_tokens(settings.tokens)
     gateway.sync_miners(settings.miners)
-    app = make_app(gateway, settings, keypair.ss58_address)
+    policy = ChallengePolicy.from_settings(settings)
+    challenger = Challenger(sessions, miners, ChallengeLogStore(sessions, keypair), policy)
+    chain_sync = None
+    if settings.chain_url:
+        chain_sync = ChainSync(
+            ChainClient(settings.chain_url, keypair, http),
+            gateway,
+            challenger,
+            keypair.ss58_address,
+            metagraph_seconds=settings.metagraph_seconds,
+            weights_seconds=settings.weights_seconds,
+            disqualify_below=settings.disqualify_below,
+        )
+    app = make_app(
+        gateway, settings, keypair.ss58_address, challenger=challenger, chain_sync=chain_sync
+    )
 
     async def close(_app: web.Application) -> None:
         await http.close()

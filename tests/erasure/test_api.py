@@ -38,6 +38,8 @@ EXPECTED = {
     "new_key",
     "split_segments",
     "verify",
+    "verify_leaf_hashes",
+    "hash_leaf",
 }
 
 

@@ -11,18 +11,39 @@ from pathlib import Path
 import pytest
 from bittensor_wallet import Keypair
 
-from validator.audit_log import LogEntry, append, verify_log
+from erasure import MerkleTree, hash_leaf
+from validator.audit_log import LogEntry, append, check_proof, proof_digest, verify_log
+from validator.challenges import derive_indices
 
 VALIDATOR = Keypair.create_from_uri("//LogValidator")
+LEAF = 1024
+DATA = bytes(range(256)) * 40  # 10 leaves
+TREE = MerkleTree.build(DATA, LEAF)
+ROOT = TREE.root.hex()
+
+
+def merkle_entry(nonce: bytes, *, data: bytes = DATA, verdict: str = "pass") -> LogEntry:
+    """A real challenge of TREE, answered from ``data`` (tamper it for a wrong answer)."""
+    indices = derive_indices(nonce, ROOT, TREE.leaf_count, 3)
+    hashes = [hash_leaf(data[i * LEAF : (i + 1) * LEAF]) for i in indices]
+    proof = TREE.prove(indices).to_bytes()
+    return LogEntry(
+        seq=0, validator="", miner="miner", shard_id=ROOT, kind="merkle", nonce=nonce.hex(),
+        indices=indices, root=ROOT, issued_at=1000.0, answered_at=1000.1, latency_ms=100.0,
+        verdict=verdict, reason="", proof_digest=proof_digest(hashes, proof),
+        leaf_count=TREE.leaf_count, leaf_hashes=tuple(h.hex() for h in hashes), proof=proof.hex(),
+        size=len(data),
+    )  # fmt: skip
 
 
 def entry(i: int) -> LogEntry:
-    return LogEntry(
-        seq=0, validator="", miner=f"miner{i % 3}", shard_id="ab" * 32, kind="merkle",
-        nonce=f"{i:032x}", indices=(i, i + 1), root="ab" * 32, issued_at=1000.0 + i,
-        answered_at=1000.1 + i, latency_ms=100.0, verdict="pass" if i % 4 else "timeout",
-        reason="ok", proof_digest="cd" * 32,
-    )  # fmt: skip
+    if i % 4 == 0:
+        return LogEntry(
+            seq=0, validator="", miner=f"miner{i % 3}", shard_id=ROOT, kind="merkle",
+            nonce=f"{i:032x}", indices=(), root=ROOT, issued_at=1000.0 + i, answered_at=None,
+            latency_ms=None, verdict="timeout", reason="no answer", proof_digest="",
+        )  # fmt: skip
+    return merkle_entry(i.to_bytes(16, "big"))
 
 
 def build(n: int) -> list[LogEntry]:
@@ -51,7 +72,7 @@ def test_editing_any_field_names_that_entry(victim: int) -> None:
 def test_flipping_one_byte_of_the_export_names_the_entry() -> None:
     lines = [e.to_json() for e in build(10)]
     line = lines[4]
-    at = line.index('"latency_ms":') + len('"latency_ms":')
+    at = line.index('"issued_at":') + len('"issued_at":')
     lines[4] = line[:at] + ("2" if line[at] != "2" else "3") + line[at + 1 :]
     problem = verify_log([LogEntry.from_json(x) for x in lines])
     assert problem is not None
@@ -78,6 +99,26 @@ def test_a_log_resigned_by_someone_else_is_refused() -> None:
     assert problem is not None
     assert (problem.seq, problem.reason.startswith("signed by")) == (1, True)
     assert verify_log(build(3), validator=forger.ss58_address) is not None
+
+
+def test_proofs_are_rechecked_from_leaf_hashes_alone() -> None:
+    good = merkle_entry(b"\x01" * 16)
+    assert check_proof(good) is None
+    corrupt = bytearray(DATA)
+    for i in range(0, len(corrupt), LEAF):
+        corrupt[i] ^= 1  # every leaf flipped: whatever is challenged is wrong
+    wrong = merkle_entry(b"\x01" * 16, data=bytes(corrupt), verdict="wrong")
+    assert check_proof(wrong) is None
+    # A verdict that does not follow from the recorded proof is named, either way round.
+    assert "proof fails" in (check_proof(replace(wrong, verdict="pass")) or "")
+    assert "verifies" in (check_proof(replace(good, verdict="wrong")) or "")
+    # Indices the nonce does not derive: the validator chose them, not chance.
+    assert "nonce" in (check_proof(replace(good, nonce=("02" * 16))) or "")
+    log = [append([], wrong, VALIDATOR)]
+    log.append(append(log, replace(good, verdict="wrong"), VALIDATOR))
+    problem = verify_log(log)
+    assert problem is not None
+    assert problem.seq == 1
 
 
 def run_audit(path: Path) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,104 @@
+"""``python -m tests.adversaries BEHAVIOUR [subnet miner run flags...]``: a fake miner.
+
+Run from the repository root. The flags are exactly those of ``subnet miner run`` (generated
+from the same settings dataclass); see :mod:`tests.adversaries` for the behaviours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import click
+from aiohttp import web
+
+from protocol.logs import configure_logging
+from protocol.memory import return_large_buffers_to_the_os
+from protocol.wallet import WalletError, load_hotkey
+from storage_miner.app import make_app
+from storage_miner.index import ShardIndex
+from storage_miner.runner import build_store
+from storage_miner.settings import ENV_PREFIX, MinerSettings
+from subnet.miner_cmd import HELP
+from subnet.settings_cli import settings_from_cli, settings_options
+from tests.adversaries.behaviours import (
+    Behaviour,
+    BehaviourError,
+    Rebuilding,
+    adversary_settings,
+    blob_server,
+    log,
+    make_service,
+)
+
+
+def serve(behaviour: Behaviour, settings: MinerSettings) -> None:
+    """What ``storage_miner.runner.serve`` does, with the behaviour's service swapped in."""
+    return_large_buffers_to_the_os()
+    keypair = load_hotkey(settings.wallet_name, settings.wallet_hotkey, settings.wallet_path)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    index = ShardIndex(settings.data_dir / "index.sqlite")
+    service = make_service(behaviour, settings, keypair, build_store(settings), index)
+    app = make_app(service)
+    if isinstance(service, Rebuilding):
+
+        async def blobs(_app: web.Application) -> AsyncIterator[None]:
+            async with blob_server(service, settings.host):
+                yield
+
+        app.cleanup_ctx.append(blobs)
+    log.warning(
+        "adversarial miner starting",
+        extra={
+            "behaviour": behaviour.name,
+            "parameters": behaviour,
+            "hotkey": service.hotkey,
+            "host": settings.host,
+            "port": settings.port,
+        },
+    )
+    web.run_app(app, host=settings.host, port=settings.port, print=None, handle_signals=True)
+
+
+@click.command()
+@click.argument("behaviour_spec", metavar="BEHAVIOUR")
+@settings_options(MinerSettings, HELP)
+@click.option("--log-format", type=click.Choice(["json", "text"]), default="json")
+@click.option("--log-level", default="info")
+def main(
+    behaviour_spec: str,
+    config_file: Path | None,
+    log_format: str,
+    log_level: str,
+    **flags: object,
+) -> None:
+    """Serve a real miner whose behaviour is swapped for BEHAVIOUR.
+
+    \b
+    BEHAVIOUR is one of:
+      honest         the plain MinerService
+      drop:F         loses a hash-chosen fraction F of the shards it acknowledged
+      bitflip:F      flips one bit in a fraction F of the leaves of every shard
+      wrongproof     answers with another shard's leaves and proof
+      replay         replays a shard's first answer to every later challenge
+      slow:S         sleeps S seconds before challenge batches and shard GETs
+      rebuild:K      reads K shard-sized bodies and zfec-decodes them before answering
+      fakecap:BYTES  advertises --capacity (default 1 PiB) but keeps only BYTES of shards
+    Adversaries default to --scrub-rate 0.
+    """
+    try:
+        behaviour = Behaviour.parse(behaviour_spec)
+    except BehaviourError as exc:
+        raise click.BadParameter(str(exc), param_hint="BEHAVIOUR") from None
+    settings = settings_from_cli(
+        MinerSettings, ENV_PREFIX, config_file, adversary_settings(behaviour, flags)
+    )
+    configure_logging(log_level, log_format)
+    try:
+        serve(behaviour, settings)
+    except WalletError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+if __name__ == "__main__":
+    main()
