@@ -276,8 +276,9 @@ def _number(request: web.Request, name: str, kind: type[int] | type[float]) -> f
 async def get_audit_log(request: web.Request) -> web.Response:
     """A page of the challenge log, oldest first; ``next`` is the ``after`` for the next page."""
     challenger = request.app[CHALLENGER]
-    after = int(_number(request, "after", int) or -1)
-    limit = int(_number(request, "limit", int) or PAGE)
+    after_given, limit_given = _number(request, "after", int), _number(request, "limit", int)
+    after = -1 if after_given is None else int(after_given)
+    limit = PAGE if limit_given is None else int(limit_given)
     if not 1 <= limit <= PAGE:
         raise BadRequest("bad_query", f"limit is 1..{PAGE}")
     verdict = request.query.get("verdict")

@@ -40,8 +40,8 @@ NAMES = ("Owner", "Staked", "Unstaked", "Listed", "ChainMiner")
 KEYS = {name: Keypair.create_from_uri(f"//{name}") for name in NAMES}
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
     while not await check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)
@@ -132,7 +132,7 @@ async def test_miner_registers_announces_and_serves_permitted_validators(
 
 def test_a_chain_miner_needs_an_address_to_announce(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--external-host"):
-        MinerSettings(host="0.0.0.0", chain_url="http://127.0.0.1:9944")  # noqa: S104
+        MinerSettings(host="0.0.0.0", chain_url="http://127.0.0.1:9944")
     announced = MinerSettings(host="::1", chain_url="http://127.0.0.1:9944").axon_host
     assert announced == "[::1]"
-    assert MinerSettings(host="0.0.0.0", external_host="10.0.0.5").axon_host == "10.0.0.5"  # noqa: S104
+    assert MinerSettings(host="0.0.0.0", external_host="10.0.0.5").axon_host == "10.0.0.5"

@@ -1,0 +1,262 @@
+"""The challenger against eight real miner servers: verdicts, containment, the signed log."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage_miner.fs_store import FsShardStore
+from storage_miner.store import ShardKey
+from tests.validator.conftest import VALIDATOR, LiveMiner
+from validator.app import make_app
+from validator.audit_log import verify_log
+from validator.challenger import ChallengePolicy, Challenger
+from validator.gateway import Gateway
+from validator.log_store import ChallengeLogStore, LogFilter
+from validator.miner_client import MinerClient
+from validator.models import Miner, Placement, RepairItem, Shard
+from validator.scoring import weights
+from validator.settings import ValidatorSettings
+from validator.uploads import Uploader, UploadOptions
+
+from .test_uploads import PARAMS, stream
+
+POLICY = ChallengePolicy(batch=64, leaves=8, floor=1.0, retrieval_every=1000)
+
+
+@pytest.fixture
+async def stored(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    seeded: int,
+) -> str:
+    """A committed 3-segment object: 24 shards, 3 on each miner."""
+    up = Uploader(
+        sessions, miner_client, lambda: [m.candidate for m in live_miners], rng=random.Random(1)
+    )
+    data = random.Random(2).randbytes(700_001)
+    result = await up.upload(seeded, "a.bin", stream(data), UploadOptions(PARAMS))
+    return result.object_id
+
+
+def challenger(
+    sessions: sessionmaker[Session], client: MinerClient, policy: ChallengePolicy = POLICY
+) -> Challenger:
+    return Challenger(sessions, client, ChallengeLogStore(sessions, VALIDATOR), policy)
+
+
+def shards_on(sessions: sessionmaker[Session], miner: LiveMiner) -> list[tuple[int, str]]:
+    """(placement id, shard id) of the placements on ``miner``."""
+    with sessions() as session:
+        return [
+            (pid, sid)
+            for pid, sid in session.execute(
+                select(Placement.id, Shard.shard_id)
+                .join(Shard, Shard.id == Placement.shard_id)
+                .join(Miner, Miner.id == Placement.miner_id)
+                .where(Miner.hotkey == miner.key.ss58_address)
+                .order_by(Placement.id)
+            )
+        ]
+
+
+def shard_file(miner: LiveMiner, shard_id: str) -> Any:
+    store = miner.service.store
+    assert isinstance(store, FsShardStore)
+    return store.path(ShardKey(VALIDATOR.ss58_address, shard_id))
+
+
+def placement(sessions: sessionmaker[Session], pid: int) -> Placement:
+    with sessions() as session:
+        row = session.get(Placement, pid)
+        assert row is not None
+        return row
+
+
+async def test_honest_miners_pass_and_the_log_verifies(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    stored: str,
+    live_miners: list[LiveMiner],
+) -> None:
+    checker = challenger(sessions, miner_client)
+    report = await checker.run_round()
+    assert report.miners == 8
+    assert dict(report.verdicts) == {"pass": 24}
+    assert report.leaves_verified == 24 * 8
+    entries = list(checker.log_store.iterate())
+    assert [e.seq for e in entries] == list(range(24))
+    assert verify_log(entries, VALIDATOR.ss58_address) is None
+    with sessions() as session:
+        verified = dict(session.execute(select(Miner.hotkey, Miner.verified_bytes)).all())
+        sizes = session.scalars(select(Shard.size)).all()
+    assert sum(verified.values()) == sum(sizes)
+    shares = weights(checker.standings())
+    assert all(0.1 < w < 0.15 for w in shares.values()), shares
+    # A second round carries on the same chain: 48 entries, still whole.
+    await checker.run_round()
+    assert verify_log(list(checker.log_store.iterate())) is None
+
+
+async def test_a_corrupt_shard_is_wrong_and_queued_for_repair(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    stored: str,
+    live_miners: list[LiveMiner],
+) -> None:
+    victim = live_miners[0]
+    (pid, shard_id), (lost_pid, lost_id), *_ = shards_on(sessions, victim)
+    path = shard_file(victim, shard_id)
+    data = bytearray(path.read_bytes())
+    for offset in range(0, len(data), PARAMS.leaf_size):
+        data[offset] ^= 0x01  # every leaf: whichever are challenged, all are wrong
+    path.write_bytes(bytes(data))
+    shard_file(victim, lost_id).unlink()
+    checker = challenger(sessions, miner_client)
+    report = await checker.run_round()
+    assert report.verdicts["wrong"] == 1
+    assert report.verdicts["missing"] == 1
+    assert report.verdicts["pass"] == 22
+    assert (placement(sessions, pid).state, placement(sessions, pid).last_verdict) == (
+        "lost",
+        "wrong",
+    )
+    assert placement(sessions, lost_pid).state == "lost"
+    with sessions() as session:
+        queued = session.scalars(select(RepairItem.reason)).all()
+        miner = session.scalar(select(Miner).where(Miner.hotkey == victim.key.ss58_address))
+        assert miner is not None
+        assert miner.wrong_beta > 0.9  # two failures, a little forgotten
+        assert miner.timeout_beta == 0.0  # it answered: not a timeout
+    assert len(queued) == 2
+    wrong = checker.log_store.read(LogFilter(verdict="wrong"))
+    assert [e.shard_id for e in wrong] == [shard_id]
+    assert "root" in wrong[0].reason
+    # The log proves it: anyone re-running the recorded proof finds it does not verify.
+    assert verify_log(list(checker.log_store.iterate())) is None
+    # Lost placements are not challenged again; honest ones keep passing.
+    again = await checker.run_round()
+    assert dict(again.verdicts) == {"pass": 22}
+
+
+async def test_a_silent_miner_is_contained_before_it_counts(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    stored: str,
+    live_miners: list[LiveMiner],
+) -> None:
+    silent = live_miners[3]
+    await silent.server.close()
+    placements = [pid for pid, _ in shards_on(sessions, silent)]
+    checker = challenger(sessions, miner_client)
+    # One Merkle timeout, then three full-retrieval rechecks that time out: contained.
+    for expected in (1, 2, 3):
+        report = await checker.run_round()
+        assert report.verdicts["contained"] == 3
+        assert report.verdicts["timeout"] == 0
+        assert {placement(sessions, p).containment for p in placements} == {expected}
+        with sessions() as session:
+            miner = session.scalar(select(Miner).where(Miner.hotkey == silent.key.ss58_address))
+            assert miner is not None
+            assert miner.timeout_beta == 0.0  # not a failure yet
+    kinds = {e.kind for e in checker.log_store.read(LogFilter(miner=silent.key.ss58_address))}
+    assert kinds == {"merkle", "retrieval"}
+    report = await checker.run_round()
+    assert report.verdicts["timeout"] == 3
+    assert {placement(sessions, p).state for p in placements} == {"lost"}
+    standings = checker.standings()
+    assert standings[silent.key.ss58_address].timeouts.beta > 2.9
+    assert weights(standings)[silent.key.ss58_address] == 0.0
+
+
+async def test_a_retrieval_that_comes_back_clears_containment(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    stored: str,
+    live_miners: list[LiveMiner],
+) -> None:
+    pid = shards_on(sessions, live_miners[5])[0][0]
+    with sessions.begin() as session:
+        row = session.get(Placement, pid)
+        assert row is not None
+        row.containment = 2  # as if it had timed out twice
+    checker = challenger(sessions, miner_client)
+    report = await checker.run_round()
+    assert report.verdicts["pass"] == 24
+    assert placement(sessions, pid).containment == 0
+    retrieval = checker.log_store.read(LogFilter(kind="retrieval"))
+    assert len(retrieval) == 1
+    assert "MB/s" in retrieval[0].reason
+
+
+@pytest.fixture
+async def audit_api(
+    sessions: sessionmaker[Session], miner_client: MinerClient, stored: str
+) -> AsyncIterator[tuple[TestClient[Any, Any], Challenger]]:
+    checker = challenger(sessions, miner_client)
+    app = make_app(
+        Gateway(sessions, miner_client),
+        ValidatorSettings(),
+        VALIDATOR.ss58_address,
+        challenger=checker,
+        background=False,
+    )
+    async with TestClient(TestServer(app)) as client:
+        yield client, checker
+
+
+async def test_the_audit_api_pages_filters_and_summarises(
+    audit_api: tuple[TestClient[Any, Any], Challenger], live_miners: list[LiveMiner]
+) -> None:
+    client, checker = audit_api
+    await checker.run_round()
+    await checker.run_round()
+    seen = []
+    after = -1
+    while True:
+        page = await (
+            await client.get("/v1/audit/log", params={"after": after, "limit": 10})
+        ).json()
+        seen.extend(page["entries"])
+        if page["next"] is None:
+            break
+        after = page["next"]
+    assert [e["seq"] for e in seen] == list(range(48))
+    hotkey = live_miners[2].key.ss58_address
+    mine = await (await client.get("/v1/audit/log", params={"miner": hotkey})).json()
+    assert {e["miner"] for e in mine["entries"]} == {hotkey}
+    assert len(mine["entries"]) == 6
+    summary = await (await client.get("/v1/audit/summary")).json()
+    rows = {r["miner"]: r for r in summary["miners"]}
+    assert rows[hotkey]["challenges"] == 6
+    assert rows[hotkey]["pass_rate"] == 1.0
+    assert 0 < rows[hotkey]["p50_ms"] <= rows[hotkey]["p99_ms"]
+    assert rows[hotkey]["verified_bytes"] > 0
+    assert abs(sum(r["weight"] for r in rows.values()) - 1.0) < 1e-9
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"after": "x"},
+        {"limit": "0"},
+        {"limit": "100000"},
+        {"verdict": "maybe"},
+        {"kind": "psychic"},
+        {"since": "nan"},
+    ],
+)
+async def test_bad_audit_queries_get_a_clear_400(
+    audit_api: tuple[TestClient[Any, Any], Challenger], query: dict[str, str]
+) -> None:
+    client, _ = audit_api
+    response = await client.get("/v1/audit/log", params=query)
+    assert response.status == 400
+    assert (await response.json())["error"] == "bad_query"
