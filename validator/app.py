@@ -61,6 +61,7 @@ from validator.gateway import Gateway, NoSuchObject, NotYours
 from validator.log_store import PAGE, LogFilter
 from validator.models import MAX_NAME
 from validator.settings import ValidatorSettings
+from validator.synthetic import SyntheticFiller
 from validator.uploads import UploadError, UploadOptions
 
 log = logging.getLogger(__name__)
@@ -362,7 +363,10 @@ async def _forever(name: str, seconds: float, step: Callable[[], Awaitable[objec
 
 
 def _loops(
-    challenger: Challenger | None, chain_sync: ChainSync | None, seconds: float
+    challenger: Challenger | None,
+    chain_sync: ChainSync | None,
+    filler: SyntheticFiller | None,
+    seconds: float,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def run(_app: web.Application) -> AsyncIterator[None]:
         tasks = []
@@ -394,6 +398,7 @@ def make_app(
     *,
     challenger: Challenger | None = None,
     chain_sync: ChainSync | None = None,
+    filler: SyntheticFiller | None = None,
     background: bool = True,
 ) -> web.Application:
     metrics = ServiceMetrics("validator")
@@ -426,5 +431,5 @@ def make_app(
         app[CHAIN_SYNC] = chain_sync
     if background:
         app.cleanup_ctx.append(_refresh)
-        app.cleanup_ctx.append(_loops(challenger, chain_sync, settings.challenge_seconds))
+        app.cleanup_ctx.append(_loops(challenger, chain_sync, filler, settings.challenge_seconds))
     return app

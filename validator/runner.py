@@ -9,6 +9,7 @@ from aiohttp import web
 from sqlalchemy.orm import sessionmaker
 
 from chain.client import ChainClient
+from erasure import ErasureParams
 from protocol.db import make_engine, upgrade
 from protocol.http import SigningClient
 from protocol.memory import return_large_buffers_to_the_os
@@ -20,6 +21,7 @@ from validator.gateway import Gateway
 from validator.log_store import ChallengeLogStore
 from validator.miner_client import MinerClient
 from validator.settings import ValidatorSettings
+from validator.synthetic import SyntheticFiller, load_seed
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,23 @@ async def build_app(settings: ValidatorSettings) -> web.Application:
             weights_seconds=settings.weights_seconds,
             disqualify_below=settings.disqualify_below,
         )
+    filler = None
+    if settings.synthetic_share > 0:
+        filler = SyntheticFiller(
+            sessions,
+            gateway.uploader,
+            load_seed(settings.data_dir / "synthetic.seed"),
+            share=settings.synthetic_share,
+            object_size=settings.synthetic_object_size,
+            params=ErasureParams(settings.k, settings.m, settings.segment_size, settings.leaf_size),
+        )
     app = make_app(
-        gateway, settings, keypair.ss58_address, challenger=challenger, chain_sync=chain_sync
+        gateway,
+        settings,
+        keypair.ss58_address,
+        challenger=challenger,
+        chain_sync=chain_sync,
+        filler=filler,
     )
 
     async def close(_app: web.Application) -> None:
