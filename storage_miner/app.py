@@ -138,9 +138,12 @@ async def get_shard(request: web.Request) -> web.StreamResponse:
     response.headers["Accept-Ranges"] = "bytes"
     if partial:
         response.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
-    await response.prepare(request)
-    if request.method != "HEAD":
+    if request.method == "HEAD":
+        await response.prepare(request)
+    else:
+        # Opened before the status is sent, so a lost file is a 404 and not a cut body.
         _, chunks = await service.read_shard(caller.signed_by, shard_id, start, stop)
+        await response.prepare(request)
         async for chunk in chunks:
             await response.write(chunk)
     await response.write_eof()

@@ -217,8 +217,13 @@ class MinerService:
         """The shard's total size, and its bytes ``start..end`` as an async stream."""
         key, record = await self._own(validator, shard_id)
         chunks = await asyncio.to_thread(self.store.read, key, start, end)
+        # Open it now: a shard lost behind the index's back is a 404, not a cut-off body.
+        first = await asyncio.to_thread(next, chunks, None)
 
         async def stream() -> AsyncIterator[bytes]:
+            if first is None:
+                return
+            yield first
             sentinel = object()
             while True:
                 chunk = await asyncio.to_thread(next, chunks, sentinel)

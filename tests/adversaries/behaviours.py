@@ -27,6 +27,7 @@ from bittensor_wallet import Keypair
 from blake3 import blake3
 
 from erasure import MerkleTree, decode_segment
+from protocol.settings import parse_size
 from protocol.wire import StorageReceipt
 from storage_miner.index import ShardIndex, ShardRecord
 from storage_miner.prover import ChallengeAnswer, answer
@@ -81,8 +82,6 @@ class Behaviour:
                     raise BehaviourError(f"rebuild: K must be in 1..128, not {raw}")
                 return cls(name, sources=sources)
             if name == "fakecap":
-                from protocol.settings import parse_size  # noqa: PLC0415 - only fakecap
-
                 return cls(name, keep_bytes=parse_size(raw))
         except ValueError as exc:
             if isinstance(exc, BehaviourError):
@@ -241,7 +240,6 @@ class WrongProof(Adversary):
             lie = answer(self.store, self.trees, key, indices)
             swapped.append(ChallengeOutcome(challenge, lie, None))
         return swapped
-
 
     def _live(self, validator: str, shard_id: str) -> bool:
         record = self.index.get(validator, shard_id)

@@ -14,13 +14,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from protocol.wallet import create_wallet
-from subnet.processes import free_port, running, wait_healthy
+from subnet.processes import free_port, wait_healthy
 from validator.miner_client import MinerAddress
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,7 +72,8 @@ def start_miner(
     """``python -m tests.adversaries BEHAVIOUR ...`` in the background; does not wait.
 
     ``args`` are more ``subnet miner run`` flags (e.g. ``["--capacity", "1GiB"]``). Stop it
-    with ``subnet.processes.stop(miner.proc)``, or use :func:`running_miners`.
+    with ``subnet.processes.stop(miner.proc)`` or :func:`stop_all`, or use
+    :func:`running_miners`.
     """
     name = name or _name_for(behaviour, workdir)
     folder = workdir / name
@@ -88,14 +90,29 @@ def start_miner(
         "--validators", ",".join(validators), "--log-level", "warning", *args,
     ]  # fmt: skip
     with log.open("ab") as out:
-        proc = subprocess.Popen(  # noqa: S603 - our own entry point, fixed argv
+        proc = subprocess.Popen(
             argv,
             cwd=REPO,
+            stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=dict(env) if env is not None else None,
         )
     return MinerProcess(behaviour, proc, hotkey, host, port, log, data_dir)
+
+
+def stop_all(procs: Sequence[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:
+    """SIGTERM every process at once, then wait for each (SIGKILL after ``timeout``)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @contextmanager
@@ -113,16 +130,18 @@ def running_miners(
     and stop them all on exit. Miners are in the order of ``behaviours``."""
     if hosts is not None and len(hosts) != len(behaviours):
         raise ValueError("give one host per behaviour")
-    with ExitStack() as stack:
-        miners = []
+    miners: list[MinerProcess] = []
+    try:
         for i, behaviour in enumerate(behaviours):
             host = hosts[i] if hosts is not None else "127.0.0.1"
-            miner = start_miner(behaviour, workdir, validators, host=host, args=args, env=env)
-            stack.enter_context(running(miner.proc))
-            miners.append(miner)
+            miners.append(
+                start_miner(behaviour, workdir, validators, host=host, args=args, env=env)
+            )
         for miner in miners:
             miner.wait_healthy(timeout)
         yield miners
+    finally:
+        stop_all([miner.proc for miner in miners])
 
 
 @contextmanager

@@ -50,6 +50,19 @@ async def test_store_returns_a_signed_receipt_and_is_idempotent(
     assert service.index.used_bytes == len(data)
 
 
+async def test_a_shard_lost_behind_the_index_reads_as_404_not_a_cut_body(
+    client: Client, signer: SigningClient, service: MinerService
+) -> None:
+    data, tree = shard(100_000, seed=9)
+    await put(signer, client, service.hotkey, data, tree.root.hex())
+    for path in (service.settings.data_dir / "shards").rglob(tree.root.hex()):
+        path.unlink()  # the disk lost it; the index still lists it
+    url = client.make_url(f"/v1/shards/{tree.root.hex()}")
+    async with signer.request("GET", url, signed_for=service.hotkey) as r:
+        assert r.status == 404
+        assert await error_of(r) == "not_found"
+
+
 async def test_read_whole_range_suffix_and_head(
     client: Client, signer: SigningClient, service: MinerService
 ) -> None:

@@ -1,0 +1,121 @@
+"""The validator on a real chain app: miners from the metagraph, weights with figures."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from chain.app import make_app as make_chain_app
+from chain.client import ChainClient
+from chain.emission import RAO_PER_TAO as TAO
+from chain.genesis import Genesis
+from chain.service import ChainService
+from chain.state import ChainParams
+from tests.chain.conftest import open_chain
+from tests.validator.conftest import VALIDATOR, LiveMiner
+from tests.validator.test_challenger import challenger
+from validator.chain_sync import ChainSync
+from validator.gateway import Gateway
+from validator.miner_client import MinerClient
+from validator.models import Miner, User
+from validator.uploads import UploadOptions
+
+from .test_uploads import PARAMS, stream
+
+TEMPO = 10
+
+
+@pytest.fixture
+def chain_service(tmp_path: Path) -> Iterator[ChainService]:
+    genesis = Genesis(
+        "owner", stakes={VALIDATOR.ss58_address: 1000 * TAO}, tempo=TEMPO, block_interval=0.01
+    )
+    for chain in open_chain(f"sqlite:///{tmp_path / 'chain.sqlite'}", genesis, ChainParams()):
+        service = ChainService(chain, block_interval=0.01)
+        yield service
+        service._db.shutdown(wait=True)
+
+
+@pytest.fixture
+async def chain_http(chain_service: ChainService) -> AsyncIterator[TestClient[Any, Any]]:
+    async with TestClient(TestServer(make_chain_app(chain_service, background=False))) as client:
+        yield client
+
+
+async def test_miners_come_from_the_metagraph_and_weights_carry_figures(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    chain_service: ChainService,
+    chain_http: TestClient[Any, Any],
+) -> None:
+    url = str(chain_http.make_url(""))
+    for miner in live_miners:  # what a miner with --chain-url does at start
+        own = ChainClient(url, miner.key, chain_http.session)
+        await own.register()
+        await own.serve_axon(miner.server.host, miner.server.port)
+    gateway = Gateway(sessions, miner_client)
+    checker = challenger(sessions, miner_client)
+    sync = ChainSync(
+        ChainClient(url, VALIDATOR, chain_http.session),
+        gateway,
+        checker,
+        VALIDATOR.ss58_address,
+        metagraph_seconds=1,
+        weights_seconds=1,
+        disqualify_below=0.6,
+    )
+    uid = await sync.register()
+    assert uid == await sync.register()  # idempotent
+    graph = await sync.sync_miners()
+    assert len(gateway.candidates()) == 8
+    with sessions() as session:
+        uids = dict(session.execute(select(Miner.hotkey, Miner.uid)).all())
+    assert uids == {n.hotkey: n.uid for n in graph.neurons if n.hotkey != VALIDATOR.ss58_address}
+    assert await sync.send_weights() is None  # nothing verified yet: nothing sent
+
+    with sessions.begin() as session:
+        user = User(name="alice", created_at=datetime.now(UTC))
+        session.add(user)
+        session.flush()
+        owner = user.id
+    data = random.Random(5).randbytes(500_000)
+    await gateway.uploader.upload(owner, "a", stream(data), UploadOptions(PARAMS))
+    await checker.run_round()
+    sent = await sync.send_weights()
+    assert sent is not None
+    assert abs(sum(sent.weights.values()) - 1) < 1e-9
+    verified = {hotkey: figures[0] for hotkey, figures in sent.figures.items()}
+    assert all(v > 0 for v in verified.values())
+    await chain_service.advance(TEMPO)
+    credits = (await ChainClient(url, VALIDATOR, chain_http.session).get("/v1/ledger", epoch=1))[
+        "credits"
+    ]
+    by_hotkey = {c["hotkey"]: c for c in credits}
+    for miner in live_miners:
+        row = by_hotkey[miner.key.ss58_address]
+        assert row["incentive"] > 0
+        assert row["capacity_bytes"] == verified[miner.key.ss58_address]
+        assert row["availability"] == pytest.approx(1.0)
+    # A miner that leaves the metagraph is no longer placed on.
+    with sessions.begin() as session:
+        gone = session.scalar(select(Miner).where(Miner.hotkey == live_miners[0].key.ss58_address))
+        assert gone is not None
+    gateway.upsert_chain_miners(
+        [
+            (m.key.ss58_address, m.server.host, m.server.port, i)
+            for i, m in enumerate(live_miners[1:])
+        ]
+    )
+    with sessions() as session:
+        row = session.scalar(select(Miner).where(Miner.hotkey == live_miners[0].key.ss58_address))
+        assert row is not None
+        assert (row.active, row.uid) == (False, None)
