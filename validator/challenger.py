@@ -43,7 +43,14 @@ from validator.challenges import deadline, derive_indices, judge_hashes, new_non
 from validator.log_store import ChallengeLogStore
 from validator.miner_client import MinerAddress, MinerClient, MinerError, gather_limited
 from validator.models import Miner, Placement, RepairItem, Segment, Shard, StoredObject
-from validator.scoring import MinerStanding, Reputation, time_weighted, update
+from validator.scoring import (
+    DISQUALIFY_BELOW,
+    MinerStanding,
+    Reputation,
+    disqualifies,
+    time_weighted,
+    update,
+)
 from validator.settings import ValidatorSettings
 
 log = logging.getLogger(__name__)
@@ -62,7 +69,7 @@ class ChallengePolicy:
     retrieval_every: int = 10
     containment_rechecks: int = 3
     forgetting: float = 0.999
-    disqualify_below: float = 0.6
+    disqualify_below: float = DISQUALIFY_BELOW
     capacity_window: float = 3600.0
 
     @classmethod
@@ -237,8 +244,8 @@ class Challenger:
         outcomes = []
         if plan.merkle:
             outcomes.extend(await self._merkle(plan, plan.merkle))
-        for target in plan.retrieval:
-            outcomes.append(await self._retrieve(plan, target))
+        # Rechecks of contained shards run together: each may wait out a whole deadline.
+        outcomes.extend(await asyncio.gather(*(self._retrieve(plan, t) for t in plan.retrieval)))
         return outcomes
 
     def _entry(self, plan: Plan, target: Target, **fields: Any) -> Outcome:
@@ -469,7 +476,7 @@ class Challenger:
             for miner_id, counts in tally.items():
                 miner = session.get(Miner, miner_id)
                 if miner is not None:
-                    self._update_reputation(miner, counts)
+                    self._update_reputation(miner, counts, now)
             for miner_id, verified in _verified_bytes(session, touched):
                 miner = session.get(Miner, miner_id)
                 if miner is not None:
@@ -519,7 +526,7 @@ class Challenger:
             )
         return verdict
 
-    def _update_reputation(self, miner: Miner, counts: dict[str, int]) -> None:
+    def _update_reputation(self, miner: Miner, counts: dict[str, int], now: datetime) -> None:
         passed, failed = counts["pass"], counts["wrong"] + counts["missing"]
         wrong = update(
             Reputation(miner.wrong_alpha, miner.wrong_beta),
@@ -535,6 +542,14 @@ class Challenger:
         )
         miner.wrong_alpha, miner.wrong_beta = wrong.alpha, wrong.beta
         miner.timeout_alpha, miner.timeout_beta = timeouts.alpha, timeouts.beta
+        if miner.disqualified_at is None and disqualifies(
+            wrong, disqualify_below=self.policy.disqualify_below
+        ):
+            miner.disqualified_at = now
+            log.warning(
+                "miner disqualified",
+                extra={"miner": miner.hotkey, "wrong_score": round(wrong.score, 4)},
+            )
 
     def _sample(self, hotkey: str, now: float, verified: int) -> None:
         samples = self._verified[hotkey]
@@ -562,6 +577,7 @@ class Challenger:
                 verified_bytes=int(verified),
                 wrong=Reputation(miner.wrong_alpha, miner.wrong_beta),
                 timeouts=Reputation(miner.timeout_alpha, miner.timeout_beta),
+                disqualified=miner.disqualified_at is not None,
             )
         return result
 

@@ -5,9 +5,13 @@ failure to beta, and both decay by lambda each update, so old behaviour fades. I
 twice, for wrong answers and for timeouts: an honest miner that was offline for a while is
 not treated like one that lies.
 
-    score      = alpha / (alpha + beta)
-    availability = wrong_score * timeout_score, or 0 below the disqualification threshold
-    weight     ∝ verified_capacity * availability
+    score        = alpha / (alpha + beta)
+    availability = wrong_score * timeout_score
+    weight       ∝ verified_capacity * availability, 0 once disqualified
+
+Disqualification (after Storj) is for wrong answers only and sticks: once the wrong-answer
+score falls below the threshold the validator records it and the miner's weight stays 0.
+A miner that was merely offline loses weight in proportion, and its shards go to repair.
 
 Capacity is what was proven: the bytes whose latest challenge passed. New miners start from
 a prior of (1, 0) so an honest newcomer counts fully from its first clean answers.
@@ -20,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 LAMBDA = 0.999
-DISQUALIFY_BELOW = 0.6
+DISQUALIFY_BELOW = 0.9
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +55,17 @@ class MinerStanding:
     verified_bytes: int  # bytes whose latest challenge passed
     wrong: Reputation
     timeouts: Reputation
+    disqualified: bool = False
+
+
+def disqualifies(wrong: Reputation, *, disqualify_below: float = DISQUALIFY_BELOW) -> bool:
+    return wrong.score < disqualify_below
 
 
 def availability(standing: MinerStanding, *, disqualify_below: float = DISQUALIFY_BELOW) -> float:
-    value = standing.wrong.score * standing.timeouts.score
-    return 0.0 if value < disqualify_below else value
+    if standing.disqualified or disqualifies(standing.wrong, disqualify_below=disqualify_below):
+        return 0.0
+    return standing.wrong.score * standing.timeouts.score
 
 
 def weights(

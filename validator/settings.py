@@ -52,7 +52,7 @@ class ValidatorSettings:
     retrieval_every: int = 10  # every Nth round, fetch one whole shard per miner
     containment_rechecks: int = 3  # full retrievals before a timeout counts as a failure
     reputation_lambda: float = 0.999
-    disqualify_below: float = 0.6
+    disqualify_below: float = 0.9  # wrong-answer score below which a miner is out
     capacity_window: float = 3600.0  # seconds over which verified bytes are averaged
     # Synthetic data: this share of every miner's capacity is filled with objects the
     # validator generates from a secret seed, so capacity is proven, not claimed.

@@ -135,6 +135,7 @@ async def test_a_corrupt_shard_is_wrong_and_queued_for_repair(
         assert miner is not None
         assert miner.wrong_beta > 0.9  # two failures, a little forgotten
         assert miner.timeout_beta == 0.0  # it answered: not a timeout
+        assert miner.disqualified_at is not None  # 2 wrong of 3: far below 0.9
     assert len(queued) == 2
     wrong = checker.log_store.read(LogFilter(verdict="wrong"))
     assert [e.shard_id for e in wrong] == [shard_id]
@@ -173,6 +174,7 @@ async def test_a_silent_miner_is_contained_before_it_counts(
     assert {placement(sessions, p).state for p in placements} == {"lost"}
     standings = checker.standings()
     assert standings[silent.key.ss58_address].timeouts.beta > 2.9
+    assert not standings[silent.key.ss58_address].disqualified  # offline is not lying
     assert weights(standings)[silent.key.ss58_address] == 0.0
 
 

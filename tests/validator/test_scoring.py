@@ -74,3 +74,11 @@ def test_time_weighted_capacity() -> None:
     assert time_weighted(samples, now=100.0, window=100.0) == 200.0
     assert time_weighted(samples, now=100.0, window=50.0) == 300.0
     assert time_weighted([], now=1.0, window=1.0) == 0.0
+
+
+def test_disqualification_sticks_even_after_clean_answers() -> None:
+    recovered = update(update(CLEAN, 2, 3), 100, 0)
+    assert recovered.score > 0.9  # clean again...
+    out = MinerStanding(100, recovered, CLEAN, disqualified=True)
+    result = weights({"out": out, "honest": MinerStanding(100, CLEAN, CLEAN)})
+    assert result == {"out": 0.0, "honest": 1.0}  # ...but once out, out
