@@ -8,7 +8,8 @@ placement's verdict, the miners' reputations and verified bytes, and the repair 
 - **Merkle challenges**: ``leaves`` indices per shard from a fresh nonce; the whole batch
   must arrive within ``deadline(rtt, reply bytes)``. Every answer's latency is recorded.
 - **Full retrievals**: every ``retrieval_every``-th round one shard per miner is fetched
-  whole and hashed to its id; this also measures serving bandwidth.
+  whole and hashed to its id; this also measures serving bandwidth. A miner's retrievals
+  in a round run at once, under one deadline for their total size.
 - **Containment** (after Storj): a timeout is not yet a failure. The placement is re-checked
   by a full retrieval in each following round; only after ``containment_rechecks`` more
   timeouts does it count against the miner and go to repair. A wrong or missing answer is
@@ -244,8 +245,13 @@ class Challenger:
         outcomes = []
         if plan.merkle:
             outcomes.extend(await self._merkle(plan, plan.merkle))
-        # Rechecks of contained shards run together: each may wait out a whole deadline.
-        outcomes.extend(await asyncio.gather(*(self._retrieve(plan, t) for t in plan.retrieval)))
+        # Retrievals run together under one deadline for their total size: a miner that has
+        # to rebuild each shard from k others needs k times the bandwidth, and shows it.
+        if plan.retrieval:
+            allowed = self._allowed(plan.address.hotkey, sum(t.size for t in plan.retrieval))
+            outcomes.extend(
+                await asyncio.gather(*(self._retrieve(plan, t, allowed) for t in plan.retrieval))
+            )
         return outcomes
 
     def _entry(self, plan: Plan, target: Target, **fields: Any) -> Outcome:
@@ -413,8 +419,7 @@ class Challenger:
             )
         return outcomes
 
-    async def _retrieve(self, plan: Plan, target: Target) -> Outcome:
-        allowed = self._allowed(plan.address.hotkey, target.size)
+    async def _retrieve(self, plan: Plan, target: Target, allowed: float) -> Outcome:
         issued = time.time()
         started = time.perf_counter()
         common: dict[str, Any] = {"kind": "retrieval", "issued_at": issued}
