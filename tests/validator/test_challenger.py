@@ -242,6 +242,9 @@ async def test_the_audit_api_pages_filters_and_summarises(
     assert 0 < rows[hotkey]["p50_ms"] <= rows[hotkey]["p99_ms"]
     assert rows[hotkey]["verified_bytes"] > 0
     assert abs(sum(r["weight"] for r in rows.values()) - 1.0) < 1e-9
+    metrics = await (await client.get("/metrics")).text()
+    assert 'validator_challenges_total{kind="merkle",verdict="pass"} 48.0' in metrics
+    assert "validator_challenge_latency_seconds_count" in metrics
 
 
 @pytest.mark.parametrize(
