@@ -127,8 +127,8 @@ def audit() -> None:
 @click.option("--miner", help="Only this miner's hotkey.")
 @click.option("--since", help="From this time: ISO, unix seconds, or an age (2h, 7d).")
 @click.option("--until", help="Before this time (same forms).")
-@click.option("--verdict", type=click.Choice(["pass", "wrong", "missing", "timeout"]))
-@click.option("--kind", type=click.Choice(["merkle", "retrieval"]))
+@click.option("--verdict", type=click.Choice(["pass", "wrong", "missing", "timeout", "repaired"]))
+@click.option("--kind", type=click.Choice(["merkle", "retrieval", "repair"]))
 @click.option(
     "--format",
     "fmt",

@@ -58,8 +58,9 @@ from validator.chain_sync import ChainSync
 from validator.challenger import Challenger, ChallengerMetrics
 from validator.downloads import DownloadError
 from validator.gateway import Gateway, NoSuchObject, NotYours
-from validator.log_store import PAGE, LogFilter
+from validator.log_store import PAGE, ChallengeLogStore, LogFilter
 from validator.models import MAX_NAME
+from validator.repair import Repairer, RepairMetrics, log_entries
 from validator.settings import ValidatorSettings
 from validator.synthetic import SyntheticFiller
 from validator.uploads import UploadError, UploadOptions
@@ -283,11 +284,11 @@ async def get_audit_log(request: web.Request) -> web.Response:
     if not 1 <= limit <= PAGE:
         raise BadRequest("bad_query", f"limit is 1..{PAGE}")
     verdict = request.query.get("verdict")
-    if verdict is not None and verdict not in {"pass", "wrong", "missing", "timeout"}:
-        raise BadRequest("bad_query", "verdict is one of pass, wrong, missing, timeout")
+    if verdict is not None and verdict not in {"pass", "wrong", "missing", "timeout", "repaired"}:
+        raise BadRequest("bad_query", "verdict is one of pass, wrong, missing, timeout, repaired")
     kind = request.query.get("kind")
-    if kind is not None and kind not in {"merkle", "retrieval"}:
-        raise BadRequest("bad_query", "kind is merkle or retrieval")
+    if kind is not None and kind not in {"merkle", "retrieval", "repair"}:
+        raise BadRequest("bad_query", "kind is merkle, retrieval or repair")
     where = LogFilter(
         miner=request.query.get("miner"),
         verdict=verdict,
@@ -362,11 +363,22 @@ async def _forever(name: str, seconds: float, step: Callable[[], Awaitable[objec
             log.exception(f"{name} failed")
 
 
+def _repair_step(repairer: Repairer, log_store: ChallengeLogStore) -> Callable[[], Awaitable[None]]:
+    async def step() -> None:
+        report = await repairer.run_once()
+        entries = log_entries(report, log_store.keypair.ss58_address)
+        if entries:
+            await asyncio.to_thread(log_store.record, lambda _session: entries)
+
+    return step
+
+
 def _loops(
     challenger: Challenger | None,
     chain_sync: ChainSync | None,
     filler: SyntheticFiller | None,
-    seconds: float,
+    repairer: Repairer | None,
+    settings: ValidatorSettings,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def run(_app: web.Application) -> AsyncIterator[None]:
         tasks = []
@@ -377,10 +389,16 @@ def _loops(
             except Exception:  # the chain may be slow to answer; the loop retries
                 log.exception("first metagraph sync failed")
             tasks.append(asyncio.create_task(chain_sync.run()))
+        seconds = settings.challenge_seconds
         if challenger is not None:
             tasks.append(
                 asyncio.create_task(_forever("challenge round", seconds, challenger.run_round))
             )
+        if filler is not None:
+            tasks.append(asyncio.create_task(_forever("synthetic fill", seconds, filler.fill_once)))
+        if repairer is not None and challenger is not None:
+            step = _repair_step(repairer, challenger.log_store)
+            tasks.append(asyncio.create_task(_forever("repair", settings.repair_seconds, step)))
         yield
         for task in tasks:
             task.cancel()
@@ -399,6 +417,7 @@ def make_app(
     challenger: Challenger | None = None,
     chain_sync: ChainSync | None = None,
     filler: SyntheticFiller | None = None,
+    repairer: Repairer | None = None,
     background: bool = True,
 ) -> web.Application:
     metrics = ServiceMetrics("validator")
@@ -429,7 +448,9 @@ def make_app(
         app.router.add_get("/v1/audit/summary", get_audit_summary)
     if chain_sync is not None:
         app[CHAIN_SYNC] = chain_sync
+    if repairer is not None:
+        repairer.metrics = RepairMetrics(metrics.registry)
     if background:
         app.cleanup_ctx.append(_refresh)
-        app.cleanup_ctx.append(_loops(challenger, chain_sync, filler, settings.challenge_seconds))
+        app.cleanup_ctx.append(_loops(challenger, chain_sync, filler, repairer, settings))
     return app

@@ -52,7 +52,9 @@ def summarise(
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     latencies: dict[str, list[float]] = defaultdict(list)
     with sessions() as session:
-        where = [] if since is None else [c.issued_at >= since]
+        where = [c.kind != "repair"]  # repairs are events, not answers
+        if since is not None:
+            where.append(c.issued_at >= since)
         for miner, verdict, n in session.execute(
             select(c.miner, c.verdict, func.count()).where(*where).group_by(c.miner, c.verdict)
         ):

@@ -139,10 +139,12 @@ class Gateway:
                     session.add(Miner(hotkey=hotkey, host=host, port=port, uid=uid))
                 else:
                     row.host, row.port, row.uid = host, port, uid
+                    row.deregistered_at = None
             for hotkey, row in rows.items():
                 if row.uid is not None and hotkey not in listed:
                     row.uid = None
                     row.active = False
+                    row.deregistered_at = datetime.now(UTC)
 
     async def refresh_miners(self) -> None:
         """Ask every miner for its free space; unreachable ones are not placed on."""

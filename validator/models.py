@@ -72,6 +72,8 @@ class Miner(Base):
     active: Mapped[bool] = mapped_column(default=True)
     # Bytes whose latest challenge passed, as of the last round.
     verified_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Set when it left the metagraph (its shards go to repair); cleared if it comes back.
+    deregistered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Set once its wrong-answer score fell below the threshold; its weight stays 0.
     disqualified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -20,6 +20,7 @@ from validator.challenger import ChallengePolicy, Challenger
 from validator.gateway import Gateway
 from validator.log_store import ChallengeLogStore
 from validator.miner_client import MinerClient
+from validator.repair import Repairer
 from validator.settings import ValidatorSettings
 from validator.synthetic import SyntheticFiller, load_seed
 
@@ -64,6 +65,14 @@ async def build_app(settings: ValidatorSettings) -> web.Application:
             object_size=settings.synthetic_object_size,
             params=ErasureParams(settings.k, settings.m, settings.segment_size, settings.leaf_size),
         )
+    repairer = Repairer(
+        sessions,
+        miners,
+        gateway.candidates,
+        threshold=settings.repair_threshold,
+        unseen_after=settings.repair_unseen_after,
+        max_segments=settings.repair_max_segments,
+    )
     app = make_app(
         gateway,
         settings,
@@ -71,6 +80,7 @@ async def build_app(settings: ValidatorSettings) -> web.Application:
         challenger=challenger,
         chain_sync=chain_sync,
         filler=filler,
+        repairer=repairer,
     )
 
     async def close(_app: web.Application) -> None:

@@ -56,6 +56,13 @@ class ValidatorSettings:
     capacity_window: float = 3600.0  # seconds over which verified bytes are averaged
     # Synthetic data: this share of every miner's capacity is filled with objects the
     # validator generates from a secret seed, so capacity is proven, not claimed.
+    # Repair: every repair_seconds, segments whose health (healthy shards - k) is below
+    # repair_threshold (unset: m - k, i.e. as soon as a shard is lost) get their lost shares
+    # rebuilt on new miners; a miner unseen for repair_unseen_after seconds counts as gone.
+    repair_seconds: float = 30.0
+    repair_threshold: int | None = None
+    repair_unseen_after: float = 3 * 3600.0
+    repair_max_segments: int = 32
     synthetic_share: float = 0.0
     synthetic_object_size: int = field(default=64 * 2**20, metadata=SIZE)
 
@@ -64,7 +71,7 @@ class ValidatorSettings:
             raise ValueError(f"synthetic_share is a fraction in [0, 1), got {self.synthetic_share}")
         if not 0.0 < self.reputation_lambda <= 1.0:
             raise ValueError(f"reputation_lambda is in (0, 1], got {self.reputation_lambda}")
-        for name in ("challenge_seconds", "weights_seconds", "metagraph_seconds"):
+        for name in ("challenge_seconds", "weights_seconds", "metagraph_seconds", "repair_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
         if self.challenge_batch < 1 or self.challenge_leaves < 1 or self.retrieval_every < 1:

@@ -52,6 +52,7 @@ def upgrade() -> None:
             sa.Column("verified_bytes", sa.BigInteger(), nullable=False, server_default="0")
         )
         batch_op.add_column(sa.Column("disqualified_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("deregistered_at", sa.DateTime(timezone=True), nullable=True))
 
     with op.batch_alter_table("placements", schema=None) as batch_op:
         batch_op.add_column(
@@ -74,6 +75,7 @@ def downgrade() -> None:
         batch_op.drop_column("last_challenged_at")
 
     with op.batch_alter_table("miners", schema=None) as batch_op:
+        batch_op.drop_column("deregistered_at")
         batch_op.drop_column("disqualified_at")
         batch_op.drop_column("verified_bytes")
 

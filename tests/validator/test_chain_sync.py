@@ -119,3 +119,4 @@ async def test_miners_come_from_the_metagraph_and_weights_carry_figures(
         row = session.scalar(select(Miner).where(Miner.hotkey == live_miners[0].key.ss58_address))
         assert row is not None
         assert (row.active, row.uid) == (False, None)
+        assert row.deregistered_at is not None  # its shards go to repair

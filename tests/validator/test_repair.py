@@ -1,0 +1,390 @@
+"""The repairer against real miner servers: lost, departed and quarantined shards are rebuilt
+on new hosts byte for byte; a segment short of k is reported and left alone."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import random
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from erasure import Capability, ErasureParams, MerkleTree, encode_segment_shards
+from storage_miner.scrubber import scrub_batch
+from tests.validator.conftest import VALIDATOR, LiveMiner
+from validator.downloads import Downloader, ObjectPlan
+from validator.miner_client import MinerAddress, MinerClient
+from validator.models import Miner, Placement, RepairItem, Segment, Shard
+from validator.repair import RebuildError, Repairer, rebuild_shares
+from validator.uploads import Uploader, UploadOptions, UploadResult
+
+from .test_challenger import shard_file
+from .test_uploads import stream
+
+# 6 shares on 8 miners: every segment leaves two hosts free to take a rebuilt share.
+PARAMS = ErasureParams(k=4, m=6, segment_size=256 * 1024, leaf_size=4096)
+DATA = random.Random(7).randbytes(700_001)  # 3 segments
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    placement: int
+    segment: int
+    share: int
+    shard_id: str
+    hotkey: str
+    host: str
+    state: str
+    verdict: str | None
+
+
+def address(miner: LiveMiner) -> MinerAddress:
+    c = miner.candidate
+    return MinerAddress(c.hotkey, c.host, c.port)
+
+
+def rows(sessions: sessionmaker[Session]) -> list[Row]:
+    with sessions() as session:
+        return [
+            Row(*r)
+            for r in session.execute(
+                select(
+                    Placement.id,
+                    Segment.index,
+                    Shard.share,
+                    Shard.shard_id,
+                    Miner.hotkey,
+                    Miner.host,
+                    Placement.state,
+                    Placement.last_verdict,
+                )
+                .join(Shard, Shard.id == Placement.shard_id)
+                .join(Segment, Segment.id == Shard.segment_id)
+                .join(Miner, Miner.id == Placement.miner_id)
+                .order_by(Placement.id)
+            )
+        ]
+
+
+def queued(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        return session.scalar(select(func.count()).select_from(RepairItem)) or 0
+
+
+async def upload(
+    sessions: sessionmaker[Session],
+    client: MinerClient,
+    miners: list[LiveMiner],
+    owner: int,
+) -> UploadResult:
+    up = Uploader(sessions, client, lambda: [m.candidate for m in miners], rng=random.Random(1))
+    return await up.upload(owner, "obj", stream(DATA), UploadOptions(PARAMS))
+
+
+def repairer(
+    sessions: sessionmaker[Session],
+    client: MinerClient,
+    miners: list[LiveMiner],
+    *,
+    threshold: int | None = None,
+    unseen_after: float = 3600.0,
+    max_segments: int = 32,
+) -> Repairer:
+    return Repairer(
+        sessions,
+        client,
+        lambda: [m.candidate for m in miners],
+        threshold=threshold,
+        unseen_after=unseen_after,
+        max_segments=max_segments,
+        retry_after=0,
+        rng=random.Random(3),
+    )
+
+
+def busiest(sessions: sessionmaker[Session], miners: list[LiveMiner]) -> LiveMiner:
+    held = Counter(r.hotkey for r in rows(sessions))
+    return max(miners, key=lambda m: (held[m.key.ss58_address], m.key.ss58_address))
+
+
+def on(sessions: sessionmaker[Session], miner: LiveMiner) -> list[Row]:
+    return [r for r in rows(sessions) if r.hotkey == miner.key.ss58_address]
+
+
+def mark_lost(sessions: sessionmaker[Session], placements: list[int], queue: bool = True) -> None:
+    """What the challenger does when a placement fails beyond containment."""
+    with sessions.begin() as session:
+        for pid in placements:
+            row = session.get(Placement, pid)
+            assert row is not None
+            row.state, row.last_verdict = "lost", "wrong"
+            if queue:
+                session.add(
+                    RepairItem(shard_id=row.shard_id, reason="test", created_at=datetime.now(UTC))
+                )
+
+
+async def originals(client: MinerClient, miner: LiveMiner, lost: list[Row]) -> dict[str, str]:
+    return {
+        r.shard_id: hashlib.sha256(await client.get_shard(address(miner), r.shard_id)).hexdigest()
+        for r in lost
+    }
+
+
+def assert_whole(sessions: sessionmaker[Session], gone: LiveMiner | None = None) -> list[Row]:
+    """Every share of every segment stored once, on distinct hosts; returns stored rows."""
+    stored = [r for r in rows(sessions) if r.state == "stored"]
+    for index in range(3):
+        seg = [r for r in stored if r.segment == index]
+        assert sorted(r.share for r in seg) == list(range(PARAMS.m)), index
+        assert len({r.host for r in seg}) == PARAMS.m
+        if gone is not None:
+            assert gone.key.ss58_address not in {r.hotkey for r in seg}
+    return stored
+
+
+async def assert_rebuilt(
+    client: MinerClient,
+    miners: list[LiveMiner],
+    sessions: sessionmaker[Session],
+    before: dict[str, str],
+) -> list[Row]:
+    """The new copies of the lost shards hash to their ids and equal the originals."""
+    by_hotkey = {m.key.ss58_address: m for m in miners}
+    new = [r for r in rows(sessions) if r.state == "stored" and r.shard_id in before]
+    assert len(new) == len(before)
+    for r in new:
+        data = await client.get_shard(address(by_hotkey[r.hotkey]), r.shard_id)
+        assert MerkleTree.build(data, PARAMS.leaf_size).root.hex() == r.shard_id
+        assert hashlib.sha256(data).hexdigest() == before[r.shard_id]
+    return new
+
+
+async def download_using(
+    sessions: sessionmaker[Session], client: MinerClient, result: UploadResult, new: list[Row]
+) -> bytes:
+    """Read the object back from exactly k sources per segment, the rebuilt ones among them."""
+    down = Downloader(sessions, client)
+    plan = await asyncio.to_thread(down.plan, result.object_id)
+    rebuilt = {(r.shard_id, r.hotkey) for r in new}
+    sources = []
+    for segment in plan.sources:
+        mine = [s for s in segment if (s.shard_id, s.miner.hotkey) in rebuilt]
+        rest = [s for s in segment if s.share not in {m.share for m in mine}]
+        sources.append(tuple(mine + rest[: PARAMS.k - len(mine)]))
+    assert sum(1 for seg in sources for s in seg if (s.shard_id, s.miner.hotkey) in rebuilt) == len(
+        new
+    )
+    narrowed: ObjectPlan = dataclasses.replace(plan, sources=tuple(sources))
+    key = Capability.parse(result.capability).key
+    return b"".join([c async for c in down.stream(narrowed, key)])
+
+
+async def test_lost_placements_are_rebuilt_byte_identical_on_new_hosts(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    seeded: int,
+) -> None:
+    result = await upload(sessions, miner_client, live_miners, seeded)
+    victim = busiest(sessions, live_miners)
+    lost = on(sessions, victim)
+    before = await originals(miner_client, victim, lost)
+    mark_lost(sessions, [r.placement for r in lost])
+    fixer = repairer(sessions, miner_client, live_miners, threshold=1)
+    # One share gone leaves health m - k - 1 = 1: not below a threshold of 1.
+    lazy = await fixer.run_once()
+    assert (lazy.segments_below_threshold, lazy.events) == (0, [])
+    fixer.threshold = None  # the default: repair as soon as one share is unhealthy
+    report = await fixer.run_once()
+    segments = {r.segment for r in lost}
+    with sessions() as session:
+        sizes = dict(session.execute(select(Segment.index, Segment.shard_size)).all())
+    assert report.segments_repaired == len(segments) == len(report.events)
+    assert report.shards_rebuilt == len(lost)
+    assert report.bytes_fetched == sum(PARAMS.k * sizes[i] for i in segments)  # k, no more
+    assert report.bytes_pushed == sum(sizes[r.segment] for r in lost)
+    assert (report.segments_failed, report.unrepairable_count) == (0, 0)
+    for event in report.events:
+        assert event.outcome == "repaired"
+        assert event.health_after == PARAMS.m - PARAMS.k
+        assert len(event.sources) == PARAMS.k
+        for move in event.moves:
+            assert move.lost_from == ((victim.key.ss58_address, "lost: wrong"),)
+            assert move.placed_on not in (None, victim.key.ss58_address)
+            assert move.receipt_json and move.shard_id in move.receipt_json
+    assert_whole(sessions, gone=victim)
+    new = await assert_rebuilt(miner_client, live_miners, sessions, before)
+    assert queued(sessions) == 0
+    assert {r.state for r in on(sessions, victim)} == {"lost"}  # kept, as lost
+    for r in lost:  # and the victim was asked to drop its copies
+        record = victim.service.index.get(VALIDATOR.ss58_address, r.shard_id)
+        assert record is not None
+        assert record.state == "trash"
+    assert await download_using(sessions, miner_client, result, new) == DATA
+    again = await fixer.run_once()
+    assert (again.segments_below_threshold, again.events) == (0, [])
+
+
+async def test_one_failed_refresh_is_a_blip_not_a_loss(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    seeded: int,
+) -> None:
+    await upload(sessions, miner_client, live_miners, seeded)
+    with sessions.begin() as session:
+        row = session.scalar(select(Miner).where(Miner.hotkey == live_miners[0].key.ss58_address))
+        assert row is not None
+        row.active = False  # what refresh_miners does after one unanswered /v1/info
+        row.last_seen = datetime.now(UTC) - timedelta(minutes=1)
+    report = await repairer(sessions, miner_client, live_miners).run_once()
+    assert report.shards_rebuilt == 0
+
+
+@pytest.mark.parametrize("how", ["deregistered", "unseen"])
+async def test_a_departed_miners_shards_are_rebuilt_elsewhere(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    seeded: int,
+    how: str,
+) -> None:
+    result = await upload(sessions, miner_client, live_miners, seeded)
+    gone = busiest(sessions, live_miners)
+    held = on(sessions, gone)
+    before = await originals(miner_client, gone, held)
+    await gone.server.close()
+    with sessions.begin() as session:
+        row = session.scalar(select(Miner).where(Miner.hotkey == gone.key.ss58_address))
+        assert row is not None
+        if how == "deregistered":  # as Gateway.upsert_chain_miners leaves it
+            row.active, row.uid = False, None
+            row.deregistered_at = datetime.now(UTC)
+        else:
+            row.last_seen = datetime.now(UTC) - timedelta(hours=2)
+    others = [m for m in live_miners if m is not gone]
+    report = await repairer(sessions, miner_client, others).run_once()
+    assert report.shards_rebuilt == len(held)
+    assert report.segments_repaired == len({r.segment for r in held})
+    assert {mv.lost_from for e in report.events for mv in e.moves} == {
+        ((gone.key.ss58_address, how),)
+    }
+    assert_whole(sessions, gone=gone)
+    assert {(r.state, r.verdict) for r in on(sessions, gone)} == {("lost", how)}
+    new = await assert_rebuilt(miner_client, live_miners, sessions, before)
+    assert await download_using(sessions, miner_client, result, new) == DATA
+
+
+async def test_a_shard_the_scrubber_quarantined_is_found_and_repaired(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    seeded: int,
+) -> None:
+    result = await upload(sessions, miner_client, live_miners, seeded)
+    host = busiest(sessions, live_miners)
+    bad = on(sessions, host)[0]
+    before = await originals(miner_client, host, [bad])
+    path = shard_file(host, bad.shard_id)
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0x01  # bit rot
+    path.write_bytes(bytes(data))
+    scrubbed = await asyncio.to_thread(scrub_batch, host.service.store, host.service.index, 100)
+    assert scrubbed.quarantined == (bad.shard_id,)
+    report = await repairer(sessions, miner_client, live_miners).run_once()
+    assert report.quarantined == 1
+    assert report.shards_rebuilt == 1
+    [event] = report.events
+    assert event.segment == bad.segment
+    assert event.moves[0].lost_from == ((host.key.ss58_address, "lost: quarantined"),)
+    states = {r.placement: (r.state, r.verdict) for r in rows(sessions)}
+    assert states[bad.placement] == ("lost", "quarantined")
+    assert_whole(sessions)
+    new = await assert_rebuilt(miner_client, live_miners, sessions, before)
+    assert await download_using(sessions, miner_client, result, new) == DATA
+    # Polling again finds the same quarantined shard, already handled: nothing more.
+    again = await repairer(sessions, miner_client, live_miners).run_once()
+    assert (again.quarantined, again.events) == (0, [])
+
+
+async def test_fewer_than_k_healthy_shards_is_reported_and_nothing_is_written(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    seeded: int,
+) -> None:
+    await upload(sessions, miner_client, live_miners, seeded)
+    first = [r for r in rows(sessions) if r.segment == 0]
+    mark_lost(sessions, [r.placement for r in first[:3]])  # 3 of 6 left, k = 4
+    snapshot, waiting = rows(sessions), queued(sessions)
+    held = sum(m.service.index.counts()["ok"] for m in live_miners)
+    report = await repairer(sessions, miner_client, live_miners).run_once()
+    assert report.unrepairable_count == 1
+    [ref] = report.unrepairable
+    assert (ref.segment, ref.healthy, ref.k, ref.name) == (0, 3, PARAMS.k, "obj")
+    assert (report.events, report.shards_rebuilt, report.bytes_fetched) == ([], 0, 0)
+    assert rows(sessions) == snapshot
+    assert queued(sessions) == waiting
+    assert sum(m.service.index.counts()["ok"] for m in live_miners) == held
+
+
+async def test_shares_queued_at_upload_are_placed(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    seeded: int,
+) -> None:
+    await live_miners[0].server.close()
+    # Six candidates, one of them down: each segment stores 5 shares and queues one.
+    result = await upload(sessions, miner_client, live_miners[:6], seeded)
+    assert result.queued_for_repair == 3
+    report = await repairer(sessions, miner_client, live_miners[1:]).run_once()
+    assert report.shards_rebuilt == 3
+    assert report.segments_repaired == 3
+    assert all(mv.lost_from == () for e in report.events for mv in e.moves)
+    assert queued(sessions) == 0
+    stored = assert_whole(sessions, gone=live_miners[0])
+    down = Downloader(sessions, miner_client)
+    plan = await asyncio.to_thread(down.plan, result.object_id)
+    key = Capability.parse(result.capability).key
+    assert b"".join([c async for c in down.stream(plan, key)]) == DATA
+    assert len(stored) == 3 * PARAMS.m
+
+
+async def test_concurrent_runs_never_repair_one_segment_twice(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    seeded: int,
+) -> None:
+    await upload(sessions, miner_client, live_miners, seeded)
+    lost = [r for r in rows(sessions) if r.share == 0]  # one share of every segment
+    mark_lost(sessions, [r.placement for r in lost])
+    fixer = repairer(sessions, miner_client, live_miners, max_segments=1)
+    first, second = await asyncio.gather(fixer.run_once(), fixer.run_once())
+    done = [(e.object_id, e.segment) for e in first.events + second.events]
+    assert len(done) == 2
+    assert len(set(done)) == 2
+    assert first.segments_below_threshold == 3
+    third = await fixer.run_once()
+    assert third.segments_repaired == 1
+    assert_whole(sessions)
+
+
+def test_rebuild_refuses_a_share_that_does_not_match_its_id() -> None:
+    segment = encode_segment_shards(PARAMS, 0, random.Random(1).randbytes(5000), True, None)
+    shares = {s.share: s.data for s in segment.shards[2:6]}
+    wanted = {0: segment.shards[0].id, 1: segment.shards[1].id}
+    size = segment.info.size
+    got = rebuild_shares(shares, k=4, m=6, size=size, leaf_size=PARAMS.leaf_size, wanted=wanted)
+    assert {n: b"".join(p) for n, p in got.items()} == {n: segment.shards[n].data for n in (0, 1)}
+    with pytest.raises(RebuildError):
+        rebuild_shares(
+            shares, k=4, m=6, size=size, leaf_size=PARAMS.leaf_size, wanted={0: "00" * 32}
+        )

@@ -1,0 +1,856 @@
+"""Repair (DESIGN §7): rebuild the shares a segment lost and place them on new miners.
+
+A segment's **health** is its healthy shares minus k: how many more shares it can lose and
+still be read. A share is healthy when at least one of its placements is ``stored`` on a
+miner that is registered and was seen within ``unseen_after`` seconds (a miner never
+refreshed yet counts as seen, so a validator that just started does not repair everything;
+one failed refresh is a blip, not a loss). A share stops being healthy when
+
+- the challenger gave up on its placement (``lost``: failed beyond containment);
+- its miner deregistered (``deregistered_at`` set by the metagraph sync) or went unseen
+  too long;
+- the miner's scrubber quarantined it (polled here, from ``GET /v1/quarantine``);
+- it was never placed (the repair queue, from uploads).
+
+``run_once`` polls quarantines, then takes up to ``max_segments`` segments whose health is
+below ``threshold`` (None, the default: below m - k, i.e. repair as soon as one share is
+unhealthy; a lower number repairs lazily and saves bandwidth), most at risk first. Per
+segment it fetches k healthy shares (each hashed against its id), decodes the segment's
+stored bytes with zfec, re-encodes only the missing share numbers, checks each against its
+recorded id, pushes it to a new miner (placement rules as at upload, never a miner or IP
+already holding a share of the segment) and records the receipts in one transaction: new
+``stored`` placements, the replaced placements kept as ``lost`` (so a later object delete
+still asks their miners to drop them), and the shares' repair-queue rows removed. Then it
+asks the old miners to drop their copies, best effort.
+
+A segment with fewer than k healthy shares cannot be rebuilt: it is logged as an error and
+reported, and nothing is written. Memory is bounded by ``segments_at_once`` segments, each
+holding k fetched shares and its rebuilt shares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import ColumnElement, Select, and_, delete, distinct, func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from erasure import MerkleBuilder, MerkleTree
+from erasure.codec import check_stripes, decode_segment, primary_blocks
+from protocol.wire import StorageReceipt
+from validator.audit_log import LogEntry
+from validator.miner_client import MinerAddress, MinerClient, MinerError, gather_limited
+from validator.models import Miner, Placement, RepairItem, Segment, Shard, StoredObject
+from validator.placement import Candidate, pick, rank
+
+log = logging.getLogger(__name__)
+
+Buffer = bytes | bytearray | memoryview
+
+PUSH_ATTEMPTS = 3  # miners tried per rebuilt shard, as at upload
+MINERS_AT_ONCE = 16  # quarantine polls in flight
+CALL_TIMEOUT = 10.0  # seconds for a quarantine poll or a best-effort delete
+UNREPAIRABLE_LISTED = 100  # at-risk segments named in one report (all are counted)
+
+
+class RebuildError(Exception):
+    """A rebuilt share does not hash to its recorded id: the records or the code are wrong."""
+
+
+# --- what a run reports ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRef:
+    object_id: str
+    name: str
+    segment: int  # index within the object
+    healthy: int  # shares with a healthy placement
+    k: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShardMove:
+    """One share of a repaired segment: where it was lost and where it went."""
+
+    share: int
+    shard_id: str
+    lost_from: tuple[tuple[str, str], ...]  # (miner hotkey, why) of its unhealthy placements
+    placed_on: str | None  # the new miner's hotkey; None if it could not be placed
+    receipt_json: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RepairEvent:
+    """One segment's repair attempt: enough for an audit view and for metrics."""
+
+    object_id: str
+    segment: int
+    outcome: str  # repaired | partial | failed
+    reason: str
+    health_before: int
+    health_after: int
+    sources: tuple[str, ...]  # miners the k shards were fetched from
+    moves: tuple[ShardMove, ...]
+    bytes_fetched: int
+    bytes_pushed: int
+    started_at: float  # unix seconds
+    seconds: float
+
+
+@dataclass
+class RepairReport:
+    segments_below_threshold: int = 0  # repairable ones found (before max_segments)
+    segments_repaired: int = 0  # every missing share placed
+    segments_partial: int = 0  # some placed
+    segments_failed: int = 0  # none placed
+    shards_rebuilt: int = 0
+    bytes_fetched: int = 0
+    bytes_pushed: int = 0
+    quarantined: int = 0  # placements found quarantined by their miner and marked lost
+    stale_queue_items: int = 0  # repair-queue rows whose shard was healthy again
+    unrepairable_count: int = 0
+    unrepairable: list[SegmentRef] = field(default_factory=list)  # the first ones
+    events: list[RepairEvent] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class RepairMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.segments = Counter(
+            "validator_repair_segments",
+            "Segment repairs, by outcome (repaired, partial, failed).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.shards = Counter(
+            "validator_repair_shards_rebuilt", "Shards rebuilt and placed.", registry=registry
+        )
+        self.bytes = Counter(
+            "validator_repair_bytes",
+            "Repair traffic, by direction (fetched, pushed).",
+            ["direction"],
+            registry=registry,
+        )
+        self.quarantined = Counter(
+            "validator_repair_quarantined",
+            "Placements miners reported quarantined by their scrubber.",
+            registry=registry,
+        )
+        self.unrepairable = Counter(
+            "validator_repair_unrepairable",
+            "Times a segment was found with fewer than k healthy shares.",
+            registry=registry,
+        )
+
+    def observe(self, report: RepairReport) -> None:
+        for event in report.events:
+            self.segments.labels(event.outcome).inc()
+        self.shards.inc(report.shards_rebuilt)
+        self.bytes.labels("fetched").inc(report.bytes_fetched)
+        self.bytes.labels("pushed").inc(report.bytes_pushed)
+        self.quarantined.inc(report.quarantined)
+        self.unrepairable.inc(report.unrepairable_count)
+
+
+# --- a segment as the repair sees it -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Holder:
+    placement_id: int
+    miner_id: int
+    address: MinerAddress
+    why_unhealthy: str | None  # None: healthy
+
+
+@dataclass(frozen=True, slots=True)
+class _Share:
+    row_id: int
+    share: int
+    shard_id: str
+    holders: tuple[_Holder, ...]
+
+    @property
+    def healthy(self) -> list[_Holder]:
+        return [h for h in self.holders if h.why_unhealthy is None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    segment_id: int
+    object_id: str
+    index: int
+    k: int
+    m: int
+    size: int  # stored bytes (sealed), what zfec coded
+    shard_size: int
+    leaf_size: int
+    shares: tuple[_Share, ...]
+    miner_ids: Mapping[str, int]  # hotkey -> row id, healthy miners only
+
+    @property
+    def healthy_count(self) -> int:
+        return sum(1 for s in self.shares if s.healthy)
+
+
+@dataclass
+class _Tally:
+    """What one segment's repair did so far (filled in as it goes)."""
+
+    started_at: float  # unix seconds
+    started: float  # perf counter
+    sources: tuple[str, ...] = ()
+    fetched: int = 0
+    pushed: int = 0
+    placed: Mapping[int, tuple[Candidate, StorageReceipt]] = field(default_factory=dict)
+
+    def event(self, plan: _Plan, missing: Sequence[_Share], reason: str) -> RepairEvent:
+        moves = []
+        for share in missing:
+            lost = tuple((h.address.hotkey, h.why_unhealthy or "") for h in share.holders)
+            home = self.placed.get(share.share)
+            moves.append(
+                ShardMove(
+                    share=share.share,
+                    shard_id=share.shard_id,
+                    lost_from=lost,
+                    placed_on=home[0].hotkey if home else None,
+                    receipt_json=_receipt_json(home[1]) if home else None,
+                )
+            )
+        placed = len(self.placed)
+        outcome = "repaired" if placed == len(missing) else "partial" if placed else "failed"
+        before = plan.healthy_count - plan.k
+        return RepairEvent(
+            object_id=plan.object_id,
+            segment=plan.index,
+            outcome=outcome,
+            reason=reason,
+            health_before=before,
+            health_after=before + placed,
+            sources=self.sources,
+            moves=tuple(moves),
+            bytes_fetched=self.fetched,
+            bytes_pushed=self.pushed,
+            started_at=self.started_at,
+            seconds=time.perf_counter() - self.started,
+        )
+
+
+def _why_unhealthy(miner: Miner, cutoff: datetime) -> str | None:
+    if miner.deregistered_at is not None:
+        return "deregistered"
+    if miner.last_seen is not None and _aware(miner.last_seen) < cutoff:
+        return "unseen"
+    return None
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _healthy_miner(cutoff: datetime) -> ColumnElement[bool]:
+    return and_(
+        Miner.deregistered_at.is_(None), or_(Miner.last_seen.is_(None), Miner.last_seen >= cutoff)
+    )
+
+
+def _receipt_json(receipt: StorageReceipt) -> str:
+    return json.dumps(receipt.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+# --- the pure rebuild ----------------------------------------------------------------------
+
+
+def rebuild_shares(
+    shares: Mapping[int, Buffer],
+    *,
+    k: int,
+    m: int,
+    size: int,
+    leaf_size: int,
+    wanted: Mapping[int, str],
+) -> dict[int, tuple[Buffer, ...]]:
+    """The pieces of each wanted share (number -> expected shard id) from any k ``shares``.
+
+    The segment's stored bytes are decoded, then only the wanted numbers are produced:
+    primaries are views of the decoded bytes, check shares come from zfec stripe by
+    stripe. Each is hashed and must equal its id, else :class:`RebuildError`.
+    """
+    stored = decode_segment(shares, k, m, size)
+    primaries = primary_blocks(stored, k)
+    pieces: dict[int, list[Buffer]] = {n: [] for n in wanted}
+    for n in wanted:
+        if n < k:
+            pieces[n].append(primaries[n])
+    if any(n >= k for n in wanted):
+        for _, checks in check_stripes(primaries, m):
+            for n in wanted:
+                if n >= k:
+                    pieces[n].append(checks[n - k])
+    for n, expected in wanted.items():
+        builder = MerkleBuilder(leaf_size)
+        for piece in pieces[n]:
+            builder.update(piece)
+        root = builder.finish().root.hex()
+        if root != expected:
+            raise RebuildError(f"share {n} rebuilt to {root}, the records say {expected}")
+    return {n: tuple(p) for n, p in pieces.items()}
+
+
+# --- the repairer --------------------------------------------------------------------------
+
+
+class Repairer:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        miners: MinerClient,
+        candidates: Callable[[], Sequence[Candidate]],
+        *,
+        threshold: int | None = None,
+        unseen_after: float = 3 * 3600.0,
+        max_segments: int = 32,
+        segments_at_once: int = 2,
+        retry_after: float = 300.0,
+        metrics: RepairMetrics | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.miners = miners
+        self.candidates = candidates
+        self.threshold = threshold  # repair when health < this; None: when < m - k
+        self.unseen_after = unseen_after
+        self.max_segments = max_segments
+        self.segments_at_once = segments_at_once
+        self.retry_after = retry_after  # a segment that could not be finished waits this long
+        self.metrics = metrics
+        self.rng = rng or random.Random()  # noqa: S311 - placement spread, not a secret
+        self._busy: set[int] = set()  # segment ids being repaired, across concurrent runs
+        self._retry_at: dict[int, float] = {}
+        self._choosing = asyncio.Lock()  # two runs choosing at once could pick one segment
+
+    async def run_once(self) -> RepairReport:
+        started = time.perf_counter()
+        report = RepairReport()
+        await self._poll_quarantines(report)
+        async with self._choosing:
+            now = time.monotonic()
+            self._retry_at = {s: t for s, t in self._retry_at.items() if t > now}
+            chosen = await asyncio.to_thread(self._choose, report, set(self._retry_at))
+            self._busy.update(chosen)
+        try:
+            results = await gather_limited(
+                self.segments_at_once, [self._repair(segment_id) for segment_id in chosen]
+            )
+        finally:
+            self._busy.difference_update(chosen)
+        for segment_id, result in zip(chosen, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error(
+                    "repair of a segment crashed", exc_info=result, extra={"segment_id": segment_id}
+                )
+                self._retry_at[segment_id] = time.monotonic() + self.retry_after
+                report.segments_failed += 1
+                continue
+            if result is None:
+                continue  # healthy again, deleted, or short of k meanwhile
+            report.events.append(result)
+            report.bytes_fetched += result.bytes_fetched
+            report.bytes_pushed += result.bytes_pushed
+            report.shards_rebuilt += sum(1 for mv in result.moves if mv.placed_on)
+            if result.outcome == "repaired":
+                report.segments_repaired += 1
+            else:
+                report.segments_partial += result.outcome == "partial"
+                report.segments_failed += result.outcome == "failed"
+                self._retry_at[segment_id] = time.monotonic() + self.retry_after
+        report.seconds = time.perf_counter() - started
+        if self.metrics:
+            self.metrics.observe(report)
+        return report
+
+    # --- quarantines ----------------------------------------------------------------------
+
+    async def _poll_quarantines(self, report: RepairReport) -> None:
+        """Ask every healthy miner holding our placements which of them its scrubber set
+        aside, and mark those placements lost (queued for repair) in one transaction."""
+        holders = await asyncio.to_thread(self._holders)
+        replies = await gather_limited(
+            MINERS_AT_ONCE, [self._quarantine(address) for _, address in holders]
+        )
+        found: dict[int, dict[str, str]] = {}
+        for (miner_id, address), reply in zip(holders, replies, strict=True):
+            if isinstance(reply, BaseException):
+                log.info(
+                    "quarantine poll failed",
+                    extra={"miner": address.hotkey, "why": str(reply)[:200]},
+                )
+            elif reply:
+                found[miner_id] = reply
+        if found:
+            report.quarantined = await asyncio.to_thread(self._mark_quarantined, found)
+
+    def _holders(self) -> list[tuple[int, MinerAddress]]:
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.unseen_after)
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Miner.id, Miner.hotkey, Miner.host, Miner.port)
+                .where(
+                    _healthy_miner(cutoff),
+                    select(Placement.id)
+                    .where(Placement.miner_id == Miner.id, Placement.state == "stored")
+                    .exists(),
+                )
+                .order_by(Miner.id)
+            ).all()
+        return [(mid, MinerAddress(hk, host, port)) for mid, hk, host, port in rows]
+
+    async def _quarantine(self, miner: MinerAddress) -> dict[str, str]:
+        """shard id -> the scrubber's reason, for our shards this miner set aside."""
+        # MinerClient has no method for this route yet; the request is the same shape.
+        try:
+            async with (
+                asyncio.timeout(CALL_TIMEOUT),
+                self.miners.signer.request(
+                    "GET", f"{miner.url}/v1/quarantine", signed_for=miner.hotkey
+                ) as response,
+            ):
+                body: Any = await response.json(content_type=None)
+                status = response.status
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            raise MinerError(miner, "unreachable", str(exc) or "timeout") from None
+        records = body.get("quarantined") if isinstance(body, dict) else None
+        if status != 200 or not isinstance(records, list):
+            raise MinerError(miner, "bad_reply", f"HTTP {status} from /v1/quarantine", status)
+        return {
+            str(r["shard_id"]): str(r.get("reason") or "quarantined")
+            for r in records
+            if isinstance(r, dict) and isinstance(r.get("shard_id"), str)
+        }
+
+    def _mark_quarantined(self, found: Mapping[int, Mapping[str, str]]) -> int:
+        marked = 0
+        now = datetime.now(UTC)
+        with self.sessions.begin() as session:
+            for miner_id, shards in found.items():
+                rows = session.execute(
+                    select(Placement, Miner.hotkey)
+                    .join(Shard, Shard.id == Placement.shard_id)
+                    .join(Miner, Miner.id == Placement.miner_id)
+                    .where(
+                        Placement.miner_id == miner_id,
+                        Placement.state == "stored",
+                        Shard.shard_id.in_(list(shards)),
+                    )
+                ).all()
+                for placement, hotkey in rows:
+                    placement.state = "lost"
+                    placement.last_verdict = "quarantined"
+                    marked += 1
+                    queued = session.scalar(
+                        select(RepairItem.id).where(RepairItem.shard_id == placement.shard_id)
+                    )
+                    if queued is None:
+                        session.add(
+                            RepairItem(
+                                shard_id=placement.shard_id,
+                                reason=f"quarantined by {hotkey}"[:255],
+                                created_at=now,
+                            )
+                        )
+                    # Flush per row: the same shard may be quarantined on two miners.
+                    session.flush()
+        if marked:
+            log.warning("miners quarantined shards; queued for repair", extra={"count": marked})
+        return marked
+
+    # --- choosing segments ----------------------------------------------------------------
+
+    def _choose(self, report: RepairReport, waiting: set[int]) -> list[int]:
+        """Segments to repair this run, most at risk first; fills in the report's counts."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.unseen_after)
+        healthy = (
+            select(Shard.segment_id, func.count(distinct(Shard.id)).label("n"))
+            .join(Placement, Placement.shard_id == Shard.id)
+            .join(Miner, Miner.id == Placement.miner_id)
+            .where(Placement.state == "stored", _healthy_miner(cutoff))
+            .group_by(Shard.segment_id)
+            .subquery()
+        )
+        n = func.coalesce(healthy.c.n, 0)
+        limit = StoredObject.m if self.threshold is None else StoredObject.k + self.threshold
+
+        def segments(*columns: Any) -> Select[Any]:
+            return (
+                select(*columns)
+                .select_from(Segment)
+                .join(StoredObject, StoredObject.id == Segment.object_id)
+                .outerjoin(healthy, healthy.c.segment_id == Segment.id)
+                .where(StoredObject.state == "committed")
+            )
+
+        def count(query: Select[Any]) -> int:
+            return session.scalar(select(func.count()).select_from(query.subquery())) or 0
+
+        with self.sessions.begin() as session:
+            report.stale_queue_items = self._drop_stale_queue_items(session, cutoff)
+            report.unrepairable_count = count(segments(Segment.id).where(n < StoredObject.k))
+            if report.unrepairable_count:
+                rows = session.execute(
+                    segments(StoredObject.id, StoredObject.name, Segment.index, n, StoredObject.k)
+                    .where(n < StoredObject.k)
+                    .order_by(StoredObject.id, Segment.index)
+                    .limit(UNREPAIRABLE_LISTED)
+                ).all()
+                report.unrepairable = [SegmentRef(*row) for row in rows]
+                log.error(
+                    "segments with fewer than k healthy shards cannot be repaired; "
+                    "their objects are at risk",
+                    extra={
+                        "segments": report.unrepairable_count,
+                        "first": [f"{r.object_id}/{r.segment}" for r in report.unrepairable[:5]],
+                    },
+                )
+            repairable = segments(Segment.id).where(n >= StoredObject.k, n < limit)
+            report.segments_below_threshold = count(repairable)
+            skip = waiting | self._busy
+            if skip:
+                repairable = repairable.where(Segment.id.not_in(skip))
+            return list(
+                session.scalars(repairable.order_by(n, Segment.id).limit(self.max_segments))
+            )
+
+    @staticmethod
+    def _drop_stale_queue_items(session: Session, cutoff: datetime) -> int:
+        """Queue rows whose shard has a healthy placement again (e.g. a duplicate copy)."""
+        satisfied = (
+            select(Placement.shard_id)
+            .join(Miner, Miner.id == Placement.miner_id)
+            .where(Placement.state == "stored", _healthy_miner(cutoff))
+        )
+        result = session.execute(delete(RepairItem).where(RepairItem.shard_id.in_(satisfied)))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    # --- one segment ----------------------------------------------------------------------
+
+    def _plan(self, segment_id: int) -> _Plan | None:
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.unseen_after)
+        with self.sessions() as session:
+            segment = session.scalar(
+                select(Segment)
+                .where(Segment.id == segment_id)
+                .options(
+                    selectinload(Segment.object),
+                    selectinload(Segment.shards)
+                    .selectinload(Shard.placements)
+                    .selectinload(Placement.miner),
+                )
+            )
+            if segment is None or segment.object.state != "committed":
+                return None
+            shares = []
+            for shard in sorted(segment.shards, key=lambda s: s.share):
+                holders = []
+                for p in shard.placements:
+                    why = f"lost: {p.last_verdict}" if p.state != "stored" else None
+                    why = why or _why_unhealthy(p.miner, cutoff)
+                    address = MinerAddress(p.miner.hotkey, p.miner.host, p.miner.port)
+                    holders.append(_Holder(p.id, p.miner_id, address, why))
+                shares.append(_Share(shard.id, shard.share, shard.shard_id, tuple(holders)))
+            miner_ids = {
+                hotkey: mid
+                for mid, hotkey in session.execute(
+                    select(Miner.id, Miner.hotkey).where(_healthy_miner(cutoff))
+                )
+            }
+            obj = segment.object
+            return _Plan(
+                segment_id=segment.id,
+                object_id=obj.id,
+                index=segment.index,
+                k=obj.k,
+                m=obj.m,
+                size=segment.size,
+                shard_size=segment.shard_size,
+                leaf_size=obj.leaf_size,
+                shares=tuple(shares),
+                miner_ids=miner_ids,
+            )
+
+    async def _repair(self, segment_id: int) -> RepairEvent | None:
+        plan = await asyncio.to_thread(self._plan, segment_id)
+        if plan is None:
+            return None
+        missing = [s for s in plan.shares if not s.healthy]
+        if not missing or plan.healthy_count < plan.k:
+            return None  # changed since it was chosen; the next run sees it as it is now
+        tally = _Tally(started_at=time.time(), started=time.perf_counter())
+        reason = await self._rebuild_and_place(plan, missing, tally)
+        event = tally.event(plan, missing, reason)
+        where = {"object_id": plan.object_id, "segment": plan.index, "why": reason}
+        if event.outcome == "repaired":
+            log.info("segment repaired", extra=where)
+        else:
+            log.warning("segment repair incomplete", extra=where)
+        return event
+
+    async def _rebuild_and_place(self, plan: _Plan, missing: list[_Share], tally: _Tally) -> str:
+        """Fetch, rebuild, push, record; returns what happened, for the report."""
+        # Pick homes before fetching anything: with none free, fetching would be wasted.
+        ranked = [
+            c
+            for c in rank(self.candidates(), plan.shard_size, self.rng)
+            if c.hotkey in plan.miner_ids
+        ]
+        holding = {h.address.hotkey for s in plan.shares for h in s.holders}
+        hosts = {h.address.host for s in plan.shares for h in s.healthy}
+        targets = pick(ranked, len(missing), taken_hosts=hosts, exclude=holding)
+        if not targets:
+            return "no eligible miner on a new host is free to take a shard"
+        fetched, tally.sources = await self._fetch(plan)
+        tally.fetched = sum(len(data) for data in fetched.values())
+        if len(fetched) < plan.k:
+            return f"only {len(fetched)} of the {plan.k} shards needed could be fetched"
+        wanted = {s.share: s.shard_id for s in missing}
+        try:
+            rebuilt = await asyncio.to_thread(
+                rebuild_shares,
+                fetched,
+                k=plan.k,
+                m=plan.m,
+                size=plan.size,
+                leaf_size=plan.leaf_size,
+                wanted=wanted,
+            )
+        except RebuildError as exc:
+            log.exception("a rebuilt shard does not match its recorded id")
+            return str(exc)
+        del fetched  # from here on only the rebuilt shares are held
+        placed = await self._push(plan, rebuilt, ranked, targets, hosts, holding)
+        tally.pushed = plan.shard_size * len(placed)
+        try:
+            drop = await asyncio.to_thread(self._record, plan, placed)
+        except (SQLAlchemyError, LookupError) as exc:
+            # Most likely the object was deleted meanwhile: take back what was pushed.
+            await self._delete_best_effort(
+                [(_address(c), wanted[n]) for n, (c, _) in placed.items()]
+            )
+            return f"recording the repair failed, its new shards dropped: {exc}"[:500]
+        tally.placed = placed
+        await self._delete_best_effort(drop)
+        return f"{len(placed)} of {len(missing)} missing shares rebuilt and placed"
+
+    async def _fetch(self, plan: _Plan) -> tuple[dict[int, bytes], tuple[str, ...]]:
+        """k verified shares, primaries first (decoding them is a join); a share whose
+        holder fails is tried on its other holders, then another share is asked for."""
+        queue = sorted((s for s in plan.shares if s.healthy), key=lambda s: s.share)
+        good: dict[int, bytes] = {}
+        sources: list[str] = []
+        running: set[asyncio.Task[tuple[int, bytes | None, str | None]]] = set()
+        try:
+            while len(good) < plan.k and (queue or running):
+                while queue and len(good) + len(running) < plan.k:
+                    running.add(asyncio.create_task(self._fetch_share(plan, queue.pop(0))))
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    share, data, hotkey = task.result()
+                    if data is not None and hotkey is not None:
+                        good[share] = data
+                        sources.append(hotkey)
+        finally:
+            for task in running:
+                task.cancel()
+        return good, tuple(sources)
+
+    async def _fetch_share(
+        self, plan: _Plan, share: _Share
+    ) -> tuple[int, bytes | None, str | None]:
+        holders = share.healthy
+        self.rng.shuffle(holders)
+        for holder in holders:
+            try:
+                data = await self.miners.get_shard(holder.address, share.shard_id)
+            except MinerError as exc:
+                log.info(
+                    "repair fetch failed", extra={"miner": holder.address.hotkey, "why": exc.kind}
+                )
+                continue
+            if len(data) == plan.shard_size and await asyncio.to_thread(
+                _matches, data, plan.leaf_size, share.shard_id
+            ):
+                return share.share, data, holder.address.hotkey
+            log.warning(
+                "miner served a corrupt shard to the repairer",
+                extra={"miner": holder.address.hotkey, "shard_id": share.shard_id},
+            )
+        return share.share, None, None
+
+    async def _push(
+        self,
+        plan: _Plan,
+        rebuilt: Mapping[int, tuple[Buffer, ...]],
+        ranked: Sequence[Candidate],
+        targets: Sequence[Candidate],
+        hosts: set[str],
+        holding: set[str],
+    ) -> dict[int, tuple[Candidate, StorageReceipt]]:
+        """Push each rebuilt share, moving to a replacement miner when a push fails."""
+        shard_ids = {s.share: s.shard_id for s in plan.shares}
+        placed: dict[int, tuple[Candidate, StorageReceipt]] = {}
+        failed: set[str] = set()
+        hosts = hosts | {t.host for t in targets}
+
+        async def push(share: int, target: Candidate | None) -> None:
+            for _ in range(PUSH_ATTEMPTS):
+                if target is None:
+                    used = {c.hotkey for c, _ in placed.values()}
+                    spare = pick(ranked, 1, taken_hosts=hosts, exclude=holding | failed | used)
+                    if not spare:
+                        return
+                    target = spare[0]
+                    hosts.add(target.host)
+                try:
+                    receipt = await self.miners.put_shard(
+                        _address(target),
+                        shard_ids[share],
+                        rebuilt[share],
+                        plan.shard_size,
+                        plan.leaf_size,
+                    )
+                except MinerError as exc:
+                    log.info("repair push failed", extra={"miner": target.hotkey, "why": exc.kind})
+                    failed.add(target.hotkey)
+                    hosts.discard(target.host)
+                    target = None
+                    continue
+                placed[share] = (target, receipt)
+                return
+
+        shares = sorted(rebuilt)
+        assigned: list[Candidate | None] = [*targets, *[None] * (len(shares) - len(targets))]
+        await asyncio.gather(*(push(n, t) for n, t in zip(shares, assigned, strict=True)))
+        return placed
+
+    def _record(
+        self, plan: _Plan, placed: Mapping[int, tuple[Candidate, StorageReceipt]]
+    ) -> list[tuple[MinerAddress, str]]:
+        """One transaction: new placements, old ones lost, queue rows gone. Returns the
+        (miner, shard id) copies to ask their miners to drop."""
+        now = datetime.now(UTC)
+        drop: list[tuple[MinerAddress, str]] = []
+        with self.sessions.begin() as session:
+            for share in plan.shares:
+                if share.share not in placed:
+                    continue
+                if session.get(Shard, share.row_id) is None:
+                    raise LookupError(f"shard row {share.row_id} is gone")
+                candidate, receipt = placed[share.share]
+                session.add(
+                    Placement(
+                        shard_id=share.row_id,
+                        miner_id=plan.miner_ids[candidate.hotkey],
+                        state="stored",
+                        receipt_json=_receipt_json(receipt),
+                        stored_at=now,
+                    )
+                )
+                for holder in share.holders:
+                    row = session.get(Placement, holder.placement_id)
+                    if row is None:
+                        continue
+                    if row.state == "stored":
+                        # Not healthy when planned (its miner went away): kept, as lost.
+                        row.state = "lost"
+                        row.last_verdict = (holder.why_unhealthy or "replaced")[:16]
+                    if not self._held_elsewhere(session, holder, share):
+                        drop.append((holder.address, share.shard_id))
+                session.execute(delete(RepairItem).where(RepairItem.shard_id == share.row_id))
+            unplaced = [s.row_id for s in plan.shares if not s.healthy and s.share not in placed]
+            for item in session.scalars(
+                select(RepairItem).where(RepairItem.shard_id.in_(unplaced))
+            ):
+                item.attempts += 1
+        return drop
+
+    @staticmethod
+    def _held_elsewhere(session: Session, holder: _Holder, share: _Share) -> bool:
+        """Whether the miner keeps this shard id for another object (identical plaintext
+        without encryption gives identical shards): then its copy must not be deleted."""
+        other = session.scalar(
+            select(Placement.id)
+            .join(Shard, Shard.id == Placement.shard_id)
+            .where(
+                Placement.miner_id == holder.miner_id,
+                Placement.state == "stored",
+                Shard.shard_id == share.shard_id,
+                Placement.id != holder.placement_id,
+            )
+            .limit(1)
+        )
+        return other is not None
+
+    async def _delete_best_effort(self, copies: Sequence[tuple[MinerAddress, str]]) -> None:
+        async def drop(address: MinerAddress, shard_id: str) -> None:
+            async with asyncio.timeout(CALL_TIMEOUT):
+                await self.miners.delete_shard(address, shard_id)
+
+        results = await asyncio.gather(*(drop(a, s) for a, s in copies), return_exceptions=True)
+        failures = sum(isinstance(r, BaseException) for r in results)
+        if failures:
+            log.info(
+                "some miners did not confirm dropping a replaced shard", extra={"count": failures}
+            )
+
+
+def _address(candidate: Candidate) -> MinerAddress:
+    return MinerAddress(candidate.hotkey, candidate.host, candidate.port)
+
+
+def _matches(data: bytes, leaf_size: int, shard_id: str) -> bool:
+    return MerkleTree.build(data, leaf_size).root.hex() == shard_id
+
+
+def log_entries(report: RepairReport, validator: str) -> list[LogEntry]:
+    """One ``repair`` entry per share placed, for the signed challenge log (subnet audit)."""
+    entries = []
+    for event in report.events:
+        for move in event.moves:
+            if move.placed_on is None:
+                continue
+            lost = (
+                ", ".join(f"{hotkey} ({why})" for hotkey, why in move.lost_from) or "never placed"
+            )
+            entries.append(
+                LogEntry(
+                    seq=0,
+                    validator=validator,
+                    miner=move.placed_on,
+                    shard_id=move.shard_id,
+                    kind="repair",
+                    nonce="",
+                    indices=(),
+                    root=move.shard_id,
+                    issued_at=event.started_at,
+                    answered_at=event.started_at + event.seconds,
+                    latency_ms=None,
+                    verdict="repaired",
+                    reason=f"share {move.share} of segment {event.segment} of object "
+                    f"{event.object_id} rebuilt from {len(event.sources)} shards; lost from {lost}",
+                    proof_digest="",
+                )
+            )
+    return entries
