@@ -52,16 +52,20 @@ class ChainPresence:
             while True:
                 try:
                     await self._step(self._client)
-                    retry = FIRST_RETRY
-                    await asyncio.sleep(self.metagraph_seconds)
                 except (aiohttp.ClientError, OSError, TimeoutError, ChainRequestError) as exc:
                     error = str(exc) or type(exc).__name__
                     log.warning(
                         "chain unreachable or refusing; retrying",
                         extra={"chain": self.url, "error": error, "retry_in": retry},
                     )
-                    await asyncio.sleep(retry)
-                    retry = min(retry * 2, MAX_RETRY)
+                except Exception:  # a malformed answer must not end the loop either
+                    log.exception("reading the chain failed; retrying", extra={"chain": self.url})
+                else:
+                    retry = FIRST_RETRY
+                    await asyncio.sleep(self.metagraph_seconds)
+                    continue
+                await asyncio.sleep(retry)
+                retry = min(retry * 2, MAX_RETRY)
 
     async def _step(self, client: ChainClient) -> None:
         graph = await self.policy.refresh()

@@ -30,6 +30,7 @@ from subnet.audit_cmd import audit
 from subnet.chain_cmd import chain, metagraph, rewards
 from subnet.dataset_cmd import dataset
 from subnet.demo import FileResult, prepare, round_trip
+from subnet.localnet import localnet
 from subnet.miner_cmd import miner
 from subnet.objects_cmd import download, list_objects, remove, upload
 from subnet.validator_cmd import validator
@@ -46,6 +47,7 @@ def main() -> None:
     \b
     Start here:
       subnet demo                 a local round-trip through the erasure core
+      subnet localnet up          a whole subnet on this machine (chain, miners, validators)
       subnet wallet create ...    make a hotkey for a miner or validator
       subnet miner run ...        serve shards for validators
       subnet validator run ...    the gateway users upload to
@@ -62,6 +64,7 @@ main.add_command(rewards)
 main.add_command(dataset)
 main.add_command(validator)
 main.add_command(audit)
+main.add_command(localnet)
 for command in (upload, download, list_objects, remove):
     main.add_command(command)
 

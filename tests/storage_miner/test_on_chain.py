@@ -65,7 +65,10 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def test_miner_registers_announces_and_serves_permitted_validators(
-    tmp_path: Path, chain: LocalChain, session: aiohttp.ClientSession
+    tmp_path: Path,
+    chain: LocalChain,
+    session: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     chain_port, miner_port = free_port(), free_port()
     chain_url = f"http://127.0.0.1:{chain_port}"
@@ -96,6 +99,8 @@ async def test_miner_registers_announces_and_serves_permitted_validators(
             return neuron is not None and neuron.axon == f"127.0.0.1:{miner_port}"
 
         await eventually(miner_listed, "the miner's axon on the metagraph")
+        retried = [r for r in caplog.records if r.name == "storage_miner.on_chain"]
+        assert retried[0].getMessage() == "chain unreachable or refusing; retrying"
 
         for name in ("Staked", "Unstaked", "Listed"):
             await ChainClient(chain_url, KEYS[name], session).register()
