@@ -110,10 +110,11 @@ class LocalNetConfig:
 
     @property
     def erasure(self) -> tuple[int, int, int]:
-        """(k, m, extra receipts) that a net of this many miners can place: at most 8 shares,
-        one per miner, half of them needed."""
-        m = min(8, self.miners)
-        k = max(1, m // 2)
+        """(k, m, extra receipts) that a net of this many miners can place and repair: one
+        share per miner, at most 8, leaving two miners free to take rebuilt shares (with m
+        equal to the miner count a lost share has nowhere new to go); k = 4 when it fits."""
+        m = min(8, self.miners - 2) if self.miners > 4 else self.miners
+        k = max(1, min(4, m - 2)) if m > 2 else 1
         return k, m, min(1, m - k)
 
 
@@ -571,6 +572,7 @@ class LocalNet:
                 "--k", str(k), "--m", str(m), "--extra-receipts", str(extra),
                 # A local net's pace: challenges every few seconds, weights once an epoch.
                 "--metagraph-seconds", "2", "--challenge-seconds", "5",
+                "--repair-seconds", "5", "--repair-unseen-after", "60",
                 "--weights-seconds", str(max(1.0, epoch_seconds)),
             ]  # fmt: skip
             self._launch(validator, self._subnet(args))

@@ -305,9 +305,7 @@ class Challenger:
         except TimeoutError:
             failure = f"no answer within {allowed:.3f}s"
         except MinerError as exc:
-            failure = str(exc)
-            if exc.kind == "bad_reply":
-                failure = "bad_reply: " + failure
+            failure = f"{exc.kind}: {exc.detail}"
         latency = time.perf_counter() - started
         if self.metrics:
             self.metrics.latency.labels("merkle").observe(latency)
@@ -436,7 +434,8 @@ class Challenger:
             )
         except MinerError as exc:
             verdict = "missing" if exc.status == 404 else "timeout"
-            return self._entry(plan, target, **common, verdict=verdict, reason=str(exc)[:500])
+            reason = f"{exc.kind}: {exc.detail}"[:500]
+            return self._entry(plan, target, **common, verdict=verdict, reason=reason)
         latency = time.perf_counter() - started
         if self.metrics:
             self.metrics.latency.labels("retrieval").observe(latency)

@@ -42,6 +42,7 @@ class MinerError(Exception):
         super().__init__(f"miner {miner.hotkey} at {miner.url}: {kind}: {detail}")
         self.miner = miner
         self.kind = kind  # unreachable | timeout | refused | bad_reply
+        self.detail = detail
         self.status = status  # the HTTP status of a refusal
 
 
