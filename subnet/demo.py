@@ -169,7 +169,7 @@ class Demo:
         self.console.print(table)
 
     async def _upload(self, url: str, folder: Path) -> int:
-        client = GatewayClient(self.http, self.net.user, url)
+        client = GatewayClient(self.http, self.net.user, url, self.root / "capabilities")
         await client.connect()
         files = [(path, name, path.stat().st_size) for path, name in _files((folder,))]
         total = sum(size for _, _, size in files)
@@ -318,7 +318,7 @@ class Demo:
                  "each epoch's credits sum exactly to its emission")  # fmt: skip
 
     async def _download_and_verify(self, url: str, source: Path, name: str) -> int:
-        client = GatewayClient(self.http, self.net.user, url)
+        client = GatewayClient(self.http, self.net.user, url, self.root / "capabilities")
         await client.connect()
         objects = [o for o in await client.list() if o["name"].startswith(name + "/")]
         out = self.root / "downloaded" / name
