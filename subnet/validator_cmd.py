@@ -30,6 +30,25 @@ HELP = {
     "extra_receipts": "r: a segment needs k + r miner receipts before it counts.",
     "max_object_size": "Largest object accepted.",
     "signature_window_ms": "Accepted clock skew of signed requests.",
+    "chain_url": "The chain to register on, take miners from and send weights to.",
+    "metagraph_seconds": "How often miners are re-read from the metagraph.",
+    "weights_seconds": "How often weights (with capacity and availability) go to the chain.",
+    "challenge_seconds": "Seconds between challenge rounds.",
+    "challenge_batch": "Shards challenged per miner per round (least recently first).",
+    "challenge_leaves": "Merkle leaves asked per challenged shard.",
+    "challenge_floor": "Shortest deadline in seconds: max(floor, rtt + bytes / min rate).",
+    "challenge_min_rate": "Slowest acceptable answer rate, e.g. 1MiB (per second).",
+    "retrieval_every": "Every Nth round, one whole shard per miner is fetched and hashed.",
+    "containment_rechecks": "Full-retrieval rechecks before a timeout counts as a failure.",
+    "reputation_lambda": "Forgetting factor of the Beta reputations (0..1].",
+    "disqualify_below": "Wrong-answer score below which a miner is disqualified for good.",
+    "capacity_window": "Seconds over which verified bytes are averaged for weights.",
+    "repair_seconds": "Seconds between repair runs.",
+    "repair_threshold": "Repair a segment when healthy shards - k falls below this (default m-k).",
+    "repair_unseen_after": "Seconds a miner may go unseen before its shards count as lost.",
+    "repair_max_segments": "Segments repaired per run at most.",
+    "synthetic_share": "Share of miners' capacity to fill with synthetic data (0 = off).",
+    "synthetic_object_size": "Size of each synthetic object, e.g. 64MiB.",
 }
 
 
@@ -46,9 +65,14 @@ def run(config_file: Path | None, log_format: str, log_level: str, **flags: obje
     """Serve the validator's gateway until interrupted.
 
     \b
-    Example:
+    Every setting is also an env var (SUBNET_VALIDATOR_<NAME>) or a key in --config FILE.
+
+    \b
+    Examples:
       subnet validator run --wallet-name v1 --users alice=5F... \\
           --miners 5G...@127.0.0.2:8091,5H...@127.0.0.3:8091
+      subnet validator run --wallet-name v1 --users alice=5F... \\
+          --chain-url http://127.0.0.1:9944 --challenge-seconds 30
     """
     settings = settings_from_cli(ValidatorSettings, ENV_PREFIX, config_file, flags)
     configure_logging(log_level, log_format)
