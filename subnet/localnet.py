@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -131,6 +131,10 @@ class Service:
     pid: int | None = None
     started: int | None = None  # the kernel's start time of pid: a reused PID is not ours
     extra_ports: list[int] = field(default_factory=list)
+    # How it was started, so ``restart`` can start it again: its command line, and the
+    # environment variables set on top of ours.
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -278,12 +282,24 @@ class _Ports:
 
 
 class LocalNet:
-    """A local net in ``root``. ``config`` defaults to the one the last ``up`` recorded."""
+    """A local net in ``root``. ``config`` defaults to the one the last ``up`` recorded.
 
-    def __init__(self, root: Path | str = DEFAULT_DIR, config: LocalNetConfig | None = None):
+    ``service_args`` adds flags to single services' command lines at ``up`` (a flag given
+    twice takes the last value), e.g. ``{"miner3": ["--capacity", "1MiB"], "validator1":
+    ["--database-url", url]}``; the fault tests use it. It is not saved for the next ``up``.
+    """
+
+    def __init__(
+        self,
+        root: Path | str = DEFAULT_DIR,
+        config: LocalNetConfig | None = None,
+        *,
+        service_args: Mapping[str, Sequence[str]] | None = None,
+    ):
         self.root = Path(root).expanduser().absolute()
         saved, self.services = self._read_state()
         self.config = config or saved or LocalNetConfig()
+        self.service_args = {name: list(args) for name, args in (service_args or {}).items()}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     @classmethod
@@ -403,6 +419,24 @@ class LocalNet:
     def running(self) -> list[Service]:
         return [s for s in self.services if process_alive(s.pid, s.started)]
 
+    def restart(self, name: str, timeout: float = STOP_SECONDS) -> Service:
+        """Stop one service if it runs (SIGTERM, then SIGKILL after ``timeout``), start it
+        again with the command line and environment it had, so on the same address and
+        data, and wait until it is healthy."""
+        with self._lock(wait=True):
+            _, self.services = self._read_state()
+            old = self.service(name)
+            if not old.argv:
+                raise LocalNetError(
+                    f"{name} was started by an older `subnet localnet up` that did not record "
+                    f"its command line; run `subnet localnet down --dir {self.root}` and up again"
+                )
+            self._stop([old], timeout)
+            service = replace(old, pid=None, started=None)
+            self._spawn(service)
+        self._wait(service)
+        return service
+
     def __enter__(self) -> LocalNet:
         self.up()
         return self
@@ -506,7 +540,7 @@ class LocalNet:
     ) -> None:
         cfg = self.config
         ports = _Ports(previous, hotkeys, self.root / "logs")
-        env = dict(os.environ)
+        env: dict[str, str] = {}  # set on top of our environment
         s3_args: list[str] = []
         if cfg.backend == "s3":
             weed = ports.service("seaweedfs", "seaweedfs", "127.0.0.1", count=4)
@@ -589,10 +623,30 @@ class LocalNet:
     def _launch(
         self, service: Service, argv: list[str], env: Mapping[str, str] | None = None
     ) -> None:
-        proc = start_process(argv, Path(service.log), env, new_session=True)
+        """Start a service of ``up``: ``argv`` then this net's extra flags for it, with
+        ``env`` set on top of our environment."""
+        service.argv = [*argv, *self.service_args.get(service.name, [])]
+        service.env = dict(env or {})
+        self._spawn(service)
+
+    def _spawn(self, service: Service) -> None:
+        """Start the command ``service`` records and put it in the state file."""
+        previous = self._procs.get(service.name)
+        if previous is not None:
+            previous.poll()  # reap the process it replaces, if it was our child
+        proc = start_process(
+            service.argv,
+            Path(service.log),
+            {**os.environ, **service.env},
+            new_session=True,
+        )
         service.pid, service.started = proc.pid, _start_ticks(proc.pid)
         self._procs[service.name] = proc
-        self.services.append(service)
+        names = [s.name for s in self.services]
+        if service.name in names:
+            self.services[names.index(service.name)] = service
+        else:
+            self.services.append(service)
         self._save()  # at once: a `down` from another shell must find it
 
     def _wait(self, service: Service) -> None:
@@ -625,6 +679,7 @@ class LocalNet:
             if pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
+                    os.kill(pid, signal.SIGCONT)  # a stopped process acts on it once continued
         while left := [s for s in services if not self._ended(s)]:
             elapsed = time.monotonic() - started
             if elapsed > timeout + 5:
@@ -715,6 +770,25 @@ def up(root: Path, detach: bool, as_json: bool, **given: Any) -> None:
             warnings = net.up()
     except LocalNetError as exc:
         raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        console.print("interrupted while starting; what had started is stopped", highlight=False)
+        raise SystemExit(130) from None
+    try:
+        _report_and_serve(net, config, console, warnings, as_json=as_json, detach=detach)
+    except KeyboardInterrupt:  # before the foreground loop took over: stop all the same
+        stopped = net.down()
+        console.print(f"stopped {len(stopped)} services", highlight=False)
+
+
+def _report_and_serve(
+    net: LocalNet,
+    config: LocalNetConfig,
+    console: Console,
+    warnings: list[str],
+    *,
+    as_json: bool,
+    detach: bool,
+) -> None:
     for warning in warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if as_json:

@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -109,12 +110,17 @@ def test_foreground_s3_net_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     args = [sys.executable, "-m", "subnet", "localnet", "up", "--dir", str(root),
             "--backend", "s3", "--miners", "2", "--block-time", "0.05"]  # fmt: skip
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")))
+    reader.start()
     try:
-        deadline = time.monotonic() + 60
-        while not (root / "localnet.json").exists() or not all_five_healthy(status(root)):
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "the local net did not become healthy"
+        deadline = time.monotonic() + 90
+        # Ctrl-C is meant for the foreground loop: wait until `up` says it is there.
+        while not any("Ctrl-C stops every service" in line for line in lines):
+            assert proc.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, "the local net did not come up"
             time.sleep(0.2)
+        assert all_five_healthy(status(root))
         net = LocalNet(root)
         assert [s.role for s in net.services] == ["seaweedfs", "chain", "miner", "miner",
                                                   "validator"]  # fmt: skip
@@ -126,7 +132,9 @@ def test_foreground_s3_net_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
 
         pids = [s.pid for s in net.services if s.pid is not None]
         proc.send_signal(signal.SIGINT)  # what Ctrl-C does to the foreground `up`
-        output = proc.communicate(timeout=60)[0]
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+        output = "".join(lines)
         assert proc.returncode == 0, output
         assert "stopped 5 services" in output
         assert not [pid for pid in pids if running(pid)]

@@ -16,6 +16,7 @@ from tests.validator.conftest import VALIDATOR, LiveMiner
 from tests.validator.test_challenger import challenger
 from validator.app import make_app
 from validator.gateway import Gateway
+from validator.log_store import LogFilter
 from validator.miner_client import MinerClient
 from validator.models import Miner, Placement, StoredObject, User
 from validator.repair import Repairer
@@ -78,7 +79,7 @@ async def test_loops_challenge_fill_and_repair(
                 )
 
         await wait_for(lambda: synthetic_count() >= 1)
-        await wait_for(lambda: len(checker.log_store.read()) > 0)
+        await wait_for(lambda: len(checker.log_store.read(limit=1)) > 0)
         victim = live_miners[0].key.ss58_address
         with sessions.begin() as session:
             miner_id = session.scalar(select(Miner.id).where(Miner.hotkey == victim))
@@ -87,7 +88,7 @@ async def test_loops_challenge_fill_and_repair(
             )
 
         def repaired() -> bool:
-            return any(e.kind == "repair" for e in checker.log_store.read(limit=1000))
+            return bool(checker.log_store.read(LogFilter(kind="repair"), limit=1))
 
         await wait_for(repaired)
         entries = await (await client.get("/v1/audit/log", params={"kind": "repair"})).json()

@@ -189,6 +189,7 @@ def verify(folder: Path) -> dict[str, object]:
     return dict(json.loads(result.stdout))
 
 
+@pytest.mark.timeout(300)  # ten processes on two cores; ~70 s on a quiet machine
 def test_dataset_round_trip_survives_losing_m_minus_k_miners(
     tmp_path: Path, subnet: dict[str, object]
 ) -> None:
