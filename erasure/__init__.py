@@ -1,16 +1,17 @@
 """The erasure core: pure, synchronous, no sockets and no asyncio.
 
 Objects go in as a stream of chunks and come out as segments, each sealed with AES-256-GCM
-(optional), zfec-coded into m shares of which any k rebuild it, and hashed into a Merkle
-tree per share whose root is the shard's id. A :class:`Manifest` lists it all, and a
-:class:`Capability` string carries what a reader needs. Async callers run these functions
-in threads (``asyncio.to_thread``): zfec, AES and BLAKE3 release the GIL.
+(optional), erasure-coded into m shares of which any k rebuild it (a :class:`Codec`: zfec,
+or ISA-L through pyeclib; the manifest names which), and hashed into a Merkle tree per share
+whose root is the shard's id. A :class:`Manifest` lists it all, and a :class:`Capability`
+string carries what a reader needs. Async callers run these functions in threads
+(``asyncio.to_thread``): zfec, AES and BLAKE3 release the GIL (pyeclib does not, but is fast).
 
 This package imports nothing else of the project.
 """
 
 from erasure.capability import Capability
-from erasure.codec import decode_segment, encode_segment
+from erasure.codec import CODECS, Codec, decode_segment, encode_segment, get_codec
 from erasure.crypto import decrypt_segment, encrypt_segment, new_key
 from erasure.errors import (
     BadProofError,
@@ -47,10 +48,12 @@ from erasure.objects import (
 from erasure.params import ErasureParams
 
 __all__ = [
+    "CODECS",
     "MANIFEST_VERSION",
     "BadProofError",
     "Capability",
     "CapabilityError",
+    "Codec",
     "DecryptionError",
     "EncodedSegment",
     "ErasureError",
@@ -76,6 +79,7 @@ __all__ = [
     "encode_segment",
     "encode_segment_shards",
     "encrypt_segment",
+    "get_codec",
     "hash_leaf",
     "leaf_count_for",
     "new_key",

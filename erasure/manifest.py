@@ -1,12 +1,18 @@
 """The manifest: what a reader needs, besides the key, to find and rebuild an object.
 
-It lists every segment with its stored size, zfec padding, shard size and the ids of its m
-shards in share order. A shard id is the hex Merkle root of the shard's bytes (see
-:mod:`erasure.merkle`), so the id is also the root a challenge is checked against.
+It names the erasure codec (``zfec`` or ``isal``, see :mod:`erasure.codec`) and lists every
+segment with its stored size, padding, shard size and the ids of its m shards in share
+order. A shard id is the hex Merkle root of the shard's bytes (see :mod:`erasure.merkle`), so
+the id is also the root a challenge is checked against.
 
 The JSON form is canonical (sorted keys, no spaces, ASCII), so the same manifest always
 has the same bytes and the same :meth:`Manifest.verifier_hash`, which capabilities carry.
 A manifest of an unknown version is refused rather than guessed at.
+
+The ``codec`` field has been in version 1 from the start, and every manifest written before
+the isal codec says ``zfec``, so those read exactly as before and keep their bytes. An isal
+manifest is still version 1: its layout is the same, and a reader that predates isal refuses
+it by its codec field (``unsupported codec``) instead of decoding it wrongly.
 """
 
 from __future__ import annotations
@@ -18,13 +24,13 @@ from typing import Any, Literal
 
 from blake3 import blake3
 
+from erasure.codec import CODECS
 from erasure.crypto import TAG_SIZE
 from erasure.errors import InvalidParamsError, ManifestError, UnsupportedVersionError
 from erasure.merkle import leaf_count_for
 from erasure.params import ErasureParams
 
 MANIFEST_VERSION = 1
-CODEC = "zfec"
 HASH = "blake3-merkle-v1"
 Encryption = Literal["none", "aes-256-gcm"]
 _ENCRYPTIONS: tuple[Encryption, ...] = ("none", "aes-256-gcm")
@@ -66,7 +72,7 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": self.version,
-            "codec": CODEC,
+            "codec": self.params.codec,
             "hash": HASH,
             "encryption": self.encryption,
             "k": self.params.k,
@@ -121,8 +127,11 @@ class Manifest:
             raise ManifestError(
                 f"manifest fields wrong: missing {missing or '{}'}, extra {extra or '{}'}"
             )
-        if raw["codec"] != CODEC or raw["hash"] != HASH:
-            raise ManifestError(f"unsupported codec/hash {raw['codec']!r}/{raw['hash']!r}")
+        if raw["codec"] not in CODECS or raw["hash"] != HASH:
+            raise ManifestError(
+                f"unsupported codec/hash {raw['codec']!r}/{raw['hash']!r} (this code reads "
+                f"codecs {', '.join(CODECS)} with hash {HASH})"
+            )
         if raw["encryption"] not in _ENCRYPTIONS:
             raise ManifestError(f"unknown encryption {raw['encryption']!r}")
         try:
@@ -131,6 +140,7 @@ class Manifest:
                 m=_int(raw, "m"),
                 segment_size=_int(raw, "segment_size"),
                 leaf_size=_int(raw, "leaf_size"),
+                codec=raw["codec"],
             )
         except InvalidParamsError as exc:
             raise ManifestError(f"manifest parameters invalid: {exc}") from None

@@ -1,9 +1,10 @@
 """Whole objects as streams: chunks in, encoded segments out, and back again.
 
 The encoder never holds more than the segments it is working on: one being filled, plus
-``workers + 1`` being coded. Coding a segment is encrypt, zfec, then a Merkle tree per
-share; zfec, AES and BLAKE3 release the GIL, so with ``workers=2`` both cores code
-segments at once.
+``workers + 1`` being coded. Coding a segment is encrypt, erasure-code (the params' codec,
+see :mod:`erasure.codec`), then a Merkle tree per share; zfec, AES and BLAKE3 release the
+GIL, so with ``workers=2`` both cores code segments at once. pyeclib (the isal codec) holds
+the GIL, but it takes ~9x less CPU than zfec, so the hashing, which releases it, dominates.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ Buffer = bytes | bytearray | memoryview
 class Shard:
     """One share of one segment, with the tree a miner saves beside it.
 
-    The bytes are kept as the ``pieces`` zfec produced them (one per column stripe), so a
+    The bytes are kept as the ``pieces`` the codec produced them (one per column stripe), so a
     sender can stream them without first joining them into one buffer.
     """
 
@@ -101,18 +102,18 @@ def split_segments(
 def encode_segment_shards(
     params: ErasureParams, index: int, plaintext: Buffer, is_last: bool, key: bytes | None
 ) -> EncodedSegment:
-    """Seal (when keyed), zfec-code and hash one segment."""
+    """Seal (when keyed), erasure-code (``params.codec``) and hash one segment."""
     stored = plaintext if key is None else encrypt_segment(key, index, is_last, plaintext)
     shard_size = params.shard_size(len(stored))
-    # Hash each stripe of every share right after zfec made it, while it is in cache.
-    # Primary shares stay views into the segment; check shares stay zfec's stripe pieces.
+    # Hash each stripe of every share right after the codec made it, while it is in cache.
+    # Primary shares stay views into the segment; check shares stay the codec's pieces.
     k = params.k
     primaries = primary_blocks(stored, k)
     builders = [MerkleBuilder(params.leaf_size) for _ in range(params.m)]
     pieces: list[list[Buffer]] = [[] for _ in range(params.m)]
     for share, primary in enumerate(primaries):
         pieces[share].append(primary)
-    for start, checks in check_stripes(primaries, params.m):
+    for start, checks in check_stripes(primaries, params.m, params.codec):
         end = start + codec.STRIPE
         for builder, primary in zip(builders, primaries, strict=False):
             builder.update(primary[start:end])
@@ -219,9 +220,10 @@ def decode_segment_shares(
 ) -> bytes | bytearray:
     """Plaintext of segment ``index`` from any k of its shares.
 
-    Of the shares given, the k lowest-numbered are used (primaries cost no decoding). With
-    ``verify`` each of those is hashed against its shard id first; a bad one raises
-    :class:`ShardIntegrityError` naming it, so the caller can drop it and fetch another.
+    Of the shares given, the k lowest-numbered are used (primaries cost no decoding), and
+    decoded with the manifest's codec. With ``verify`` each of those is hashed against its
+    shard id first; a bad one raises :class:`ShardIntegrityError` naming it, so the caller
+    can drop it and fetch another.
     """
     info = manifest.segments[index]
     params = manifest.params
@@ -235,7 +237,7 @@ def decode_segment_shares(
         for share, data in chosen.items():
             _check_share(manifest, index, share, data)
     try:
-        stored = decode_segment(chosen, params.k, params.m, info.size)
+        stored = decode_segment(chosen, params.k, params.m, info.size, params.codec)
     except NotEnoughSharesError as exc:
         raise NotEnoughSharesError(index, exc.have, exc.need) from None
     except ShardIntegrityError as exc:

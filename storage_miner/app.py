@@ -144,8 +144,21 @@ async def get_shard(request: web.Request) -> web.StreamResponse:
         # Opened before the status is sent, so a lost file is a 404 and not a cut body.
         _, chunks = await service.read_shard(caller.signed_by, shard_id, start, stop)
         await response.prepare(request)
+        sent = 0
         async for chunk in chunks:
             await response.write(chunk)
+            sent += len(chunk)
+        if sent != stop - start:
+            # The file is shorter than the index says (truncated behind our back): end the
+            # connection, so the reader sees a cut body at once instead of waiting for bytes
+            # that will never come. The scrubber will quarantine the shard.
+            log.warning(
+                "shard shorter than recorded; reply cut",
+                extra={"shard_id": shard_id, "sent": sent, "promised": stop - start},
+            )
+            if request.transport is not None:
+                request.transport.close()
+            return response
     await response.write_eof()
     return response
 

@@ -149,11 +149,14 @@ class GatewayClient:
         return body
 
     async def upload(
-        self, path: Path, name: str, *, encrypt: bool = True,
+        self, path: Path, name: str, *, encrypt: bool = True, codec: str | None = None,
         on_bytes: Callable[[int], None] = lambda _n: None,
     ) -> dict[str, Any]:  # fmt: skip
+        """Upload ``path`` as ``name``; ``codec`` (zfec, isal) defaults to the validator's."""
         digest, size = await asyncio.to_thread(lambda: (sha256_of(path), path.stat().st_size))
         query = {"name": name, "encrypt": "1" if encrypt else "0"}
+        if codec is not None:
+            query["codec"] = codec
         async with self.signer.request_stream(
             "PUT",
             URL(f"{self.url}/v1/objects").with_query(query),

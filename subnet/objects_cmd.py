@@ -23,6 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from erasure import CODECS
 from protocol.wallet import DEFAULT_WALLET_PATH, WalletError, load_hotkey
 from subnet.gateway_client import GatewayClient, GatewayError
 
@@ -138,9 +139,16 @@ def _files(paths: tuple[Path, ...]) -> list[tuple[Path, str]]:
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--no-encrypt", is_flag=True, help="Store plaintext shards (no capability key).")
+@click.option(
+    "--codec",
+    type=click.Choice(CODECS),
+    default=None,
+    help="Erasure codec: zfec, or isal (ISA-L, faster). Default: the validator's.",
+)
 @connection_options
 def upload(
-    paths: tuple[Path, ...], no_encrypt: bool, conn: Connection, as_json: bool,
+    paths: tuple[Path, ...], no_encrypt: bool, codec: str | None, conn: Connection,
+    as_json: bool,
 ) -> None:  # fmt: skip
     """Upload files and whole directories (recursively), several at a time.
 
@@ -161,7 +169,7 @@ def upload(
                 async with limit:
                     try:
                         reply = await client.upload(
-                            path, name, encrypt=not no_encrypt,
+                            path, name, encrypt=not no_encrypt, codec=codec,
                             on_bytes=lambda n: progress.advance(total, n),
                         )  # fmt: skip
                         results.append({"name": name, "id": reply["object_id"],

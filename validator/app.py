@@ -1,6 +1,7 @@
 """The validator's HTTP API: a thin aiohttp layer over :class:`Gateway`.
 
-    PUT    /v1/objects?name=N[&encrypt=0][&keep_key=1]   upload (streamed, signed sha256)
+    PUT    /v1/objects?name=N[&encrypt=0][&keep_key=1][&codec=zfec|isal]
+                                                          upload (streamed, signed sha256)
     GET    /v1/objects                                    the caller's objects
     GET    /v1/objects/{ref}                              download by id or name; HEAD, Range
     DELETE /v1/objects/{ref}                              delete
@@ -28,8 +29,10 @@ from dataclasses import asdict
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from sqlalchemy.exc import DBAPIError
 
-from erasure import Capability, CapabilityError, ErasureParams
+from erasure import CODECS, Capability, CapabilityError, ErasureParams
+from erasure.codec import codec_available
 from protocol.epistula import (
     HEADER_CONTENT_HASH,
     SHA256_PREFIX,
@@ -120,6 +123,17 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except DownloadError as exc:
         status = 503 if exc.code in _UNAVAILABLE else 404
         raise ApiError(status, exc.code, exc.message) from None
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        # The database dropped the connection (a restart, a failover): the pool reconnects,
+        # so the request can be retried. Not a bug of ours, so no 500 and no traceback.
+        log.warning(
+            "database connection lost", extra={"path": request.path, "why": str(exc.orig)[:200]}
+        )
+        raise ApiError(
+            503, "database_unavailable", "the validator lost its database connection; try again"
+        ) from None
 
 
 def _flag(request: web.Request, name: str, default: bool) -> bool:
@@ -129,6 +143,17 @@ def _flag(request: web.Request, name: str, default: bool) -> bool:
     if value not in {"0", "1", "true", "false"}:
         raise BadRequest("bad_query", f"{name} is 0/1 or true/false")
     return value in {"1", "true"}
+
+
+def _codec(request: web.Request, default: str) -> str:
+    codec = request.query.get("codec", default)
+    if codec not in CODECS:
+        raise BadRequest(
+            "bad_codec", f"codec must be one of {', '.join(CODECS)}; got {codec[:32]!r}"
+        )
+    if not codec_available(codec):
+        raise BadRequest("bad_codec", f"codec {codec} is not available on this validator")
+    return codec
 
 
 @streamed_body
@@ -141,6 +166,7 @@ async def put_object(request: web.Request) -> web.Response:
     declared = caller.require_declared_hash()
     if not declared.startswith(SHA256_PREFIX):
         raise BadRequest("bad_hash", "declare Epistula-Content-Hash as sha256:<hex of the body>")
+    codec = _codec(request, settings.codec)
     size = request.content_length
     if size is None:
         raise ApiError(411, "length_required", "send Content-Length")
@@ -165,7 +191,11 @@ async def put_object(request: web.Request) -> web.Response:
         caller.check_streamed_body(SHA256_PREFIX + digest.hexdigest())
 
     params = ErasureParams(
-        k=settings.k, m=settings.m, segment_size=settings.segment_size, leaf_size=settings.leaf_size
+        k=settings.k,
+        m=settings.m,
+        segment_size=settings.segment_size,
+        leaf_size=settings.leaf_size,
+        codec=codec,
     )
     options = UploadOptions(
         params,
@@ -347,6 +377,7 @@ async def _refresh(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(REFRESH_SECONDS)
 
     await gateway.refresh_miners()
+    await gateway.uploader.recover()  # before any new upload could take a pending name
     task = asyncio.create_task(loop())
     yield
     task.cancel()

@@ -41,6 +41,7 @@ class ObjectInfo:
     size: int
     state: str
     encrypted: bool
+    codec: str
     key_stored: bool
     created_at: str
 
@@ -250,6 +251,7 @@ def _info(row: StoredObject) -> ObjectInfo:
         size=row.size,
         state=row.state,
         encrypted=row.encryption != "none",
+        codec=row.codec,
         key_stored=row.key is not None,
         created_at=row.created_at.isoformat(),
     )

@@ -54,9 +54,15 @@ async def _pieces(pieces: Sequence[Buffer]) -> AsyncIterator[bytes]:
 
 
 class MinerClient:
+    """``timeout`` bounds each call, start to finish: a miner that hangs (stopped, or a dead
+    peer whose connection never closes) fails the call instead of stalling its caller."""
+
     def __init__(self, signer: SigningClient, *, timeout: float = 60.0) -> None:
         self.signer = signer
         self.timeout = aiohttp.ClientTimeout(total=timeout)
+
+    def _deadline(self) -> asyncio.Timeout:
+        return asyncio.timeout(self.timeout.total)
 
     async def put_shard(
         self,
@@ -68,14 +74,17 @@ class MinerClient:
     ) -> StorageReceipt:
         url = f"{miner.url}/v1/shards/{shard_id}?leaf_size={leaf_size}"
         try:
-            async with self.signer.request_stream(
-                "PUT",
-                url,
-                signed_for=miner.hotkey,
-                content_hash=shard_id,
-                body=_pieces(pieces),
-                headers={"Content-Length": str(size)},
-            ) as response:
+            async with (
+                self._deadline(),
+                self.signer.request_stream(
+                    "PUT",
+                    url,
+                    signed_for=miner.hotkey,
+                    content_hash=shard_id,
+                    body=_pieces(pieces),
+                    headers={"Content-Length": str(size)},
+                ) as response,
+            ):
                 body = await self._json(miner, response)
         except TimeoutError:
             raise MinerError(miner, "timeout", "storing a shard") from None
@@ -99,12 +108,15 @@ class MinerClient:
         if start or end is not None:
             headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         try:
-            async with self.signer.request(
-                "GET",
-                f"{miner.url}/v1/shards/{shard_id}",
-                signed_for=miner.hotkey,
-                headers=headers,
-            ) as response:
+            async with (
+                self._deadline(),
+                self.signer.request(
+                    "GET",
+                    f"{miner.url}/v1/shards/{shard_id}",
+                    signed_for=miner.hotkey,
+                    headers=headers,
+                ) as response,
+            ):
                 if response.status not in (200, 206):
                     await self._json(miner, response)
                 return await response.read()
@@ -115,9 +127,12 @@ class MinerClient:
 
     async def delete_shard(self, miner: MinerAddress, shard_id: str) -> None:
         try:
-            async with self.signer.request(
-                "DELETE", f"{miner.url}/v1/shards/{shard_id}", signed_for=miner.hotkey
-            ) as response:
+            async with (
+                self._deadline(),
+                self.signer.request(
+                    "DELETE", f"{miner.url}/v1/shards/{shard_id}", signed_for=miner.hotkey
+                ) as response,
+            ):
                 if response.status not in (202, 404):
                     await self._json(miner, response)
         except (TimeoutError, aiohttp.ClientError) as exc:
@@ -128,12 +143,15 @@ class MinerClient:
     ) -> tuple[list[dict[str, Any]], list[bytes]]:
         """The per-challenge metadata and the blobs (leaves then proof, per answer)."""
         try:
-            async with self.signer.request(
-                "POST",
-                f"{miner.url}/v1/challenges",
-                signed_for=miner.hotkey,
-                json={"challenges": challenges},
-            ) as response:
+            async with (
+                self._deadline(),
+                self.signer.request(
+                    "POST",
+                    f"{miner.url}/v1/challenges",
+                    signed_for=miner.hotkey,
+                    json={"challenges": challenges},
+                ) as response,
+            ):
                 if response.status != 200:
                     await self._json(miner, response)
                 raw = await response.read()
@@ -152,7 +170,10 @@ class MinerClient:
 
     async def info(self, miner: MinerAddress) -> dict[str, Any]:
         try:
-            async with self.signer.session.get(f"{miner.url}/v1/info") as response:
+            async with (
+                self._deadline(),
+                self.signer.session.get(f"{miner.url}/v1/info") as response,
+            ):
                 return await self._json(miner, response)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise MinerError(miner, "unreachable", str(exc) or "timeout") from None

@@ -92,6 +92,8 @@ class StoredObject(Base):
     segment_size: Mapped[int] = mapped_column(Integer)
     leaf_size: Mapped[int] = mapped_column(Integer)
     encryption: Mapped[str] = mapped_column(String(32))
+    # The erasure codec (erasure.codec.CODECS), as in the manifest; repair decodes with it.
+    codec: Mapped[str] = mapped_column(String(16), default="zfec")
     manifest_json: Mapped[str | None] = mapped_column(Text)
     verifier: Mapped[str | None] = mapped_column(String(64))
     key: Mapped[bytes | None] = mapped_column(LargeBinary)  # kept only if the user asked

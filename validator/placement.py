@@ -1,9 +1,9 @@
 """Where a segment's shards go: m distinct miners, weighted, never two behind one IP.
 
 Candidates are put in a weighted random order (Efraimidis-Spirakis: each gets the key
-``u ** (1 / weight)`` and the largest keys come first), with weight = free capacity (capped,
-so one huge miner does not take everything) times reputation. A miner without room for the
-shard, or with zero reputation, is never picked.
+``u ** (1 / weight)``, compared as its logarithm, and the largest keys come first), with
+weight = free capacity (capped, so one huge miner does not take everything) times
+reputation. A miner without room for the shard, or with zero reputation, is never picked.
 
 ``pick`` then walks that order and takes miners whose IP is not yet used by the segment,
 preferring a /24 (IPv4) or /48 (IPv6) not yet used either ("servers of happiness"). The same
@@ -14,7 +14,9 @@ holding the segment's other shards.
 from __future__ import annotations
 
 import ipaddress
+import math
 import random
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -51,7 +53,11 @@ def rank(candidates: Iterable[Candidate], shard_size: int, rng: random.Random) -
         weight = candidate.weight
         if candidate.free_bytes < shard_size or weight <= 0:
             continue
-        keyed.append((rng.random() ** (1.0 / weight), candidate.hotkey, candidate))
+        # log(u ** (1 / weight)) orders the same and does not underflow: u ** (1 / weight)
+        # is 0.0 for most u once weight is small (256 MiB free is 1/4096 of FREE_CAP), and
+        # such miners would all tie and be taken in hotkey order instead of at random.
+        u = rng.random() or sys.float_info.min
+        keyed.append((math.log(u) / weight, candidate.hotkey, candidate))
     keyed.sort(key=lambda item: (item[0], item[1]), reverse=True)
     return [candidate for _, _, candidate in keyed]
 

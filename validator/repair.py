@@ -16,9 +16,10 @@ one failed refresh is a blip, not a loss). A share stops being healthy when
 below ``threshold`` (None, the default: below m - k, i.e. repair as soon as one share is
 unhealthy; a lower number repairs lazily and saves bandwidth), most at risk first. Per
 segment it fetches k healthy shares (each hashed against its id), decodes the segment's
-stored bytes with zfec, re-encodes only the missing share numbers, checks each against its
-recorded id, pushes it to a new miner (placement rules as at upload, never a miner or IP
-already holding a share of the segment) and records the receipts in one transaction: new
+stored bytes with the object's codec (``objects.codec``: zfec or isal), re-encodes only the
+missing share numbers with it, checks each against its recorded id, pushes it to a new
+miner (placement rules as at upload, never a miner or IP already holding a share of the
+segment) and records the receipts in one transaction: new
 ``stored`` placements, the replaced placements kept as ``lost`` (so a later object delete
 still asks their miners to drop them), and the shares' repair-queue rows removed. Then it
 asks the old miners to drop their copies, best effort.
@@ -47,7 +48,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from erasure import MerkleBuilder, MerkleTree
-from erasure.codec import check_stripes, decode_segment, primary_blocks
+from erasure.codec import DEFAULT_CODEC, check_stripes, decode_segment, primary_blocks
 from protocol.wire import StorageReceipt
 from validator.audit_log import LogEntry
 from validator.miner_client import MinerAddress, MinerClient, MinerError, gather_limited
@@ -194,9 +195,10 @@ class _Plan:
     index: int
     k: int
     m: int
-    size: int  # stored bytes (sealed), what zfec coded
+    size: int  # stored bytes (sealed), what the codec coded
     shard_size: int
     leaf_size: int
+    codec: str
     shares: tuple[_Share, ...]
     miner_ids: Mapping[str, int]  # hotkey -> row id, healthy miners only
 
@@ -283,21 +285,23 @@ def rebuild_shares(
     size: int,
     leaf_size: int,
     wanted: Mapping[int, str],
+    codec: str = DEFAULT_CODEC,
 ) -> dict[int, tuple[Buffer, ...]]:
     """The pieces of each wanted share (number -> expected shard id) from any k ``shares``.
 
-    The segment's stored bytes are decoded, then only the wanted numbers are produced:
-    primaries are views of the decoded bytes, check shares come from zfec stripe by
-    stripe. Each is hashed and must equal its id, else :class:`RebuildError`.
+    The segment's stored bytes are decoded with ``codec`` (the object's), then only the
+    wanted numbers are produced: primaries are views of the decoded bytes, check shares come
+    from the codec stripe by stripe. Each is hashed and must equal its id, else
+    :class:`RebuildError`.
     """
-    stored = decode_segment(shares, k, m, size)
+    stored = decode_segment(shares, k, m, size, codec)
     primaries = primary_blocks(stored, k)
     pieces: dict[int, list[Buffer]] = {n: [] for n in wanted}
     for n in wanted:
         if n < k:
             pieces[n].append(primaries[n])
     if any(n >= k for n in wanted):
-        for _, checks in check_stripes(primaries, m):
+        for _, checks in check_stripes(primaries, m, codec):
             for n in wanted:
                 if n >= k:
                     pieces[n].append(checks[n - k])
@@ -587,6 +591,7 @@ class Repairer:
                 size=segment.size,
                 shard_size=segment.shard_size,
                 leaf_size=obj.leaf_size,
+                codec=obj.codec,
                 shares=tuple(shares),
                 miner_ids=miner_ids,
             )
@@ -635,6 +640,7 @@ class Repairer:
                 size=plan.size,
                 leaf_size=plan.leaf_size,
                 wanted=wanted,
+                codec=plan.codec,
             )
         except RebuildError as exc:
             log.exception("a rebuilt shard does not match its recorded id")

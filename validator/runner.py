@@ -63,7 +63,9 @@ async def build_app(settings: ValidatorSettings) -> web.Application:
             load_seed(settings.data_dir / "synthetic.seed"),
             share=settings.synthetic_share,
             object_size=settings.synthetic_object_size,
-            params=ErasureParams(settings.k, settings.m, settings.segment_size, settings.leaf_size),
+            params=ErasureParams(
+                settings.k, settings.m, settings.segment_size, settings.leaf_size, settings.codec
+            ),
         )
     repairer = Repairer(
         sessions,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from protocol.settings import SIZE
 from protocol.wallet import DEFAULT_WALLET_PATH
@@ -34,6 +35,9 @@ class ValidatorSettings:
     m: int = 8
     segment_size: int = field(default=16 * 2**20, metadata=SIZE)
     leaf_size: int = field(default=16 * 2**10, metadata=SIZE)
+    # The erasure codec of uploads that do not choose one (PUT /v1/objects?codec=):
+    # zfec, or isal (ISA-L Cauchy Reed-Solomon through pyeclib, several times faster).
+    codec: Literal["zfec", "isal"] = "zfec"
     extra_receipts: int = 1
     max_object_size: int = field(default=1 << 40, metadata=SIZE)
     signature_window_ms: int = 8_000

@@ -138,6 +138,7 @@ class Uploader:
                 m=params.m,
                 segment_size=params.segment_size,
                 leaf_size=params.leaf_size,
+                codec=params.codec,
                 encryption="aes-256-gcm" if options.encrypt else "none",
                 created_at=now(),
             )
@@ -189,9 +190,14 @@ class Uploader:
         before_commit()
         manifest = encoder.manifest()
         capability = encoder.capability()
-        await asyncio.to_thread(self._commit, object_id, manifest.to_json().decode(),
-                                manifest.verifier_hash().hex(), manifest.size,
-                                encoder.key if options.keep_key else None)  # fmt: skip
+        await asyncio.to_thread(
+            self._commit,
+            object_id,
+            manifest.to_json().decode(),
+            manifest.verifier_hash().hex(),
+            manifest.size,
+            encoder.key if options.keep_key else None,
+        )
         return UploadResult(
             object_id=object_id,
             name=name,
@@ -317,6 +323,37 @@ class Uploader:
             row.key = key
             row.state = "committed"
             row.committed_at = now()
+
+    async def recover(self) -> int:
+        """Abandon uploads a previous process left ``pending`` (it died mid-upload): their
+        rows go, and their miners are asked to drop what was placed. Run before serving."""
+
+        def interrupted() -> dict[str, list[tuple[MinerAddress, str]]]:
+            with self.sessions() as session:
+                found: dict[str, list[tuple[MinerAddress, str]]] = {
+                    oid: []
+                    for oid in session.scalars(
+                        select(StoredObject.id).where(StoredObject.state == "pending")
+                    )
+                }
+                rows = session.execute(
+                    select(Segment.object_id, Miner.hotkey, Miner.host, Miner.port, Shard.shard_id)
+                    .join(Shard, Shard.segment_id == Segment.id)
+                    .join(Placement, Placement.shard_id == Shard.id)
+                    .join(Miner, Miner.id == Placement.miner_id)
+                    .join(StoredObject, StoredObject.id == Segment.object_id)
+                    .where(StoredObject.state == "pending")
+                )
+                for object_id, hotkey, host, port, shard_id in rows:
+                    found[object_id].append((MinerAddress(hotkey, host, port), shard_id))
+                return found
+
+        pending = await asyncio.to_thread(interrupted)
+        for object_id, pushed in pending.items():
+            await self._abandon(object_id, pushed)
+        if pending:
+            log.warning("abandoned uploads interrupted by a restart", extra={"count": len(pending)})
+        return len(pending)
 
     async def _abandon(self, object_id: str, pushed: list[tuple[MinerAddress, str]]) -> None:
         """Remove a failed upload's rows, then ask miners to drop its shards."""

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 
 from hypothesis import strategies as st
 
-from erasure import ErasureParams
+from erasure import CODECS, ErasureParams
 
 LEAF_SIZES = (64, 128, 256, 512, 1024)
 
@@ -37,12 +37,13 @@ def flip_bit(data: bytes | bytearray | memoryview, bit: int) -> bytes:
 
 @st.composite
 def small_params(draw: st.DrawFn, max_m: int = 20, max_segment: int = 16 * 1024) -> ErasureParams:
-    """Parameters small enough that many examples run in a second."""
+    """Parameters small enough that many examples run in a second, under either codec."""
     m = draw(st.integers(1, max_m))
     k = draw(st.integers(1, m))
     segment_size = draw(st.integers(1, max_segment))
     leaf_size = draw(st.sampled_from(LEAF_SIZES))
-    return ErasureParams(k=k, m=m, segment_size=segment_size, leaf_size=leaf_size)
+    codec = draw(st.sampled_from(CODECS))
+    return ErasureParams(k=k, m=m, segment_size=segment_size, leaf_size=leaf_size, codec=codec)
 
 
 @st.composite

@@ -5,10 +5,12 @@ from __future__ import annotations
 import erasure
 
 EXPECTED = {
+    "CODECS",
     "MANIFEST_VERSION",
     "BadProofError",
     "Capability",
     "CapabilityError",
+    "Codec",
     "DecryptionError",
     "EncodedSegment",
     "ErasureError",
@@ -34,6 +36,7 @@ EXPECTED = {
     "encode_segment",
     "encode_segment_shards",
     "encrypt_segment",
+    "get_codec",
     "leaf_count_for",
     "new_key",
     "split_segments",

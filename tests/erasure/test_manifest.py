@@ -65,7 +65,7 @@ def test_manifest_describes_the_object(manifest: Manifest) -> None:
     params = manifest.params
     raw = json.loads(manifest.to_json())
     assert raw["version"] == 1
-    assert (raw["codec"], raw["hash"]) == ("zfec", "blake3-merkle-v1")
+    assert (raw["codec"], raw["hash"]) == (params.codec, "blake3-merkle-v1")
     assert raw["encryption"] == ("aes-256-gcm" if manifest.encrypted else "none")
     overhead = TAG_SIZE if manifest.encrypted else 0
     assert len(manifest.segments) == -(-manifest.size // params.segment_size)
@@ -93,6 +93,8 @@ def test_verifier_hash_is_stable_and_pins_every_field() -> None:
                  (manifest.segments[0], SegmentInfo(seg.size, seg.padding, seg.shard_size,
                                                     tuple(ids)), manifest.segments[2])),
         Manifest(ErasureParams(3, 5, 1000, 128), manifest.size, "aes-256-gcm", manifest.segments),
+        Manifest(ErasureParams(3, 5, 1000, 64, "isal"), manifest.size, "aes-256-gcm",
+                 manifest.segments),
         Manifest(manifest.params, manifest.size, "aes-256-gcm", manifest.segments[1:2]
                  + manifest.segments[:1] + manifest.segments[2:]),
     ]  # fmt: skip
@@ -100,6 +102,15 @@ def test_verifier_hash_is_stable_and_pins_every_field() -> None:
         assert other != manifest
         seen.add(other.verifier_hash())
     assert len(seen) == 1 + len(changed)
+
+
+@pytest.mark.parametrize("codec", ["zfec", "isal"])
+def test_the_codec_is_recorded_and_read_back(codec: str) -> None:
+    manifest = encode(ErasureParams(3, 5, 1000, 64, codec), payload(2500), encrypt=False)
+    assert manifest.params.codec == codec
+    assert json.loads(manifest.to_json())["codec"] == codec
+    assert Manifest.from_json(manifest.to_json()).params.codec == codec
+    assert ErasureParams().codec == "zfec", "zfec stays the default"
 
 
 def test_empty_object_manifest() -> None:
@@ -173,7 +184,8 @@ def test_unknown_field(field: str) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("codec", "reed-solomon"), ("codec", None), ("hash", "sha256-merkle"),
+    [("codec", "reed-solomon"), ("codec", None), ("codec", "ISAL"), ("codec", ["zfec"]),
+     ("hash", "sha256-merkle"),
      ("encryption", "chacha20"), ("encryption", None), ("encryption", True)],
 )  # fmt: skip
 def test_unknown_codec_hash_or_encryption(field: str, value: object) -> None:

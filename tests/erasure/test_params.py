@@ -99,3 +99,11 @@ def test_shard_size_is_ceiling_division(k: int, segment_bytes: int) -> None:
     size = params.shard_size(segment_bytes)
     assert size * k >= segment_bytes
     assert (size - 1) * k < segment_bytes or size == 0
+
+
+def test_codec_defaults_to_zfec_and_must_be_known() -> None:
+    assert ErasureParams().codec == "zfec"
+    assert ErasureParams(codec="isal").codec == "isal"
+    assert ErasureParams(4, 8, 1024, 64, "isal") != ErasureParams(4, 8, 1024, 64)
+    with pytest.raises(InvalidParamsError, match="unknown codec 'reed-solomon'"):
+        ErasureParams(codec="reed-solomon")

@@ -62,3 +62,12 @@ def test_pinned_manifest_still_decodes(name: str) -> None:
     out = b"".join(decode_object(manifest, lambda i, _info: held[i], cap.key))
     assert out == data
     assert (cap.key == KEY) == bool(case.get("key"))
+
+
+def test_every_manifest_written_before_isal_reads_as_zfec() -> None:
+    """The pinned zfec manifests (what every stored object had before isal) parse as zfec,
+    and the isal ones as isal: the codec field, present in version 1 from the start."""
+    for name, case in PINNED["cases"].items():
+        manifest = Manifest.from_json(case["manifest_json"])
+        assert manifest.version == 1
+        assert manifest.params.codec == case.get("codec", "zfec"), name

@@ -81,3 +81,12 @@ def test_ranking_is_reproducible_for_a_seed() -> None:
     first = [c.hotkey for c in rank(pool, 1, random.Random(7))]
     assert first == [c.hotkey for c in rank(pool, 1, random.Random(7))]
     assert first != [c.hotkey for c in rank(pool, 1, random.Random(8))]
+
+
+def test_small_weights_are_still_random() -> None:
+    """Miners with little room (256 MiB free is 1/4096 of FREE_CAP) are ordered at random by
+    their weights, not tied and taken in hotkey order (u ** (1 / weight) underflowed to 0)."""
+    pool = [miner(i, f"10.8.{i}.1", free=256 * 2**20) for i in range(6)]
+    rng = random.Random(4)
+    firsts = Counter(rank(pool, 1, rng)[0].hotkey for _ in range(6000))
+    assert all(700 < firsts[c.hotkey] < 1300 for c in pool), firsts

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from erasure import Capability, ErasureParams, Manifest, decode_segment_shares
 from tests.validator.conftest import LiveMiner
-from validator.miner_client import MinerAddress, MinerClient
+from validator.miner_client import MinerAddress, MinerClient, MinerError
 from validator.models import Placement, RepairItem, Shard, StoredObject
 from validator.uploads import Uploader, UploadError, UploadOptions
 
@@ -121,3 +121,39 @@ async def test_a_lost_miner_mid_upload_goes_to_the_repair_queue(
         row = session.get(StoredObject, result.object_id)
         assert row is not None
         assert row.state == "committed"
+
+
+async def test_uploads_interrupted_by_a_restart_are_abandoned_cleanly(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    seeded: int,
+) -> None:
+    up = uploader(sessions, miner_client, live_miners)
+    data = random.Random(9).randbytes(300_000)
+    result = await up.upload(seeded, "half.bin", stream(data), UploadOptions(PARAMS))
+    with sessions.begin() as session:  # as a process killed before its commit leaves it
+        row = session.get(StoredObject, result.object_id)
+        assert row is not None
+        row.state = "pending"
+        held = [
+            (p.miner.host, s.shard_id)
+            for seg in row.segments
+            for s in seg.shards
+            for p in s.placements
+        ]
+    assert held
+    restarted = uploader(sessions, miner_client, live_miners)
+    assert await restarted.recover() == 1
+    with sessions() as session:
+        assert session.get(StoredObject, result.object_id) is None
+    by_host = {m.candidate.host: m for m in live_miners}
+    for host, shard_id in held:  # every miner was asked to drop what it held
+        miner = by_host[host]
+        address = MinerAddress(miner.key.ss58_address, host, miner.server.port)
+        with pytest.raises(MinerError) as info:
+            await miner_client.get_shard(address, shard_id)
+        assert info.value.status == 404
+    # The name is free again: a retry stores it.
+    again = await restarted.upload(seeded, "half.bin", stream(data), UploadOptions(PARAMS))
+    assert again.size == len(data)

@@ -23,6 +23,20 @@ CASES: dict[str, dict[str, Any]] = {
     },
     "defaults_one_byte": {"size": 1},
     "defaults_plain": {"size": 300_001},
+    # The isal codec (ISA-L Cauchy RS through pyeclib): same layout, other check shares.
+    "isal_small_plain": {
+        "size": 100_000, "k": 3, "m": 5, "segment_size": 40_000, "leaf_size": 1024,
+        "codec": "isal",
+    },
+    "isal_small_sealed": {
+        "size": 100_000, "k": 3, "m": 5, "segment_size": 40_000, "leaf_size": 1024,
+        "key": True, "codec": "isal",
+    },
+    "isal_defaults_one_byte": {"size": 1, "codec": "isal"},
+    "isal_defaults_plain": {"size": 300_001, "codec": "isal"},
+    # Shares of 2.5 column stripes (zfec and isal), so striping is pinned too.
+    "zfec_striped": {"size": 2_621_447, "k": 4, "m": 7, "leaf_size": 4096},
+    "isal_striped": {"size": 2_621_447, "k": 4, "m": 7, "leaf_size": 4096, "codec": "isal"},
 }  # fmt: skip
 
 
@@ -31,7 +45,7 @@ def payload(size: int) -> bytes:
 
 
 def compute(case: dict[str, Any]) -> dict[str, Any]:
-    fields = {k: case[k] for k in ("k", "m", "segment_size", "leaf_size") if k in case}
+    fields = {k: case[k] for k in ("k", "m", "segment_size", "leaf_size", "codec") if k in case}
     params = ErasureParams(**fields)
     key = KEY if case.get("key") else None
     encoder = ObjectEncoder(params, encrypt=key is not None, key=key)
