@@ -141,5 +141,8 @@ def test_foreground_s3_net_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()
+        reader.join(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
         LocalNet(root).down()
