@@ -8,6 +8,7 @@ Same-run baselines: the pure core alone (``yuma_consensus`` + ``credit_epoch`` i
 and a transaction inserting as many ledger rows as a close writes. Medians of ``--runs``.
 
     python -m bench.epoch [--runs 15] [--out bench/results/epoch.json]
+    python -m bench.epoch --smoke --out /tmp/epoch.json   # seconds: one run of each
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import delete, insert, update
 
-from bench.report import emit
+from bench.report import command, emit
 from chain import RAO_PER_TAO, EmissionSchedule, YumaInputs, credit_epoch, yuma_consensus
 from chain.db import make_engine, upgrade
 from chain.genesis import Genesis
@@ -162,7 +162,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("bench/results/epoch.json"))
+    parser.add_argument("--smoke", action="store_true", help="one run of each figure")
     args = parser.parse_args()
+    if args.smoke:
+        args.runs = 1
 
     results: dict[str, Any] = {"pure_core_yuma_plus_credit_ms": pure_core_ms(args.runs, args.seed)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -174,7 +177,7 @@ def main() -> None:
     emit(
         {
             "bench": "epoch",
-            "command": " ".join(["python", *sys.argv]),
+            "command": command("bench.epoch"),
             "uids": UIDS,
             "validators": VALIDATORS,
             "dense_weights": UIDS * VALIDATORS,

@@ -8,6 +8,7 @@ this many passes over the weights" whatever the machine's speed. Figures are med
 ``--runs`` runs.
 
     python -m bench.epoch_core [--runs 21] [--out bench/results/epoch_core.json]
+    python -m bench.epoch_core --smoke --out /tmp/epoch_core.json   # one run of each
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench.report import emit
+from bench.report import command, emit
 from chain import TOTAL_SUPPLY, EmissionSchedule, YumaInputs, credit_epoch, yuma_consensus
 
 UIDS = 256
@@ -59,7 +59,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("bench/results/epoch_core.json"))
+    parser.add_argument("--smoke", action="store_true", help="one run of each figure")
     args = parser.parse_args()
+    if args.smoke:
+        args.runs = 1
 
     inputs = dense_subnet(args.seed)
     hotkeys = [f"hotkey-{uid}" for uid in range(UIDS)]
@@ -76,7 +79,7 @@ def main() -> None:
     )
     report = {
         "bench": "epoch_core",
-        "command": " ".join(["python", *sys.argv]),
+        "command": command("bench.epoch_core"),
         "uids": UIDS,
         "validators": VALIDATORS,
         "dense_weights": UIDS * VALIDATORS,

@@ -7,28 +7,27 @@ single-threaded zfec encode MB/s on the same bytes (one call per segment) for th
 4-of-8 runs on 8 miners; 10-of-16 needs 16 miners to keep one shard per host.
 
     python -m bench.gateway [--dataset-mib 1024] [--object-mib 4096] [--out ...]
+    python -m bench.gateway --smoke --out /tmp/gateway.json   # seconds: tiny sizes, 2-of-4
+    python -m bench.gateway --codecs zfec,isal ...   # each config once per erasure codec
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import sys
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import zfec
 
-from bench.report import emit
-from protocol.wallet import create_wallet, load_hotkey
+from bench.cluster import local_subnet, peak_rss_mib, random_file, reset_peak_rss
+from bench.report import command, emit
+from protocol.wallet import load_hotkey
 from subnet.dataset import generate
 from subnet.gateway_client import GatewayClient
-from subnet.processes import free_port, running, start_subnet_command, wait_healthy
 
 SEGMENT = 16 * 2**20
 
@@ -50,18 +49,6 @@ def raw_zfec_mb_s(path: Path, k: int, m: int) -> float:
     return total / spent / 1e6
 
 
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def reset_peak_rss(pid: int) -> None:
-    """Start VmHWM afresh (Linux: writing 5 to clear_refs), to measure one phase's peak."""
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
-
-
 async def transfer(
     url: str,
     root: Path,
@@ -70,6 +57,7 @@ async def transfer(
     files: list[Path],
     big_size: int,
     validator_pid: int,
+    codec: str = "zfec",
 ) -> dict[str, float]:
     keypair = load_hotkey("user", "default", root / "wallets")
     size = sum(p.stat().st_size for p in files)
@@ -80,7 +68,7 @@ async def transfer(
 
         async def put(path: Path) -> None:
             async with limit:
-                await client.upload(path, path.relative_to(dataset).as_posix())
+                await client.upload(path, path.relative_to(dataset).as_posix(), codec=codec)
 
         start = time.perf_counter()
         await asyncio.gather(*(put(p) for p in files))
@@ -93,7 +81,7 @@ async def transfer(
         dataset_rss = peak_rss_mib(validator_pid)
         await asyncio.to_thread(reset_peak_rss, validator_pid)
         start = time.perf_counter()
-        await client.upload(big, "big.bin")
+        await client.upload(big, "big.bin", codec=codec)
         up_big = big_size / (time.perf_counter() - start) / 1e6
         start = time.perf_counter()
         await client.download("big.bin", root / "big.out")
@@ -108,41 +96,24 @@ async def transfer(
     }
 
 
-def run_config(k: int, m: int, miners: int, dataset: Path, big: Path) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix=f"bench-gateway-{k}-{m}-") as tmp, ExitStack() as stack:
-        root = Path(tmp)
-        wallets = root / "wallets"
-        validator = create_wallet("validator", "default", wallets).ss58_address
-        user = create_wallet("user", "default", wallets).ss58_address
-        entries = []
-        for i in range(miners):
-            hotkey = create_wallet(f"m{i}", "default", wallets).ss58_address
-            host, port, log = f"127.0.0.{i + 2}", free_port(), root / f"m{i}.log"
-            proc = stack.enter_context(running(start_subnet_command(
-                ["miner", "run", "--wallet-name", f"m{i}", "--wallet-path", str(wallets),
-                 "--host", host, "--port", str(port), "--data-dir", str(root / f"m{i}"),
-                 "--validators", validator, "--capacity", "1TiB", "--scrub-rate", "0",
-                 "--log-level", "warning"], log,
-            )))  # fmt: skip
-            wait_healthy(f"http://{host}:{port}", proc, log)
-            entries.append(f"{hotkey}@{host}:{port}")
-        vport, vlog = free_port(), root / "validator.log"
-        vproc = stack.enter_context(running(start_subnet_command(
-            ["validator", "run", "--wallet-name", "validator", "--wallet-path", str(wallets),
-             "--port", str(vport), "--data-dir", str(root / "v"), "--users", f"user={user}",
-             "--miners", ",".join(entries), "--k", str(k), "--m", str(m),
-             "--log-level", "warning"], vlog,
-        )))  # fmt: skip
-        url = f"http://127.0.0.1:{vport}"
-        wait_healthy(url, vproc, vlog)
+def run_config(
+    k: int, m: int, miners: int, dataset: Path, big: Path, codec: str = "zfec"
+) -> dict[str, Any]:
+    with (
+        tempfile.TemporaryDirectory(prefix=f"bench-gateway-{k}-{m}-") as tmp,
+        local_subnet(Path(tmp), k, m, miners) as net,
+    ):
         files = [p for p in sorted(dataset.rglob("*")) if p.is_file()]
         figures = asyncio.run(
-            transfer(url, root, dataset, big, files, big.stat().st_size, vproc.pid)
+            transfer(
+                net.url, net.root, dataset, big, files, big.stat().st_size, net.validator.pid, codec
+            )
         )
         raw = raw_zfec_mb_s(big, k, m)
         return {
             "k": k,
             "m": m,
+            "codec": codec,
             "miners": miners,
             **figures,
             "raw_zfec_encode_mb_s": round(raw, 1),
@@ -156,23 +127,28 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=100)
     parser.add_argument("--object-mib", type=int, default=4096)
     parser.add_argument("--configs", default="4/8/8,10/16/16", help="k/m/miners,...")
+    parser.add_argument("--codecs", default="zfec", help="erasure codecs, e.g. zfec,isal")
     parser.add_argument("--out", type=Path, default=Path("bench/results/gateway.json"))
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one 2-of-4 config")
     args = parser.parse_args()
+    if args.smoke:
+        args.dataset_mib, args.files, args.object_mib, args.configs = 8, 4, 8, "2/4/4"
+    configs = [tuple(int(x) for x in config.split("/")) for config in args.configs.split(",")]
+    if any(len(c) != 3 for c in configs):
+        parser.error("--configs takes k/m/miners triples, comma-separated")
     with tempfile.TemporaryDirectory(prefix="bench-gateway-data-") as tmp:
         dataset = Path(tmp) / "dataset"
         generate(dataset, args.dataset_mib * 2**20, args.files, seed=1)
-        big = Path(tmp) / "big.bin"
-        with big.open("wb") as out:
-            for _ in range(args.object_mib):
-                out.write(os.urandom(2**20))
+        big = random_file(Path(tmp) / "big.bin", args.object_mib * 2**20)
         results = [
-            run_config(*(int(x) for x in config.split("/")), dataset, big)  # type: ignore[misc]
-            for config in args.configs.split(",")
+            run_config(k, m, miners, dataset, big, codec)
+            for k, m, miners in configs
+            for codec in args.codecs.split(",")
         ]
     emit(
         {
             "bench": "gateway",
-            "command": " ".join(["python -m bench.gateway", *sys.argv[1:]]),
+            "command": command("bench.gateway"),
             "dataset_mib": args.dataset_mib,
             "dataset_files": args.files,
             "object_mib": args.object_mib,

@@ -8,6 +8,7 @@
   clients, against a bare aiohttp echo returning a reply of the same size.
 
     python -m bench.miner [--shards 64] [--seconds 5] [--out bench/results/miner.json]
+    python -m bench.miner --smoke --out /tmp/miner.json   # seconds: 8 shards, 0.5 s of load
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import aiohttp
 from aiohttp import web
 from bittensor_wallet import Keypair
 
-from bench.report import emit
+from bench.report import command, emit
 from erasure import MerkleTree
 from protocol.http import SigningClient
 from protocol.wallet import create_wallet
@@ -199,7 +200,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="alternating PUT rounds")
     parser.add_argument("--out", type=Path, default=Path("bench/results/miner.json"))
     parser.add_argument("--baseline-server", nargs=3, metavar=("PORT", "DIR", "REPLY"))
+    parser.add_argument("--smoke", action="store_true", help="8 shards, 2 rounds, 0.5 s")
     args = parser.parse_args()
+    if args.smoke:
+        args.shards, args.rounds, args.seconds = 8, 2, 0.5
     if args.baseline_server:
         port, folder, reply = args.baseline_server
         app = baseline_app(Path(folder), int(reply))
@@ -235,8 +239,11 @@ def main() -> None:
                 stop(proc)
     report = {
         "bench": "miner",
-        "command": " ".join(["python -m bench.miner", *sys.argv[1:]]),
+        "command": command("bench.miner"),
         "shard_bytes": SHARD,
+        "shards": args.shards,
+        "put_rounds": args.rounds,
+        "challenge_seconds": args.seconds,
         "put_streams": STREAMS,
         "challenge_clients": CLIENTS,
         "leaves_per_batch": SHARDS_PER_BATCH * LEAVES_PER_SHARD,

@@ -1,4 +1,8 @@
-"""Run every benchmark under bench/ (what ``make bench`` does); each writes bench/results/."""
+"""Run every benchmark under bench/ (what ``make bench`` does), then render the results.
+
+Each benchmark writes bench/results/<name>.json; ``bench.render`` then refreshes the generated
+tables in docs/benchmarks.md. Modules that are not benchmarks are listed in ``HELPERS``.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,20 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+HELPERS = frozenset({"__init__", "run_all", "report", "render", "cluster", "tahoe", "seaweedfs_s3"})
+
+
+def benchmarks() -> list[str]:
+    """The benchmark modules, ``bench.<name>``, in name order."""
+    return [f"bench.{p.stem}" for p in sorted(HERE.glob("*.py")) if p.stem not in HELPERS]
 
 
 def main() -> int:
     failures = 0
-    for script in sorted(HERE.glob("*.py")):
-        if script.name in {"__init__.py", "run_all.py"}:
-            continue
-        module = f"bench.{script.stem}"
+    for module in benchmarks():
         print(f"== {module}", file=sys.stderr)
         failures += subprocess.call([sys.executable, "-m", module], cwd=HERE.parent) != 0
+    failures += subprocess.call([sys.executable, "-m", "bench.render"], cwd=HERE.parent) != 0
     return 1 if failures else 0
 
 

@@ -29,7 +29,7 @@ from dataclasses import asdict
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from erasure import CODECS, Capability, CapabilityError, ErasureParams
 from erasure.codec import codec_available
@@ -124,15 +124,16 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         status = 503 if exc.code in _UNAVAILABLE else 404
         raise ApiError(status, exc.code, exc.message) from None
     except DBAPIError as exc:
-        if not exc.connection_invalidated:
+        if not (isinstance(exc, OperationalError) or exc.connection_invalidated):
             raise
-        # The database dropped the connection (a restart, a failover): the pool reconnects,
-        # so the request can be retried. Not a bug of ours, so no 500 and no traceback.
+        # The database refused or dropped the connection (a restart, a failover; SQLite: a
+        # lock held too long): an operational error in PEP 249's sense, not a bug of ours.
+        # The pool reconnects, so the request can be retried: 503, and no traceback.
         log.warning(
-            "database connection lost", extra={"path": request.path, "why": str(exc.orig)[:200]}
+            "database unavailable", extra={"path": request.path, "why": str(exc.orig)[:200]}
         )
         raise ApiError(
-            503, "database_unavailable", "the validator lost its database connection; try again"
+            503, "database_unavailable", "the validator cannot reach its database; try again"
         ) from None
 
 

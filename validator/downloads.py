@@ -40,6 +40,7 @@ class Source:
     share: int
     shard_id: str
     miner: MinerAddress
+    active: bool = True  # the miner answered the validator's last look; others go last
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,16 +83,19 @@ class Downloader:
                     .selectinload(Placement.miner)
                 )
             ).all()
+            # Miners that did not answer the last look are asked last, not skipped: one
+            # that came back since may hold the only shards left of a segment.
             sources = tuple(
                 tuple(
                     Source(
                         s.share,
                         s.shard_id,
                         MinerAddress(p.miner.hotkey, p.miner.host, p.miner.port),
+                        p.miner.active,
                     )
                     for s in segment.shards
                     for p in s.placements
-                    if p.state == "stored" and p.miner.active
+                    if p.state == "stored"
                 )
                 for segment in segments
             )
@@ -132,10 +136,11 @@ class Downloader:
     async def segment(self, plan: ObjectPlan, index: int, key: bytes | None) -> bytes | bytearray:
         manifest = plan.manifest
         k = manifest.params.k
-        # Primaries first (no decoding), then by how fast each miner answered before.
+        # Primaries first (no decoding), then by how fast each miner answered before; miners
+        # seen down at the last look after all the others.
         ordered = sorted(
             plan.sources[index],
-            key=lambda s: (s.share >= k, self.latency.get(s.miner.hotkey, 0.5)),
+            key=lambda s: (not s.active, s.share >= k, self.latency.get(s.miner.hotkey, 0.5)),
         )
         good: dict[int, bytes] = {}
         waiting: set[asyncio.Task[tuple[Source, bytes | None]]] = set()

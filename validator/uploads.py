@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from erasure import EncodedSegment, ErasureParams, ObjectEncoder
@@ -44,6 +44,7 @@ CHUNK_QUEUE = 8  # chunks buffered between the request body and the encoder thre
 PUSH_ATTEMPTS = 3  # miners tried per shard before it goes to the repair queue
 SEGMENTS_IN_FLIGHT = 2  # segments being pushed at once, per upload
 UPLOAD_SLOTS = 2  # uploads encoding at once; more wait, so memory stays bounded
+ABANDON_TRIES, ABANDON_FIRST_DELAY = 7, 0.25  # a failed upload's rows: ~16 s of retries
 
 
 class UploadError(Exception):
@@ -356,8 +357,27 @@ class Uploader:
         return len(pending)
 
     async def _abandon(self, object_id: str, pushed: list[tuple[MinerAddress, str]]) -> None:
-        """Remove a failed upload's rows, then ask miners to drop its shards."""
-        await asyncio.to_thread(self._delete_rows, object_id)
+        """Remove a failed upload's rows, then ask miners to drop its shards.
+
+        The upload may have failed because the database did (a restart): removing the rows
+        is retried for a while, since a ``pending`` row left behind keeps its name refused
+        (``upload_in_progress``) until the validator restarts and ``recover`` runs. The
+        miners are asked to drop the shards either way."""
+        delay = ABANDON_FIRST_DELAY
+        for attempt in range(1, ABANDON_TRIES + 1):
+            try:
+                await asyncio.to_thread(self._delete_rows, object_id)
+                break
+            except SQLAlchemyError:
+                if attempt == ABANDON_TRIES:
+                    log.exception(
+                        "could not remove a failed upload's rows; its name stays taken until "
+                        "the validator restarts",
+                        extra={"object": object_id},
+                    )
+                    break
+                await asyncio.sleep(delay)
+                delay *= 2
         results = await asyncio.gather(
             *(self.miners.delete_shard(address, sid) for address, sid in pushed),
             return_exceptions=True,

@@ -1,0 +1,330 @@
+"""Render bench/results/*.json into docs/benchmarks.md, between markers.
+
+A block in the document looks like::
+
+    <!-- bench:render NAME -->
+    ...generated, replaced on every render...
+    <!-- /bench:render -->
+
+where NAME is a benchmark (``peers``: that report's table) or ``all`` (every report in the
+results folder, one table each). Everything outside the markers is hand-written and left
+alone. Every table states the machine, the exact command, how many runs each figure is the
+median of, and the baseline measured in the same run.
+
+    python -m bench.render [--results bench/results] [--doc docs/benchmarks.md] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BLOCK = re.compile(
+    r"(<!-- bench:render (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /bench:render -->)", re.DOTALL
+)
+NONE = "-"
+Row = tuple[str, str, str, str, str]  # figure, value, same-run baseline, ratio, median of
+HEADER = "| figure | value | same-run baseline | ratio | median of |\n|---|---|---|---|---|\n"
+
+
+def _num(value: Any, unit: str = "") -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return NONE
+    text = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:g}"
+    return f"{text} {unit}".rstrip()
+
+
+def _ratio(a: Any, b: Any) -> str:
+    if isinstance(a, int | float) and isinstance(b, int | float) and b:
+        return f"{a / b:.2f}x"
+    return NONE
+
+
+def _runs(n: Any, what: str = "runs") -> str:
+    return f"{n} {what}" if isinstance(n, int) else NONE
+
+
+def _caption(report: dict[str, Any]) -> str:
+    if "machine" not in report and "note" in report:  # a hand-assembled file of several runs
+        return f"{report['note']}."
+    return f"Machine: {report.get('machine', '?')}. Command: `{report.get('command', '?')}`."
+
+
+def _table(rows: list[Row]) -> str:
+    return HEADER + "".join(f"| {' | '.join(row)} |\n" for row in rows)
+
+
+# --- one renderer per benchmark ---------------------------------------------------------
+
+
+def erasure(report: dict[str, Any]) -> str:
+    runs = _runs(report.get("runs_per_figure"))
+    rows: list[Row] = []
+    for r in report["results"]:
+        code = f"{r['k']}-of-{r['m']}"
+        base = r["raw_zfec_per_segment_mb_s"]
+        base_text = f"raw zfec, one call per segment: {_num(base, 'MB/s')}"
+        for key, label in [
+            ("raw_zfec_striped_mb_s", "raw zfec, 256 KiB stripes"),
+            ("encode_1_thread_mb_s", "pipeline encode, 1 thread"),
+            ("encode_2_threads_mb_s", "pipeline encode, 2 threads"),
+            ("encode_2_threads_encrypted_mb_s", "pipeline encode, 2 threads + AES"),
+            ("decode_from_check_shares_verified_mb_s", "decode from check shares, verified"),
+        ]:
+            rows.append((f"{code}: {label}", _num(r[key], "MB/s"), base_text,
+                         _ratio(r[key], base), runs))  # fmt: skip
+    size = f"{report.get('input_mib', '?')} MiB of random input"
+    return f"{_caption(report)} {size}.\n\n{_table(rows)}"
+
+
+def miner(report: dict[str, Any]) -> str:
+    r = report["results"]
+    rounds = report.get("put_rounds", 4)
+    seconds = report.get("challenge_seconds")
+    window = f"one {seconds:g} s window" if isinstance(seconds, int | float) else "one window"
+    rows: list[Row] = [
+        ("PUT, 4 MiB shards, 8 streams", _num(r["put_mb_s"], "MB/s"),
+         f"plain aiohttp PUT + fsync: {_num(r['baseline_put_mb_s'], 'MB/s')}",
+         _ratio(r["put_mb_s"], r["baseline_put_mb_s"]), _runs(rounds, "rounds")),
+        ("leaf proofs per second, over HTTP", _num(r["leaf_proofs_per_s"], "/s"),
+         f"aiohttp echo, same reply size: {_num(r['baseline_echo_leaves_per_s'], 'leaves/s')}",
+         _ratio(r["leaf_proofs_per_s"], r["baseline_echo_leaves_per_s"]), window),
+    ]  # fmt: skip
+    return f"{_caption(report)}\n\n{_table(rows)}"
+
+
+def epoch_core(report: dict[str, Any]) -> str:
+    r = report["results"]
+    runs = _runs(report.get("runs_per_figure"))
+    base = r["baseline_one_pass_over_weights_ms"]
+    base_text = f"one pure-Python pass over the weights: {_num(base, 'ms')}"
+    rows: list[Row] = [
+        (label, _num(r[key], "ms"), base_text, _ratio(r[key], base), runs)
+        for key, label in [
+            ("yuma_consensus_ms", "Yuma consensus"),
+            ("credit_epoch_ms", "epoch credits"),
+            ("epoch_ms", "whole epoch (Yuma + credits)"),
+        ]
+    ]
+    return f"{_caption(report)}\n\n{_table(rows)}"
+
+
+def epoch(report: dict[str, Any]) -> str:
+    r = report["results"]
+    runs = _runs(report.get("runs_per_figure"))
+    rows: list[Row] = []
+    for db, label in [("sqlite", "SQLite"), ("postgresql", "PostgreSQL")]:
+        one = r.get(db)
+        if not isinstance(one, dict):
+            rows.append((f"epoch close, {label}", "not run", str(one), NONE, NONE))
+            continue
+        base = one["baseline_ledger_insert_only_ms"]
+        rows.append((
+            f"epoch close, {label}", _num(one["epoch_close_ms"], "ms"),
+            f"the {one['ledger_rows_per_epoch']} ledger inserts alone: {_num(base, 'ms')}",
+            _ratio(one["epoch_close_ms"], base), runs,
+        ))  # fmt: skip
+    core = r.get("pure_core_yuma_plus_credit_ms")
+    rows.append(("Yuma + credits in memory", _num(core, "ms"), NONE, NONE, runs))
+    return f"{_caption(report)}\n\n{_table(rows)}"
+
+
+def gateway(report: dict[str, Any]) -> str:
+    rows: list[Row] = []
+    for r in report["results"]:
+        code = f"{r['k']}-of-{r['m']}, {r['miners']} miners" + (
+            f", {r['codec']}" if "codec" in r else ""
+        )
+        raw = r["raw_zfec_encode_mb_s"]
+        base_text = f"raw zfec encode: {_num(raw, 'MB/s')}"
+        for key, label in [
+            ("dataset_upload_mb_s", f"dataset ({report.get('dataset_mib')} MiB) upload"),
+            ("dataset_download_mb_s", "dataset download"),
+            ("object_upload_mb_s", f"{report.get('object_mib')} MiB object upload"),
+            ("object_download_mb_s", f"{report.get('object_mib')} MiB object download"),
+        ]:
+            rows.append((f"{code}: {label}", _num(r[key], "MB/s"), base_text,
+                         _ratio(r[key], raw), "1 run"))  # fmt: skip
+        rss = r.get("validator_peak_rss_mib_object", r.get("validator_peak_rss_mib"))
+        rows.append((f"{code}: validator peak RSS, object phase", _num(rss, "MiB"), NONE, NONE,
+                     "1 run"))  # fmt: skip
+    return f"{_caption(report)}\n\n{_table(rows)}"
+
+
+def peers(report: dict[str, Any]) -> str:
+    setup = report.get("setup", {})
+    runs = report.get("runs_per_figure")
+    aims = report.get("aims", {})
+    head = (
+        "| file | step | ours, CLI | Tahoe-LAFS, CLI | ours / Tahoe (aim) "
+        "| ours, in-process client | SeaweedFS S3, boto3 | ours / SeaweedFS |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for r in report["results"]:
+        for step, ours_cli, tahoe, ours_client, s3, vs_tahoe, vs_s3, aim, met in [
+            ("upload", "ours_cli_upload", "tahoe_put", "ours_client_upload",
+             "seaweedfs_s3_put", "upload_vs_tahoe", "upload_vs_seaweedfs",
+             aims.get("upload_vs_tahoe"), r.get("upload_aim_met")),
+            ("download", "ours_cli_download", "tahoe_get", "ours_client_download",
+             "seaweedfs_s3_get", "download_vs_tahoe", "download_vs_seaweedfs",
+             aims.get("download_vs_tahoe"), r.get("download_aim_met")),
+        ]:  # fmt: skip
+            ratio = r.get(vs_tahoe)
+            verdict = NONE
+            if isinstance(ratio, int | float):
+                verdict = f"**{ratio:.2f}x** (≥ {aim:g}x: {'met' if met else 'missed'})"
+            s3_ratio = r.get(vs_s3)
+            lines.append(
+                f"| {r['size_mib']} MiB | {step} | {_num(r.get(ours_cli + '_mb_s'), 'MB/s')} "
+                f"| {_num(r.get(tahoe + '_mb_s'), 'MB/s')} | {verdict} "
+                f"| {_num(r.get(ours_client + '_mb_s'), 'MB/s')} "
+                f"| {_num(r.get(s3 + '_mb_s'), 'MB/s')} "
+                f"| {f'{s3_ratio:.2f}x' if isinstance(s3_ratio, int | float) else NONE} |\n"
+            )
+    cpu = ""
+    if any("ours_cli_upload_cpu_s" in r for r in report["results"]):
+        cpu = (
+            "\nCPU seconds per transfer, every process of the system and its client summed"
+            " (medians; the peer's over ours is how many times more CPU the peer spends):\n\n"
+            "| file | step | ours, CLI | Tahoe-LAFS, CLI | Tahoe / ours "
+            "| ours, in-process client | SeaweedFS S3, boto3 | SeaweedFS / ours |\n"
+            "|---|---|---|---|---|---|---|---|\n"
+        )
+        for r in report["results"]:
+            for step, ours_cli, tahoe, ours_client, s3 in [
+                ("upload", "ours_cli_upload", "tahoe_put", "ours_client_upload",
+                 "seaweedfs_s3_put"),
+                ("download", "ours_cli_download", "tahoe_get", "ours_client_download",
+                 "seaweedfs_s3_get"),
+            ]:  # fmt: skip
+                cells = [r.get(f"{f}_cpu_s") for f in (ours_cli, tahoe, ours_client, s3)]
+                cpu += (
+                    f"| {r['size_mib']} MiB | {step} | {_num(cells[0], 's')} "
+                    f"| {_num(cells[1], 's')} | {_ratio(cells[1], cells[0])} "
+                    f"| {_num(cells[2], 's')} | {_num(cells[3], 's')} "
+                    f"| {_ratio(cells[3], cells[2])} |\n"
+                )
+    notes = [f"Medians of {runs} runs per figure, every system in the same run "
+             f"(order rotated run to run)."]  # fmt: skip
+    short = sorted({
+        f"{r['size_mib']} MiB {figure}: {n}"
+        for r in report["results"]
+        for figure, n in r.get("samples_per_figure", {}).items()
+        if n != runs
+    })  # fmt: skip
+    if short:
+        notes.append(f"Fewer samples where a transfer failed ({'; '.join(short)}).")
+    if errors := report.get("errors"):
+        notes.append(f"{len(errors)} failed transfers, listed in the JSON.")
+    if "ours" in setup:
+        o = setup["ours"]
+        codec = f", codec: {o['codec']}" if "codec" in o else ""
+        notes.append(f"Ours: {o['k']}-of-{o['m']} on {o['miners']} miners{codec}; "
+                     f"`subnet --version` alone takes {o.get('cli_start_s', '?')} s.")  # fmt: skip
+    if "tahoe" in setup:
+        t = setup["tahoe"]
+        notes.append(
+            f"Tahoe-LAFS {t['version']}: {t['storage_nodes']} storage nodes, "
+            f"needed/happy/total = {t['shares_needed']}/{t['shares_happy']}/"
+            f"{t['shares_total']}; `tahoe --version` alone takes {t.get('cli_start_s', '?')} s."
+        )
+    if "seaweedfs" in setup:
+        s = setup["seaweedfs"]
+        notes.append(f"SeaweedFS {s['version']}: {s['volume_servers']} volume servers, "
+                     f"replication {s['replication']}, {s['client']}.")  # fmt: skip
+    load = report.get("load_average_1min")
+    if isinstance(load, dict):
+        notes.append(f"Load average (1 min) at start/end: {load['start']:.1f}/{load['end']:.1f}.")
+    return (
+        f"{_caption(report)}\n\n{head}{''.join(lines)}{cpu}\n"
+        + textwrap.fill(" ".join(notes), 95)
+        + "\n"
+    )
+
+
+def generic(report: dict[str, Any]) -> str:
+    return f"{_caption(report)} No table renderer for this report: see its JSON and section.\n"
+
+
+RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "erasure": erasure,
+    "miner": miner,
+    "epoch_core": epoch_core,
+    "epoch": epoch,
+    "gateway": gateway,
+    "peers": peers,
+}
+ORDER = ["peers", "erasure", "miner", "epoch_core", "epoch", "gateway"]
+
+
+def render_report(report: dict[str, Any]) -> str:
+    renderer = RENDERERS.get(report.get("bench", ""), generic)
+    runs = report.get("runs")
+    if renderer is not generic and "results" not in report and isinstance(runs, list):
+        # A file holding several whole reports (e.g. repeated runs): one table each.
+        parts = [render_report(run) for run in runs if isinstance(run, dict)]
+        return f"{_caption(report)}\n\n" + "\n".join(parts)
+    try:
+        return renderer(report)
+    except (KeyError, TypeError, ValueError) as exc:  # a report of an older or newer shape
+        return f"{_caption(report)} Could not render ({type(exc).__name__}: {exc}).\n"
+
+
+def load_reports(results: Path) -> dict[str, dict[str, Any]]:
+    """Every report by file name (``peers`` for peers.json): two files may share a bench."""
+    return {path.stem: json.loads(path.read_text()) for path in sorted(results.glob("*.json"))}
+
+
+def _title(stem: str, report: dict[str, Any]) -> str:
+    bench = str(report.get("bench", stem))
+    return f"**`bench.{bench}`**" + ("" if bench == stem else f" (`{stem}.json`)")
+
+
+def render_block(name: str, reports: dict[str, dict[str, Any]]) -> str:
+    if name != "all":
+        if name not in reports:
+            return f"No `{name}` report in the results folder yet.\n"
+        return render_report(reports[name])
+    names = [n for n in ORDER if n in reports] + sorted(set(reports) - set(ORDER))
+    return "\n".join(f"{_title(n, reports[n])}. {render_report(reports[n])}" for n in names)
+
+
+def render(doc: str, reports: dict[str, dict[str, Any]]) -> str:
+    def block(match: re.Match[str]) -> str:
+        body = render_block(match["name"], reports)
+        return f"{match.group(1)}\n{body}\n{match.group(4)}"
+
+    return BLOCK.sub(block, doc)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--results", type=Path, default=Path("bench/results"))
+    parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument("--check", action="store_true", help="exit 1 if the doc is out of date")
+    args = parser.parse_args()
+    doc = args.doc.read_text()
+    if not BLOCK.search(doc):
+        print(f"{args.doc}: no <!-- bench:render NAME --> blocks", file=sys.stderr)
+        return 1
+    new = render(doc, load_reports(args.results))
+    if args.check:
+        if new != doc:
+            print(f"{args.doc} is out of date: run python -m bench.render", file=sys.stderr)
+            return 1
+        return 0
+    if new != doc:
+        args.doc.write_text(new)
+        print(f"rendered {args.doc}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

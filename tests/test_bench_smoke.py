@@ -1,0 +1,159 @@
+"""Every benchmark's ``--smoke`` mode: run as ``make bench`` runs it, in seconds, tiny sizes.
+
+Each runs as a subprocess writing to a temporary ``--out`` (never bench/results/); the test
+checks the JSON it prints is the JSON it wrote, has the keys the docs render from, and that
+every figure is positive. ``bench.challenges`` has its own smoke test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.run_all import benchmarks
+from bench.tahoe import TAHOE_VENV, tahoe_binary
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_smoke(module: str, out: Path, *extra: str, timeout: float = 180) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-m", f"bench.{module}", "--smoke", "--out", str(out), *extra],
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report: dict[str, Any] = json.loads(out.read_text())
+    printed = result.stdout[result.stdout.index('{\n  "machine"') :]
+    assert json.loads(printed) == report
+    assert report["bench"] == module
+    assert report["machine"]
+    assert report["command"].startswith(f"python -m bench.{module} --smoke")
+    return report
+
+
+def assert_positive(figures: Mapping[str, Any], keys: Iterable[str]) -> None:
+    for key in keys:
+        value = figures[key]
+        assert isinstance(value, int | float), (key, value)
+        assert not isinstance(value, bool), key
+        assert value > 0, (key, value)
+
+
+def check_erasure(report: dict[str, Any]) -> None:
+    assert [(r["k"], r["m"]) for r in report["results"]] == [(4, 8), (10, 16)]
+    for r in report["results"]:
+        assert_positive(r, [
+            "raw_zfec_per_segment_mb_s", "raw_zfec_striped_mb_s", "encode_1_thread_mb_s",
+            "encode_2_threads_mb_s", "encode_2_threads_encrypted_mb_s",
+            "decode_from_check_shares_verified_mb_s", "ratio_1_thread_vs_raw_per_segment",
+            "ratio_2_threads_vs_raw_per_segment",
+        ])  # fmt: skip
+
+
+def check_epoch_core(report: dict[str, Any]) -> None:
+    assert_positive(report["results"], [
+        "yuma_consensus_ms", "credit_epoch_ms", "epoch_ms",
+        "baseline_one_pass_over_weights_ms", "ratio_vs_one_pass",
+    ])  # fmt: skip
+
+
+def check_epoch(report: dict[str, Any]) -> None:
+    results = report["results"]
+    assert_positive(results, ["pure_core_yuma_plus_credit_ms"])
+    assert_positive(results["sqlite"], ["epoch_close_ms", "baseline_ledger_insert_only_ms"])
+    if isinstance(results["postgresql"], dict):  # else "unreachable at 127.0.0.1:5432"
+        assert_positive(results["postgresql"], ["epoch_close_ms"])
+
+
+def check_miner(report: dict[str, Any]) -> None:
+    assert_positive(report["results"], [
+        "put_mb_s", "baseline_put_mb_s", "put_ratio", "leaf_proofs_per_s",
+        "baseline_echo_leaves_per_s", "challenge_ratio",
+    ])  # fmt: skip
+
+
+def check_gateway(report: dict[str, Any]) -> None:
+    [r] = report["results"]
+    assert (r["k"], r["m"], r["miners"]) == (2, 4, 4)
+    assert_positive(r, [
+        "dataset_upload_mb_s", "dataset_download_mb_s", "object_upload_mb_s",
+        "object_download_mb_s", "validator_peak_rss_mib_object", "raw_zfec_encode_mb_s",
+    ])  # fmt: skip
+
+
+CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "erasure": check_erasure,
+    "epoch_core": check_epoch_core,
+    "epoch": check_epoch,
+    "miner": check_miner,
+    "gateway": check_gateway,
+}
+
+
+@pytest.mark.parametrize("module", list(CHECKS))
+def test_smoke_run_reports_positive_figures(module: str, tmp_path: Path) -> None:
+    CHECKS[module](run_smoke(module, tmp_path / f"{module}.json"))
+
+
+# --- peers: ours and SeaweedFS always, Tahoe when .peers/ has it ---------------------------
+
+OURS = ["ours_cli_upload", "ours_cli_download", "ours_client_upload", "ours_client_download"]
+SEAWEEDFS = ["seaweedfs_s3_put", "seaweedfs_s3_get"]
+TAHOE = ["tahoe_put", "tahoe_get"]
+NO_TAHOE = (
+    f"Tahoe-LAFS is not installed in {TAHOE_VENV} (installing it here would be slow); "
+    "`python -m bench.peers` installs it on first use"
+)
+
+
+@pytest.fixture(scope="module")
+def peers_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One smoke run of every system available: one grid start-up each, shared by the tests."""
+    systems = "ours,seaweedfs" + (",tahoe" if tahoe_binary() else "")
+    out = tmp_path_factory.mktemp("peers") / "peers.json"
+    return run_smoke("peers", out, "--systems", systems, "--no-install", timeout=300)
+
+
+@pytest.mark.timeout(360)
+def test_peers_smoke_ours_and_seaweedfs(peers_report: dict[str, Any]) -> None:
+    [r] = peers_report["results"]
+    assert r["size_mib"] == 2
+    assert peers_report["runs_per_figure"] == 1
+    assert_positive(r, [f"{f}_mb_s" for f in OURS + SEAWEEDFS])
+    assert_positive(r, [f"{f}_cpu_s" for f in OURS + SEAWEEDFS])
+    assert_positive(r, ["upload_vs_seaweedfs", "download_vs_seaweedfs"])
+    assert all(len(r["seconds"][f]) == 1 for f in OURS + SEAWEEDFS)
+    assert peers_report["errors"] == []
+    setup = peers_report["setup"]
+    assert (setup["ours"]["k"], setup["ours"]["m"], setup["ours"]["miners"]) == (2, 4, 4)
+    assert setup["seaweedfs"]["replication"] == "001"
+    assert_positive(setup["ours"], ["cli_start_s"])
+
+
+@pytest.mark.timeout(360)
+def test_peers_smoke_tahoe(peers_report: dict[str, Any]) -> None:
+    if "tahoe" not in peers_report["systems"]:
+        pytest.skip(NO_TAHOE)
+    [r] = peers_report["results"]
+    assert_positive(r, [f"{f}_mb_s" for f in TAHOE])
+    assert_positive(r, [f"{f}_cpu_s" for f in TAHOE])
+    assert_positive(r, ["upload_vs_tahoe", "download_vs_tahoe"])
+    assert_positive(r, ["cpu_upload_tahoe_over_ours", "cpu_download_tahoe_over_ours"])
+    assert isinstance(r["upload_aim_met"], bool)
+    tahoe = peers_report["setup"]["tahoe"]
+    assert (tahoe["shares_needed"], tahoe["shares_happy"], tahoe["shares_total"]) == (2, 4, 4)
+
+
+def test_every_benchmark_has_a_smoke_mode() -> None:
+    """``make bench`` runs every module bench.run_all finds; each must offer ``--smoke``."""
+    found = benchmarks()
+    assert {f"bench.{m}" for m in [*CHECKS, "peers"]} <= set(found)
+    for module in found:
+        source = (ROOT / "bench" / f"{module.removeprefix('bench.')}.py").read_text()
+        assert '"--smoke"' in source, f"{module} has no --smoke mode"
