@@ -590,6 +590,28 @@ class LocalNet:
         started += self._start_validators(ports, chain.url, hotkeys["user"])
         for each in started:  # they start in parallel; wait for each in turn
             self._wait(each)
+        self._wait_until_placeable()
+
+    def _wait_until_placeable(self) -> None:
+        """Until every validator can place shards on every miner. Validators learn miners
+        from the metagraph, which a miner joins once it runs: on a busy machine a validator
+        can be healthy before it knows enough miners, and an upload then gets 503."""
+        deadline = time.monotonic() + STARTUP_SECONDS
+        for url in self.validator_urls:
+            known = 0
+            while known < self.config.miners:
+                try:
+                    with urllib.request.urlopen(f"{url}/v1/info", timeout=2) as response:  # noqa: S310
+                        known = int(json.load(response)["miners_available"])
+                except (OSError, ValueError, KeyError):
+                    known = 0
+                if known < self.config.miners:
+                    if time.monotonic() > deadline:
+                        raise LocalNetError(
+                            f"the validator at {url} can reach {known} of the "
+                            f"{self.config.miners} miners; see {self.root / 'logs'}"
+                        )
+                    time.sleep(0.1)
 
     def _start_validators(self, ports: _Ports, chain_url: str, user: str) -> list[Service]:
         k, m, extra = self.config.erasure
