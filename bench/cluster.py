@@ -66,14 +66,17 @@ class LocalSubnet:
 
 
 @contextmanager
-def local_subnet(root: Path, k: int, m: int, miners: int) -> Iterator[LocalSubnet]:
+def local_subnet(
+    root: Path, k: int, m: int, miners: int, *, net: str = "127.0.0"
+) -> Iterator[LocalSubnet]:
     """Start ``miners`` miners and one k-of-m validator under ``root``; stop them all on exit.
 
-    The miners start together and are then waited for, so start-up costs one miner's time,
-    not the sum. The scrubber is off so that it does not compete with the measured transfers.
+    The validator listens on ``{net}.1`` and miner i on ``{net}.{i + 2}``. The miners start
+    together and are then waited for, so start-up costs one miner's time, not the sum. The
+    scrubber is off so that it does not compete with the measured transfers.
     """
     if miners > 250:
-        raise ValueError("at most 250 miners: one loopback address each, 127.0.0.2 up")
+        raise ValueError(f"at most 250 miners: one loopback address each, {net}.2 up")
     wallets = root / "wallets"
     validator = create_wallet("validator", "default", wallets).ss58_address
     user = create_wallet("user", "default", wallets).ss58_address
@@ -82,7 +85,7 @@ def local_subnet(root: Path, k: int, m: int, miners: int) -> Iterator[LocalSubne
         entries = []
         for i in range(miners):
             hotkey = create_wallet(f"m{i}", "default", wallets).ss58_address
-            host, log = f"127.0.0.{i + 2}", root / f"m{i}.log"
+            host, log = f"{net}.{i + 2}", root / f"m{i}.log"
             port = free_port(host)
             proc = group.add(start_subnet_command(
                 ["miner", "run", "--wallet-name", f"m{i}", "--wallet-path", str(wallets),
@@ -94,14 +97,16 @@ def local_subnet(root: Path, k: int, m: int, miners: int) -> Iterator[LocalSubne
             entries.append(f"{hotkey}@{host}:{port}")
         for url, proc, log in started:
             wait_healthy(url, proc, log, timeout=60.0)
-        vport, vlog = free_port(), root / "validator.log"
+        vhost, vlog = f"{net}.1", root / "validator.log"
+        vport = free_port(vhost)
         vproc = group.add(start_subnet_command(
             ["validator", "run", "--wallet-name", "validator", "--wallet-path", str(wallets),
-             "--port", str(vport), "--data-dir", str(root / "v"), "--users", f"user={user}",
+             "--host", vhost, "--port", str(vport), "--data-dir", str(root / "v"),
+             "--users", f"user={user}",
              "--miners", ",".join(entries), "--k", str(k), "--m", str(m),
              "--log-level", "warning"], vlog,
         ))  # fmt: skip
-        url = f"http://127.0.0.1:{vport}"
+        url = f"http://{vhost}:{vport}"
         wait_healthy(url, vproc, vlog, timeout=60.0)
         yield LocalSubnet(url, vproc, tuple(p for _, p, _ in started), wallets, root)
 

@@ -1,6 +1,6 @@
 """Our subnet against Tahoe-LAFS and SeaweedFS, side by side in one run, on the same files.
 
-- **Ours**: ``--m`` miners (each on its own 127.0.0.x) and one k-of-m validator; timed are the
+- **Ours**: ``--m`` miners (each on its own 127.0.3.x) and one k-of-m validator; timed are the
   real CLI commands as subprocesses, process start included: ``subnet upload PATH --json``
   and ``subnet download ID -o OUT --json``; and the same transfers from the in-process
   client (``subnet.gateway_client``, what the CLI runs), without the process start.
@@ -55,6 +55,7 @@ from protocol.wallet import load_hotkey
 from subnet.gateway_client import GatewayClient
 
 SYSTEMS = ("ours", "tahoe", "seaweedfs")
+STARTS = ("ours_cli_start", "tahoe_cli_start")  # `--version`: a CLI's process start alone
 FIGURES = (
     "ours_cli_upload", "ours_cli_download", "ours_client_upload", "ours_client_download",
     "tahoe_put", "tahoe_get", "seaweedfs_s3_put", "seaweedfs_s3_get",
@@ -211,7 +212,12 @@ def check_same(original: str, out: Path, who: str) -> None:
         raise RuntimeError(f"{who} returned different bytes ({got} != {original})")
 
 
+def run_quiet(argv: list[str]) -> None:
+    subprocess.run(argv, capture_output=True, check=True)
+
+
 def run_ours(ours: Ours, file: Path, digest: str, out: Path, tag: str, samples: Samples) -> None:
+    samples.add("ours_cli_start", timed(lambda: run_quiet([*subnet_cli(), "--version"]), ())[0])
     took, ref = timed(lambda: ours.cli_upload(file), ours.pids)
     samples.add("ours_cli_upload", took)
     samples.add("ours_cli_download", timed(partial(ours.cli_download, ref, out), ours.pids)[0])
@@ -222,6 +228,7 @@ def run_ours(ours: Ours, file: Path, digest: str, out: Path, tag: str, samples: 
 
 
 def run_tahoe(tahoe: TahoeGrid, file: Path, digest: str, out: Path, samples: Samples) -> None:
+    samples.add("tahoe_cli_start", timed(lambda: run_quiet([str(tahoe.tahoe), "--version"]), ())[0])
     took, cap = timed(lambda: tahoe.put(file), tahoe.pids)
     samples.add("tahoe_put", took)
     samples.add("tahoe_get", timed(partial(tahoe.get, cap, out), tahoe.pids)[0])
@@ -274,6 +281,10 @@ def figures(size: int, samples: Samples) -> dict[str, Any]:
     ]:
         if f"{ours}_mb_s" in result and f"{peer}_mb_s" in result:
             result[name] = round(result[f"{ours}_mb_s"] / result[f"{peer}_mb_s"], 2)
+    starts = {f: samples.seconds[f] for f in STARTS if f in samples.seconds}
+    for figure, times in starts.items():
+        result[f"{figure}_s"] = round(statistics.median(times), 3)
+    measured.update(starts)
     for figure in measured:
         result[f"{figure}_cpu_s"] = round(statistics.median(samples.cpu[figure]), 2)
     # CPU per transfer, the peer's over ours: how many times less CPU ours spends. On a
@@ -296,16 +307,6 @@ def figures(size: int, samples: Samples) -> dict[str, Any]:
     return result
 
 
-def cli_start_seconds(argv: list[str], runs: int) -> float:
-    """Median wall time of a CLI doing nothing (``--version``): its process start alone."""
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(argv, capture_output=True, check=True)
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times), 3)
-
-
 def _terminated(_signum: int, _frame: object) -> NoReturn:
     raise SystemExit(143)  # unwinds the ExitStack: every node and server is stopped
 
@@ -318,10 +319,11 @@ def start_systems(
     systems = Systems(names)
     if "ours" in names:
         log(f"starting ours: {m} miners, a {k}-of-{m} validator")
-        systems.ours = Ours(stack.enter_context(local_subnet(work / "ours", k, m, m)), codec)
+        # On 127.0.3.x, apart from the 127.0.0.x other tests on a shared machine use.
+        net = stack.enter_context(local_subnet(work / "ours", k, m, m, net="127.0.3"))
+        systems.ours = Ours(net, codec)
         setup["ours"] = {
             "k": k, "m": m, "miners": m, "codec": codec or "the validator's default",
-            "cli_start_s": cli_start_seconds([*subnet_cli(), "--version"], 3),
         }  # fmt: skip
     if tahoe_exe is not None:
         log(f"starting Tahoe-LAFS: an introducer, {m} storage nodes, a client")
@@ -331,7 +333,6 @@ def start_systems(
         setup["tahoe"] = {
             "version": tahoe_version(tahoe_exe), "storage_nodes": m,
             "shares_needed": k, "shares_happy": m, "shares_total": m,
-            "cli_start_s": cli_start_seconds([str(tahoe_exe), "--version"], 3),
         }  # fmt: skip
     if "seaweedfs" in names:
         log(f"starting SeaweedFS: a master, {m} volume servers, a filer with S3")

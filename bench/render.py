@@ -157,60 +157,64 @@ def gateway(report: dict[str, Any]) -> str:
     return f"{_caption(report)}\n\n{_table(rows)}"
 
 
-def peers(report: dict[str, Any]) -> str:
-    setup = report.get("setup", {})
-    runs = report.get("runs_per_figure")
+PEER_STEPS = [  # step, ours CLI, Tahoe, ours in-process, SeaweedFS, ratio keys and aim
+    ("upload", "ours_cli_upload", "tahoe_put", "ours_client_upload", "seaweedfs_s3_put",
+     "upload_vs_tahoe", "upload_vs_seaweedfs", "upload_aim_met"),
+    ("download", "ours_cli_download", "tahoe_get", "ours_client_download", "seaweedfs_s3_get",
+     "download_vs_tahoe", "download_vs_seaweedfs", "download_aim_met"),
+]  # fmt: skip
+PEER_COLUMNS = (
+    "| file | step | ours, CLI | Tahoe-LAFS, CLI | {tahoe} "
+    "| ours, in-process client | SeaweedFS S3, boto3 | {s3} |\n"
+    "|---|---|---|---|---|---|---|---|\n"
+)
+
+
+def _peers_speed(report: dict[str, Any]) -> str:
     aims = report.get("aims", {})
-    head = (
-        "| file | step | ours, CLI | Tahoe-LAFS, CLI | ours / Tahoe (aim) "
-        "| ours, in-process client | SeaweedFS S3, boto3 | ours / SeaweedFS |\n"
-        "|---|---|---|---|---|---|---|---|\n"
-    )
-    lines = []
+    text = PEER_COLUMNS.format(tahoe="ours / Tahoe (aim)", s3="ours / SeaweedFS")
     for r in report["results"]:
-        for step, ours_cli, tahoe, ours_client, s3, vs_tahoe, vs_s3, aim, met in [
-            ("upload", "ours_cli_upload", "tahoe_put", "ours_client_upload",
-             "seaweedfs_s3_put", "upload_vs_tahoe", "upload_vs_seaweedfs",
-             aims.get("upload_vs_tahoe"), r.get("upload_aim_met")),
-            ("download", "ours_cli_download", "tahoe_get", "ours_client_download",
-             "seaweedfs_s3_get", "download_vs_tahoe", "download_vs_seaweedfs",
-             aims.get("download_vs_tahoe"), r.get("download_aim_met")),
-        ]:  # fmt: skip
-            ratio = r.get(vs_tahoe)
+        size = f"{r['size_mib']} MiB"
+        if "ours_cli_start_s" in r:
+            ours, tahoe = r["ours_cli_start_s"], r.get("tahoe_cli_start_s")
+            text += (f"| {size} | CLI process start alone (`--version`) | {_num(ours, 's')} "
+                     f"| {_num(tahoe, 's')} | | | | |\n")  # fmt: skip
+        for step, cli, peer, client, s3, vs_tahoe, vs_s3, met in PEER_STEPS:
+            ratio, aim = r.get(vs_tahoe), aims.get(f"{step}_vs_tahoe")
             verdict = NONE
-            if isinstance(ratio, int | float):
-                verdict = f"**{ratio:.2f}x** (≥ {aim:g}x: {'met' if met else 'missed'})"
+            if isinstance(ratio, int | float) and isinstance(aim, int | float):
+                verdict = f"**{ratio:.2f}x** (≥ {aim:g}x: {'met' if r.get(met) else 'missed'})"
             s3_ratio = r.get(vs_s3)
-            lines.append(
-                f"| {r['size_mib']} MiB | {step} | {_num(r.get(ours_cli + '_mb_s'), 'MB/s')} "
-                f"| {_num(r.get(tahoe + '_mb_s'), 'MB/s')} | {verdict} "
-                f"| {_num(r.get(ours_client + '_mb_s'), 'MB/s')} "
-                f"| {_num(r.get(s3 + '_mb_s'), 'MB/s')} "
+            text += (
+                f"| {size} | {step} | {_num(r.get(cli + '_mb_s'), 'MB/s')} "
+                f"| {_num(r.get(peer + '_mb_s'), 'MB/s')} | {verdict} "
+                f"| {_num(r.get(client + '_mb_s'), 'MB/s')} | {_num(r.get(s3 + '_mb_s'), 'MB/s')} "
                 f"| {f'{s3_ratio:.2f}x' if isinstance(s3_ratio, int | float) else NONE} |\n"
             )
-    cpu = ""
-    if any("ours_cli_upload_cpu_s" in r for r in report["results"]):
-        cpu = (
-            "\nCPU seconds per transfer, every process of the system and its client summed"
-            " (medians; the peer's over ours is how many times more CPU the peer spends):\n\n"
-            "| file | step | ours, CLI | Tahoe-LAFS, CLI | Tahoe / ours "
-            "| ours, in-process client | SeaweedFS S3, boto3 | SeaweedFS / ours |\n"
-            "|---|---|---|---|---|---|---|---|\n"
-        )
-        for r in report["results"]:
-            for step, ours_cli, tahoe, ours_client, s3 in [
-                ("upload", "ours_cli_upload", "tahoe_put", "ours_client_upload",
-                 "seaweedfs_s3_put"),
-                ("download", "ours_cli_download", "tahoe_get", "ours_client_download",
-                 "seaweedfs_s3_get"),
-            ]:  # fmt: skip
-                cells = [r.get(f"{f}_cpu_s") for f in (ours_cli, tahoe, ours_client, s3)]
-                cpu += (
-                    f"| {r['size_mib']} MiB | {step} | {_num(cells[0], 's')} "
-                    f"| {_num(cells[1], 's')} | {_ratio(cells[1], cells[0])} "
-                    f"| {_num(cells[2], 's')} | {_num(cells[3], 's')} "
-                    f"| {_ratio(cells[3], cells[2])} |\n"
-                )
+    return text
+
+
+def _peers_cpu(report: dict[str, Any]) -> str:
+    if not any("ours_cli_upload_cpu_s" in r for r in report["results"]):
+        return ""
+    text = (
+        "\nCPU seconds per transfer, every process of the system and its client summed"
+        " (medians; the peer's over ours is how many times more CPU the peer spends):\n\n"
+    ) + PEER_COLUMNS.format(tahoe="Tahoe / ours", s3="SeaweedFS / ours")
+    for r in report["results"]:
+        for step, cli, peer, client, s3, *_ in PEER_STEPS:
+            cells = [r.get(f"{f}_cpu_s") for f in (cli, peer, client, s3)]
+            text += (
+                f"| {r['size_mib']} MiB | {step} | {_num(cells[0], 's')} "
+                f"| {_num(cells[1], 's')} | {_ratio(cells[1], cells[0])} "
+                f"| {_num(cells[2], 's')} | {_num(cells[3], 's')} "
+                f"| {_ratio(cells[3], cells[2])} |\n"
+            )
+    return text
+
+
+def _peers_notes(report: dict[str, Any]) -> str:
+    setup, runs = report.get("setup", {}), report.get("runs_per_figure")
     notes = [f"Medians of {runs} runs per figure, every system in the same run "
              f"(order rotated run to run)."]  # fmt: skip
     short = sorted({
@@ -223,30 +227,24 @@ def peers(report: dict[str, Any]) -> str:
         notes.append(f"Fewer samples where a transfer failed ({'; '.join(short)}).")
     if errors := report.get("errors"):
         notes.append(f"{len(errors)} failed transfers, listed in the JSON.")
-    if "ours" in setup:
-        o = setup["ours"]
+    if o := setup.get("ours"):
         codec = f", codec: {o['codec']}" if "codec" in o else ""
-        notes.append(f"Ours: {o['k']}-of-{o['m']} on {o['miners']} miners{codec}; "
-                     f"`subnet --version` alone takes {o.get('cli_start_s', '?')} s.")  # fmt: skip
-    if "tahoe" in setup:
-        t = setup["tahoe"]
-        notes.append(
-            f"Tahoe-LAFS {t['version']}: {t['storage_nodes']} storage nodes, "
-            f"needed/happy/total = {t['shares_needed']}/{t['shares_happy']}/"
-            f"{t['shares_total']}; `tahoe --version` alone takes {t.get('cli_start_s', '?')} s."
-        )
-    if "seaweedfs" in setup:
-        s = setup["seaweedfs"]
-        notes.append(f"SeaweedFS {s['version']}: {s['volume_servers']} volume servers, "
-                     f"replication {s['replication']}, {s['client']}.")  # fmt: skip
-    load = report.get("load_average_1min")
-    if isinstance(load, dict):
+        notes.append(f"Ours: {o['k']}-of-{o['m']} on {o['miners']} miners{codec}.")
+    if t := setup.get("tahoe"):
+        notes.append(f"Tahoe-LAFS {t['version']}: {t['storage_nodes']} storage nodes, "
+                     f"needed/happy/total = {t['shares_needed']}/{t['shares_happy']}/"
+                     f"{t['shares_total']}.")  # fmt: skip
+    if w := setup.get("seaweedfs"):
+        notes.append(f"SeaweedFS {w['version']}: {w['volume_servers']} volume servers, "
+                     f"replication {w['replication']}, {w['client']}.")  # fmt: skip
+    if isinstance(load := report.get("load_average_1min"), dict):
         notes.append(f"Load average (1 min) at start/end: {load['start']:.1f}/{load['end']:.1f}.")
-    return (
-        f"{_caption(report)}\n\n{head}{''.join(lines)}{cpu}\n"
-        + textwrap.fill(" ".join(notes), 95)
-        + "\n"
-    )
+    return textwrap.fill(" ".join(notes), 95) + "\n"
+
+
+def peers(report: dict[str, Any]) -> str:
+    body = _peers_speed(report) + _peers_cpu(report)
+    return f"{_caption(report)}\n\n{body}\n{_peers_notes(report)}"
 
 
 def generic(report: dict[str, Any]) -> str:
@@ -310,11 +308,15 @@ def main() -> int:
     parser.add_argument("--doc", type=Path, default=Path("docs/benchmarks.md"))
     parser.add_argument("--check", action="store_true", help="exit 1 if the doc is out of date")
     args = parser.parse_args()
+    reports = load_reports(args.results)
+    if not reports:
+        print(f"{args.results}: no reports (*.json) to render", file=sys.stderr)
+        return 1
     doc = args.doc.read_text()
     if not BLOCK.search(doc):
         print(f"{args.doc}: no <!-- bench:render NAME --> blocks", file=sys.stderr)
         return 1
-    new = render(doc, load_reports(args.results))
+    new = render(doc, reports)
     if args.check:
         if new != doc:
             print(f"{args.doc} is out of date: run python -m bench.render", file=sys.stderr)

@@ -1,6 +1,6 @@
 """A replicated SeaweedFS cluster on loopback with its S3 gateway, for bench/peers.py.
 
-One ``weed master``, ``volumes`` volume servers (each on its own 127.0.0.x, like our miners)
+One ``weed master``, ``volumes`` volume servers (each on its own 127.0.2.x, like our miners)
 and one ``weed filer -s3``, every one its own process. Objects are replicated, not erasure
 coded: replication ``001`` keeps two copies on two servers, the same 2x overhead as 4-of-8.
 Transfers go through boto3's managed transfers (``upload_file`` / ``download_file``: 8 MiB
@@ -29,6 +29,9 @@ from bench.cluster import process_group
 from subnet.processes import free_port
 
 BUCKET = "bench"
+# Master, filer and S3 on 127.0.2.1, volume server i on 127.0.2.i+2: apart from the 127.0.0.x
+# that other tests and services on a shared machine use, so free ports stay free.
+HOST = "127.0.2.1"
 
 
 class SeaweedError(RuntimeError):
@@ -108,29 +111,29 @@ def seaweedfs_s3(
             log = root / f"{name}.log"
             started.append((group.add(_start([weed, *args], log)), log))
 
-        mport = free_port()
+        mport = free_port(HOST)
         (root / "master").mkdir()
         start("master", [
-            "master", "-ip=127.0.0.1", f"-port={mport}", f"-mdir={root / 'master'}",
+            "master", f"-ip={HOST}", f"-port={mport}", f"-mdir={root / 'master'}",
             f"-defaultReplication={replication}", "-volumeSizeLimitMB=1024",
         ])  # fmt: skip
-        _wait(f"http://127.0.0.1:{mport}/cluster/status", started, timeout)
+        _wait(f"http://{HOST}:{mport}/cluster/status", started, timeout)
         for i in range(volumes):
-            host = f"127.0.0.{i + 2}"
+            host = f"127.0.2.{i + 2}"
             folder = root / f"volume{i}"
             folder.mkdir()
             start(f"volume{i}", [
                 "volume", f"-ip={host}", f"-port={free_port(host)}", f"-dir={folder}",
-                f"-master=127.0.0.1:{mport}", "-max=0", "-preStopSeconds=0",
+                f"-master={HOST}:{mport}", "-max=0", "-preStopSeconds=0",
             ])  # fmt: skip
-        s3_port = free_port()
+        s3_port = free_port(HOST)
         start("filer", [
-            "filer", "-ip=127.0.0.1", f"-port={free_port()}", f"-master=127.0.0.1:{mport}",
+            "filer", f"-ip={HOST}", f"-port={free_port(HOST)}", f"-master={HOST}:{mport}",
             f"-defaultReplicaPlacement={replication}", "-s3", f"-s3.port={s3_port}",
             # Side listeners on fixed ports would clash with another server: turn them off.
             "-s3.port.lance=0", "-s3.port.iceberg=0",
         ])  # fmt: skip
-        endpoint = f"http://127.0.0.1:{s3_port}"
+        endpoint = f"http://{HOST}:{s3_port}"
         _wait(endpoint, started, timeout)
         client = boto3.client(
             "s3",

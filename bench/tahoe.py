@@ -26,6 +26,7 @@ from subnet.processes import free_port
 ROOT = Path(__file__).resolve().parent.parent
 TAHOE_VENV = ROOT / ".peers" / "tahoe"
 _STAMP = ".installed"
+HOST = "127.0.1.1"  # the introducer's and the client's address; storage nodes follow it
 
 
 class TahoeError(RuntimeError):
@@ -124,9 +125,12 @@ def _wait_for(
         if ok:
             return
         for proc, node in procs:
+            log = node / "bench-run.log"
             if proc.poll() is not None:
-                log = _tail(node / "bench-run.log")
-                raise TahoeError(f"tahoe node {node.name} exited while {what}:\n{log}")
+                raise TahoeError(f"tahoe node {node.name} exited while {what}:\n{_tail(log)}")
+            if log.exists() and "CannotListenError" in log.read_text(errors="replace"):
+                # the node stays up without its listener: it would never be seen
+                raise TahoeError(f"tahoe node {node.name} could not listen:\n{_tail(log)}")
         if time.monotonic() > deadline:
             raise TahoeError(f"timed out after {timeout:.0f} s {what}")
         time.sleep(0.2)
@@ -153,14 +157,20 @@ def tahoe_grid(
     root: Path, tahoe: Path, *, storage_nodes: int, needed: int, happy: int, total: int,
     timeout: float = 180.0,
 ) -> Iterator[TahoeGrid]:  # fmt: skip
-    """One introducer, ``storage_nodes`` storage nodes and a client, all on 127.0.0.1."""
+    """One introducer, ``storage_nodes`` storage nodes and a client, on loopback.
+
+    The introducer listens on 127.0.1.1 and storage node i on 127.0.1.i+2: apart from the
+    127.0.0.x that other tests and services on a shared machine use, so that a port found
+    free is still free by the time a slow node start binds it. Only the client's web API is
+    on 127.0.0.1, the address its CLI's ``node.url`` always names.
+    """
     root.mkdir(parents=True, exist_ok=True)
     with process_group() as group:
         intro = root / "introducer"
-        port = free_port()
+        port = free_port(HOST)
         _finish(_create(tahoe, [
-            "create-introducer", f"--port=tcp:{port}:interface=127.0.0.1",
-            f"--location=tcp:127.0.0.1:{port}", str(intro),
+            "create-introducer", f"--port=tcp:{port}:interface={HOST}",
+            f"--location=tcp:{HOST}:{port}", str(intro),
         ]), "tahoe create-introducer")  # fmt: skip
         intro_proc = group.add(_start(tahoe, intro))
         _wait_for("starting the introducer", _furl(intro), [(intro_proc, intro)], timeout)
@@ -171,14 +181,15 @@ def tahoe_grid(
         nodes = [root / f"storage{i}" for i in range(storage_nodes)]
         creating = []
         for i, node in enumerate(nodes):
-            port = free_port()
+            host = f"127.0.1.{i + 2}"
+            port = free_port(host)
             creating.append(_create(tahoe, [
                 "create-node", f"--nickname=storage{i}", f"--introducer={furl}",
-                f"--port=tcp:{port}:interface=127.0.0.1", f"--location=tcp:127.0.0.1:{port}",
+                f"--port=tcp:{port}:interface={host}", f"--location=tcp:{host}:{port}",
                 "--webport=none", *shares, str(node),
             ]))  # fmt: skip
         client = root / "client"
-        web_port = free_port()
+        web_port = free_port()  # 127.0.0.1: the CLI's node.url always names that address
         creating.append(_create(tahoe, [
             "create-client", "--nickname=client", f"--introducer={furl}",
             f"--webport=tcp:{web_port}:interface=127.0.0.1", *shares, str(client),
