@@ -302,7 +302,7 @@ class SigningClient:
         *,
         signed_for: str,
         content_hash: str,
-        body: AsyncIterable[bytes] | bytes,
+        body: AsyncIterable[bytes | memoryview] | bytes,
         headers: Mapping[str, str] | None = None,
     ) -> _RequestContextManager:
         """Send a streamed body, signing its declared ``content_hash`` instead of its bytes."""

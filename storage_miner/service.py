@@ -64,9 +64,12 @@ async def _absorb(
 ) -> MerkleTree:
     """Hash and stage the body in ~1 MiB batches, off the event loop; exactly ``size`` bytes."""
 
-    def take(batch: bytes) -> None:
-        builder.update(batch)
-        writer.write(batch)
+    def take(batch: list[bytes]) -> None:
+        # Chunk by chunk rather than joined: a joined 1 MiB copy would be a fresh mapping
+        # whose every page faults in (large buffers are mmapped: protocol/memory.py).
+        for chunk in batch:
+            builder.update(chunk)
+            writer.write(chunk)
 
     pending: list[bytes] = []
     held = 0
@@ -76,10 +79,10 @@ async def _absorb(
         pending.append(chunk)
         held += len(chunk)
         if held >= WRITE_BATCH:
-            await asyncio.to_thread(take, b"".join(pending) if len(pending) > 1 else chunk)
+            await asyncio.to_thread(take, pending)
             pending, held = [], 0
     if pending:
-        await asyncio.to_thread(take, b"".join(pending))
+        await asyncio.to_thread(take, pending)
     if builder.size != size:
         raise BadUpload(f"body ended after {builder.size} of {size} bytes")
     return await asyncio.to_thread(builder.finish)

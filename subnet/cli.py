@@ -2,27 +2,59 @@
 
 Settings come from flags, then ``SUBNET_*`` environment variables (click's auto env vars,
 for example ``SUBNET_DEMO_SIZE_MIB``).
+
+Each subcommand's module is imported only when that subcommand runs: the services pull in
+SQLAlchemy, alembic, the S3 client and the chain, which cost most of a second to import and
+which ``subnet upload`` never needs.
 """
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from subnet import __version__
-from subnet.audit_cmd import audit
-from subnet.chain_cmd import chain, metagraph, rewards
-from subnet.dataset_cmd import dataset
-from subnet.demo import demo
-from subnet.localnet import localnet
-from subnet.miner_cmd import miner
-from subnet.objects_cmd import download, list_objects, remove, upload
-from subnet.validator_cmd import validator
-from subnet.wallet_cmd import wallet
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "SUBNET"}
 
+# Command name -> "module:attribute", in the order `subnet --help` lists them.
+COMMANDS = {
+    "wallet": "subnet.wallet_cmd:wallet",
+    "miner": "subnet.miner_cmd:miner",
+    "chain": "subnet.chain_cmd:chain",
+    "metagraph": "subnet.chain_cmd:metagraph",
+    "rewards": "subnet.chain_cmd:rewards",
+    "dataset": "subnet.dataset_cmd:dataset",
+    "validator": "subnet.validator_cmd:validator",
+    "audit": "subnet.audit_cmd:audit",
+    "localnet": "subnet.localnet:localnet",
+    "demo": "subnet.demo:demo",
+    "upload": "subnet.objects_cmd:upload",
+    "download": "subnet.objects_cmd:download",
+    "ls": "subnet.objects_cmd:list_objects",
+    "rm": "subnet.objects_cmd:remove",
+}
 
-@click.group(context_settings=CONTEXT)
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*COMMANDS, *super().list_commands(ctx)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = target.split(":")
+        command = getattr(importlib.import_module(module), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{target} is not a click command")
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="subnet")
 def main() -> None:
     """A storage subnet: miners hold erasure-coded shards, validators prove and pay for them.
@@ -37,17 +69,3 @@ def main() -> None:
       subnet upload PATH...       store files and directories
       subnet download REF -o OUT  fetch them back
     """
-
-
-main.add_command(wallet)
-main.add_command(miner)
-main.add_command(chain)
-main.add_command(metagraph)
-main.add_command(rewards)
-main.add_command(dataset)
-main.add_command(validator)
-main.add_command(audit)
-main.add_command(localnet)
-main.add_command(demo)
-for command in (upload, download, list_objects, remove):
-    main.add_command(command)

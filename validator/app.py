@@ -76,6 +76,7 @@ SETTINGS = web.AppKey("settings", ValidatorSettings)
 CHALLENGER = web.AppKey("challenger", Challenger)
 CHAIN_SYNC = web.AppKey("chain_sync", ChainSync)
 REFRESH_SECONDS = 30.0
+HASH_BATCH = 1024 * 1024  # an upload's body is hashed off the event loop this much at a time
 _UNAVAILABLE = {"not_enough_miners", "not_enough_receipts", "not_enough_shards"}
 
 
@@ -177,14 +178,30 @@ async def put_object(request: web.Request) -> web.Response:
     digest = hashlib.sha256()
     received = 0
 
+    def hash_all(chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            digest.update(chunk)
+
     async def body() -> AsyncIterator[bytes]:
+        # Chunks as received (re-cut 1 MiB chunks would each be a fresh, page-faulting
+        # mapping), hashed off the event loop ~1 MiB at a time.
         nonlocal received
-        async for chunk in request.content.iter_chunked(1024 * 1024):
+        batch: list[bytes] = []
+        held = 0
+        async for chunk in request.content.iter_any():
             received += len(chunk)
             if received > size:
                 raise BadRequest("bad_upload", "the body is longer than Content-Length")
-            await asyncio.to_thread(digest.update, chunk)
-            yield chunk
+            batch.append(chunk)
+            held += len(chunk)
+            if held >= HASH_BATCH:
+                await asyncio.to_thread(hash_all, batch)
+                for piece in batch:
+                    yield piece
+                batch, held = [], 0
+        await asyncio.to_thread(hash_all, batch)
+        for piece in batch:
+            yield piece
 
     def check() -> None:
         if received != size:

@@ -46,11 +46,13 @@ class MinerError(Exception):
         self.status = status  # the HTTP status of a refusal
 
 
-async def _pieces(pieces: Sequence[Buffer]) -> AsyncIterator[bytes]:
+async def _pieces(pieces: Sequence[Buffer]) -> AsyncIterator[memoryview]:
+    # Views, not copies: the pieces stay unchanged until the push ends, and fresh 1 MiB
+    # copies cost a page fault per 4 KiB (large buffers are mmapped: protocol/memory.py).
     for piece in pieces:
-        view = memoryview(piece)
+        view = memoryview(piece).cast("B")
         for start in range(0, len(view), SEND_CHUNK):
-            yield bytes(view[start : start + SEND_CHUNK])
+            yield view[start : start + SEND_CHUNK]
 
 
 class MinerClient:

@@ -40,7 +40,9 @@ from validator.placement import Candidate, pick, rank
 
 log = logging.getLogger(__name__)
 
-CHUNK_QUEUE = 8  # chunks buffered between the request body and the encoder thread
+# Chunks buffered between the request body and the encoder thread. They come as received
+# (aiohttp hands over at most a few hundred KiB at once), so this holds ~10 MiB at most.
+CHUNK_QUEUE = 32
 PUSH_ATTEMPTS = 3  # miners tried per shard before it goes to the repair queue
 SEGMENTS_IN_FLIGHT = 2  # segments being pushed at once, per upload
 UPLOAD_SLOTS = 2  # uploads encoding at once; more wait, so memory stays bounded
@@ -409,7 +411,10 @@ class _EncodingBridge:
 
     async def feed(self, body: AsyncIterator[bytes]) -> None:
         async for chunk in body:
-            await asyncio.to_thread(self._put, chunk)
+            try:
+                self.chunks.put_nowait(chunk)  # no thread hop while the encoder keeps up
+            except queue.Full:
+                await asyncio.to_thread(self._put, chunk)
         await asyncio.to_thread(self._put, None)
 
     def _put(self, chunk: bytes | None) -> None:
