@@ -26,6 +26,7 @@ from validator.miner_client import MinerAddress, MinerClient, MinerError
 from validator.models import Placement, Segment, Shard, StoredObject
 
 log = logging.getLogger(__name__)
+OUT_CHUNK = 1024 * 1024  # bytes per write to a downloading client
 
 
 class DownloadError(Exception):
@@ -105,8 +106,8 @@ class Downloader:
 
     async def stream(
         self, plan: ObjectPlan, key: bytes | None, start: int = 0, end: int | None = None
-    ) -> AsyncIterator[bytes]:
-        """Plaintext bytes ``start..end`` (end exclusive), segment by segment."""
+    ) -> AsyncIterator[memoryview]:
+        """Plaintext bytes ``start..end`` (end exclusive), as views of each segment in turn."""
         manifest = plan.manifest
         end = manifest.size if end is None else min(end, manifest.size)
         seg_size = manifest.params.segment_size
@@ -125,7 +126,11 @@ class Downloader:
                 data = await current
                 base = index * seg_size
                 lo, hi = max(start - base, 0), min(end - base, len(data))
-                yield bytes(memoryview(data)[lo:hi]) if (lo, hi) != (0, len(data)) else bytes(data)
+                # Views in sends of OUT_CHUNK: a whole segment handed to the transport at
+                # once would be copied into its buffer, a fresh mapping every time.
+                view = memoryview(data)[lo:hi]
+                for at in range(0, len(view), OUT_CHUNK):
+                    yield view[at : at + OUT_CHUNK]
         finally:
             if ahead is not None:
                 ahead.cancel()
