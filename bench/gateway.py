@@ -2,8 +2,9 @@
 
 Every service is its own process on loopback (each miner on its own 127.0.0.x address); the
 load is the user's client (`subnet.gateway_client`, the same code `subnet upload` runs),
-sha256 pass included. Reported: upload and download MB/s, the validator's peak RSS, and raw
-single-threaded zfec encode MB/s on the same bytes (one call per segment) for the ratio.
+sha256 pass included. Reported: upload and download MB/s, the validator's and the largest
+miner's peak RSS, and raw single-threaded zfec encode MB/s on the same bytes (one call per
+segment) for the ratio.
 4-of-8 runs on 8 miners; 10-of-16 needs 16 miners to keep one shard per host.
 
     python -m bench.gateway [--dataset-mib 1024] [--object-mib 4096] [--out ...]
@@ -57,6 +58,7 @@ async def transfer(
     files: list[Path],
     big_size: int,
     validator_pid: int,
+    miner_pids: tuple[int, ...],
     codec: str = "zfec",
 ) -> dict[str, float]:
     keypair = load_hotkey("user", "default", root / "wallets")
@@ -79,7 +81,8 @@ async def transfer(
         down_dataset = size / (time.perf_counter() - start) / 1e6
 
         dataset_rss = peak_rss_mib(validator_pid)
-        await asyncio.to_thread(reset_peak_rss, validator_pid)
+        for pid in (validator_pid, *miner_pids):
+            await asyncio.to_thread(reset_peak_rss, pid)
         start = time.perf_counter()
         await client.upload(big, "big.bin", codec=codec)
         up_big = big_size / (time.perf_counter() - start) / 1e6
@@ -89,6 +92,8 @@ async def transfer(
     return {
         "validator_peak_rss_mib_dataset": round(dataset_rss, 1),
         "validator_peak_rss_mib_object": round(peak_rss_mib(validator_pid), 1),
+        # the largest of the miners' peaks: each holds one shard of every segment
+        "miner_peak_rss_mib_object": round(max(peak_rss_mib(pid) for pid in miner_pids), 1),
         "dataset_upload_mb_s": round(up_dataset, 1),
         "dataset_download_mb_s": round(down_dataset, 1),
         "object_upload_mb_s": round(up_big, 1),
@@ -106,7 +111,15 @@ def run_config(
         files = [p for p in sorted(dataset.rglob("*")) if p.is_file()]
         figures = asyncio.run(
             transfer(
-                net.url, net.root, dataset, big, files, big.stat().st_size, net.validator.pid, codec
+                net.url,
+                net.root,
+                dataset,
+                big,
+                files,
+                big.stat().st_size,
+                net.validator.pid,
+                tuple(p.pid for p in net.miners),
+                codec,
             )
         )
         raw = raw_zfec_mb_s(big, k, m)

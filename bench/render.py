@@ -53,7 +53,8 @@ def _runs(n: Any, what: str = "runs") -> str:
 def _caption(report: dict[str, Any]) -> str:
     if "machine" not in report and "note" in report:  # a hand-assembled file of several runs
         return f"{report['note']}."
-    return f"Machine: {report.get('machine', '?')}. Command: `{report.get('command', '?')}`."
+    note = f" {report['note'][0].upper()}{report['note'][1:]}." if report.get("note") else ""
+    return f"Machine: {report.get('machine', '?')}. Command: `{report.get('command', '?')}`.{note}"
 
 
 def _table(rows: list[Row]) -> str:
@@ -154,6 +155,10 @@ def gateway(report: dict[str, Any]) -> str:
         rss = r.get("validator_peak_rss_mib_object", r.get("validator_peak_rss_mib"))
         rows.append((f"{code}: validator peak RSS, object phase", _num(rss, "MiB"), NONE, NONE,
                      "1 run"))  # fmt: skip
+        if "miner_peak_rss_mib_object" in r:
+            miner_rss = _num(r["miner_peak_rss_mib_object"], "MiB")
+            rows.append((f"{code}: largest miner peak RSS, object phase", miner_rss, NONE, NONE,
+                         "1 run"))  # fmt: skip
     return f"{_caption(report)}\n\n{_table(rows)}"
 
 
