@@ -44,9 +44,17 @@ log = logging.getLogger(__name__)
 # (aiohttp hands over at most a few hundred KiB at once), so this holds ~10 MiB at most.
 CHUNK_QUEUE = 32
 PUSH_ATTEMPTS = 3  # miners tried per shard before it goes to the repair queue
+# A push slower than this is given up and the shard goes to a spare miner: a hung miner
+# must not hold a segment (and the upload) for MinerClient's whole timeout.
+PUSH_FLOOR_SECONDS = 10.0
+PUSH_MIN_BYTES_PER_SECOND = 2_000_000
 SEGMENTS_IN_FLIGHT = 2  # segments being pushed at once, per upload
 UPLOAD_SLOTS = 2  # uploads encoding at once; more wait, so memory stays bounded
 ABANDON_TRIES, ABANDON_FIRST_DELAY = 7, 0.25  # a failed upload's rows: ~16 s of retries
+
+
+def push_deadline(size: int) -> float:
+    return PUSH_FLOOR_SECONDS + size / PUSH_MIN_BYTES_PER_SECOND
 
 
 class UploadError(Exception):
@@ -243,11 +251,13 @@ class Uploader:
                 address = MinerAddress(target.hotkey, target.host, target.port)
                 pushed.append((address, shard.id))  # before the push: it may land regardless
                 try:
-                    receipt = await self.miners.put_shard(
-                        address, shard.id, shard.pieces, shard.size, params.leaf_size
-                    )
-                except MinerError as exc:
-                    log.info("shard push failed", extra={"miner": target.hotkey, "why": exc.kind})
+                    async with asyncio.timeout(push_deadline(shard.size)):
+                        receipt = await self.miners.put_shard(
+                            address, shard.id, shard.pieces, shard.size, params.leaf_size
+                        )
+                except (MinerError, TimeoutError) as exc:
+                    why = exc.kind if isinstance(exc, MinerError) else "timeout"
+                    log.info("shard push failed", extra={"miner": target.hotkey, "why": why})
                     failed.add(target.hotkey)
                     hosts.discard(target.host)
                     target = None

@@ -99,3 +99,31 @@ async def test_a_hung_miner_is_contained_then_recovers(
     repairs = await harness.log(http, "validator0", after=after, kind="repair")
     assert not [e for e in repairs if hotkey in e["reason"]], repairs[:3]
     await harness.check_all(http)
+
+
+async def test_an_upload_does_not_wait_out_a_hung_miner(
+    harness: Harness, http: aiohttp.ClientSession
+) -> None:
+    """A push to a hung miner is given up after its size's push deadline (~10 s for small
+    shards) and the shard goes to a spare miner, not after MinerClient's 60 s."""
+    victim = harness.miners[2]
+    # One-segment objects, one at a time, until one of them asked the victim (each picks 4
+    # of the 6 miners, so that is nearly always the first or second).
+    harness.signal(signal.SIGSTOP, victim)
+    try:
+        for _ in range(10):
+            path, digest = harness.make_file(64 * 1024, "during-hang")
+            offset = harness.log_size("validator0")
+            started = time.monotonic()
+            await harness.upload(http, "validator0", f"during-hang/{path.name}", path, digest)
+            took = time.monotonic() - started
+            # Only the victim is hung, so any push given up now was to the victim.
+            if "shard push failed" in harness.log_since("validator0", offset):
+                break
+        else:
+            pytest.fail(f"ten uploads in a row never asked {victim} for a shard")
+    finally:
+        harness.resume(victim)
+    harness.totals.notes["an upload that asked a hung miner, s"] = round(took, 1)
+    assert took < 30, f"an upload waited {took:.1f} s on a hung miner"
+    await harness.check_all(http)
