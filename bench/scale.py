@@ -85,7 +85,8 @@ from storage_miner.fs_store import FsShardStore
 from storage_miner.index import ShardIndex
 from storage_miner.service import MinerService
 from storage_miner.settings import MinerSettings
-from validator.challenger import ChallengePolicy, Challenger, Outcome, Plan, _verified_bytes
+from validator import verified
+from validator.challenger import ChallengePolicy, Challenger, Outcome, Plan
 from validator.challenges import derive_indices, new_nonce
 from validator.log_store import ChallengeLogStore
 from validator.miner_client import MinerClient
@@ -529,7 +530,7 @@ def measure_db(spec: dict[str, Any]) -> dict[str, Any]:
                 out[name] = meter.summary(runs, each, per=len(sample))  # per miner
                 out[name]["miners_sampled"] = len(sample)
             out["verified_bytes_aggregate"] = meter.summary(
-                runs, lambda: _verified_bytes(session, ids)
+                runs, lambda: verified.recount(session, ids)
             )
 
         records = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from bittensor_wallet import Keypair
@@ -54,8 +55,8 @@ class LogEntry:
     version: int = LOG_VERSION
 
     def body(self) -> bytes:
-        fields = asdict(self)
-        fields.pop("signature")
+        # A plain dict, not dataclasses.asdict (a deep copy, ~4x slower); the same bytes.
+        fields = {name: getattr(self, name) for name in _BODY_FIELDS}
         return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
     @property
@@ -71,6 +72,9 @@ class LogEntry:
         raw["indices"] = tuple(raw.get("indices", ()))
         raw["leaf_hashes"] = tuple(raw.get("leaf_hashes", ()))
         return cls(**raw)
+
+
+_BODY_FIELDS = tuple(f.name for f in dataclass_fields(LogEntry) if f.name != "signature")
 
 
 def proof_digest(leaf_hashes: Iterable[bytes], proof: bytes) -> str:

@@ -28,17 +28,18 @@ import math
 import random
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from erasure import hash_leaf, leaf_count_for
 from erasure.merkle import HASH_SIZE, root_of
+from validator import verified
 from validator.audit_log import LogEntry, proof_digest
 from validator.challenges import deadline, derive_indices, judge_hashes, new_nonce
 from validator.log_store import ChallengeLogStore
@@ -56,7 +57,10 @@ from validator.settings import ValidatorSettings
 
 log = logging.getLogger(__name__)
 
+RowT = TypeVar("RowT", Placement, Miner)
+
 MINERS_AT_ONCE = 32
+CHUNK = 500  # ids per IN (...): under the 999 bound parameters of older SQLite builds
 RTT_SAMPLES = 16
 FAILED = {"wrong", "missing"}
 
@@ -72,6 +76,9 @@ class ChallengePolicy:
     forgetting: float = 0.999
     disqualify_below: float = DISQUALIFY_BELOW
     capacity_window: float = 3600.0
+    # Verified bytes are a running total (validator/verified.py), recounted from the rows in
+    # the first round and every this many after; 0: never.
+    verified_recount_rounds: int = 20
 
     @classmethod
     def from_settings(cls, s: ValidatorSettings) -> ChallengePolicy:
@@ -235,11 +242,22 @@ class Challenger:
             .join(StoredObject, StoredObject.id == Segment.object_id)
             .where(Placement.miner_id == miner_id, Placement.state == "stored")
         )
-        if contained:
-            query = query.where(Placement.containment > 0)
-        else:
-            query = query.order_by(Placement.last_challenged_at.asc().nulls_first(), Placement.id)
-        return [Target(*row) for row in session.execute(query.limit(self.policy.batch))]
+        batch = self.policy.batch
+        if contained:  # ix_placements_contained
+            query = query.where(Placement.containment > 0).limit(batch)
+            return [Target(*row) for row in session.execute(query)]
+        # Never challenged first, then challenged longest ago: two range scans of
+        # ix_placements_due that stop after ``batch`` rows. (One ORDER BY ... NULLS FIRST
+        # would do on SQLite, but PostgreSQL keeps NULLs last in an ascending index, so it
+        # would read and sort every placement of the miner.)
+        never = query.where(Placement.last_challenged_at.is_(None)).order_by(Placement.id)
+        targets = [Target(*row) for row in session.execute(never.limit(batch))]
+        if len(targets) < batch:
+            due = query.where(Placement.last_challenged_at.is_not(None)).order_by(
+                Placement.last_challenged_at, Placement.id
+            )
+            targets += [Target(*row) for row in session.execute(due.limit(batch - len(targets)))]
+        return targets
 
     async def _challenge(self, plan: Plan) -> list[Outcome]:
         outcomes = []
@@ -465,45 +483,58 @@ class Challenger:
     def _record(self, outcomes: Sequence[Outcome]) -> RoundReport:
         report = RoundReport()
         touched: dict[int, str] = {}
+        totals: dict[int, int] = {}
+        every = self.policy.verified_recount_rounds
+        recount = every > 0 and (self.rounds - 1) % every == 0
 
         def work(session: Session) -> list[LogEntry]:
             now = datetime.now(UTC)
             tally: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+            change: dict[int, int] = defaultdict(int)  # verified bytes gained or lost
+            placements = _rows(session, Placement, [o.target.placement_id for o in outcomes])
             for outcome in outcomes:
                 touched[outcome.miner_id] = outcome.entry.miner
-                kept = self._settle(session, outcome, now)
+                placement = placements.get(outcome.target.placement_id)
+                before = verified.counts(placement)
+                kept = self._settle(session, outcome, placement, now)
+                gained = verified.counts(placement) - before
+                change[outcome.miner_id] += gained * outcome.target.size
                 tally[outcome.miner_id][kept] += 1
                 report.verdicts[kept] += 1
                 if outcome.entry.verdict == "pass":
                     report.leaves_verified += len(outcome.entry.indices)
             report.lost = sum(v for k, v in report.verdicts.items() if k in {*FAILED, "timeout"})
+            miners = _rows(session, Miner, list(touched))
             for miner_id, counts in tally.items():
-                miner = session.get(Miner, miner_id)
-                if miner is not None:
-                    self._update_reputation(miner, counts, now)
-            for miner_id, verified in _verified_bytes(session, touched):
-                miner = session.get(Miner, miner_id)
-                if miner is not None:
-                    miner.verified_bytes = verified
+                if miner_id in miners:
+                    self._update_reputation(miners[miner_id], counts, now)
+            if recount:
+                # Every miner from the rows (an aggregate over all placements): takes in
+                # placements deleted with their objects, which no running total sees.
+                totals.update(verified.recount(session))
+                verified.store(session, totals)
+                touched.update(session.execute(select(Miner.id, Miner.hotkey)).all())
+            else:
+                verified.add(session, change)
+                totals.update(verified.stored(session, touched))
             return [o.entry for o in outcomes]
 
         self.log_store.record(work)
         now = time.time()
-        with self.sessions() as session:
-            for miner_id, hotkey in touched.items():
-                verified = session.scalar(select(Miner.verified_bytes).where(Miner.id == miner_id))
-                self._sample(hotkey, now, verified or 0)
+        for miner_id, hotkey in touched.items():
+            self._sample(hotkey, now, totals.get(miner_id, 0))
         if self.metrics:
             for outcome in outcomes:
                 self.metrics.challenges.labels(outcome.entry.kind, outcome.entry.verdict).inc()
             self.metrics.lost.inc(report.lost)
         return report
 
-    def _settle(self, session: Session, outcome: Outcome, now: datetime) -> str:
+    def _settle(
+        self, session: Session, outcome: Outcome, placement: Placement | None, now: datetime
+    ) -> str:
         """Apply one verdict to its placement; returns what it counts as (``contained``
         for a timeout still within containment)."""
         verdict = outcome.entry.verdict
-        placement = session.get(Placement, outcome.target.placement_id)
         if placement is None or placement.state != "stored":
             return verdict  # deleted or given up on meanwhile
         placement.last_challenged_at = now
@@ -572,13 +603,13 @@ class Challenger:
         result = {}
         for miner in rows:
             samples = self._verified.get(miner.hotkey)
-            verified = (
+            held = (
                 time_weighted(list(samples), now, self.policy.capacity_window)
                 if samples
                 else float(miner.verified_bytes)
             )
             result[miner.hotkey] = MinerStanding(
-                verified_bytes=int(verified),
+                verified_bytes=int(held),
                 wrong=Reputation(miner.wrong_alpha, miner.wrong_beta),
                 timeouts=Reputation(miner.timeout_alpha, miner.timeout_beta),
                 disqualified=miner.disqualified_at is not None,
@@ -586,21 +617,13 @@ class Challenger:
         return result
 
 
-def _verified_bytes(session: Session, miner_ids: Iterable[int]) -> list[tuple[int, int]]:
-    """Per miner, the bytes of stored placements whose latest challenge passed."""
-    ids = list(miner_ids)
-    if not ids:
-        return []
-    sums = dict(
-        session.execute(
-            select(Placement.miner_id, func.sum(Shard.size))
-            .join(Shard, Shard.id == Placement.shard_id)
-            .where(
-                Placement.miner_id.in_(ids),
-                Placement.state == "stored",
-                Placement.last_verdict == "pass",
-            )
-            .group_by(Placement.miner_id)
-        ).all()
-    )
-    return [(miner_id, int(sums.get(miner_id) or 0)) for miner_id in ids]
+def _rows(session: Session, model: type[RowT], ids: Sequence[int]) -> dict[int, RowT]:
+    """Rows by primary key, ``CHUNK`` at a time: not a ``session.get`` each, since every get
+    would first autoflush the previous row's change (two statements per challenge)."""
+    found: dict[int, RowT] = {}
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        found.update(
+            (row.id, row) for row in session.scalars(select(model).where(model.id.in_(chunk)))
+        )
+    return found

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from validator import verified
 from validator.downloads import Downloader
 from validator.miner_client import MinerAddress, MinerClient
 from validator.models import Miner, Placement, Segment, Shard, StoredObject, User
@@ -225,14 +226,23 @@ class Gateway:
             with self.sessions.begin() as session:
                 row = self._owned(session, owner_id, object_id)
                 held = session.execute(
-                    select(Miner.hotkey, Miner.host, Miner.port, Shard.shard_id)
+                    select(
+                        Miner.id, Miner.hotkey, Miner.host, Miner.port, Shard.shard_id,
+                        Shard.size, Placement.state, Placement.last_verdict,
+                    )
                     .join(Placement, Placement.miner_id == Miner.id)
                     .join(Shard, Shard.id == Placement.shard_id)
                     .join(Segment, Segment.id == Shard.segment_id)
                     .where(Segment.object_id == object_id)
-                ).all()
+                ).all()  # fmt: skip
+                # The placements go by cascade: take what counted off the running totals.
+                change: dict[int, int] = {}
+                for miner_id, *_, size, state, verdict in held:
+                    if verified.counted(state, verdict):
+                        change[miner_id] = change.get(miner_id, 0) - size
+                verified.add(session, change)
                 session.delete(row)
-                return [(MinerAddress(h, host, port), sid) for h, host, port, sid in held]
+                return [(MinerAddress(h, host, port), sid) for _, h, host, port, sid, *_ in held]
 
         held = await asyncio.to_thread(remove)
         results = await asyncio.gather(

@@ -12,9 +12,10 @@ import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bittensor_wallet import Keypair
-from sqlalchemy import Select, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from validator.audit_log import LogEntry, chain_after
@@ -51,29 +52,35 @@ class LogFilter:
 
 
 def to_row(entry: LogEntry) -> ChallengeRecord:
-    return ChallengeRecord(
-        seq=entry.seq,
-        validator=entry.validator,
-        miner=entry.miner,
-        shard_id=entry.shard_id,
-        kind=entry.kind,
-        nonce=entry.nonce,
-        indices=json.dumps(list(entry.indices)),
-        root=entry.root,
-        issued_at=entry.issued_at,
-        answered_at=entry.answered_at,
-        latency_ms=entry.latency_ms,
-        verdict=entry.verdict,
-        reason=entry.reason,
-        proof_digest=entry.proof_digest,
-        leaf_count=entry.leaf_count,
-        leaf_hashes=b"".join(bytes.fromhex(h) for h in entry.leaf_hashes),
-        proof=bytes.fromhex(entry.proof),
-        size=entry.size,
-        prev_hash=entry.prev_hash,
-        signature=entry.signature,
-        entry_hash=entry.entry_hash,
-    )
+    return ChallengeRecord(**to_values(entry))
+
+
+def to_values(entry: LogEntry, entry_hash: str | None = None) -> dict[str, Any]:
+    """The row's columns, for a bulk insert; ``entry_hash`` if the caller has it already
+    (hashing is the entry's JSON again, then BLAKE3)."""
+    return {
+        "seq": entry.seq,
+        "validator": entry.validator,
+        "miner": entry.miner,
+        "shard_id": entry.shard_id,
+        "kind": entry.kind,
+        "nonce": entry.nonce,
+        "indices": json.dumps(list(entry.indices)),
+        "root": entry.root,
+        "issued_at": entry.issued_at,
+        "answered_at": entry.answered_at,
+        "latency_ms": entry.latency_ms,
+        "verdict": entry.verdict,
+        "reason": entry.reason,
+        "proof_digest": entry.proof_digest,
+        "leaf_count": entry.leaf_count,
+        "leaf_hashes": b"".join(bytes.fromhex(h) for h in entry.leaf_hashes),
+        "proof": bytes.fromhex(entry.proof),
+        "size": entry.size,
+        "prev_hash": entry.prev_hash,
+        "signature": entry.signature,
+        "entry_hash": entry_hash or entry.entry_hash,
+    }
 
 
 def to_entry(row: ChallengeRecord) -> LogEntry:
@@ -121,11 +128,14 @@ class ChallengeLogStore:
                         self._loaded = True
                     head = self._head
                     chained = []
+                    rows = []
                     for entry in work(session):
                         signed = chain_after(head, entry, self.keypair)
                         chained.append(signed)
                         head = (signed.seq, signed.entry_hash)
-                    session.add_all(to_row(e) for e in chained)
+                        rows.append(to_values(signed, head[1]))  # hashed once, not twice
+                    if rows:  # one executemany, not an ORM object per entry
+                        session.execute(insert(ChallengeRecord), rows)
             except BaseException:
                 self._loaded = False  # re-read the head: nothing chained here was kept
                 raise

@@ -70,7 +70,8 @@ class Miner(Base):
     timeout_beta: Mapped[float] = mapped_column(Float, default=0.0)
     last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     active: Mapped[bool] = mapped_column(default=True)
-    # Bytes whose latest challenge passed, as of the last round.
+    # Bytes of stored placements whose latest challenge passed: a running total that every
+    # writer changing that keeps exact (validator/verified.py).
     verified_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     # Set when it left the metagraph (its shards go to repair); cleared if it comes back.
     deregistered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -158,7 +159,16 @@ class Placement(Base):
     miner: Mapped[Miner] = relationship()
 
 
-Index("ix_placements_due", Placement.miner_id, Placement.state, Placement.last_challenged_at)
+# A round's selection per miner reads only the rows it returns, whatever the table's size:
+# the due ones in (last_challenged_at, id) order, and those in containment.
+Index(
+    "ix_placements_due",
+    Placement.miner_id,
+    Placement.state,
+    Placement.last_challenged_at,
+    Placement.id,
+)
+Index("ix_placements_contained", Placement.miner_id, Placement.state, Placement.containment)
 
 
 class RepairItem(Base):

@@ -13,6 +13,7 @@ holding the segment's other shards.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import random
@@ -36,6 +37,7 @@ class Candidate:
         return min(self.free_bytes, FREE_CAP) / FREE_CAP * max(0.0, self.reputation)
 
 
+@functools.lru_cache(maxsize=4096)  # pure; pick() asks for every candidate it walks
 def network_of(host: str) -> str:
     """The /24 (IPv4) or /48 (IPv6) a host is in; the host itself if it is a name."""
     try:

@@ -36,20 +36,22 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter
-from sqlalchemy import ColumnElement, Select, and_, delete, distinct, func, or_, select
+from sqlalchemy import ColumnElement, and_, delete, not_, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from erasure import MerkleBuilder, MerkleTree
 from erasure.codec import DEFAULT_CODEC, check_stripes, decode_segment, primary_blocks
 from protocol.wire import StorageReceipt
+from validator import verified
 from validator.audit_log import LogEntry
 from validator.miner_client import MinerAddress, MinerClient, MinerError, gather_limited
 from validator.models import Miner, Placement, RepairItem, Segment, Shard, StoredObject
@@ -251,6 +253,71 @@ class _Tally:
         )
 
 
+CHUNK = 500  # ids per IN (...) list
+
+
+def _chunks(ids: Iterable[int]) -> Iterator[list[int]]:
+    ordered = sorted(set(ids))
+    for start in range(0, len(ordered), CHUNK):
+        yield ordered[start : start + CHUNK]
+
+
+def _healthy(
+    deregistered_at: datetime | None, last_seen: datetime | None, cutoff: datetime
+) -> bool:
+    """``_healthy_miner`` in Python, for rows already read."""
+    return deregistered_at is None and (last_seen is None or _aware(last_seen) >= cutoff)
+
+
+def _health_at_risk(session: Session, cutoff: datetime) -> dict[int, tuple[SegmentRef, int]]:
+    """Segment id -> (its health, m), for every committed segment that may be short of a
+    share.
+
+    The conditions on low-cardinality columns (a placement's or an object's state) are
+    checked here, not in SQL: without statistics (SQLite's default) the planner takes an
+    index on such a column for a selective one and reads every stored placement.
+    """
+    shards = set(session.scalars(select(RepairItem.shard_id)))
+    shards.update(session.scalars(select(Placement.shard_id).where(Placement.state == "lost")))
+    gone = session.scalars(select(Miner.id).where(not_(_healthy_miner(cutoff)))).all()
+    for chunk in _chunks(gone):
+        shards.update(
+            session.scalars(select(Placement.shard_id).where(Placement.miner_id.in_(chunk)))
+        )
+    segments: set[int] = set()
+    for chunk in _chunks(shards):
+        segments.update(session.scalars(select(Shard.segment_id).where(Shard.id.in_(chunk))))
+    health: dict[int, tuple[SegmentRef, int]] = {}
+    for chunk in _chunks(segments):
+        healthy: dict[int, set[int]] = {segment_id: set() for segment_id in chunk}
+        rows = session.execute(
+            select(
+                Shard.segment_id, Shard.id, Placement.state, Miner.deregistered_at, Miner.last_seen
+            )
+            .join(Placement, Placement.shard_id == Shard.id)
+            .join(Miner, Miner.id == Placement.miner_id)
+            .where(Shard.segment_id.in_(chunk))
+        )
+        for segment_id, shard_id, state, gone_at, seen in rows:
+            if state == "stored" and _healthy(gone_at, seen, cutoff):
+                healthy[segment_id].add(shard_id)
+        objects = session.execute(
+            select(
+                Segment.id, StoredObject.id, StoredObject.name, Segment.index, StoredObject.k,
+                StoredObject.m, StoredObject.state,
+            )
+            .join(StoredObject, StoredObject.id == Segment.object_id)
+            .where(Segment.id.in_(chunk))
+        )  # fmt: skip
+        for segment_id, object_id, name, index, k, m, state in objects:
+            if state == "committed":
+                health[segment_id] = (
+                    SegmentRef(object_id, name, index, len(healthy[segment_id]), k),
+                    m,
+                )
+    return health
+
+
 def _why_unhealthy(miner: Miner, cutoff: datetime) -> str | None:
     if miner.deregistered_at is not None:
         return "deregistered"
@@ -449,10 +516,11 @@ class Repairer:
     def _mark_quarantined(self, found: Mapping[int, Mapping[str, str]]) -> int:
         marked = 0
         now = datetime.now(UTC)
+        lost_bytes: dict[int, int] = defaultdict(int)
         with self.sessions.begin() as session:
             for miner_id, shards in found.items():
                 rows = session.execute(
-                    select(Placement, Miner.hotkey)
+                    select(Placement, Miner.hotkey, Shard.size)
                     .join(Shard, Shard.id == Placement.shard_id)
                     .join(Miner, Miner.id == Placement.miner_id)
                     .where(
@@ -461,7 +529,9 @@ class Repairer:
                         Shard.shard_id.in_(list(shards)),
                     )
                 ).all()
-                for placement, hotkey in rows:
+                for placement, hotkey, size in rows:
+                    if verified.counts(placement):
+                        lost_bytes[miner_id] -= size
                     placement.state = "lost"
                     placement.last_verdict = "quarantined"
                     marked += 1
@@ -478,6 +548,7 @@ class Repairer:
                         )
                     # Flush per row: the same shard may be quarantined on two miners.
                     session.flush()
+            verified.add(session, lost_bytes)
         if marked:
             log.warning("miners quarantined shards; queued for repair", extra={"count": marked})
         return marked
@@ -485,69 +556,66 @@ class Repairer:
     # --- choosing segments ----------------------------------------------------------------
 
     def _choose(self, report: RepairReport, waiting: set[int]) -> list[int]:
-        """Segments to repair this run, most at risk first; fills in the report's counts."""
+        """Segments to repair this run, most at risk first; fills in the report's counts.
+
+        Only segments that can be short of a healthy share are looked at: those with a shard
+        in the repair queue, a placement given up on (``lost``), or a stored placement on a
+        miner that is no longer healthy. Every query starts from that small side and uses
+        one obvious index, so a run reads rows in proportion to what is or was at risk, not
+        to everything stored, whatever statistics the database has.
+        """
         cutoff = datetime.now(UTC) - timedelta(seconds=self.unseen_after)
-        healthy = (
-            select(Shard.segment_id, func.count(distinct(Shard.id)).label("n"))
-            .join(Placement, Placement.shard_id == Shard.id)
-            .join(Miner, Miner.id == Placement.miner_id)
-            .where(Placement.state == "stored", _healthy_miner(cutoff))
-            .group_by(Shard.segment_id)
-            .subquery()
-        )
-        n = func.coalesce(healthy.c.n, 0)
-        limit = StoredObject.m if self.threshold is None else StoredObject.k + self.threshold
-
-        def segments(*columns: Any) -> Select[Any]:
-            return (
-                select(*columns)
-                .select_from(Segment)
-                .join(StoredObject, StoredObject.id == Segment.object_id)
-                .outerjoin(healthy, healthy.c.segment_id == Segment.id)
-                .where(StoredObject.state == "committed")
-            )
-
-        def count(query: Select[Any]) -> int:
-            return session.scalar(select(func.count()).select_from(query.subquery())) or 0
-
         with self.sessions.begin() as session:
             report.stale_queue_items = self._drop_stale_queue_items(session, cutoff)
-            report.unrepairable_count = count(segments(Segment.id).where(n < StoredObject.k))
-            if report.unrepairable_count:
-                rows = session.execute(
-                    segments(StoredObject.id, StoredObject.name, Segment.index, n, StoredObject.k)
-                    .where(n < StoredObject.k)
-                    .order_by(StoredObject.id, Segment.index)
-                    .limit(UNREPAIRABLE_LISTED)
-                ).all()
-                report.unrepairable = [SegmentRef(*row) for row in rows]
-                log.error(
-                    "segments with fewer than k healthy shards cannot be repaired; "
-                    "their objects are at risk",
-                    extra={
-                        "segments": report.unrepairable_count,
-                        "first": [f"{r.object_id}/{r.segment}" for r in report.unrepairable[:5]],
-                    },
-                )
-            repairable = segments(Segment.id).where(n >= StoredObject.k, n < limit)
-            report.segments_below_threshold = count(repairable)
-            skip = waiting | self._busy
-            if skip:
-                repairable = repairable.where(Segment.id.not_in(skip))
-            return list(
-                session.scalars(repairable.order_by(n, Segment.id).limit(self.max_segments))
+            health = _health_at_risk(session, cutoff)
+        unrepairable = sorted(
+            (ref for ref, _ in health.values() if ref.healthy < ref.k),
+            key=lambda ref: (ref.object_id, ref.segment),
+        )
+        report.unrepairable_count = len(unrepairable)
+        if unrepairable:
+            report.unrepairable = unrepairable[:UNREPAIRABLE_LISTED]
+            log.error(
+                "segments with fewer than k healthy shards cannot be repaired; "
+                "their objects are at risk",
+                extra={
+                    "segments": report.unrepairable_count,
+                    "first": [f"{r.object_id}/{r.segment}" for r in report.unrepairable[:5]],
+                },
             )
+        extra = self.threshold
+        repairable = [
+            (ref.healthy, segment_id)
+            for segment_id, (ref, m) in health.items()
+            if ref.k <= ref.healthy < (m if extra is None else ref.k + extra)
+        ]
+        report.segments_below_threshold = len(repairable)
+        skip = waiting | self._busy
+        return [s for _, s in sorted(r for r in repairable if r[1] not in skip)][
+            : self.max_segments
+        ]
 
     @staticmethod
     def _drop_stale_queue_items(session: Session, cutoff: datetime) -> int:
         """Queue rows whose shard has a healthy placement again (e.g. a duplicate copy)."""
-        satisfied = (
-            select(Placement.shard_id)
-            .join(Miner, Miner.id == Placement.miner_id)
-            .where(Placement.state == "stored", _healthy_miner(cutoff))
-        )
-        result = session.execute(delete(RepairItem).where(RepairItem.shard_id.in_(satisfied)))
-        return int(getattr(result, "rowcount", 0) or 0)
+        queued = list(session.scalars(select(RepairItem.shard_id)))
+        satisfied: set[int] = set()
+        for chunk in _chunks(queued):
+            rows = session.execute(
+                select(Placement.shard_id, Placement.state, Miner.deregistered_at, Miner.last_seen)
+                .join(Miner, Miner.id == Placement.miner_id)
+                .where(Placement.shard_id.in_(chunk))
+            )
+            satisfied.update(
+                shard_id
+                for shard_id, state, gone, seen in rows
+                if state == "stored" and _healthy(gone, seen, cutoff)
+            )
+        dropped = 0
+        for chunk in _chunks(satisfied):
+            result = session.execute(delete(RepairItem).where(RepairItem.shard_id.in_(chunk)))
+            dropped += int(getattr(result, "rowcount", 0) or 0)  # rows, as a shard may have two
+        return dropped
 
     # --- one segment ----------------------------------------------------------------------
 
@@ -758,11 +826,13 @@ class Repairer:
         (miner, shard id) copies to ask their miners to drop."""
         now = datetime.now(UTC)
         drop: list[tuple[MinerAddress, str]] = []
+        lost_bytes: dict[int, int] = defaultdict(int)
         with self.sessions.begin() as session:
             for share in plan.shares:
                 if share.share not in placed:
                     continue
-                if session.get(Shard, share.row_id) is None:
+                shard = session.get(Shard, share.row_id)
+                if shard is None:
                     raise LookupError(f"shard row {share.row_id} is gone")
                 candidate, receipt = placed[share.share]
                 session.add(
@@ -780,11 +850,14 @@ class Repairer:
                         continue
                     if row.state == "stored":
                         # Not healthy when planned (its miner went away): kept, as lost.
+                        if verified.counts(row):
+                            lost_bytes[row.miner_id] -= shard.size
                         row.state = "lost"
                         row.last_verdict = (holder.why_unhealthy or "replaced")[:16]
                     if not self._held_elsewhere(session, holder, share):
                         drop.append((holder.address, share.shard_id))
                 session.execute(delete(RepairItem).where(RepairItem.shard_id == share.row_id))
+            verified.add(session, lost_bytes)  # the new placements count once they pass
             unplaced = [s.row_id for s in plan.shares if not s.healthy and s.share not in placed]
             for item in session.scalars(
                 select(RepairItem).where(RepairItem.shard_id.in_(unplaced))

@@ -17,9 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from erasure import Capability, ErasureParams, MerkleTree, encode_segment_shards
 from storage_miner.scrubber import scrub_batch
 from tests.validator.conftest import VALIDATOR, LiveMiner
+from validator.challenger import ChallengePolicy, Challenger
 from validator.downloads import Downloader, ObjectPlan
+from validator.log_store import ChallengeLogStore
 from validator.miner_client import MinerAddress, MinerClient
-from validator.models import Miner, Placement, RepairItem, Segment, Shard
+from validator.models import Miner, Placement, RepairItem, Segment, Shard, StoredObject
 from validator.repair import RebuildError, Repairer, rebuild_shares
 from validator.uploads import Uploader, UploadOptions, UploadResult
 
@@ -388,3 +390,139 @@ def test_rebuild_refuses_a_share_that_does_not_match_its_id() -> None:
         rebuild_shares(
             shares, k=4, m=6, size=size, leaf_size=PARAMS.leaf_size, wanted={0: "00" * 32}
         )
+
+
+def needing_repair(
+    sessions: sessionmaker[Session], unseen_after: float
+) -> dict[int, tuple[str, int, int, int, int]]:
+    """Segment id -> (object id, index, healthy shares, k, m) of every committed segment
+    short of a healthy share, by the definition, walking every row (no at-risk shortcut)."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=unseen_after)
+    with sessions() as session:
+        segments = {
+            seg_id: (obj_id, index, k, m)
+            for seg_id, obj_id, index, k, m in session.execute(
+                select(Segment.id, StoredObject.id, Segment.index, StoredObject.k, StoredObject.m)
+                .join(StoredObject, StoredObject.id == Segment.object_id)
+                .where(StoredObject.state == "committed")
+            )
+        }
+        healthy: dict[int, set[int]] = {seg_id: set() for seg_id in segments}
+        for seg_id, shard, state, gone, seen in session.execute(
+            select(
+                Shard.segment_id, Shard.id, Placement.state, Miner.deregistered_at, Miner.last_seen
+            )
+            .join(Placement, Placement.shard_id == Shard.id)
+            .join(Miner, Miner.id == Placement.miner_id)
+        ):
+            seen_ok = seen is None or seen.replace(tzinfo=seen.tzinfo or UTC) >= cutoff
+            if seg_id in healthy and state == "stored" and gone is None and seen_ok:
+                healthy[seg_id].add(shard)
+    return {
+        seg_id: (obj_id, index, len(healthy[seg_id]), k, m)
+        for seg_id, (obj_id, index, k, m) in segments.items()
+        if len(healthy[seg_id]) < m
+    }
+
+
+async def test_only_at_risk_segments_are_read_and_none_is_missed(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    seeded: int,
+) -> None:
+    """Repair reads only segments with a queued shard, a lost placement or a placement on a
+    miner no longer healthy; every segment that needs repair is among them, whatever made
+    it need repair: a failed challenge, a quarantine, a share never placed, a miner that
+    left the metagraph or went unseen (the last two leave no row behind but the miner's)."""
+    up = Uploader(
+        sessions, miner_client, lambda: [m.candidate for m in live_miners], rng=random.Random(1)
+    )
+    for n in range(3):
+        data = random.Random(20 + n).randbytes(700_001)
+        await up.upload(seeded, f"obj{n}", stream(data), UploadOptions(PARAMS))
+    left, unseen, failing, rotten, stale, down = (live_miners[i] for i in (0, 1, 2, 3, 4, 7))
+    await down.server.close()  # uploads to it fail: a share of each segment is never placed
+    partial = Uploader(
+        sessions, miner_client, lambda: [m.candidate for m in live_miners[2:]], rng=random.Random(2)
+    )
+    result = await partial.upload(seeded, "partial", stream(DATA), UploadOptions(PARAMS))
+    assert result.queued_for_repair > 0
+    with sessions.begin() as session:
+        for miner, how in ((left, "deregistered"), (unseen, "unseen")):
+            row = session.scalar(select(Miner).where(Miner.hotkey == miner.key.ss58_address))
+            assert row is not None
+            if how == "deregistered":
+                row.active, row.uid, row.deregistered_at = False, None, datetime.now(UTC)
+            else:
+                row.last_seen = datetime.now(UTC) - timedelta(hours=2)
+        # A queue row for a shard that is healthy (as a duplicate copy leaves): dropped.
+        healthy_shard = session.scalar(
+            select(Placement.shard_id)
+            .join(Miner, Miner.id == Placement.miner_id)
+            .where(Miner.hotkey == stale.key.ss58_address)
+            .limit(1)
+        )
+        assert healthy_shard is not None
+        session.add(RepairItem(shard_id=healthy_shard, reason="test", created_at=datetime.now(UTC)))
+    # A failed challenge (the real challenger: the placement lost and queued).
+    bad = on(sessions, failing)[0]
+    shard_file(failing, bad.shard_id).unlink()
+    report = await Challenger(
+        sessions,
+        miner_client,
+        ChallengeLogStore(sessions, VALIDATOR),
+        ChallengePolicy(floor=5.0, retrieval_every=1000),
+    ).run_round()
+    assert report.verdicts["missing"] == 1
+    # A quarantine, found by the repairer's poll.
+    rot = on(sessions, rotten)[0]
+    path = shard_file(rotten, rot.shard_id)
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0x01
+    path.write_bytes(bytes(data))
+    await asyncio.to_thread(scrub_batch, rotten.service.store, rotten.service.index, 100)
+
+    quiet_only = set()  # at risk only through a departed miner: no queue row, no lost row
+    for threshold in (None, 2, 1, 0):
+        # No candidates: every chosen segment is reported (no miner free) and nothing is
+        # written, so each run sees the same rows.
+        fixer = Repairer(
+            sessions,
+            miner_client,
+            lambda: [],
+            threshold=threshold,
+            unseen_after=3600,
+            max_segments=1000,
+            retry_after=0,
+        )
+        report = await fixer.run_once()
+        expected = needing_repair(sessions, 3600)
+        limit = {s: m if threshold is None else k + threshold for s, (*_, k, m) in expected.items()}
+        repairable = {s for s, (_, _, n, k, _) in expected.items() if k <= n < limit[s]}
+        assert {(e.object_id, e.segment) for e in report.events} == {
+            expected[s][:2] for s in repairable
+        }, threshold
+        assert report.segments_below_threshold == len(repairable)
+        assert report.unrepairable_count == sum(n < k for _, _, n, k, _ in expected.values())
+        assert {e.outcome for e in report.events} <= {"failed"}
+        if threshold is None:
+            assert report.quarantined == 1
+            assert report.stale_queue_items == 1
+            with sessions() as session:
+                marked = set(session.scalars(select(RepairItem.shard_id)))
+                marked |= set(
+                    session.scalars(select(Placement.shard_id).where(Placement.state == "lost"))
+                )
+                flagged = set(session.scalars(select(Shard.segment_id).where(Shard.id.in_(marked))))
+            quiet_only = set(expected) - flagged
+    assert quiet_only  # the case a shortcut through queue and lost rows alone would miss
+
+    # Most at risk first: a run limited to two takes the two with the fewest healthy shares.
+    expected = needing_repair(sessions, 3600)
+    first = sorted((n, s) for s, (_, _, n, k, _) in expected.items() if n >= k)[:2]
+    fixer = Repairer(
+        sessions, miner_client, lambda: [], unseen_after=3600, max_segments=2, retry_after=0
+    )
+    report = await fixer.run_once()
+    assert [(e.object_id, e.segment) for e in report.events] == [expected[s][:2] for _, s in first]

@@ -1,12 +1,17 @@
-"""The validator's migrations build exactly the schema its models describe."""
+"""The validator's migrations build exactly the schema its models describe, and go back."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlalchemy.orm import Session
 
-from protocol.db import make_engine, upgrade
-from validator.models import Base
+from protocol.db import alembic_config, make_engine, upgrade
+from validator.models import Base, Miner, Placement, Segment, Shard, StoredObject, User
 
 
 def test_upgrade_head_has_no_drift_from_the_models(db_url: str) -> None:
@@ -24,3 +29,63 @@ def test_upgrade_head_has_no_drift_from_the_models(db_url: str) -> None:
     finally:
         engine.dispose()
     assert {"users", "miners", "objects", "segments", "shards", "placements"} <= tables
+
+
+def placement_indexes(url: str) -> dict[str, list[str]]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            found = inspect(connection).get_indexes("placements")
+    finally:
+        engine.dispose()
+    return {str(ix["name"]): [str(c) for c in ix["column_names"]] for ix in found}
+
+
+def test_0004_upgrades_and_downgrades_with_rows_kept(db_url: str) -> None:
+    config = alembic_config(db_url, "validator")
+    command.upgrade(config, "0003_validator")
+    assert placement_indexes(db_url)["ix_placements_due"] == [
+        "miner_id",
+        "state",
+        "last_challenged_at",
+    ]
+    engine = make_engine(db_url)
+    now = datetime.now(UTC)
+    rows = [  # a row of each table placements depends on, as 0003 had them
+        User(id=1, name="u", created_at=now),
+        Miner(id=1, hotkey="m", host="127.0.0.1", port=1),
+        StoredObject(
+            id="o" * 32, owner_id=1, name="n", state="committed", k=1, m=1, segment_size=1,
+            leaf_size=1, encryption="none", created_at=now,
+        ),
+        Segment(id=1, object_id="o" * 32, index=0, size=1, padding=0, shard_size=1),
+        Shard(id=1, segment_id=1, share=0, shard_id="s", size=1),
+        Placement(
+            id=1, shard_id=1, miner_id=1, state="stored", receipt_json="{}", stored_at=now,
+            containment=2,
+        ),
+    ]  # fmt: skip
+    with Session(engine) as session, session.begin():
+        for row in rows:
+            session.add(row)
+            session.flush()  # in this order: the models name no relationship for some keys
+    engine.dispose()
+
+    command.upgrade(config, "0004_validator")
+    indexes = placement_indexes(db_url)
+    assert indexes["ix_placements_due"] == ["miner_id", "state", "last_challenged_at", "id"]
+    assert indexes["ix_placements_contained"] == ["miner_id", "state", "containment"]
+    command.downgrade(config, "0003_validator")
+    indexes = placement_indexes(db_url)
+    assert "ix_placements_contained" not in indexes
+    assert indexes["ix_placements_due"] == ["miner_id", "state", "last_challenged_at"]
+    command.upgrade(config, "head")
+    test_upgrade_head_has_no_drift_from_the_models(db_url)
+    engine = make_engine(db_url)
+    try:
+        with Session(engine) as session:
+            row = session.get(Placement, 1)
+            assert row is not None
+            assert (row.state, row.containment) == ("stored", 2)
+    finally:
+        engine.dispose()
