@@ -252,6 +252,61 @@ def peers(report: dict[str, Any]) -> str:
     return f"{_caption(report)}\n\n{body}\n{_peers_notes(report)}"
 
 
+def challenges(report: dict[str, Any]) -> str:
+    med, runs = report["median"], _runs(len(report.get("runs", [])))
+    base_rate = "aiohttp, batch-sized replies: " + _num(
+        med.get("baseline_batch_sized_leaf_equivalents_per_client_cpu_s"), "leaves/CPU-s"
+    )
+    base_lat = "aiohttp, batch-sized replies: p99 " + _num(
+        med.get("baseline_batch_sized_p99_ms"), "ms"
+    )
+    rows: list[Row] = [
+        ("leaves verified per validator CPU-second", _num(med["leaves_per_validator_cpu_s"]),
+         base_rate, _ratio(med["leaves_per_validator_cpu_s"],
+                           med.get("baseline_batch_sized_leaf_equivalents_per_client_cpu_s")),
+         runs),
+        ("leaves verified per second, wall", _num(med["leaves_per_s"]),
+         "aiohttp, batch-sized replies: " + _num(
+             med.get("baseline_batch_sized_leaf_equivalents_per_s"), "leaves/s"),
+         _ratio(med["leaves_per_s"], med.get("baseline_batch_sized_leaf_equivalents_per_s")),
+         runs),
+        (f"batch round trip p99 ({report['batch']} shards x {report['leaves_per_challenge']} "
+         "leaves)", _num(med["batch_latency_p99_ms"], "ms"), base_lat,
+         _ratio(med["batch_latency_p99_ms"], med.get("baseline_batch_sized_p99_ms")), runs),
+        ("batch round trip p50", _num(med["batch_latency_p50_ms"], "ms"),
+         "aiohttp, batch-sized replies: p50 " + _num(med.get("baseline_batch_sized_p50_ms"), "ms"),
+         _ratio(med["batch_latency_p50_ms"], med.get("baseline_batch_sized_p50_ms")), runs),
+    ]  # fmt: skip
+    return f"{_caption(report)} {report['miners']} miners.\n\n{_table(rows)}"
+
+
+def rebuild_gap(report: dict[str, Any]) -> str:
+    rows: list[Row] = []
+    for size, r in report["results"].items():
+        for step, what in [("one", "one challenge"), ("batch", "a batch"), ("get", "full GET")]:
+            honest, rebuild = r["honest"][f"{step}_p50_ms"], r["rebuild"][f"{step}_p50_ms"]
+            samples = _runs(report.get("samples"), "samples")
+            rows.append((f"{size} shard, {what}: rebuild-on-demand miner, p50",
+                         _num(rebuild, "ms"), f"honest miner: {_num(honest, 'ms')}",
+                         _ratio(rebuild, honest), samples))  # fmt: skip
+    return f"{_caption(report)}\n\n{_table(rows)}"
+
+
+def repair_time(report: dict[str, Any]) -> str:
+    held = report["lost_miner_held_bytes"] / 1e9
+    rows: list[Row] = [
+        (f"a miner holding {held:.2f} GB lost: detected", _num(report["seconds_to_detect"], "s"),
+         NONE, NONE, "1 run"),
+        ("... full health again", _num(report["seconds_to_full_health"], "s"), NONE, NONE,
+         "1 run"),
+        ("rebuilt", _num(report["rebuild_mb_s"], "MB/s"),
+         f"upload, same run: {_num(report.get('upload_mb_s'), 'MB/s')}",
+         _ratio(report["rebuild_mb_s"], report.get("upload_mb_s")), "1 run"),
+    ]  # fmt: skip
+    net = f"{report['k']}-of-{report['m']} on {report['miners']} miners"
+    return f"{_caption(report)} {net}.\n\n{_table(rows)}"
+
+
 def generic(report: dict[str, Any]) -> str:
     return f"{_caption(report)} No table renderer for this report: see its JSON and section.\n"
 
@@ -263,6 +318,9 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "epoch": epoch,
     "gateway": gateway,
     "peers": peers,
+    "challenges": challenges,
+    "rebuild_gap": rebuild_gap,
+    "repair_time": repair_time,
 }
 ORDER = ["peers", "erasure", "miner", "epoch_core", "epoch", "gateway"]
 
@@ -270,9 +328,14 @@ ORDER = ["peers", "erasure", "miner", "epoch_core", "epoch", "gateway"]
 def render_report(report: dict[str, Any]) -> str:
     renderer = RENDERERS.get(report.get("bench", ""), generic)
     runs = report.get("runs")
-    if renderer is not generic and "results" not in report and isinstance(runs, list):
+    if (
+        renderer is not generic
+        and "results" not in report
+        and isinstance(runs, list)
+        and all(isinstance(run, dict) and "bench" in run for run in runs)
+    ):
         # A file holding several whole reports (e.g. repeated runs): one table each.
-        parts = [render_report(run) for run in runs if isinstance(run, dict)]
+        parts = [render_report(run) for run in runs]
         return f"{_caption(report)}\n\n" + "\n".join(parts)
     try:
         return renderer(report)
