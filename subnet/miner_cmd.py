@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from protocol.logs import configure_logging
+from protocol.memory import reexec_with_huge_pages
 from protocol.wallet import WalletError
 from storage_miner.runner import serve
 from storage_miner.settings import ENV_PREFIX, MinerSettings
@@ -65,6 +66,7 @@ def run(config_file: Path | None, log_format: str, log_level: str, **flags: obje
       subnet miner run --wallet-name miner1 --host 0.0.0.0 --external-host 203.0.113.7 \\
           --chain-url http://127.0.0.1:9944 --data-dir /srv/miner1
     """
+    reexec_with_huge_pages()  # once, first: see protocol/memory.py
     settings = settings_from_cli(MinerSettings, ENV_PREFIX, config_file, flags)
     configure_logging(log_level, log_format)
     try:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from protocol.logs import configure_logging
+from protocol.memory import reexec_with_huge_pages
 from protocol.wallet import WalletError
 from subnet.settings_cli import settings_from_cli, settings_options
 from validator.runner import serve
@@ -74,6 +75,7 @@ def run(config_file: Path | None, log_format: str, log_level: str, **flags: obje
       subnet validator run --wallet-name v1 --users alice=5F... \\
           --chain-url http://127.0.0.1:9944 --challenge-seconds 30
     """
+    reexec_with_huge_pages()  # once, first: see protocol/memory.py
     settings = settings_from_cli(ValidatorSettings, ENV_PREFIX, config_file, flags)
     configure_logging(log_level, log_format)
     try:
