@@ -182,7 +182,9 @@ class ObjectEncoder:
             pending: deque[Future[EncodedSegment]] = deque()
             for piece in pieces:
                 pending.append(pool.submit(self._code, *piece))
-                if len(pending) > self.workers:
+                # No more than `workers` segments in hand (each ~3x its size while coded):
+                # one more ahead bought no upload speed and cost its memory (measured).
+                if len(pending) >= self.workers:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()

@@ -178,13 +178,17 @@ class Uploader:
         storing: set[asyncio.Task[int]] = set()
         queued = 0
         try:
-            while (item := await bridge.segments.get()) is not None:
-                if isinstance(item, Exception):
-                    raise item
-                # Push the next segment while the previous one's slowest miner finishes.
+            while True:
+                # Push the next segment while the previous one's slowest miner finishes. A
+                # slot is freed before the next segment is taken, so that no coded segment
+                # waits here on top of those in the queue (memory: docs/benchmarks.md).
                 while len(storing) >= SEGMENTS_IN_FLIGHT:
                     done, storing = await asyncio.wait(storing, return_when=FIRST_COMPLETED)
                     queued += sum(task.result() for task in done)
+                if (item := await bridge.segments.get()) is None:
+                    break
+                if isinstance(item, Exception):
+                    raise item
                 storing.add(
                     asyncio.create_task(self._store_segment(object_id, item, options, pushed))
                 )
