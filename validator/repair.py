@@ -18,8 +18,9 @@ unhealthy; a lower number repairs lazily and saves bandwidth), most at risk firs
 segment it fetches k healthy shares (each hashed against its id), decodes the segment's
 stored bytes with the object's codec (``objects.codec``: zfec or isal), re-encodes only the
 missing share numbers with it, checks each against its recorded id, pushes it to a new
-miner (placement rules as at upload, never a miner or IP already holding a share of the
-segment) and records the receipts in one transaction: new
+miner (placement rules as at upload, never a miner or IP holding a healthy share of the
+segment; one whose copy was lost only when no other is free) and records the receipts in
+one transaction: new
 ``stored`` placements, the replaced placements kept as ``lost`` (so a later object delete
 still asks their miners to drop them), and the shares' repair-queue rows removed. Then it
 asks the old miners to drop their copies, best effort.
@@ -689,9 +690,20 @@ class Repairer:
             for c in rank(self.candidates(), plan.shard_size, self.rng)
             if c.hotkey in plan.miner_ids
         ]
+        # Miners with no copy of the segment first. One whose copy was lost (quarantined,
+        # failed) holds nothing that counts and is taken only when no other will do: in a
+        # small net it may be the only one left. (A miner purges a quarantined copy on PUT.)
+        healthy = {h.address.hotkey for s in plan.shares for h in s.healthy}
         holding = {h.address.hotkey for s in plan.shares for h in s.holders}
         hosts = {h.address.host for s in plan.shares for h in s.healthy}
         targets = pick(ranked, len(missing), taken_hosts=hosts, exclude=holding)
+        if len(targets) < len(missing):
+            targets += pick(
+                ranked,
+                len(missing) - len(targets),
+                taken_hosts=hosts | {t.host for t in targets},
+                exclude=healthy | {t.hotkey for t in targets},
+            )
         if not targets:
             return "no eligible miner on a new host is free to take a shard"
         fetched, tally.sources = await self._fetch(plan)
@@ -835,18 +847,18 @@ class Repairer:
                 if shard is None:
                     raise LookupError(f"shard row {share.row_id} is gone")
                 candidate, receipt = placed[share.share]
-                session.add(
-                    Placement(
-                        shard_id=share.row_id,
-                        miner_id=plan.miner_ids[candidate.hotkey],
-                        state="stored",
-                        receipt_json=_receipt_json(receipt),
-                        stored_at=now,
-                    )
-                )
+                revived = False
                 for holder in share.holders:
                     row = session.get(Placement, holder.placement_id)
                     if row is None:
+                        continue
+                    if holder.address.hotkey == candidate.hotkey:
+                        # The miner that lost this copy took the share again: its row (one
+                        # per shard and miner) comes back, unchallenged, and nothing is dropped.
+                        row.state, row.stored_at = "stored", now
+                        row.receipt_json = _receipt_json(receipt)
+                        row.last_challenged_at, row.last_verdict, row.containment = None, None, 0
+                        revived = True
                         continue
                     if row.state == "stored":
                         # Not healthy when planned (its miner went away): kept, as lost.
@@ -856,6 +868,16 @@ class Repairer:
                         row.last_verdict = (holder.why_unhealthy or "replaced")[:16]
                     if not self._held_elsewhere(session, holder, share):
                         drop.append((holder.address, share.shard_id))
+                if not revived:
+                    session.add(
+                        Placement(
+                            shard_id=share.row_id,
+                            miner_id=plan.miner_ids[candidate.hotkey],
+                            state="stored",
+                            receipt_json=_receipt_json(receipt),
+                            stored_at=now,
+                        )
+                    )
                 session.execute(delete(RepairItem).where(RepairItem.shard_id == share.row_id))
             verified.add(session, lost_bytes)  # the new placements count once they pass
             unplaced = [s.row_id for s in plan.shares if not s.healthy and s.share not in placed]

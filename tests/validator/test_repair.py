@@ -315,6 +315,36 @@ async def test_a_shard_the_scrubber_quarantined_is_found_and_repaired(
     assert (again.quarantined, again.events) == (0, [])
 
 
+async def test_a_net_with_no_spare_miner_repairs_onto_the_miner_that_lost_the_share(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    seeded: int,
+) -> None:
+    """m miners for m shares: after a quarantine the only miner on a host free of this
+    segment's healthy shares is the one whose copy went bad. It takes the rebuilt share
+    (its bad copy is purged), rather than the segment staying at risk for want of a target."""
+    net = live_miners[: PARAMS.m]
+    result = await upload(sessions, miner_client, net, seeded)
+    host = busiest(sessions, net)
+    bad = on(sessions, host)[0]
+    before = await originals(miner_client, host, [bad])
+    path = shard_file(host, bad.shard_id)
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0x01
+    path.write_bytes(bytes(data))
+    scrubbed = await asyncio.to_thread(scrub_batch, host.service.store, host.service.index, 100)
+    assert scrubbed.quarantined == (bad.shard_id,)
+    report = await repairer(sessions, miner_client, net).run_once()
+    assert (report.quarantined, report.shards_rebuilt) == (1, 1), report
+    [event] = report.events
+    assert event.outcome == "repaired", event
+    [new] = await assert_rebuilt(miner_client, net, sessions, before)
+    assert new.hotkey == host.key.ss58_address
+    assert_whole(sessions)
+    assert await download_using(sessions, miner_client, result, [new]) == DATA
+
+
 async def test_fewer_than_k_healthy_shards_is_reported_and_nothing_is_written(
     sessions: sessionmaker[Session],
     miner_client: MinerClient,
