@@ -137,7 +137,7 @@ class SyntheticFiller:
         name = f"{PREFIX}{index:08d}"
         options = UploadOptions(self.params, encrypt=False)
         await self.uploader.upload(owner, name, self._body(index), options)
-        log.info("synthetic object stored", extra={"name": name, "bytes": self.object_size})
+        log.info("synthetic object stored", extra={"object": name, "bytes": self.object_size})
         return True
 
     async def _body(self, index: int) -> AsyncIterator[bytes]:
