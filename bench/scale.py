@@ -60,7 +60,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -693,17 +693,17 @@ class TimedChallenger(Challenger):
         self.plan_seconds: list[float] = []
         self.record_seconds: list[float] = []
 
-    def _plan(self, retrieve: bool) -> list[Plan]:
+    def _plan(self, retrieve: bool = False) -> list[Plan]:
         start = time.perf_counter()
         try:
             return super()._plan(retrieve)
         finally:
             self.plan_seconds.append(time.perf_counter() - start)
 
-    def _record(self, outcomes: Sequence[Outcome]) -> Any:
+    def _record(self, outcomes: Sequence[Outcome], served: Mapping[str, int] | None = None) -> Any:
         start = time.perf_counter()
         try:
-            return super()._record(outcomes)
+            return super()._record(outcomes, served)
         finally:
             self.record_seconds.append(time.perf_counter() - start)
 

@@ -128,7 +128,7 @@ def audit() -> None:
 @click.option("--since", help="From this time: ISO, unix seconds, or an age (2h, 7d).")
 @click.option("--until", help="Before this time (same forms).")
 @click.option("--verdict", type=click.Choice(["pass", "wrong", "missing", "timeout", "repaired"]))
-@click.option("--kind", type=click.Choice(["merkle", "retrieval", "repair"]))
+@click.option("--kind", type=click.Choice(["merkle", "retrieval", "read", "repair"]))
 @click.option(
     "--format",
     "fmt",

@@ -335,8 +335,8 @@ async def get_audit_log(request: web.Request) -> web.Response:
     if verdict is not None and verdict not in {"pass", "wrong", "missing", "timeout", "repaired"}:
         raise BadRequest("bad_query", "verdict is one of pass, wrong, missing, timeout, repaired")
     kind = request.query.get("kind")
-    if kind is not None and kind not in {"merkle", "retrieval", "repair"}:
-        raise BadRequest("bad_query", "kind is merkle, retrieval or repair")
+    if kind is not None and kind not in {"merkle", "retrieval", "read", "repair"}:
+        raise BadRequest("bad_query", "kind is merkle, retrieval, read or repair")
     where = LogFilter(
         miner=request.query.get("miner"),
         verdict=verdict,
@@ -454,6 +454,8 @@ def _loops(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if challenger is not None:
+            await challenger.close()  # retrievals scheduled for later
 
     return run
 

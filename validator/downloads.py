@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from erasure import Manifest, MerkleTree, decode_segment_shares
 from protocol.memory import trim
-from validator.miner_client import MinerAddress, MinerClient, MinerError
+from validator.miner_client import MinerAddress, MinerClient, MinerError, ReadObserver
 from validator.models import Placement, Segment, Shard, StoredObject
 
 log = logging.getLogger(__name__)
@@ -61,9 +61,11 @@ class Downloader:
         *,
         hedge_after: float = 0.5,
         hedge: int = 2,
+        reads: ReadObserver | None = None,
     ) -> None:
         self.sessions = sessions
         self.miners = miners
+        self.reads = reads  # told what each fetch brought: evidence for the miner's scores
         self.hedge_after = hedge_after
         self.hedge = hedge
         self.latency: dict[str, float] = {}  # EWMA seconds per miner hotkey
@@ -205,6 +207,8 @@ class Downloader:
         except MinerError as exc:
             log.info("shard fetch failed", extra={"miner": source.miner.hotkey, "why": exc.kind})
             self.latency[source.miner.hotkey] = 10.0  # try it last next time
+            if exc.status == 404:
+                self._observe(source, served=False, why="missing")
             return source, None
         elapsed = time.perf_counter() - started
         previous = self.latency.get(source.miner.hotkey, elapsed)
@@ -215,8 +219,14 @@ class Downloader:
         )
         if not ok:
             log.warning("miner served a corrupt shard", extra={"miner": source.miner.hotkey})
+            self._observe(source, served=False, why="wrong")
             return source, None
+        self._observe(source, served=True)
         return source, data
+
+    def _observe(self, source: Source, *, served: bool, why: str = "") -> None:
+        if self.reads is not None:
+            self.reads(source.miner.hotkey, source.shard_id, served=served, why=why)
 
 
 def _matches(data: bytes, leaf_size: int, shard_id: str) -> bool:

@@ -21,7 +21,8 @@ from validator import verified
 from validator.downloads import Downloader
 from validator.miner_client import MinerAddress, MinerClient
 from validator.models import Miner, Placement, Segment, Shard, StoredObject, User
-from validator.placement import Candidate
+from validator.placement import Candidate, credible_free
+from validator.scoring import Reputation
 from validator.uploads import Uploader
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class ObjectInfo:
     created_at: str
 
 
+DEFAULT_UNPROVEN_BYTES = 64 * 2**30
 USER_PREFIX = "user:"  # how a token caller is named where a hotkey would be
 
 
@@ -70,11 +72,19 @@ def parse_miner(entry: str) -> tuple[str, str, int]:
 
 
 class Gateway:
-    def __init__(self, sessions: sessionmaker[Session], miners: MinerClient) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        miners: MinerClient,
+        *,
+        network_prefix: int = 0,
+        unproven_bytes: int = DEFAULT_UNPROVEN_BYTES,
+    ) -> None:
         self.sessions = sessions
         self.miners = miners
+        self.unproven_bytes = unproven_bytes
         self._candidates: list[Candidate] = []
-        self.uploader = Uploader(sessions, miners, self.candidates)
+        self.uploader = Uploader(sessions, miners, self.candidates, network_prefix=network_prefix)
         self.downloader = Downloader(sessions, miners)
 
     # --- directories -----------------------------------------------------------------
@@ -149,7 +159,9 @@ class Gateway:
                     row.deregistered_at = datetime.now(UTC)
 
     async def refresh_miners(self) -> None:
-        """Ask every miner for its free space; unreachable ones are not placed on."""
+        """Ask every miner for its free space; the candidates for placement and repair are
+        those that answered and are neither disqualified nor suspended, each weighed by the
+        free space it claims only up to what it has proven (``credible_free``)."""
         with self.sessions() as session:
             rows = [
                 (m.id, MinerAddress(m.hotkey, m.host, m.port))
@@ -174,11 +186,15 @@ class Gateway:
                     miner.free_bytes = int(info.get("free", 0))
                     miner.capacity_bytes = int(info.get("capacity", 0))
                     miner.last_seen = seen
-                    reputation = miner.wrong_alpha / (miner.wrong_alpha + miner.wrong_beta)
+                    if miner.disqualified_at is not None or miner.suspended_at is not None:
+                        continue  # seen, but trusted with nothing
+                    reputation = Reputation(miner.wrong_alpha, miner.wrong_beta).score
+                    free = credible_free(
+                        miner.free_bytes, miner.verified_bytes, self.unproven_bytes
+                    )
                     candidates.append(
-                        Candidate(address.hotkey, address.host, address.port,
-                                  miner.free_bytes, reputation)
-                    )  # fmt: skip
+                        Candidate(address.hotkey, address.host, address.port, free, reputation)
+                    )
             return candidates
 
         self._candidates = await asyncio.to_thread(record)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -31,6 +31,14 @@ class MinerAddress:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+
+class ReadObserver(Protocol):
+    """Told what each fetch of a whole share from a miner brought (the challenger's
+    :meth:`~validator.challenger.Challenger.observe_read`): ``served``, or ``why`` not:
+    ``missing`` (the miner said 404) or ``wrong`` (bytes that do not hash to the id)."""
+
+    def __call__(self, miner: str, shard_id: str, *, served: bool, why: str = "") -> None: ...
 
 
 class MinerError(Exception):
@@ -187,7 +195,11 @@ class MinerClient:
         except (ValueError, aiohttp.ContentTypeError):
             body = None
         if not isinstance(body, dict):
-            raise MinerError(miner, "bad_reply", f"HTTP {response.status} without a JSON body")
+            # A refusal is a refusal whatever its body; its status says which kind.
+            status = response.status if response.status >= 400 else None
+            raise MinerError(
+                miner, "bad_reply", f"HTTP {response.status} without a JSON body", status
+            )
         if response.status >= 400:
             raise MinerError(
                 miner,

@@ -68,6 +68,9 @@ class Miner(Base):
     wrong_beta: Mapped[float] = mapped_column(Float, default=0.0)
     timeout_alpha: Mapped[float] = mapped_column(Float, default=1.0)
     timeout_beta: Mapped[float] = mapped_column(Float, default=0.0)
+    # Reads served: retrievals and the shares users' downloads and repairs asked for.
+    serving_alpha: Mapped[float] = mapped_column(Float, default=1.0)
+    serving_beta: Mapped[float] = mapped_column(Float, default=0.0)
     last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     active: Mapped[bool] = mapped_column(default=True)
     # Bytes of stored placements whose latest challenge passed: a running total that every
@@ -77,6 +80,9 @@ class Miner(Base):
     deregistered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Set once its wrong-answer score fell below the threshold; its weight stays 0.
     disqualified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set while its timeout or serving score is below the threshold (validator/scoring.py):
+    # weight 0, nothing placed on it, its shares repaired elsewhere; cleared on recovery.
+    suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class StoredObject(Base):

@@ -48,6 +48,27 @@ def network_of(host: str) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
+def hard_network(host: str, prefix: int) -> str | None:
+    """The network the hard rule keys ``host`` by; None when the rule does not apply (off,
+    a loopback address, or a name whose address is not known here)."""
+    if prefix <= 0:
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if address.is_loopback:
+        return None
+    bits = min(prefix, 32) if address.version == 4 else min(prefix + 24, 128)
+    return str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
+
+
+def credible_free(claimed: int, proven: int, unproven_allowance: int) -> int:
+    """Free space to weigh a miner by: what it claims, but no more than it has proven it
+    holds plus an allowance (so a newcomer can get its first shares)."""
+    return max(0, min(claimed, proven + unproven_allowance))
+
+
 def rank(candidates: Iterable[Candidate], shard_size: int, rng: random.Random) -> list[Candidate]:
     """Eligible candidates in weighted random order, most preferred first."""
     keyed = []
@@ -70,14 +91,17 @@ def pick(
     *,
     taken_hosts: Iterable[str] = (),
     exclude: Iterable[str] = (),
+    network_prefix: int = 0,
 ) -> list[Candidate]:
     """Up to ``count`` candidates from ``ranked``, on hosts not in ``taken_hosts``.
 
-    A first pass also avoids networks already used; a second fills up from any unused host.
+    A first pass also avoids networks already used; a second fills up from any unused host
+    (but never, with ``network_prefix``, from a network the hard rule already has).
     ``exclude`` names hotkeys not to use (miners that already failed this segment).
     """
     hosts = set(taken_hosts)
     networks = {network_of(h) for h in hosts}
+    blocked = {hard_network(h, network_prefix) for h in hosts} - {None}
     skip = set(exclude)
     chosen: list[Candidate] = []
     for spread_networks in (True, False):
@@ -88,8 +112,13 @@ def pick(
                 continue
             if spread_networks and network_of(candidate.host) in networks:
                 continue
+            hard = hard_network(candidate.host, network_prefix)
+            if hard is not None and hard in blocked:
+                continue
             chosen.append(candidate)
             skip.add(candidate.hotkey)
             hosts.add(candidate.host)
             networks.add(network_of(candidate.host))
+            if hard is not None:
+                blocked.add(hard)
     return chosen

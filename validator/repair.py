@@ -45,7 +45,7 @@ from typing import Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter
-from sqlalchemy import ColumnElement, and_, delete, not_, or_, select
+from sqlalchemy import ColumnElement, and_, delete, func, not_, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -54,7 +54,13 @@ from erasure.codec import DEFAULT_CODEC, check_stripes, decode_segment, primary_
 from protocol.wire import StorageReceipt
 from validator import verified
 from validator.audit_log import LogEntry
-from validator.miner_client import MinerAddress, MinerClient, MinerError, gather_limited
+from validator.miner_client import (
+    MinerAddress,
+    MinerClient,
+    MinerError,
+    ReadObserver,
+    gather_limited,
+)
 from validator.models import Miner, Placement, RepairItem, Segment, Shard, StoredObject
 from validator.placement import Candidate, pick, rank
 
@@ -266,8 +272,15 @@ def _chunks(ids: Iterable[int]) -> Iterator[list[int]]:
 def _healthy(
     deregistered_at: datetime | None, last_seen: datetime | None, cutoff: datetime
 ) -> bool:
-    """``_healthy_miner`` in Python, for rows already read."""
+    """``_healthy_miner`` in Python, for rows already read (``deregistered_at`` standing
+    for every reason a miner is out: see :func:`_out_since`)."""
     return deregistered_at is None and (last_seen is None or _aware(last_seen) >= cutoff)
+
+
+def _out_since() -> ColumnElement[datetime | None]:
+    """When the miner stopped being trusted with shares, for whatever reason: it left the
+    metagraph, was disqualified, or is suspended. Its shares are not healthy."""
+    return func.coalesce(Miner.deregistered_at, Miner.disqualified_at, Miner.suspended_at)
 
 
 def _health_at_risk(session: Session, cutoff: datetime) -> dict[int, tuple[SegmentRef, int]]:
@@ -292,9 +305,7 @@ def _health_at_risk(session: Session, cutoff: datetime) -> dict[int, tuple[Segme
     for chunk in _chunks(segments):
         healthy: dict[int, set[int]] = {segment_id: set() for segment_id in chunk}
         rows = session.execute(
-            select(
-                Shard.segment_id, Shard.id, Placement.state, Miner.deregistered_at, Miner.last_seen
-            )
+            select(Shard.segment_id, Shard.id, Placement.state, _out_since(), Miner.last_seen)
             .join(Placement, Placement.shard_id == Shard.id)
             .join(Miner, Miner.id == Placement.miner_id)
             .where(Shard.segment_id.in_(chunk))
@@ -322,6 +333,10 @@ def _health_at_risk(session: Session, cutoff: datetime) -> dict[int, tuple[Segme
 def _why_unhealthy(miner: Miner, cutoff: datetime) -> str | None:
     if miner.deregistered_at is not None:
         return "deregistered"
+    if miner.disqualified_at is not None:
+        return "disqualified"
+    if miner.suspended_at is not None:
+        return "suspended"
     if miner.last_seen is not None and _aware(miner.last_seen) < cutoff:
         return "unseen"
     return None
@@ -334,7 +349,10 @@ def _aware(moment: datetime) -> datetime:
 
 def _healthy_miner(cutoff: datetime) -> ColumnElement[bool]:
     return and_(
-        Miner.deregistered_at.is_(None), or_(Miner.last_seen.is_(None), Miner.last_seen >= cutoff)
+        Miner.deregistered_at.is_(None),
+        Miner.disqualified_at.is_(None),
+        Miner.suspended_at.is_(None),
+        or_(Miner.last_seen.is_(None), Miner.last_seen >= cutoff),
     )
 
 
@@ -400,10 +418,14 @@ class Repairer:
         retry_after: float = 300.0,
         metrics: RepairMetrics | None = None,
         rng: random.Random | None = None,
+        network_prefix: int = 0,
+        reads: ReadObserver | None = None,
     ) -> None:
         self.sessions = sessions
         self.miners = miners
         self.candidates = candidates
+        self.network_prefix = network_prefix  # placement's hard network rule (0: off)
+        self.reads = reads  # told what each fetch from a miner brought
         self.threshold = threshold  # repair when health < this; None: when < m - k
         self.unseen_after = unseen_after
         self.max_segments = max_segments
@@ -603,7 +625,7 @@ class Repairer:
         satisfied: set[int] = set()
         for chunk in _chunks(queued):
             rows = session.execute(
-                select(Placement.shard_id, Placement.state, Miner.deregistered_at, Miner.last_seen)
+                select(Placement.shard_id, Placement.state, _out_since(), Miner.last_seen)
                 .join(Miner, Miner.id == Placement.miner_id)
                 .where(Placement.shard_id.in_(chunk))
             )
@@ -696,13 +718,20 @@ class Repairer:
         healthy = {h.address.hotkey for s in plan.shares for h in s.healthy}
         holding = {h.address.hotkey for s in plan.shares for h in s.holders}
         hosts = {h.address.host for s in plan.shares for h in s.healthy}
-        targets = pick(ranked, len(missing), taken_hosts=hosts, exclude=holding)
+        targets = pick(
+            ranked,
+            len(missing),
+            taken_hosts=hosts,
+            exclude=holding,
+            network_prefix=self.network_prefix,
+        )
         if len(targets) < len(missing):
             targets += pick(
                 ranked,
                 len(missing) - len(targets),
                 taken_hosts=hosts | {t.host for t in targets},
                 exclude=healthy | {t.hotkey for t in targets},
+                network_prefix=self.network_prefix,
             )
         if not targets:
             return "no eligible miner on a new host is free to take a shard"
@@ -774,11 +803,17 @@ class Repairer:
                 log.info(
                     "repair fetch failed", extra={"miner": holder.address.hotkey, "why": exc.kind}
                 )
+                if exc.status == 404 and self.reads is not None:
+                    self.reads(holder.address.hotkey, share.shard_id, served=False, why="missing")
                 continue
             if len(data) == plan.shard_size and await asyncio.to_thread(
                 _matches, data, plan.leaf_size, share.shard_id
             ):
+                if self.reads is not None:
+                    self.reads(holder.address.hotkey, share.shard_id, served=True)
                 return share.share, data, holder.address.hotkey
+            if self.reads is not None:
+                self.reads(holder.address.hotkey, share.shard_id, served=False, why="wrong")
             log.warning(
                 "miner served a corrupt shard to the repairer",
                 extra={"miner": holder.address.hotkey, "shard_id": share.shard_id},
@@ -804,7 +839,13 @@ class Repairer:
             for _ in range(PUSH_ATTEMPTS):
                 if target is None:
                     used = {c.hotkey for c, _ in placed.values()}
-                    spare = pick(ranked, 1, taken_hosts=hosts, exclude=holding | failed | used)
+                    spare = pick(
+                        ranked,
+                        1,
+                        taken_hosts=hosts,
+                        exclude=holding | failed | used,
+                        network_prefix=self.network_prefix,
+                    )
                     if not spare:
                         return
                     target = spare[0]

@@ -38,12 +38,18 @@ async def build_app(settings: ValidatorSettings) -> web.Application:
         connector=aiohttp.TCPConnector(limit=256), timeout=aiohttp.ClientTimeout(total=None)
     )
     miners = MinerClient(SigningClient(http, keypair))
-    gateway = Gateway(sessions, miners)
+    gateway = Gateway(
+        sessions,
+        miners,
+        network_prefix=settings.placement_network_prefix,
+        unproven_bytes=settings.placement_unproven_bytes,
+    )
     gateway.sync_users(settings.users)
     gateway.sync_tokens(settings.tokens)
     gateway.sync_miners(settings.miners)
     policy = ChallengePolicy.from_settings(settings)
     challenger = Challenger(sessions, miners, ChallengeLogStore(sessions, keypair), policy)
+    gateway.downloader.reads = challenger.observe_read  # users' reads are evidence too
     chain_sync = None
     if settings.chain_url:
         chain_sync = ChainSync(
@@ -74,6 +80,8 @@ async def build_app(settings: ValidatorSettings) -> web.Application:
         threshold=settings.repair_threshold,
         unseen_after=settings.repair_unseen_after,
         max_segments=settings.repair_max_segments,
+        network_prefix=settings.placement_network_prefix,
+        reads=challenger.observe_read,
     )
     app = make_app(
         gateway,

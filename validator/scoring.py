@@ -1,30 +1,55 @@
 """Miner scores, as pure functions over frozen values (no clock, no I/O).
 
-Reputation is a Beta model with forgetting, after Storj: a success adds weight to alpha, a
-failure to beta, and both decay by lambda each update, so old behaviour fades. It is kept
-twice, for wrong answers and for timeouts: an honest miner that was offline for a while is
-not treated like one that lies.
+A miner is an adversary who wants credit for bytes it does not hold or serve, so every
+figure here is evidence the validator gathered itself. Three Beta reputations (successes add
+to alpha, failures to beta, both forgetting old evidence), after Storj's audit, online and
+unknown-audit scores:
 
-    score        = alpha / (alpha + beta)
-    availability = wrong_score * timeout_score
-    weight       ∝ verified_capacity * availability, 0 once disqualified
+- **integrity**: does it hold what it acknowledged? Successes are passed challenges and
+  retrievals; failures are wrong answers, missing shards and refused reads. Weighted by
+  **bytes**, forgetting in proportion to what the miner holds (:func:`update_bytes`), so the
+  score is about the share of *its own data* that failed lately, whether it holds 1 shard or
+  10,000. Below ``disqualify_below`` the miner is **disqualified**, for good (Storj).
+- **timeouts** (online): successes are answers of any kind, failures are timeouts that
+  outlived containment. Byte-weighted the same way.
+- **serving**: did the reads it was asked for arrive? The validator's own retrievals (on a
+  random schedule, indistinguishable from a user's read) and the shares users' downloads and
+  repairs fetched. One observation per read, quick forgetting (``SERVING_LAMBDA``).
 
-Disqualification (after Storj) is for wrong answers only and sticks: once the wrong-answer
-score falls below the threshold the validator records it and the miner's weight stays 0.
-A miner that was merely offline loses weight in proportion, and its shards go to repair.
+A timeout or serving score below ``suspend_below`` **suspends** the miner (Storj's online
+score): weight 0, nothing new placed on it, its shares repaired elsewhere. Unlike
+disqualification it lifts once the scores recover.
 
-Capacity is what was proven: the bytes whose latest challenge passed. New miners start from
-a prior of (1, 0) so an honest newcomer counts fully from its first clean answers.
+    availability = integrity * timeouts * serving, 0 if disqualified or suspended
+    weight       ∝ verified_capacity * availability
+
+**Why these thresholds** (docs/architecture.md has the arithmetic). With byte forgetting
+over the miner's held bytes H, the integrity score after the miner's shards have been
+challenged once more is about the fraction of them that passed: a miner that lost a fraction
+d falls to ~1 - d. ``disqualify_below = 0.95`` so losing 5% or more of what it acknowledged
+disqualifies within one rotation of its shards, while an honest miner whose disk rots one
+shard of many stays near 1. One failure of a shard as large as everything a miner holds
+drops the score to exp(-1) / (1 + ...) < 0.5: a miner holding one shard that loses it is out.
+``suspend_below = 0.6`` (Storj's online threshold); with ``SERVING_LAMBDA = 0.8`` a miner
+that served every read before is suspended after 3 failed reads in a row, and one that never
+served is suspended at its first failed read.
+
+Capacity is what was proven: the bytes whose latest challenge passed, and never more than
+the miner holds verified right now (a failure takes its bytes off at once, not averaged
+over an hour). New miners start from a prior of (1, 0) so an honest newcomer counts fully
+from its first clean answers.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 LAMBDA = 0.999
-DISQUALIFY_BELOW = 0.9
+DISQUALIFY_BELOW = 0.95
+SUSPEND_BELOW = 0.6
+SERVING_LAMBDA = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,22 +75,52 @@ def update(
     return Reputation(alpha, beta)
 
 
+def update_bytes(
+    reputation: Reputation, passed: Iterable[int], failed: Iterable[int], *, held: float
+) -> Reputation:
+    """Fold in observations weighted by their bytes, forgetting ``exp(-bytes / held)`` at each.
+
+    ``held`` is what the miner holds (at least the observation's own size): the memory is
+    about one ``held``'s worth of evidence, so the score answers "what share of its data
+    failed lately" at any size. Passes are folded in first and failures last, the order that
+    is worst for the miner.
+    """
+    alpha, beta = reputation.alpha, reputation.beta
+    for size in passed:
+        keep = math.exp(-size / max(held, size, 1))
+        alpha, beta = keep * alpha + size, keep * beta
+    for size in failed:
+        keep = math.exp(-size / max(held, size, 1))
+        alpha, beta = keep * alpha, keep * beta + size
+    return Reputation(alpha, beta)
+
+
 @dataclass(frozen=True, slots=True)
 class MinerStanding:
     verified_bytes: int  # bytes whose latest challenge passed
-    wrong: Reputation
+    wrong: Reputation  # integrity
     timeouts: Reputation
     disqualified: bool = False
+    serving: Reputation = field(default_factory=Reputation)
+    suspended: bool = False
 
 
 def disqualifies(wrong: Reputation, *, disqualify_below: float = DISQUALIFY_BELOW) -> bool:
     return wrong.score < disqualify_below
 
 
+def suspends(
+    timeouts: Reputation, serving: Reputation, *, suspend_below: float = SUSPEND_BELOW
+) -> bool:
+    return timeouts.score < suspend_below or serving.score < suspend_below
+
+
 def availability(standing: MinerStanding, *, disqualify_below: float = DISQUALIFY_BELOW) -> float:
-    if standing.disqualified or disqualifies(standing.wrong, disqualify_below=disqualify_below):
+    if standing.disqualified or standing.suspended:
         return 0.0
-    return standing.wrong.score * standing.timeouts.score
+    if disqualifies(standing.wrong, disqualify_below=disqualify_below):
+        return 0.0
+    return standing.wrong.score * standing.timeouts.score * standing.serving.score
 
 
 def weights(
@@ -80,6 +135,15 @@ def weights(
     if total <= 0 or not math.isfinite(total):
         return dict.fromkeys(standings, 0.0)
     return {hotkey: value / total for hotkey, value in raw.items()}
+
+
+def capacity(samples: Sequence[tuple[float, int]], now: float, window: float) -> float:
+    """Verified bytes to pay for: the mean over ``window`` (a newcomer cannot jump the
+    queue by a burst), but never more than the latest sample (a loss counts at once)."""
+    if not samples:
+        return 0.0
+    latest = max(samples)[1]
+    return min(float(latest), time_weighted(samples, now, window))
 
 
 def time_weighted(samples: Sequence[tuple[float, int]], now: float, window: float) -> float:

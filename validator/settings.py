@@ -39,6 +39,13 @@ class ValidatorSettings:
     # zfec, or isal (ISA-L Cauchy Reed-Solomon through pyeclib, several times faster).
     codec: Literal["zfec", "isal"] = "zfec"
     extra_receipts: int = 1
+    # Placement: never two shares of a segment in one /N IPv4 network (/48 for IPv6 at 24),
+    # since hotkeys behind one network are likely one operator; 0 turns it off (a LAN).
+    # Loopback addresses are exempt: a local net puts every miner on 127.0.0.0/8.
+    placement_network_prefix: int = 24
+    # A miner's claimed free space counts for placement only up to what it has proven
+    # (verified bytes) plus this much, so claiming a huge disk does not draw the shares.
+    placement_unproven_bytes: int = field(default=64 * 2**30, metadata=SIZE)
     max_object_size: int = field(default=1 << 40, metadata=SIZE)
     signature_window_ms: int = 8_000
     # The chain: when set, the validator registers, places on the metagraph's miners
@@ -53,10 +60,18 @@ class ValidatorSettings:
     challenge_leaves: int = 8
     challenge_floor: float = 2.0
     challenge_min_rate: int = field(default=2**20, metadata=SIZE)  # bytes per second
-    retrieval_every: int = 10  # every Nth round, fetch one whole shard per miner
-    containment_rechecks: int = 3  # full retrievals before a timeout counts as a failure
+    # Each round, each miner has a 1 in retrieval_every chance of a whole-shard read at a
+    # random moment before the next round (checks it serves what it proves it holds).
+    retrieval_every: int = 10
+    containment_rechecks: int = 3  # rechecks before a timeout counts as a failure
     reputation_lambda: float = 0.999
-    disqualify_below: float = 0.9  # wrong-answer score below which a miner is out
+    # Integrity score (bytes that passed, weighted by what the miner holds) below which a
+    # miner is disqualified for good: 0.95 catches a loss of 5% of its data. See scoring.py.
+    disqualify_below: float = 0.95
+    # Timeout or serving score below which a miner is suspended (weight 0, nothing placed,
+    # its shares repaired); after suspend_seconds it starts over on probation.
+    suspend_below: float = 0.6
+    suspend_seconds: float = 3600.0
     capacity_window: float = 3600.0  # seconds over which verified bytes are averaged
     # Synthetic data: this share of every miner's capacity is filled with objects the
     # validator generates from a secret seed, so capacity is proven, not claimed.
@@ -78,6 +93,12 @@ class ValidatorSettings:
         for name in ("challenge_seconds", "weights_seconds", "metagraph_seconds", "repair_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
+        if not 0.0 < self.disqualify_below < 1.0 or not 0.0 < self.suspend_below < 1.0:
+            raise ValueError("disqualify_below and suspend_below are scores in (0, 1)")
+        if self.placement_unproven_bytes <= 0:
+            raise ValueError("placement_unproven_bytes must be positive: a newcomer needs room")
+        if not 0 <= self.placement_network_prefix <= 32:
+            raise ValueError("placement_network_prefix is an IPv4 prefix length, 0 (off) to 32")
         if self.challenge_batch < 1 or self.challenge_leaves < 1 or self.retrieval_every < 1:
             raise ValueError("challenge_batch, challenge_leaves and retrieval_every are >= 1")
 

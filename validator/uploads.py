@@ -97,10 +97,12 @@ class Uploader:
         *,
         rng: random.Random | None = None,
         workers: int = 2,
+        network_prefix: int = 0,
     ) -> None:
         self.sessions = sessions
         self.miners = miners
         self.candidates = candidates
+        self.network_prefix = network_prefix  # placement's hard network rule (0: off)
         self.rng = rng or random.Random()  # noqa: S311 - placement spread, not a secret
         self.workers = workers
         self._slots = asyncio.Semaphore(UPLOAD_SLOTS)
@@ -238,7 +240,7 @@ class Uploader:
                 f"{len(ranked)} miners with room on distinct hosts; a segment needs "
                 f"at least {needed} (k={params.k} + r={options.extra_receipts})",
             )
-        assigned = pick(ranked, params.m)
+        assigned = pick(ranked, params.m, network_prefix=self.network_prefix)
         hosts = {c.host for c in assigned}
         failed: set[str] = set()
         placed: dict[int, tuple[Candidate, StorageReceipt]] = {}
@@ -247,7 +249,13 @@ class Uploader:
             shard = segment.shards[share]
             for _ in range(PUSH_ATTEMPTS):
                 if target is None:
-                    spare = pick(ranked, 1, taken_hosts=hosts, exclude=failed | _used())
+                    spare = pick(
+                        ranked,
+                        1,
+                        taken_hosts=hosts,
+                        exclude=failed | _used(),
+                        network_prefix=self.network_prefix,
+                    )
                     if not spare:
                         return
                     target = spare[0]

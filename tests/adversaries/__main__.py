@@ -26,6 +26,7 @@ from tests.adversaries.behaviours import (
     BehaviourError,
     Rebuilding,
     adversary_settings,
+    app_hooks,
     blob_server,
     log,
     make_service,
@@ -40,6 +41,7 @@ def serve(behaviour: Behaviour, settings: MinerSettings) -> None:
     index = ShardIndex(settings.data_dir / "index.sqlite")
     service = make_service(behaviour, settings, keypair, build_store(settings), index)
     app = make_app(service)
+    app.middlewares.extend(app_hooks(behaviour))
     if isinstance(service, Rebuilding):
 
         async def blobs(_app: web.Application) -> AsyncIterator[None]:
@@ -84,6 +86,12 @@ def main(
       slow:S         sleeps S seconds before challenge batches and shard GETs
       rebuild:K      reads K shard-sized bodies and zfec-decodes them before answering
       fakecap:BYTES  advertises --capacity (default 1 PiB) but keeps only BYTES of shards
+      nulls          keeps nothing; answers every challenge batch with null entries
+      noserve        holds and proves everything; refuses every shard GET (503)
+      burst:S        like noserve, but serves in the S seconds after a challenge batch
+      hide:F         loses a fraction F; hangs on batches and reads naming a lost shard
+      turn:F@T       honest for T seconds after its first store, then loses a fraction F
+      late:S         answers Merkle batches S seconds late; serves reads at once
     Adversaries default to --scrub-rate 0.
     """
     try:

@@ -18,8 +18,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import aiohttp
 from aiohttp import web
@@ -28,7 +30,7 @@ from blake3 import blake3
 
 from erasure import MerkleTree, decode_segment
 from protocol.settings import parse_size
-from protocol.wire import StorageReceipt
+from protocol.wire import StorageReceipt, encode_frame
 from storage_miner.index import ShardIndex, ShardRecord
 from storage_miner.prover import ChallengeAnswer, answer
 from storage_miner.service import Challenge, ChallengeOutcome, MinerService
@@ -37,8 +39,36 @@ from storage_miner.store import ShardKey, ShardStore
 
 log = logging.getLogger(__name__)
 
-BEHAVIOURS = ("honest", "drop", "bitflip", "wrongproof", "replay", "slow", "rebuild", "fakecap")
-_NEEDS_PARAMETER = {"drop", "bitflip", "slow", "rebuild", "fakecap"}
+BEHAVIOURS = (
+    "honest",
+    "drop",
+    "bitflip",
+    "wrongproof",
+    "replay",
+    "slow",
+    "rebuild",
+    "fakecap",
+    # Issue 13's classes: what earned credit before the challenger judged every answer,
+    # checked serving, and stopped laundering late answers.
+    "nulls",
+    "noserve",
+    "burst",
+    "hide",
+    "turn",
+    "late",
+)
+_NEEDS_PARAMETER = {
+    "drop",
+    "bitflip",
+    "slow",
+    "rebuild",
+    "fakecap",
+    "burst",
+    "hide",
+    "turn",
+    "late",
+}
+HANG_SECONDS = 120.0  # how long ``hide`` keeps a caller waiting: past any deadline
 # What ``fakecap`` advertises when the command line gives no --capacity: 1 PiB.
 CLAIMED_CAPACITY = 2**50
 
@@ -56,6 +86,7 @@ class Behaviour:
     seconds: float = 0.0  # slow
     sources: int = 0  # rebuild: how many shard-sized bodies one rebuild reads
     keep_bytes: int = 0  # fakecap
+    after: float = 0.0  # turn: seconds of honesty after its first store
 
     @classmethod
     def parse(cls, spec: str) -> Behaviour:
@@ -66,28 +97,41 @@ class Behaviour:
             usage = f"{name}:VALUE" if name in _NEEDS_PARAMETER else name
             raise BehaviourError(f"write the behaviour as {usage}")
         try:
-            if name in {"drop", "bitflip"}:
-                fraction = float(raw)
-                if not 0.0 <= fraction <= 1.0:
-                    raise BehaviourError(f"{name}: the fraction must be in 0..1, not {raw}")
-                return cls(name, fraction=fraction)
-            if name == "slow":
-                seconds = float(raw)
-                if not 0.0 <= seconds <= 600.0:
-                    raise BehaviourError(f"slow: seconds must be in 0..600, not {raw}")
-                return cls(name, seconds=seconds)
-            if name == "rebuild":
-                sources = int(raw)
-                if not 1 <= sources <= 128:
-                    raise BehaviourError(f"rebuild: K must be in 1..128, not {raw}")
-                return cls(name, sources=sources)
-            if name == "fakecap":
-                return cls(name, keep_bytes=parse_size(raw))
+            return cls._with_parameter(name, raw)
         except ValueError as exc:
             if isinstance(exc, BehaviourError):
                 raise
             raise BehaviourError(f"{spec!r}: {exc}") from None
+
+    @classmethod
+    def _with_parameter(cls, name: str, raw: str) -> Behaviour:
+        if name in {"drop", "bitflip", "hide"}:
+            return cls(name, fraction=_fraction(name, raw))
+        if name == "turn":
+            share, at, after = raw.partition("@")
+            if not at:
+                raise BehaviourError("write the behaviour as turn:FRACTION@SECONDS")
+            return cls(name, fraction=_fraction(name, share), after=float(after))
+        if name in {"slow", "burst", "late"}:
+            seconds = float(raw)
+            if not 0.0 <= seconds <= 600.0:
+                raise BehaviourError(f"{name}: seconds must be in 0..600, not {raw}")
+            return cls(name, seconds=seconds)
+        if name == "rebuild":
+            sources = int(raw)
+            if not 1 <= sources <= 128:
+                raise BehaviourError(f"rebuild: K must be in 1..128, not {raw}")
+            return cls(name, sources=sources)
+        if name == "fakecap":
+            return cls(name, keep_bytes=parse_size(raw))
         return cls(name)
+
+
+def _fraction(name: str, raw: str) -> float:
+    fraction = float(raw)
+    if not 0.0 <= fraction <= 1.0:
+        raise BehaviourError(f"{name}: the fraction must be in 0..1, not {raw}")
+    return fraction
 
 
 def _unit(tag: bytes, shard_id: str, index: int = 0) -> float:
@@ -347,6 +391,93 @@ class FakeCapacity(Adversary):
             await self.lose(key)
 
 
+class NullAnswers(Adversary):
+    """``nulls``: keeps nothing it acknowledged, and answers every challenge batch with a
+    list of ``null`` entries (see :func:`app_hooks`), which once left every earlier verdict
+    standing."""
+
+    async def after_store(self, key: ShardKey, size: int) -> None:
+        await self.lose(key)
+
+
+class Refusing(Adversary):
+    """Holds everything and answers every Merkle challenge, but serves no read: ``noserve``
+    refuses every shard GET with 503; ``burst:S`` serves only in the S seconds after its
+    last challenge batch, when a validator that checks serving right after a batch would
+    look."""
+
+    def setup(self) -> None:
+        self.last_batch = -1e9
+
+    async def answer_challenges(
+        self, validator: str, challenges: Sequence[Challenge]
+    ) -> list[ChallengeOutcome]:
+        self.last_batch = time.monotonic()
+        return await super().answer_challenges(validator, challenges)
+
+    async def stat(self, validator: str, shard_id: str) -> ShardRecord:
+        window = self.behaviour.seconds if self.behaviour.name == "burst" else 0.0
+        if time.monotonic() - self.last_batch > window:
+            raise web.HTTPServiceUnavailable(
+                text='{"error": "busy", "message": "try later"}', content_type="application/json"
+            )
+        return await super().stat(validator, shard_id)
+
+
+class Hiding(Adversary):
+    """``hide:F``: loses the fraction F of shards :func:`is_dropped` picks, and hides the
+    loss as silence: a batch naming a lost shard, or a read of one, is never answered (it
+    hangs past any deadline) instead of a 404 that would count as missing."""
+
+    async def after_store(self, key: ShardKey, size: int) -> None:
+        if is_dropped(key.shard_id, self.behaviour.fraction):
+            await self.lose(key)
+
+    async def answer_challenges(
+        self, validator: str, challenges: Sequence[Challenge]
+    ) -> list[ChallengeOutcome]:
+        if any(is_dropped(c.shard_id, self.behaviour.fraction) for c in challenges):
+            await asyncio.sleep(HANG_SECONDS)
+        return await super().answer_challenges(validator, challenges)
+
+    async def stat(self, validator: str, shard_id: str) -> ShardRecord:
+        if is_dropped(shard_id, self.behaviour.fraction):
+            await asyncio.sleep(HANG_SECONDS)
+        return await super().stat(validator, shard_id)
+
+
+class Turning(Adversary):
+    """``turn:F@T``: honest for T seconds after its first store, then loses the fraction F
+    of every shard it holds (:func:`is_dropped`), as a miner that earned a good record and
+    then reclaimed half its disk would."""
+
+    def setup(self) -> None:
+        self.turn_task: asyncio.Task[None] | None = None
+
+    async def after_store(self, key: ShardKey, size: int) -> None:
+        if self.turn_task is None:
+            self.turn_task = asyncio.create_task(self._turn())
+
+    async def _turn(self) -> None:
+        await asyncio.sleep(self.behaviour.after)
+        for validator, shard_ids in list(self.stored.items()):
+            for shard_id in list(shard_ids):
+                if is_dropped(shard_id, self.behaviour.fraction):
+                    await self.lose(ShardKey(validator, shard_id))
+        log.warning("adversary turned", extra={"fraction": self.behaviour.fraction})
+
+
+class Late(Adversary):
+    """``late:S``: answers every Merkle batch S seconds late (as a miner that fetches the
+    data from elsewhere on demand would), and serves reads at once."""
+
+    async def answer_challenges(
+        self, validator: str, challenges: Sequence[Challenge]
+    ) -> list[ChallengeOutcome]:
+        await asyncio.sleep(self.behaviour.seconds)
+        return await super().answer_challenges(validator, challenges)
+
+
 _CLASSES: dict[str, type[Adversary]] = {
     "honest": Adversary,
     "drop": Dropping,
@@ -356,7 +487,31 @@ _CLASSES: dict[str, type[Adversary]] = {
     "slow": Slow,
     "rebuild": Rebuilding,
     "fakecap": FakeCapacity,
+    "nulls": NullAnswers,
+    "noserve": Refusing,
+    "burst": Refusing,
+    "hide": Hiding,
+    "turn": Turning,
+    "late": Late,
 }
+
+
+def app_hooks(behaviour: Behaviour) -> list[Any]:
+    """Middlewares a behaviour adds innermost to the real app (after the signature check):
+    ``nulls`` answers ``POST /v1/challenges`` with a frame of ``null`` entries."""
+    if behaviour.name != "nulls":
+        return []
+
+    @web.middleware
+    async def null_answers(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method != "POST" or request.path != "/v1/challenges":
+            return cast(web.StreamResponse, await handler(request))
+        body = await request.json()
+        count = len(body.get("challenges", []))
+        frame = encode_frame({"answers": [None] * count}, [])
+        return web.Response(body=frame, content_type="application/octet-stream")
+
+    return [null_answers]
 
 
 def adversary_settings(behaviour: Behaviour, flags: dict[str, object]) -> dict[str, object]:

@@ -21,7 +21,7 @@ from validator.gateway import Gateway
 from validator.log_store import ChallengeLogStore, LogFilter
 from validator.miner_client import MinerClient
 from validator.models import Miner, Placement, RepairItem, Shard
-from validator.scoring import weights
+from validator.scoring import SUSPEND_BELOW, weights
 from validator.settings import ValidatorSettings
 from validator.uploads import Uploader, UploadOptions
 
@@ -133,9 +133,9 @@ async def test_a_corrupt_shard_is_wrong_and_queued_for_repair(
         queued = session.scalars(select(RepairItem.reason)).all()
         miner = session.scalar(select(Miner).where(Miner.hotkey == victim.key.ss58_address))
         assert miner is not None
-        assert miner.wrong_beta > 0.9  # two failures, a little forgotten
+        assert miner.wrong_beta > 0  # two failures, counted in bytes
         assert miner.timeout_beta == 0.0  # it answered: not a timeout
-        assert miner.disqualified_at is not None  # 2 wrong of 3: far below 0.9
+        assert miner.disqualified_at is not None  # 2 of its 3 shards failed: far below 0.95
     assert len(queued) == 2
     wrong = checker.log_store.read(LogFilter(verdict="wrong"))
     assert [e.shard_id for e in wrong] == [shard_id]
@@ -157,7 +157,7 @@ async def test_a_silent_miner_is_contained_before_it_counts(
     await silent.server.close()
     placements = [pid for pid, _ in shards_on(sessions, silent)]
     checker = challenger(sessions, miner_client)
-    # One Merkle timeout, then three full-retrieval rechecks that time out: contained.
+    # One Merkle timeout, then three Merkle rechecks that time out: contained.
     # (Only the silent miner is asserted on: on a loaded machine an honest one may miss a
     # deadline too, and containment is there for exactly that.)
     for expected in (1, 2, 3):
@@ -168,13 +168,19 @@ async def test_a_silent_miner_is_contained_before_it_counts(
             miner = session.scalar(select(Miner).where(Miner.hotkey == silent.key.ss58_address))
             assert miner is not None
             assert miner.timeout_beta == 0.0  # not a failure yet
+        assert miner.suspended_at is None
+        assert {placement(sessions, p).last_verdict for p in placements} == {"contained"}
+        # In containment nothing of it counts as verified: a late answer earns nothing.
+        assert miner.verified_bytes == 0
     kinds = {e.kind for e in checker.log_store.read(LogFilter(miner=silent.key.ss58_address))}
-    assert kinds == {"merkle", "retrieval"}
+    assert kinds == {"merkle"}  # rechecked the way it failed
     await checker.run_round()
     assert {placement(sessions, p).state for p in placements} == {"lost"}
     standings = checker.standings()
-    assert standings[silent.key.ss58_address].timeouts.beta > 2.9
-    assert not standings[silent.key.ss58_address].disqualified  # offline is not lying
+    silent_standing = standings[silent.key.ss58_address]
+    assert silent_standing.timeouts.score < SUSPEND_BELOW
+    assert silent_standing.suspended  # offline too long: suspended, as Storj does
+    assert not silent_standing.disqualified  # offline is not lying
     assert weights(standings)[silent.key.ss58_address] == 0.0
 
 
@@ -188,14 +194,46 @@ async def test_a_retrieval_that_comes_back_clears_containment(
     with sessions.begin() as session:
         row = session.get(Placement, pid)
         assert row is not None
-        row.containment = 2  # as if it had timed out twice
+        row.containment = 2  # as if two reads of it had timed out
+        row.last_verdict = "contained-read"
     checker = challenger(sessions, miner_client)
     report = await checker.run_round()
     assert report.verdicts["pass"] == 24
-    assert placement(sessions, pid).containment == 0
+    assert (placement(sessions, pid).containment, placement(sessions, pid).last_verdict) == (
+        0,
+        "pass",
+    )
     retrieval = checker.log_store.read(LogFilter(kind="retrieval"))
     assert len(retrieval) == 1
     assert "MB/s" in retrieval[0].reason
+
+
+async def test_a_read_does_not_launder_a_late_merkle_answer(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    stored: str,
+    live_miners: list[LiveMiner],
+) -> None:
+    """A placement contained by a Merkle timeout counts again only after a Merkle answer in
+    time; a whole-shard read that arrives proves it is not lost, nothing more."""
+    miner = live_miners[5]
+    pid = shards_on(sessions, miner)[0][0]
+    with sessions.begin() as session:
+        row = session.get(Placement, pid)
+        assert row is not None
+        row.containment, row.last_verdict = 1, "contained"
+    checker = challenger(sessions, miner_client)
+    target = next(t for p in checker._plan() for t in p.merkle if t.placement_id == pid)
+    plan = next(p for p in checker._plan() if p.address.hotkey == miner.key.ss58_address)
+    read = await checker._retrieve_alone(plan, target)
+    assert read.entry.verdict == "pass"
+    checker._record([read])
+    assert placement(sessions, pid).last_verdict == "contained"  # still owes a Merkle answer
+    await checker.run_round()  # the Merkle recheck, first in the batch, answered in time
+    assert (placement(sessions, pid).containment, placement(sessions, pid).last_verdict) == (
+        0,
+        "pass",
+    )
 
 
 @pytest.fixture

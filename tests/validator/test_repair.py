@@ -440,7 +440,13 @@ def needing_repair(
         healthy: dict[int, set[int]] = {seg_id: set() for seg_id in segments}
         for seg_id, shard, state, gone, seen in session.execute(
             select(
-                Shard.segment_id, Shard.id, Placement.state, Miner.deregistered_at, Miner.last_seen
+                Shard.segment_id,
+                Shard.id,
+                Placement.state,
+                # Out for any reason: left, disqualified (the failing miner below is) or
+                # suspended.
+                func.coalesce(Miner.deregistered_at, Miner.disqualified_at, Miner.suspended_at),
+                Miner.last_seen,
             )
             .join(Placement, Placement.shard_id == Shard.id)
             .join(Miner, Miner.id == Placement.miner_id)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.orm import Session
 
 from protocol.db import alembic_config, make_engine, upgrade
@@ -29,6 +29,13 @@ def test_upgrade_head_has_no_drift_from_the_models(db_url: str) -> None:
     finally:
         engine.dispose()
     assert {"users", "miners", "objects", "segments", "shards", "placements"} <= tables
+
+
+OLD_MINER = text(
+    "INSERT INTO miners (id, hotkey, host, port, capacity_bytes, free_bytes, wrong_alpha,"
+    " wrong_beta, timeout_alpha, timeout_beta, active, verified_bytes)"
+    " VALUES (1, 'm', '127.0.0.1', 1, 0, 0, 1.0, 0.0, 1.0, 0.0, true, 0)"
+)
 
 
 def placement_indexes(url: str) -> dict[str, list[str]]:
@@ -53,7 +60,7 @@ def test_0004_upgrades_and_downgrades_with_rows_kept(db_url: str) -> None:
     now = datetime.now(UTC)
     rows = [  # a row of each table placements depends on, as 0003 had them
         User(id=1, name="u", created_at=now),
-        Miner(id=1, hotkey="m", host="127.0.0.1", port=1),
+        Miner(id=1, hotkey="m", host="127.0.0.1", port=1),  # (added as 0003 had it, below)
         StoredObject(
             id="o" * 32, owner_id=1, name="n", state="committed", k=1, m=1, segment_size=1,
             leaf_size=1, encryption="none", created_at=now,
@@ -67,6 +74,9 @@ def test_0004_upgrades_and_downgrades_with_rows_kept(db_url: str) -> None:
     ]  # fmt: skip
     with Session(engine) as session, session.begin():
         for row in rows:
+            if isinstance(row, Miner):  # the model has columns 0003 did not
+                session.execute(OLD_MINER)
+                continue
             session.add(row)
             session.flush()  # in this order: the models name no relationship for some keys
     engine.dispose()
@@ -89,3 +99,32 @@ def test_0004_upgrades_and_downgrades_with_rows_kept(db_url: str) -> None:
             assert (row.state, row.containment) == ("stored", 2)
     finally:
         engine.dispose()
+
+
+def test_0005_adds_standing_with_old_miners_kept(db_url: str) -> None:
+    config = alembic_config(db_url, "validator")
+    command.upgrade(config, "0004_validator")
+    engine = make_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(OLD_MINER)
+    engine.dispose()
+    command.upgrade(config, "0005_validator")
+    engine = make_engine(db_url)
+    try:
+        with Session(engine) as session:
+            miner = session.get(Miner, 1)
+            assert miner is not None
+            # An existing miner starts with a clean serving record and is not suspended.
+            assert (miner.serving_alpha, miner.serving_beta, miner.suspended_at) == (1.0, 0.0, None)
+    finally:
+        engine.dispose()
+    command.downgrade(config, "0004_validator")
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            columns = {c["name"] for c in inspect(connection).get_columns("miners")}
+    finally:
+        engine.dispose()
+    assert "suspended_at" not in columns and "serving_alpha" not in columns
+    command.upgrade(config, "head")
+    test_upgrade_head_has_no_drift_from_the_models(db_url)
