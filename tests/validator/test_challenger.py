@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,10 +19,10 @@ from storage_miner.store import ShardKey
 from tests.validator.conftest import VALIDATOR, LiveMiner
 from validator.app import make_app
 from validator.audit_log import verify_log
-from validator.challenger import ChallengePolicy, Challenger
+from validator.challenger import ChallengePolicy, Challenger, Plan, Target
 from validator.gateway import Gateway
 from validator.log_store import ChallengeLogStore, LogFilter
-from validator.miner_client import MinerClient
+from validator.miner_client import MinerAddress, MinerClient
 from validator.models import Miner, Placement, RepairItem, Shard
 from validator.scoring import SUSPEND_BELOW, weights
 from validator.settings import ValidatorSettings
@@ -303,3 +306,44 @@ async def test_bad_audit_queries_get_a_clear_400(
     response = await client.get("/v1/audit/log", params=query)
     assert response.status == 400
     assert (await response.json())["error"] == "bad_query"
+
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 300) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=6,
+)
+_ANSWER = st.one_of(
+    _JSONISH,
+    st.fixed_dictionaries(
+        {"status": st.sampled_from([200, 404, 500, "200", None]), "leaves": _JSONISH},
+        optional={"shard_id": st.text(max_size=4), "nonce": st.text(max_size=4)},
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(_ANSWER, max_size=5),
+    st.lists(st.binary(max_size=64) | st.none() | st.integers(), max_size=12),
+)
+def test_any_answer_gets_a_verdict_for_every_shard_asked(
+    answers: list[Any], blobs: list[Any]
+) -> None:
+    """Whatever a hostile miner sends back (nulls, wrong types, short or long lists, blobs
+    that are not bytes), every challenged shard gets its own verdict and none is a pass."""
+    checker = Challenger(
+        cast(sessionmaker[Session], None),
+        cast(MinerClient, None),
+        ChallengeLogStore(cast(sessionmaker[Session], None), VALIDATOR),
+        POLICY,
+    )
+    targets = [Target(i, f"{i:064x}", 64 * 1024, 16 * 1024, 0) for i in range(3)]
+    plan = Plan(1, MinerAddress("miner", "127.0.0.1", 1), targets, [])
+    nonces = [bytes([i]) * 16 for i in range(3)]
+    indices = [(0, 1), (2, 3), (1, 2)]
+    outcomes = checker._judge_batch(
+        plan, targets, nonces, indices, answers, blobs, time.time(), 0.01, 5.0
+    )
+    assert [o.target.placement_id for o in outcomes] == [0, 1, 2]
+    assert {o.entry.verdict for o in outcomes} <= {"wrong", "missing"}

@@ -8,7 +8,15 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from validator.placement import FREE_CAP, Candidate, network_of, pick, rank
+from validator.placement import (
+    FREE_CAP,
+    Candidate,
+    credible_free,
+    hard_network,
+    network_of,
+    pick,
+    rank,
+)
 
 GiB = 2**30
 
@@ -90,3 +98,40 @@ def test_small_weights_are_still_random() -> None:
     rng = random.Random(4)
     firsts = Counter(rank(pool, 1, rng)[0].hotkey for _ in range(6000))
     assert all(700 < firsts[c.hotkey] < 1300 for c in pool), firsts
+
+
+@settings(max_examples=200, deadline=None)
+@given(candidates_strategy, st.integers(1, 12), st.integers(0, 2**32), st.sampled_from([16, 24]))
+def test_the_network_rule_never_puts_two_shares_in_one_network(
+    candidates: list[Candidate], count: int, seed: int, prefix: int
+) -> None:
+    """Three hotkeys on one machine's /24 got up to 3 of a segment's 8 shares before: with
+    the rule on, one network holds at most one share, replacements included."""
+    ranked = rank(candidates, 1, random.Random(seed))
+    chosen = pick(ranked, count, network_prefix=prefix)
+    networks = [hard_network(c.host, prefix) for c in chosen]
+    assert len(set(networks)) == len(networks)
+    spare = pick(ranked, 1, taken_hosts={c.host for c in chosen}, network_prefix=prefix)
+    assert not spare or hard_network(spare[0].host, prefix) not in networks
+    # Off (0), it is the soft preference again: as many shares as distinct hosts allow.
+    assert len(pick(ranked, count)) >= len(chosen)
+
+
+def test_the_network_rule_exempts_loopback_and_names() -> None:
+    assert hard_network("10.1.2.3", 24) == "10.1.2.0/24"
+    assert hard_network("2001:db8::1", 24) == "2001:db8::/48"
+    assert hard_network("127.0.0.5", 24) is None  # a local net
+    assert hard_network("miner.example", 24) is None
+    assert hard_network("10.1.2.3", 0) is None
+    local = [miner(i, f"127.0.0.{i + 2}") for i in range(8)]
+    assert len(pick(local, 8, network_prefix=24)) == 8
+
+
+def test_claimed_space_counts_only_up_to_what_was_proven() -> None:
+    allowance = 64 * GiB
+    assert credible_free(2**50, 0, allowance) == allowance  # fakecap: 1 PiB claimed
+    assert credible_free(2**50, 10 * GiB, allowance) == 74 * GiB
+    assert credible_free(5 * GiB, 10 * GiB, allowance) == 5 * GiB  # never more than claimed
+    honest = miner(1, "10.0.0.1", credible_free(200 * GiB, 150 * GiB, allowance))
+    bragging = miner(2, "10.0.1.1", credible_free(2**50, 0, allowance))
+    assert honest.weight > bragging.weight

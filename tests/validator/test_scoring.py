@@ -7,7 +7,18 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from validator.scoring import MinerStanding, Reputation, time_weighted, update, weights
+from validator.scoring import (
+    DISQUALIFY_BELOW,
+    SERVING_LAMBDA,
+    MinerStanding,
+    Reputation,
+    capacity,
+    suspends,
+    time_weighted,
+    update,
+    update_bytes,
+    weights,
+)
 
 CLEAN = Reputation()
 
@@ -82,3 +93,46 @@ def test_disqualification_sticks_even_after_clean_answers() -> None:
     out = MinerStanding(100, recovered, CLEAN, disqualified=True)
     result = weights({"out": out, "honest": MinerStanding(100, CLEAN, CLEAN)})
     assert result == {"out": 0.0, "honest": 1.0}  # ...but once out, out
+
+
+MiB = 2**20
+
+
+def test_integrity_is_the_share_of_its_own_data_that_failed_whatever_its_size() -> None:
+    """Byte-weighted, forgetting over what the miner holds: a miner that lost half its
+    data falls to about half, at any size; one rotten shard of many barely moves it."""
+    for shards in (4, 64, 4096):
+        held = shards * 4 * MiB
+        clean = update_bytes(CLEAN, [4 * MiB] * shards, [], held=held)
+        half = update_bytes(clean, [4 * MiB] * (shards // 2), [4 * MiB] * (shards // 2), held=held)
+        assert half.score < DISQUALIFY_BELOW, shards
+        assert 0.4 < half.score < 0.7, (shards, half.score)
+    big = update_bytes(CLEAN, [4 * MiB] * 1024, [], held=4096 * MiB)
+    assert update_bytes(big, [4 * MiB] * 63, [4 * MiB], held=4096 * MiB).score > 0.99
+    # The only shard a miner holds, lost: out.
+    one = update_bytes(update_bytes(CLEAN, [MiB] * 5, [], held=MiB), [], [MiB], held=MiB)
+    assert one.score < 0.5
+
+
+def test_a_loss_of_five_percent_disqualifies_and_two_percent_does_not() -> None:
+    held = 1000 * MiB
+    clean = update_bytes(CLEAN, [MiB] * 1000, [], held=held)
+    assert update_bytes(clean, [MiB] * 940, [MiB] * 60, held=held).score < DISQUALIFY_BELOW
+    assert update_bytes(clean, [MiB] * 980, [MiB] * 20, held=held).score > DISQUALIFY_BELOW
+
+
+def test_suspension_follows_timeouts_or_serving_and_costs_all_weight() -> None:
+    never_served = update(CLEAN, 0, 1, forgetting=SERVING_LAMBDA)
+    assert suspends(CLEAN, never_served)
+    served = update(CLEAN, 20, 0, forgetting=SERVING_LAMBDA)
+    assert not suspends(CLEAN, update(served, 0, 2, forgetting=SERVING_LAMBDA))
+    assert suspends(CLEAN, update(served, 0, 3, forgetting=SERVING_LAMBDA))  # 3 in a row
+    out = MinerStanding(100, CLEAN, CLEAN, serving=never_served, suspended=True)
+    result = weights({"out": out, "honest": MinerStanding(100, CLEAN, CLEAN)})
+    assert result == {"out": 0.0, "honest": 1.0}
+
+
+def test_capacity_counts_a_loss_at_once_and_a_gain_over_the_window() -> None:
+    assert capacity([(0.0, 100), (50.0, 40)], now=60.0, window=3600.0) == 40  # lost: now
+    assert capacity([(0.0, 0), (50.0, 100)], now=100.0, window=100.0) == 50  # gained: slowly
+    assert capacity([], now=1.0, window=1.0) == 0.0
