@@ -223,8 +223,10 @@ def summary_cmd(url: str, since: str | None, as_json: bool) -> None:
         "p95 ms",
         "p99 ms",
         "verified",
-        "wrong score",
-        "timeout score",
+        "integrity",
+        "timeouts",
+        "serving",
+        "status",
         "weight",
     ):
         table.add_column(column, justify="left" if column == "miner" else "right")
@@ -238,9 +240,17 @@ def summary_cmd(url: str, since: str | None, as_json: bool) -> None:
             _bytes(row["verified_bytes"]),
             f"{row['wrong_score']:.3f}",
             f"{row['timeout_score']:.3f}",
+            f"{row.get('serving_score', 1.0):.3f}",
+            _status(row),
             f"{row['weight']:.3f}",
         )
     Console().print(table)
+
+
+def _status(row: dict[str, Any]) -> str:
+    if row.get("disqualified"):
+        return "disqualified"
+    return "suspended" if row.get("suspended") else "ok"
 
 
 def _bytes(n: float) -> str:

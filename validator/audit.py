@@ -26,10 +26,13 @@ class MinerSummary:
     p95_ms: float | None
     p99_ms: float | None
     verified_bytes: int
-    wrong_score: float
+    wrong_score: float  # integrity: the share of its data that passed lately
     timeout_score: float
     availability: float
     weight: float
+    serving_score: float = 1.0
+    disqualified: bool = False
+    suspended: bool = False
 
 
 def percentile(ordered: Sequence[float], q: float) -> float | None:
@@ -91,6 +94,9 @@ def summarise(
                     availability(standing, disqualify_below=disqualify_below) if standing else 0.0
                 ),
                 weight=shares.get(miner, 0.0),
+                serving_score=standing.serving.score if standing else 0.0,
+                disqualified=bool(standing and standing.disqualified),
+                suspended=bool(standing and standing.suspended),
             )
         )
     return summaries
