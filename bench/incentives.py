@@ -84,9 +84,9 @@ class Setup:
 
 
 FULL = Setup(seconds=240, grace=60, turn_after=30, dataset_mib=32, block_time=0.5, tempo=30)
-# Smoke: 5 s epochs, and the window opens 20 s after cheating starts (not 60), so a minute
+# Smoke: 5 s epochs, and the window opens 20 s after cheating starts (not 60), so 45 s
 # has a few epochs in it; too short to judge the aims (see tests/test_bench_smoke.py).
-SMOKE = Setup(seconds=60, grace=20, turn_after=10, dataset_mib=12, block_time=0.25, tempo=20)
+SMOKE = Setup(seconds=45, grace=20, turn_after=10, dataset_mib=12, block_time=0.25, tempo=20)
 
 
 @dataclass(slots=True)
