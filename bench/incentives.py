@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -239,6 +240,8 @@ def figures(
             "bytes_acknowledged": held,
             "credit_rao": sum(credits.get(hotkey, {}).get(e, 0) for e in epochs),
             "epochs_counted": len(epochs),
+            "rao_per_byte": round(rate(hotkey, epochs), 4),
+            "honest_rao_per_byte": round(honest_rate, 4),  # the same epochs
             "ratio_to_honest": None if ratio is None else round(ratio, 4),
             "rounds_to_detection": rounds,
             "seconds_to_detection": (
@@ -259,6 +262,9 @@ def summary(strategies: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         ratios = [e["ratio_to_honest"] for e in entries if e["ratio_to_honest"] is not None]
         first = entries[0]
         lines[behaviour] = {
+            "rao_per_byte": round(sum(e["rao_per_byte"] for e in entries) / len(entries), 4),
+            "honest_rao_per_byte": first["honest_rao_per_byte"],
+            "epochs_counted": first["epochs_counted"],
             "ratio_to_honest": (
                 round(sum(ratios) / len(ratios), 4) if len(ratios) == len(entries) else None
             ),
@@ -277,8 +283,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help=f"after the upload (default {FULL.seconds})")
     parser.add_argument("--out", type=Path, default=Path("bench/results/incentives.json"))
     parser.add_argument("--dir", type=Path, help="keep the local net here (default: a temp dir)")
-    parser.add_argument("--smoke", action="store_true", help="a minute, 5 s epochs, 20 s grace")
+    parser.add_argument("--smoke", action="store_true", help="45 s, 5 s epochs, 20 s grace")
     args = parser.parse_args()
+    # Stopped from outside (a timeout, `kill`): unwind, so the net's processes are stopped.
+    signal.signal(signal.SIGTERM, lambda _n, _f: sys.exit(143))
     setup = SMOKE if args.smoke else FULL
     if args.seconds is not None:
         setup = replace(setup, seconds=args.seconds)
