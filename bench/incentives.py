@@ -162,7 +162,7 @@ async def upload(net: LocalNet, root: Path, mib: int) -> None:
             await client.upload(path, str(path.relative_to(folder)))
 
 
-async def run(net: LocalNet, root: Path, setup: Setup, db: Path) -> tuple[Watch, float]:
+async def run(net: LocalNet, root: Path, setup: Setup, db: Path) -> Watch:
     seen = Watch()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
         watcher = asyncio.create_task(watch(http, net.chain_url, db, seen))
@@ -176,7 +176,7 @@ async def run(net: LocalNet, root: Path, setup: Setup, db: Path) -> tuple[Watch,
                 await asyncio.sleep(1)
         finally:
             watcher.cancel()
-    return seen, uploaded
+    return seen
 
 
 def credits_by_epoch(chain: str) -> dict[str, dict[int, int]]:
@@ -218,7 +218,7 @@ def figures(
     for name, behaviour in behaviours.items():
         hotkey = hotkeys[name]
         held, first_store = acked.get(hotkey, (0, None))
-        cheating = None if first_store is None else first_store
+        cheating = first_store
         if cheating is not None and behaviour.startswith("turn:"):
             cheating += setup.turn_after
         epochs = sorted(
@@ -282,7 +282,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, help=f"after the upload (default {FULL.seconds})")
     parser.add_argument("--out", type=Path, default=Path("bench/results/incentives.json"))
-    parser.add_argument("--dir", type=Path, help="keep the local net here (default: a temp dir)")
+    parser.add_argument(
+        "--dir", type=Path, help="a fresh folder to keep the net in (default: a temp dir)"
+    )
     parser.add_argument("--smoke", action="store_true", help="45 s, 5 s epochs, 20 s grace")
     args = parser.parse_args()
     # Stopped from outside (a timeout, `kill`): unwind, so the net's processes are stopped.
@@ -312,7 +314,7 @@ def main() -> None:
         stack.callback(net.down)
         net.up()
         db = net.root / "validators" / "validator0" / "validator.sqlite"
-        seen, _ = asyncio.run(run(net, root, setup, db))
+        seen = asyncio.run(run(net, root, setup, db))
         credits = credits_by_epoch(net.chain_url)
         hotkeys = {name: net.keypair(name).ss58_address for name in behaviours}
         strategies = figures(setup, hotkeys, behaviours, seen, credits, db)
