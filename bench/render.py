@@ -307,6 +307,35 @@ def repair_time(report: dict[str, Any]) -> str:
     return f"{_caption(report)} {net}.\n\n{_table(rows)}"
 
 
+def incentives(report: dict[str, Any]) -> str:
+    """Credit per byte against honest (the standard table), then detection per strategy."""
+    rows: list[Row] = []
+    detection = "| strategy | rounds to detection | seconds | disqualified | suspended |\n"
+    detection += "|---|---|---|---|---|\n"
+    for strategy, s in report["summary"].items():
+        aim = " (aim ≥ 0.95)" if strategy.startswith("slow") else " (aim ≤ 0.05)"
+        aim = "" if strategy == "honest" else aim
+        ratio = s["ratio_to_honest"]
+        rows.append((
+            f"`{strategy}`: credit per byte acknowledged{aim}", _num(s["rao_per_byte"], "rao/B"),
+            f"honest, same {s['epochs_counted']} epochs: {_num(s['honest_rao_per_byte'], 'rao/B')}",
+            NONE if ratio is None else f"{ratio:.3f}x", "1 run",
+        ))  # fmt: skip
+        yes = {True: "yes", False: "no"}
+        detection += (
+            f"| `{strategy}` | {_num(s['rounds_to_detection'])} | "
+            f"{_num(s['seconds_to_detection'], 's')} | {yes[s['disqualified']]} | "
+            f"{yes[s['suspended']]} |\n"
+        )
+    net = (
+        f"{report['miners']} miners ({report['k']}-of-{report['m']}), one validator "
+        f"(`{report['validator_flags']}`), {report['seconds']:g} s after the upload, "
+        f"{report['epoch_seconds']:g} s epochs; epochs counted start ≥ "
+        f"{report['grace_seconds']:g} s after the strategy's cheating began"
+    )
+    return f"{_caption(report)} {net}.\n\n{_table(rows)}\n{detection}"
+
+
 def generic(report: dict[str, Any]) -> str:
     return f"{_caption(report)} No table renderer for this report: see its JSON and section.\n"
 
@@ -321,6 +350,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "challenges": challenges,
     "rebuild_gap": rebuild_gap,
     "repair_time": repair_time,
+    "incentives": incentives,
 }
 ORDER = ["peers", "erasure", "miner", "epoch_core", "epoch", "gateway"]
 

@@ -287,6 +287,13 @@ class LocalNet:
     ``service_args`` adds flags to single services' command lines at ``up`` (a flag given
     twice takes the last value), e.g. ``{"miner3": ["--capacity", "1MiB"], "validator1":
     ["--database-url", url]}``; the fault tests use it. It is not saved for the next ``up``.
+
+    ``miner_programs`` swaps the program of single miners: per miner name, an argv prefix
+    that replaces ``python -m subnet miner run`` and takes the same flags, e.g. ``{"miner3":
+    [sys.executable, "-m", "tests.adversaries", "noserve"]}`` (run from the repository
+    root) for an adversarial miner that registers and is placed on like any other;
+    ``bench.incentives`` uses it. Like ``service_args``, it applies to this ``up`` only
+    (``restart`` reuses the recorded command line).
     """
 
     def __init__(
@@ -295,11 +302,13 @@ class LocalNet:
         config: LocalNetConfig | None = None,
         *,
         service_args: Mapping[str, Sequence[str]] | None = None,
+        miner_programs: Mapping[str, Sequence[str]] | None = None,
     ):
         self.root = Path(root).expanduser().absolute()
         saved, self.services = self._read_state()
         self.config = config or saved or LocalNetConfig()
         self.service_args = {name: list(args) for name, args in (service_args or {}).items()}
+        self.miner_programs = {name: list(argv) for name, argv in (miner_programs or {}).items()}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     @classmethod
@@ -585,7 +594,7 @@ class LocalNet:
             ]  # fmt: skip
             if s3_args:
                 args += [*s3_args, "--s3-bucket", f"localnet-{name}"]
-            self._launch(miner, self._subnet(args), env)
+            self._launch(miner, self.miner_command(name, args), env)
             started.append(miner)
         started += self._start_validators(ports, chain.url, hotkeys["user"])
         for each in started:  # they start in parallel; wait for each in turn
@@ -641,6 +650,16 @@ class LocalNet:
     @staticmethod
     def _subnet(args: list[str]) -> list[str]:
         return [sys.executable, "-m", "subnet", *args, "--log-format", "text"]
+
+    def miner_command(self, name: str, args: list[str]) -> list[str]:
+        """``python -m subnet miner run ...`` for miner ``name``, or the same flags after its
+        program in ``miner_programs``."""
+        program = self.miner_programs.get(name)
+        if program is None:
+            return self._subnet(args)
+        if args[:2] != ["miner", "run"]:
+            raise ValueError(f"a miner's arguments start with 'miner run', not {args[:2]}")
+        return [*program, *args[2:], "--log-format", "text"]
 
     def _launch(
         self, service: Service, argv: list[str], env: Mapping[str, str] | None = None

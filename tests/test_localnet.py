@@ -19,7 +19,9 @@ from click.testing import CliRunner
 from minio import Minio
 
 from subnet.cli import main
-from subnet.localnet import LocalNet
+from subnet.localnet import LocalNet, LocalNetConfig
+from subnet.miner_cmd import run as miner_run
+from tests.adversaries.__main__ import main as adversary
 
 FAST = ["--miners", "4", "--validators", "1", "--block-time", "0.05", "--tempo", "10",
         "--capacity", "1GiB"]  # fmt: skip
@@ -146,3 +148,24 @@ def test_foreground_s3_net_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
         if proc.stdout is not None:
             proc.stdout.close()
         LocalNet(root).down()
+
+
+def test_a_miner_program_replaces_subnet_miner_run_and_gets_the_same_flags(tmp_path: Path) -> None:
+    """``miner_programs`` swaps one miner's program and keeps its flags; the adversary parses
+    every flag a local net gives a miner, as ``subnet miner run`` does (bench.incentives runs
+    it end to end)."""
+    program = [sys.executable, "-m", "tests.adversaries", "noserve"]
+    net = LocalNet(tmp_path / "net", LocalNetConfig(miners=2), miner_programs={"miner1": program})
+    args = [
+        "miner", "run", "--wallet-name", "miner1", "--wallet-path", str(tmp_path / "wallets"),
+        "--host", "127.0.0.3", "--port", "20001", "--data-dir", str(tmp_path / "m1"),
+        "--capacity", "1GiB", "--chain-url", "http://127.0.0.1:20000",
+        "--validators", "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY",
+        "--metagraph-seconds", "1",
+    ]  # fmt: skip
+    flags = [*args[2:], "--log-format", "text"]
+    assert net.miner_command("miner0", args) == [sys.executable, "-m", "subnet", *args,
+                                                 "--log-format", "text"]  # fmt: skip
+    assert net.miner_command("miner1", args) == [*program, *flags]
+    miner_run.make_context("run", list(flags))  # parses, does not run
+    adversary.make_context("tests.adversaries", ["noserve", *flags])
