@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,7 +17,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def settings_options(cls: type[Any], helps: Mapping[str, str]) -> Callable[[F], F]:
-    """Add ``--config`` and one ``--field-name`` option per field of ``cls``."""
+    """Add ``--config`` and one ``--field-name`` option per field of ``cls``.
+
+    A boolean's option also works bare: ``--yes`` is ``--yes true``.
+    """
+    hints = typing.get_type_hints(cls)
 
     def decorate(func: F) -> F:
         for field in reversed(dataclasses.fields(cls)):
@@ -26,6 +31,8 @@ def settings_options(cls: type[Any], helps: Mapping[str, str]) -> Callable[[F], 
                 f"--{field.name.replace('_', '-')}",
                 field.name,
                 default=None,
+                is_flag=False,
+                flag_value="true" if hints[field.name] is bool else None,
                 help=f"{helps.get(field.name, '')} [default: {shown}]".strip(),
             )(func)
         return click.option(
