@@ -67,6 +67,7 @@ class FakeSubtensor:
     min_allowed_weights: int = 1
     neurons: list[FakeNeuron] = field(default_factory=list)
     balances: dict[str, int] = field(default_factory=dict)  # coldkey -> free rao
+    stake_of: dict[str, int] = field(default_factory=dict)  # hotkey -> rao, once registered
     extrinsics: list[Extrinsic] = field(default_factory=list)
     weights: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # uid -> [(dest, w)]
     commits: dict[int, list[tuple[bytes, int]]] = field(default_factory=dict)  # uid -> [(, round)]
@@ -79,6 +80,7 @@ class FakeSubtensor:
     # Test helpers -----------------------------------------------------------------
 
     def add_neuron(self, hotkey: str, coldkey: str, stake: int = 0) -> int:
+        stake = stake or self.stake_of.get(hotkey, 0)
         self.neurons.append(FakeNeuron(hotkey, coldkey, self.block, stake=stake))
         return len(self.neurons) - 1
 
