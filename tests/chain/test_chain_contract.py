@@ -50,7 +50,7 @@ class Net:
     hotkeys: dict[str, str]
     rate_limit: int
     version_key: int
-    advance: Callable[[int], Awaitable[None]]
+    advance: Callable[[int], Awaitable[object]]
 
     @property
     def validator(self) -> Chain:
@@ -71,16 +71,12 @@ async def embedded(tmp_path: Path) -> AsyncIterator[Net]:
         try:
             async with TestClient(TestServer(make_app(service, background=False))) as client:
                 url = str(client.make_url(""))
-
-                async def advance(blocks: int) -> None:
-                    await service.advance(blocks)
-
                 yield Net(
                     chains={n: ChainClient(url, k, client.session) for n, k in keys.items()},
                     hotkeys={n: k.ss58_address for n, k in keys.items()},
                     rate_limit=RATE_LIMIT,
                     version_key=VERSION_KEY,
-                    advance=advance,
+                    advance=service.advance,
                 )
         finally:
             service._db.shutdown(wait=True)
@@ -101,7 +97,7 @@ async def subtensor(tmp_path: Path) -> AsyncIterator[Net]:
 
     wallets = btcli_wallets(tmp_path / "wallets")
     fake = FakeSubtensor(weights_rate_limit=RATE_LIMIT, version_key=VERSION_KEY)
-    for hotkey, coldkey in wallets.values():
+    for _, coldkey in wallets.values():
         fake.balances[coldkey] = 10 * RAO_PER_TAO
     fake.stake_of[wallets["validator"][0]] = 1000 * RAO_PER_TAO  # btcli stake add, in short
     chains = {
@@ -133,17 +129,22 @@ async def subtensor(tmp_path: Path) -> AsyncIterator[Net]:
             await chain.close()
 
 
+def live_settings() -> tuple[str, int, Path]:
+    url = os.environ.get("SUBTENSOR_URL")
+    if not url:
+        pytest.skip("SUBTENSOR_URL is not set: no subtensor to test against (opt-in)")
+    netuid = int(os.environ["SUBTENSOR_NETUID"])
+    path = Path(os.environ.get("SUBTENSOR_WALLETS", "~/.bittensor/wallets")).expanduser()
+    return url, netuid, path
+
+
 async def live(_tmp_path: Path) -> AsyncIterator[Net]:
     """A real subtensor: $SUBTENSOR_URL (ws://...), $SUBTENSOR_NETUID, and funded wallets
     named validator (staked enough for a permit), miner0 and miner1 under
     $SUBTENSOR_WALLETS (default ~/.bittensor/wallets). Registration happens for real."""
     from chain.subtensor import SubtensorChain  # noqa: PLC0415
 
-    url = os.environ.get("SUBTENSOR_URL")
-    if not url:
-        pytest.skip("SUBTENSOR_URL is not set: no subtensor to test against (opt-in)")
-    netuid = int(os.environ["SUBTENSOR_NETUID"])
-    path = Path(os.environ.get("SUBTENSOR_WALLETS", "~/.bittensor/wallets")).expanduser()
+    url, netuid, path = live_settings()
     chains = {
         name: SubtensorChain(
             url,
@@ -163,7 +164,7 @@ async def live(_tmp_path: Path) -> AsyncIterator[Net]:
 
     async def advance(blocks: int) -> None:
         target = await probe.block() + blocks
-        while await probe.block() < target:
+        while await probe.block() < target:  # noqa: ASYNC110 - the chain's head, not an Event
             await asyncio.sleep(block_time / 2)
 
     try:
