@@ -316,8 +316,10 @@ class SubtensorChain:
         return None if raw is None else int(raw)
 
     async def _execute(self, client: bt.Client, intent: Any, wallet: Any) -> bt.ExtrinsicResult:
+        # Inclusion is enough: the block it landed in is what callers want, and waiting for
+        # finality would hold each call for several more blocks.
         async with _translated():
-            result = await client.execute(intent, wallet)
+            result = await client.execute(intent, wallet, wait_for_finalization=False)
         if not result.success:
             error = result.error or bt.ChainError(result.message or "the extrinsic failed")
             raise _refusal(error)

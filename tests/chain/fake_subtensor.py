@@ -65,6 +65,7 @@ class FakeSubtensor:
     reveal_period_epochs: int = 1
     max_validators: int = 64
     min_allowed_weights: int = 1
+    max_weight_limit: int = U16_MAX  # the largest share of the sum one weight may be, of 65535
     neurons: list[FakeNeuron] = field(default_factory=list)
     balances: dict[str, int] = field(default_factory=dict)  # coldkey -> free rao
     stake_of: dict[str, int] = field(default_factory=dict)  # hotkey -> rao, once registered
@@ -154,7 +155,7 @@ class FakeSubtensor:
             "WeightsSetRateLimit": self.weights_rate_limit,
             "LastUpdate": [n.last_update for n in self.neurons],
             "MinAllowedWeights": self.min_allowed_weights,
-            "MaxWeightsLimit": U16_MAX,
+            "MaxWeightsLimit": self.max_weight_limit,
             "SubnetEpochConsensus": "Yuma",
             "ValidatorPermit": self.permits(),
             "WeightsVersionKey": self.version_key,
@@ -366,6 +367,8 @@ class FakeSubtensor:
                 return "UidVecContainInvalidOne"
             if any(not 0 <= v <= U16_MAX for v in values):
                 return "InvalidWeights"
+            if len(values) > 1 and max(values) * U16_MAX > self.max_weight_limit * sum(values):
+                return "MaxWeightExceeded"
             self.weights[uid] = list(zip(dests, values, strict=True))
             me.last_update = self.block
             return None

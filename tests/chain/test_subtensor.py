@@ -100,6 +100,21 @@ async def test_weights_reach_subtensor_as_u16_for_the_hotkeys_uids(
     )
 
 
+async def test_weights_are_clipped_to_the_subnets_max_weight_limit(
+    fake: FakeSubtensor, wallets: Path
+) -> None:
+    validator, uids = await subnet(fake, wallets)
+    fake.max_weight_limit = U16_MAX // 2  # no miner may hold more than half of the weight
+    miners = [uids["miner0"], uids["miner1"], uids["miner2"]]
+    await validator.set_weights(miners, [0.9, 0.05, 0.05], 7)
+    [sent] = fake.calls("set_mechanism_weights")
+    assert sent.success  # the pallet's MaxWeightExceeded check passed
+    weights = sent.params["weights"]
+    assert max(weights) == U16_MAX
+    assert max(weights) / sum(weights) <= fake.max_weight_limit / U16_MAX
+    assert weights[1] == weights[2] < weights[0]  # the order of the miners is kept
+
+
 async def test_the_rate_limit_is_honoured_before_signing_and_says_when(
     fake: FakeSubtensor, wallets: Path
 ) -> None:
