@@ -27,14 +27,15 @@ def settings_options(cls: type[Any], helps: Mapping[str, str]) -> Callable[[F], 
         for field in reversed(dataclasses.fields(cls)):
             default = field.default if field.default is not dataclasses.MISSING else None
             shown = ",".join(default) if isinstance(default, tuple) else default
-            func = click.option(
-                f"--{field.name.replace('_', '-')}",
-                field.name,
-                default=None,
-                is_flag=False,
-                flag_value="true" if hints[field.name] is bool else None,
-                help=f"{helps.get(field.name, '')} [default: {shown}]".strip(),
-            )(func)
+            name = f"--{field.name.replace('_', '-')}"
+            text = f"{helps.get(field.name, '')} [default: {shown}]".strip()
+            if hints[field.name] is bool:  # a value is optional: bare means true
+                option = click.option(
+                    name, field.name, default=None, is_flag=False, flag_value="true", help=text
+                )
+            else:
+                option = click.option(name, field.name, default=None, help=text)
+            func = option(func)
         return click.option(
             "--config",
             "config_file",

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -27,8 +28,13 @@ def register_before_start(
     *,
     yes: bool,
     interactive: bool | None = None,
+    substrate: Any = None,
 ) -> int | None:
-    """The hotkey's UID on ``netuid``, registering it first if agreed; None if unreachable."""
+    """The hotkey's UID on ``netuid``, registering it first if agreed; None if unreachable.
+
+    ``interactive`` (default: stdin is a terminal) allows the prompt; ``substrate`` is
+    :class:`SubtensorChain`'s (the tests' in-memory subtensor).
+    """
     from chain.subtensor import RegistrationQuote, SubtensorChain  # noqa: PLC0415 - the SDK
 
     asks = sys.stdin.isatty() if interactive is None else interactive
@@ -49,6 +55,7 @@ def register_before_start(
             wallet_hotkey=hotkey,
             wallet_path=path,
             confirm=confirm,
+            substrate=substrate,
         )
         async with chain:
             return await chain.register()
