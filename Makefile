@@ -9,10 +9,11 @@ STAMP  := $(VENV)/.installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall only when the dependency list changes; --group needs pip >= 25.1.
+# Reinstall only when the dependency list changes; --group needs pip >= 25.1. The bittensor
+# extra (the subtensor adapter's SDK) is installed so that its tests run.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install --quiet -e . --group dev
+	$(BIN)/python -m pip install --quiet -e ".[bittensor]" --group dev
 	touch $(STAMP)
 
 test: lint typecheck pytest

@@ -2,9 +2,9 @@
 hotkey policy backed by the metagraph.
 
 ``Chain`` is what miners and validators depend on. :class:`ChainClient` implements it over
-the local chain's HTTP API. A subtensor adapter (with the ``bittensor`` SDK) could implement
-the same interface; it is not built, and could not be tested here: no machine can reach a
-live network.
+the local chain's HTTP API; :class:`chain.subtensor.SubtensorChain` implements it over the
+``bittensor`` SDK for subtensor (finney, testnet, a subtensor localnet), and is imported only
+when a service is started with ``--network``.
 """
 
 from __future__ import annotations
@@ -28,13 +28,20 @@ SIGNED_FOR = ""  # the local chain has no hotkey; requests are signed for nobody
 
 
 class ChainRequestError(Exception):
-    """The chain refused a request: ``status`` and the stable ``code`` it gave."""
+    """The chain refused a request: ``status`` and the stable ``code`` it gave.
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    ``retry_after`` is the seconds until the chain would accept it, when the chain says so
+    (subtensor's weights rate limit).
+    """
+
+    def __init__(
+        self, status: int, code: str, message: str, *, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after = retry_after
 
 
 class Chain(Protocol):

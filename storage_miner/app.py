@@ -43,7 +43,7 @@ from protocol.http import (
 )
 from protocol.metrics import ServiceMetrics
 from protocol.wire import encode_frame
-from storage_miner.on_chain import ChainPresence
+from storage_miner.on_chain import ChainPresence, embedded_chain, subtensor_chain
 from storage_miner.prover import MAX_INDICES
 from storage_miner.scrubber import ScrubPass, run_scrubber
 from storage_miner.service import (
@@ -324,20 +324,33 @@ def _on_chain(presence: ChainPresence) -> Callable[[web.Application], AsyncItera
 
 
 def make_app(service: MinerService, *, background: bool = True) -> web.Application:
-    """The miner's app. With ``chain_url`` set it also joins the chain (see ``on_chain.py``),
-    whether or not the ``background`` loops (trash purge, scrubber) run."""
+    """The miner's app. With ``chain_url`` or ``network`` set it also joins the chain (see
+    ``on_chain.py``), whether or not the ``background`` loops (trash purge, scrubber) run."""
     settings = service.settings
     metrics = MinerMetrics(service)
     verifier = EpistulaVerifier(window_ms=settings.signature_window_ms)
     policy: HotkeyPolicy = StaticAllowlist(frozenset(settings.validators))
     presence = None
-    if settings.chain_url:
+    if settings.on_chain:
+        if settings.chain_url:
+            open_chain, name = (
+                embedded_chain(settings.chain_url, service.keypair),
+                settings.chain_url,
+            )
+        else:
+            assert settings.netuid is not None  # the settings check it
+            wallet = (settings.wallet_name, settings.wallet_hotkey, settings.wallet_path)
+            open_chain = subtensor_chain(
+                settings.network, settings.netuid, wallet, yes=settings.yes
+            )
+            name = f"{settings.network}/{settings.netuid}"
         presence = ChainPresence(
-            settings.chain_url,
-            service.keypair,
+            open_chain,
+            service.hotkey,
             settings.axon_host,
             settings.port,
             settings.metagraph_seconds,
+            name=name,
         )
         policy = AnyOf(policy, presence.policy)
     signatures = epistula_middleware(

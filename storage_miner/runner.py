@@ -48,7 +48,7 @@ def serve(settings: MinerSettings) -> None:
             "hotkey": service.hotkey,
             "host": settings.host,
             "port": settings.port,
-            "chain": settings.chain_url or None,
+            "chain": settings.chain_url or settings.network or None,
         },
     )
     web.run_app(

@@ -6,10 +6,12 @@ Environment variables are ``SUBNET_MINER_<FIELD>``, e.g. ``SUBNET_MINER_CAPACITY
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from chain.networks import chain_choice_error
 from protocol.settings import SIZE
 from protocol.wallet import DEFAULT_WALLET_PATH
 
@@ -39,6 +41,11 @@ class MinerSettings:
     # host) and port as its axon, and refreshes the permitted validators every
     # metagraph_seconds. e.g. http://127.0.0.1:9944
     chain_url: str = ""
+    # Or subtensor: network (finney, test, local or a ws:// URL) and netuid. A hotkey with no
+    # UID there is registered only with yes, or after a confirmation on a terminal at start.
+    network: str = ""
+    netuid: int | None = None
+    yes: bool = False
     external_host: str = ""
     metagraph_seconds: float = 30.0
     max_shard_size: int = field(default=256 * 2**20, metadata=SIZE)
@@ -54,14 +61,35 @@ class MinerSettings:
             raise ValueError(f"port {self.port} is not a TCP port")
         if not self.metagraph_seconds > 0:
             raise ValueError(f"metagraph_seconds must be positive, got {self.metagraph_seconds}")
-        if self.chain_url and self.axon_host in {"", "0.0.0.0", "::", "[::]"}:  # noqa: S104
+        choice = chain_choice_error(self.chain_url, self.network, self.netuid)
+        if choice:
+            raise ValueError(choice)
+        if self.on_chain and self.axon_host in {"", "0.0.0.0", "::", "[::]"}:  # noqa: S104
             raise ValueError(
                 f"host {self.host!r} listens everywhere, so it is not an address validators can "
                 "dial: give the address to announce on the chain, e.g. --external-host 203.0.113.7"
             )
+        if self.network and not _is_ip(self.axon_host.strip("[]")):
+            raise ValueError(
+                f"subtensor stores an axon as an IP address, and {self.axon_host!r} is not one: "
+                "give it with --external-host, e.g. 203.0.113.7"
+            )
+
+    @property
+    def on_chain(self) -> bool:
+        """Whether the miner joins a chain (the embedded one or subtensor)."""
+        return bool(self.chain_url or self.network)
 
     @property
     def axon_host(self) -> str:
         """The host announced on the chain; a bare IPv6 address gets its brackets."""
         host = self.external_host or self.host
         return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -30,7 +30,10 @@ HELP = {
     "validators": "Comma-separated validator hotkeys allowed to store and challenge (with "
     "--chain-url, besides the metagraph's permitted validators).",
     "chain_url": "The chain to register on and announce the axon to, e.g. http://127.0.0.1:9944.",
-    "external_host": "Address announced on the chain (default: --host).",
+    "network": "Subtensor instead of --chain-url: finney, test, local or a ws:// URL.",
+    "netuid": "The subnet to join on --network.",
+    "yes": "Register the hotkey on --network without asking (burns the cost from the coldkey).",
+    "external_host": "Address announced on the chain (default: --host; an IP for subtensor).",
     "metagraph_seconds": "How often the permitted validators are read from the chain.",
     "max_shard_size": "Largest shard accepted.",
     "trash_grace_seconds": "How long deleted shards stay restorable.",
@@ -54,9 +57,9 @@ def run(config_file: Path | None, log_format: str, log_level: str, **flags: obje
 
     Settings come from flags, then SUBNET_MINER_<NAME> environment variables, then --config.
 
-    With --chain-url the miner registers its hotkey, announces --external-host (else --host)
-    and --port as its axon, and serves every validator holding a permit on the metagraph, as
-    well as those in --validators. It retries while the chain is unreachable.
+    With --chain-url (or --network) the miner registers its hotkey, announces --external-host
+    (else --host) and --port as its axon, and serves every validator holding a permit on the
+    metagraph, as well as those in --validators. It retries while the chain is unreachable.
 
     \b
     Examples:
@@ -65,11 +68,22 @@ def run(config_file: Path | None, log_format: str, log_level: str, **flags: obje
           --validators 5F...,5G... --data-dir /srv/miner1
       subnet miner run --wallet-name miner1 --host 0.0.0.0 --external-host 203.0.113.7 \\
           --chain-url http://127.0.0.1:9944 --data-dir /srv/miner1
+      subnet miner run --wallet-name miner1 --host 0.0.0.0 --external-host 203.0.113.7 \\
+          --network test --netuid 42 --data-dir /srv/miner1
+
+    With --network (subtensor, docs/bittensor.md) an unregistered hotkey is registered at
+    start only after you confirm the cost on the terminal, or with --yes.
     """
     reexec_with_huge_pages()  # once, first: see protocol/memory.py
     settings = settings_from_cli(MinerSettings, ENV_PREFIX, config_file, flags)
     configure_logging(log_level, log_format)
     try:
+        if settings.network:
+            from subnet.subtensor_join import register_before_start  # noqa: PLC0415
+
+            assert settings.netuid is not None  # the settings check it
+            wallet = (settings.wallet_name, settings.wallet_hotkey, settings.wallet_path)
+            register_before_start(settings.network, settings.netuid, wallet, yes=settings.yes)
         serve(settings)
     except WalletError as exc:
         raise click.ClickException(str(exc)) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,18 +17,25 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def settings_options(cls: type[Any], helps: Mapping[str, str]) -> Callable[[F], F]:
-    """Add ``--config`` and one ``--field-name`` option per field of ``cls``."""
+    """Add ``--config`` and one ``--field-name`` option per field of ``cls``.
+
+    A boolean's option also works bare: ``--yes`` is ``--yes true``.
+    """
+    hints = typing.get_type_hints(cls)
 
     def decorate(func: F) -> F:
         for field in reversed(dataclasses.fields(cls)):
             default = field.default if field.default is not dataclasses.MISSING else None
             shown = ",".join(default) if isinstance(default, tuple) else default
-            func = click.option(
-                f"--{field.name.replace('_', '-')}",
-                field.name,
-                default=None,
-                help=f"{helps.get(field.name, '')} [default: {shown}]".strip(),
-            )(func)
+            name = f"--{field.name.replace('_', '-')}"
+            text = f"{helps.get(field.name, '')} [default: {shown}]".strip()
+            if hints[field.name] is bool:  # a value is optional: bare means true
+                option = click.option(
+                    name, field.name, default=None, is_flag=False, flag_value="true", help=text
+                )
+            else:
+                option = click.option(name, field.name, default=None, help=text)
+            func = option(func)
         return click.option(
             "--config",
             "config_file",

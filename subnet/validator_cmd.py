@@ -32,6 +32,9 @@ HELP = {
     "max_object_size": "Largest object accepted.",
     "signature_window_ms": "Accepted clock skew of signed requests.",
     "chain_url": "The chain to register on, take miners from and send weights to.",
+    "network": "Subtensor instead of --chain-url: finney, test, local or a ws:// URL.",
+    "netuid": "The subnet to validate on --network.",
+    "yes": "Register the hotkey on --network without asking (burns the cost from the coldkey).",
     "metagraph_seconds": "How often miners are re-read from the metagraph.",
     "weights_seconds": "How often weights (with capacity and availability) go to the chain.",
     "challenge_seconds": "Seconds between challenge rounds.",
@@ -74,11 +77,23 @@ def run(config_file: Path | None, log_format: str, log_level: str, **flags: obje
           --miners 5G...@127.0.0.2:8091,5H...@127.0.0.3:8091
       subnet validator run --wallet-name v1 --users alice=5F... \\
           --chain-url http://127.0.0.1:9944 --challenge-seconds 30
+      subnet validator run --wallet-name v1 --users alice=5F... \\
+          --network test --netuid 42
+
+    \b
+    With --network (subtensor, docs/bittensor.md) an unregistered hotkey is registered at
+    start only after you confirm the cost on the terminal, or with --yes.
     """
     reexec_with_huge_pages()  # once, first: see protocol/memory.py
     settings = settings_from_cli(ValidatorSettings, ENV_PREFIX, config_file, flags)
     configure_logging(log_level, log_format)
     try:
+        if settings.network:
+            from subnet.subtensor_join import register_before_start  # noqa: PLC0415
+
+            assert settings.netuid is not None  # the settings check it
+            wallet = (settings.wallet_name, settings.wallet_hotkey, settings.wallet_path)
+            register_before_start(settings.network, settings.netuid, wallet, yes=settings.yes)
         serve(settings)
     except WalletError as exc:
         raise click.ClickException(str(exc)) from None

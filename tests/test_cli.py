@@ -32,3 +32,17 @@ def test_miner_run_explains_bad_settings_and_missing_wallets(tmp_path: Path) -> 
     assert "subnet wallet create" in missing.stderr
     for result in (bad, missing):
         assert "Traceback" not in result.stderr
+
+
+def test_a_service_takes_one_chain_and_says_so(tmp_path: Path) -> None:
+    half = run("validator", "run", "--network", "test", "--wallet-path", str(tmp_path))
+    assert half.returncode == 2
+    assert "--network test needs --netuid" in half.stderr
+    both = run(
+        "miner", "run", "--chain-url", "http://127.0.0.1:9944", "--network", "test",
+        "--netuid", "3", "--external-host", "203.0.113.7", "--wallet-path", str(tmp_path),
+    )  # fmt: skip
+    assert both.returncode == 2
+    assert "not both" in both.stderr
+    for result in (half, both):
+        assert "Traceback" not in result.stderr

@@ -57,7 +57,7 @@ from protocol.http import (
 )
 from protocol.metrics import ServiceMetrics
 from validator.audit import summarise
-from validator.chain_sync import ChainSync
+from validator.chain_sync import ChainSync, ChainSyncMetrics
 from validator.challenger import Challenger, ChallengerMetrics
 from validator.downloads import DownloadError
 from validator.gateway import Gateway, NoSuchObject, NotYours
@@ -498,6 +498,7 @@ def make_app(
         app.router.add_get("/v1/audit/log", get_audit_log)
         app.router.add_get("/v1/audit/summary", get_audit_summary)
     if chain_sync is not None:
+        chain_sync.metrics = ChainSyncMetrics(metrics.registry)
         app[CHAIN_SYNC] = chain_sync
     if repairer is not None:
         repairer.metrics = RepairMetrics(metrics.registry)

@@ -3,7 +3,12 @@
 Miners are the neurons that serve an address and hold no validator permit. Weights go out
 every ``weights_seconds``: verified bytes (time-weighted) x availability, from
 :mod:`validator.scoring`, with the capacity and availability behind each weight attached
-for the chain's reward ledger.
+for the embedded chain's reward ledger. Subtensor has no place for those figures: they stay
+in :attr:`ChainSync.last_weights` and the ``/metrics`` gauges, on either chain.
+
+A refusal is logged with the chain's code and reason. When the chain says when it would
+accept (subtensor's weights rate limit: ``ChainRequestError.retry_after``), the weights are
+sent again then, else at the next ``weights_seconds``.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from chain.client import Chain, ChainRequestError
 from chain.metagraph import Metagraph
@@ -29,6 +36,49 @@ class WeightsSent:
     block: int
     weights: dict[str, float]  # hotkey -> normalised weight
     figures: dict[str, tuple[int, float]]  # hotkey -> (verified bytes, availability)
+
+
+class ChainSyncMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.weight = Gauge(
+            "validator_miner_weight",
+            "Normalised weight per miner, as last computed for the chain.",
+            ["hotkey"],
+            registry=registry,
+        )
+        self.capacity = Gauge(
+            "validator_miner_capacity_bytes",
+            "Verified bytes (time-weighted) behind each miner's weight.",
+            ["hotkey"],
+            registry=registry,
+        )
+        self.availability = Gauge(
+            "validator_miner_availability",
+            "Availability (wrong-answer x timeout score) behind each miner's weight.",
+            ["hotkey"],
+            registry=registry,
+        )
+        self.sent = Counter(
+            "validator_weights_sent", "Weights the chain accepted.", registry=registry
+        )
+        self.refused = Counter(
+            "validator_weights_refused",
+            "Weights the chain refused, by its reason code.",
+            ["code"],
+            registry=registry,
+        )
+        self.block = Gauge(
+            "validator_weights_block", "Block of the last weights accepted.", registry=registry
+        )
+
+    def computed(self, weights: dict[str, float], figures: dict[str, tuple[int, float]]) -> None:
+        for gauge in (self.weight, self.capacity, self.availability):
+            gauge.clear()  # miners that left the metagraph drop out
+        for hotkey, weight in weights.items():
+            capacity, availability = figures[hotkey]
+            self.weight.labels(hotkey).set(weight)
+            self.capacity.labels(hotkey).set(capacity)
+            self.availability.labels(hotkey).set(availability)
 
 
 class ChainSync:
@@ -53,6 +103,7 @@ class ChainSync:
         self.graph: Metagraph | None = None
         self.uid: int | None = None
         self.last_weights: WeightsSent | None = None
+        self.metrics: ChainSyncMetrics | None = None
 
     async def register(self) -> int:
         """Register (idempotent), retrying while the chain is unreachable."""
@@ -106,9 +157,19 @@ class ChainSync:
         if not sum(values) > 0:
             log.info("no verified bytes yet; weights not sent")
             return None
-        block = await self.chain.set_weights(uids, values, graph.version_key, figures)
+        if self.metrics is not None:
+            self.metrics.computed(sent_weights, by_hotkey)
+        try:
+            block = await self.chain.set_weights(uids, values, graph.version_key, figures)
+        except ChainRequestError as exc:
+            if self.metrics is not None:
+                self.metrics.refused.labels(exc.code).inc()
+            raise
         sent = WeightsSent(block, sent_weights, by_hotkey)
         self.last_weights = sent
+        if self.metrics is not None:
+            self.metrics.sent.inc()
+            self.metrics.block.set(block)
         log.info("weights sent", extra={"block": block, "miners": len(uids)})
         return sent
 
@@ -126,8 +187,11 @@ class ChainSync:
                     next_weights = now + self.weights_seconds
                     await self.send_weights()
             except ChainRequestError as exc:
+                if exc.retry_after is not None:  # the chain said when it would accept
+                    next_weights = time.monotonic() + exc.retry_after
                 log.warning(
-                    "the chain refused a request", extra={"code": exc.code, "why": exc.message}
+                    "the chain refused a request",
+                    extra={"code": exc.code, "why": exc.message, "retry_after": exc.retry_after},
                 )
             except Exception:  # the chain being down must not end the loop; logged, retried
                 log.exception("talking to the chain failed")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
 from sqlalchemy.orm import sessionmaker
 
-from chain.client import ChainClient
+from chain.client import Chain, ChainClient
 from erasure import ErasureParams
 from protocol.db import make_engine, upgrade
 from protocol.http import SigningClient
@@ -48,12 +49,29 @@ async def build_app(settings: ValidatorSettings) -> web.Application:
     gateway.sync_tokens(settings.tokens)
     gateway.sync_miners(settings.miners)
     policy = ChallengePolicy.from_settings(settings)
+    closers: list[Callable[[], Awaitable[None]]] = []
     challenger = Challenger(sessions, miners, ChallengeLogStore(sessions, keypair), policy)
     gateway.downloader.reads = challenger.observe_read  # users' reads are evidence too
     chain_sync = None
+    chain: Chain | None = None
     if settings.chain_url:
+        chain = ChainClient(settings.chain_url, keypair, http)
+    elif settings.network:
+        from chain.subtensor import SubtensorChain  # noqa: PLC0415 - the SDK loads only here
+
+        assert settings.netuid is not None  # the settings check it
+        chain = subtensor = SubtensorChain(
+            settings.network,
+            settings.netuid,
+            wallet_name=settings.wallet_name,
+            wallet_hotkey=settings.wallet_hotkey,
+            wallet_path=settings.wallet_path,
+            confirm=(lambda _quote: True) if settings.yes else None,
+        )
+        closers.append(subtensor.close)
+    if chain is not None:
         chain_sync = ChainSync(
-            ChainClient(settings.chain_url, keypair, http),
+            chain,
             gateway,
             challenger,
             keypair.ss58_address,
@@ -94,6 +112,8 @@ async def build_app(settings: ValidatorSettings) -> web.Application:
     )
 
     async def close(_app: web.Application) -> None:
+        for closer in closers:
+            await closer()
         await http.close()
         engine.dispose()
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from chain.networks import chain_choice_error
 from protocol.settings import SIZE
 from protocol.wallet import DEFAULT_WALLET_PATH
 
@@ -51,6 +52,11 @@ class ValidatorSettings:
     # The chain: when set, the validator registers, places on the metagraph's miners
     # (besides any listed above) and sends weights there. e.g. http://127.0.0.1:9944
     chain_url: str = ""
+    # Or subtensor: network (finney, test, local or a ws:// URL) and netuid. A hotkey with no
+    # UID there is registered only with yes, or after a confirmation on a terminal at start.
+    network: str = ""
+    netuid: int | None = None
+    yes: bool = False
     metagraph_seconds: float = 30.0
     weights_seconds: float = 60.0  # how often weights go to the chain
     # Challenges: a round every challenge_seconds, up to challenge_batch shards per miner,
@@ -86,6 +92,9 @@ class ValidatorSettings:
     synthetic_object_size: int = field(default=64 * 2**20, metadata=SIZE)
 
     def __post_init__(self) -> None:
+        choice = chain_choice_error(self.chain_url, self.network, self.netuid)
+        if choice:
+            raise ValueError(choice)
         if not 0.0 <= self.synthetic_share < 1.0:
             raise ValueError(f"synthetic_share is a fraction in [0, 1), got {self.synthetic_share}")
         if not 0.0 < self.reputation_lambda <= 1.0:
