@@ -50,6 +50,7 @@ class ObjectInfo:
     verifier: str | None  # the manifest's verifier hash (hex), as in the capability
     k: int
     m: int
+    segment_size: int
 
 
 USER_PREFIX = "user:"  # how a token caller is named where a hotkey would be
@@ -288,6 +289,7 @@ def _info(row: StoredObject) -> ObjectInfo:
         verifier=row.verifier,
         k=row.k,
         m=row.m,
+        segment_size=row.segment_size,
     )
 
 

@@ -134,9 +134,7 @@ async def test_bad_sealed_queries_are_named(api: Client, sessions: sessionmaker[
     assert committed(sessions) == 0
 
 
-async def test_a_forged_last_segment_flag_fails_on_the_reader(
-    api: Client, tmp_path: Path
-) -> None:
+async def test_a_forged_last_segment_flag_fails_on_the_reader(api: Client, tmp_path: Path) -> None:
     """The flag is inside the AEAD, so the validator (no key) cannot see it; a stream of the
     right length whose segment 0 was sealed as the last is stored, and the capability's
     holder is refused at the first segment: nothing of it is written."""
@@ -153,12 +151,10 @@ async def test_a_forged_last_segment_flag_fails_on_the_reader(
     with pytest.raises(GatewayError) as caught:
         await alice.download(None, tmp_path / "forged.bin", capability=str(cap))
     assert caught.value.code == "bad_ciphertext" and "segment 0" in caught.value.message
-    assert list(tmp_path.glob("*forged*")) == []
+    assert not (tmp_path / "forged.bin").exists()
 
 
-async def test_a_capability_for_another_object_is_refused(
-    api: Client, tmp_path: Path
-) -> None:
+async def test_a_capability_for_another_object_is_refused(api: Client, tmp_path: Path) -> None:
     alice = await client_for(api, ALICE, tmp_path / "caps")
     for name in ("one", "two"):
         (tmp_path / name).write_bytes(name.encode() * 1000)
