@@ -32,3 +32,16 @@ def test_miner_run_explains_bad_settings_and_missing_wallets(tmp_path: Path) -> 
     assert "subnet wallet create" in missing.stderr
     for result in (bad, missing):
         assert "Traceback" not in result.stderr
+
+
+def test_upload_and_download_help_say_where_keys_live_and_what_a_rerun_does() -> None:
+    upload = run("upload", "--help")
+    assert upload.returncode == 0
+    text = " ".join(upload.stdout.split())
+    for promise in ("--overwrite", "--seal", "~/.subnet/capabilities", "back that folder up",
+                    "Re-running an interrupted upload finishes it", "exit status is 1"):  # fmt: skip
+        assert promise in text, promise
+    download = run("download", "--help")
+    text = " ".join(download.stdout.split())
+    for promise in ("--capability", "~/.subnet/capabilities", "back that folder up"):
+        assert promise in text, promise
