@@ -38,8 +38,9 @@ def test_upload_and_download_help_say_where_keys_live_and_what_a_rerun_does() ->
     upload = run("upload", "--help")
     assert upload.returncode == 0
     text = " ".join(upload.stdout.split())
-    for promise in ("--overwrite", "--seal", "~/.subnet/capabilities", "back that folder up",
-                    "Re-running an interrupted upload finishes it", "exit status is 1"):  # fmt: skip
+    promises = ("--overwrite", "--seal", "~/.subnet/capabilities", "back that folder up",
+                "Re-running an interrupted upload finishes it", "exit status is 1")  # fmt: skip
+    for promise in promises:
         assert promise in text, promise
     download = run("download", "--help")
     text = " ".join(download.stdout.split())
