@@ -402,7 +402,7 @@ class GatewayClient:
                     assert ref is not None
                     written = await self._download_plain(ref, out, on_bytes)
                 else:
-                    written = await self._download_capability(cap, out, on_bytes)
+                    written = await self._download_capability(cap, out, on_bytes, ref)
                 await asyncio.to_thread(_sync, out)
             await asyncio.to_thread(os.replace, tmp, target)
         except BaseException:
@@ -457,18 +457,27 @@ class GatewayClient:
         return manifest
 
     async def _download_capability(
-        self, cap: Capability, out: IO[bytes], on_bytes: Callable[[int], None]
-    ) -> int:
+        self, cap: Capability, out: IO[bytes], on_bytes: Callable[[int], None],
+        ref: str | None = None,
+    ) -> int:  # fmt: skip
+        """By ``ref`` (the caller's own objects only, as without a capability), or by the
+        capability alone (any object: holding the capability is the permission)."""
         manifest = await self._manifest(cap)
         if manifest.sealer != "none" and cap.key is None:
             raise GatewayError(
                 403, "key_needed", "that is a verify-only capability: it reads nothing"
             )
         headers = {"X-Capability": str(cap)} if manifest.sealer == "validator" else {}
+        where = f"objects/{quote(ref)}" if ref is not None else f"shared/{cap.verifier.hex()}"
         async with self.signer.request(
-            "GET", f"{self.url}/v1/shared/{cap.verifier.hex()}", signed_for=self.validator,
-            headers=headers,
-        ) as response:  # fmt: skip
+            "GET", f"{self.url}/v1/{where}", signed_for=self.validator, headers=headers
+        ) as response:
+            served = response.headers.get("X-Verifier")
+            if response.status == 200 and served not in (None, cap.verifier.hex()):
+                raise GatewayError(
+                    400, "wrong_capability",
+                    f"the capability kept for {ref} is for another object; give --capability",
+                )  # fmt: skip
             if manifest.sealer != "client":
                 return await self._receive(response, out, on_bytes)
             assert cap.key is not None

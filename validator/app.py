@@ -369,6 +369,8 @@ async def _serve(
     response.headers["X-Object-Id"] = info.id
     response.headers["X-Sealed-By"] = info.sealed_by
     response.headers["X-Object-Size"] = str(info.size)
+    if info.verifier is not None:
+        response.headers["X-Verifier"] = info.verifier  # which capability opens it
     if response.status == 206:
         response.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{total}"
     if request.method == "HEAD":

@@ -86,6 +86,12 @@ async def test_round_trip_the_validator_never_sees_the_key(
     with pytest.raises(GatewayError) as caught:
         await bob.download(reply["object_id"], tmp_path / "no.bin")
     assert caught.value.code == "not_yours"
+    # Even with Alice's capabilities on his machine, Bob reads by name or id only his own
+    # objects; the capability itself (--capability) is what grants a shared read.
+    same_machine = await client_for(api, BOB, tmp_path / "caps")
+    with pytest.raises(GatewayError) as caught:
+        await same_machine.download(reply["object_id"], tmp_path / "no.bin")
+    assert caught.value.code == "not_yours"
     other = await client_for(api, ALICE, tmp_path / "empty-caps")
     with pytest.raises(GatewayError) as caught:
         await other.download("sealed/a.bin", tmp_path / "no.bin")
