@@ -101,8 +101,10 @@ def interrupt_and_finish(net: Net, work: Path, moment: int, kind: str, delay: fl
     proc.wait(timeout=60)
 
     rerun = net.run("upload", str(folder), "--json")
-    assert rerun.returncode == 0, f"moment {moment} ({kind}, {delay:.2f} s): {rerun.stderr}"
-    report = json.loads(rerun.stdout)
+    report = json.loads(rerun.stdout) if rerun.stdout else {"objects": []}
+    failed = [(o["name"], o.get("error")) for o in report["objects"] if o["status"] == "failed"]
+    why = f"moment {moment} ({kind}, {delay:.2f} s): {failed} {rerun.stderr}"
+    assert rerun.returncode == 0, why
     assert {o["status"] for o in report["objects"]} <= {"stored", "recovered", "present"}
     store = net.store()
     assert store["pending"] == {}, f"moment {moment}: pending left {store['pending']}"
