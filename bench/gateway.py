@@ -10,6 +10,11 @@ segment) for the ratio.
     python -m bench.gateway [--dataset-mib 1024] [--object-mib 4096] [--out ...]
     python -m bench.gateway --smoke --out /tmp/gateway.json   # seconds: tiny sizes, 2-of-4
     python -m bench.gateway --codecs zfec,isal ...   # each config once per erasure codec
+    python -m bench.gateway --seals client,validator ...   # who seals, in one run
+
+``--seals``: ``client`` (the default of ``subnet upload``: the client seals with AES-256-GCM
+and the validator codes ciphertext; the client's up-front hash is then of the ciphertext, so
+it seals twice) or ``validator`` (the client hashes the plaintext, the validator seals).
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ async def transfer(
     validator_pid: int,
     miner_pids: tuple[int, ...],
     codec: str = "zfec",
+    seal: str = "client",
 ) -> dict[str, float]:
     keypair = load_hotkey("user", "default", root / "wallets")
     size = sum(p.stat().st_size for p in files)
@@ -70,7 +76,8 @@ async def transfer(
 
         async def put(path: Path) -> None:
             async with limit:
-                await client.upload(path, path.relative_to(dataset).as_posix(), codec=codec)
+                name = path.relative_to(dataset).as_posix()
+                await client.upload(path, name, codec=codec, seal=seal)
 
         start = time.perf_counter()
         await asyncio.gather(*(put(p) for p in files))
@@ -84,7 +91,7 @@ async def transfer(
         for pid in (validator_pid, *miner_pids):
             await asyncio.to_thread(reset_peak_rss, pid)
         start = time.perf_counter()
-        await client.upload(big, "big.bin", codec=codec)
+        await client.upload(big, "big.bin", codec=codec, seal=seal)
         up_big = big_size / (time.perf_counter() - start) / 1e6
         start = time.perf_counter()
         await client.download("big.bin", root / "big.out")
@@ -102,8 +109,9 @@ async def transfer(
 
 
 def run_config(
-    k: int, m: int, miners: int, dataset: Path, big: Path, codec: str = "zfec"
-) -> dict[str, Any]:
+    k: int, m: int, miners: int, dataset: Path, big: Path, codec: str = "zfec",
+    seal: str = "client",
+) -> dict[str, Any]:  # fmt: skip
     with (
         tempfile.TemporaryDirectory(prefix=f"bench-gateway-{k}-{m}-") as tmp,
         local_subnet(Path(tmp), k, m, miners) as net,
@@ -120,6 +128,7 @@ def run_config(
                 net.validator.pid,
                 tuple(p.pid for p in net.miners),
                 codec,
+                seal,
             )
         )
         raw = raw_zfec_mb_s(big, k, m)
@@ -127,6 +136,7 @@ def run_config(
             "k": k,
             "m": m,
             "codec": codec,
+            "seal": seal,
             "miners": miners,
             **figures,
             "raw_zfec_encode_mb_s": round(raw, 1),
@@ -141,6 +151,7 @@ def main() -> None:
     parser.add_argument("--object-mib", type=int, default=4096)
     parser.add_argument("--configs", default="4/8/8,10/16/16", help="k/m/miners,...")
     parser.add_argument("--codecs", default="zfec", help="erasure codecs, e.g. zfec,isal")
+    parser.add_argument("--seals", default="client", help="who seals: client,validator")
     parser.add_argument("--out", type=Path, default=Path("bench/results/gateway.json"))
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one 2-of-4 config")
     args = parser.parse_args()
@@ -154,9 +165,10 @@ def main() -> None:
         generate(dataset, args.dataset_mib * 2**20, args.files, seed=1)
         big = random_file(Path(tmp) / "big.bin", args.object_mib * 2**20)
         results = [
-            run_config(k, m, miners, dataset, big, codec)
+            run_config(k, m, miners, dataset, big, codec, seal)
             for k, m, miners in configs
             for codec in args.codecs.split(",")
+            for seal in args.seals.split(",")
         ]
     emit(
         {

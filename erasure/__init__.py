@@ -4,7 +4,9 @@ Objects go in as a stream of chunks and come out as segments, each sealed with A
 (optional), erasure-coded into m shares of which any k rebuild it (a :class:`Codec`: zfec,
 or ISA-L through pyeclib; the manifest names which), and hashed into a Merkle tree per share
 whose root is the shard's id. A :class:`Manifest` lists it all, and a :class:`Capability`
-string carries what a reader needs. Async callers run these functions in threads
+string carries what a reader needs. A client can seal an object itself
+(:func:`seal_segments`) and have it coded as ciphertext it keeps the key of
+(``ObjectEncoder(presealed=True)``). Async callers run these functions in threads
 (``asyncio.to_thread``): zfec, AES and BLAKE3 release the GIL (pyeclib does not, but is fast).
 
 This package imports nothing else of the project.
@@ -22,11 +24,12 @@ from erasure.errors import (
     ManifestError,
     MerkleError,
     NotEnoughSharesError,
+    SealedStreamError,
     ShardIntegrityError,
     TreeFormatError,
     UnsupportedVersionError,
 )
-from erasure.manifest import MANIFEST_VERSION, Manifest, SegmentInfo
+from erasure.manifest import MANIFEST_VERSION, READABLE_VERSIONS, Manifest, SealedBy, SegmentInfo
 from erasure.merkle import (
     MerkleBuilder,
     MerkleProof,
@@ -46,10 +49,12 @@ from erasure.objects import (
     split_segments,
 )
 from erasure.params import ErasureParams
+from erasure.sealing import open_segments, seal_segments, sealed_size, segment_count
 
 __all__ = [
     "CODECS",
     "MANIFEST_VERSION",
+    "READABLE_VERSIONS",
     "BadProofError",
     "Capability",
     "CapabilityError",
@@ -67,6 +72,8 @@ __all__ = [
     "MerkleTree",
     "NotEnoughSharesError",
     "ObjectEncoder",
+    "SealedBy",
+    "SealedStreamError",
     "SegmentInfo",
     "Shard",
     "ShardIntegrityError",
@@ -83,6 +90,10 @@ __all__ = [
     "hash_leaf",
     "leaf_count_for",
     "new_key",
+    "open_segments",
+    "seal_segments",
+    "sealed_size",
+    "segment_count",
     "split_segments",
     "verify",
     "verify_leaf_hashes",

@@ -5,6 +5,7 @@
     ├── NotEnoughSharesError      fewer than k usable shares for a segment
     ├── ShardIntegrityError       a share's bytes do not hash to the id the manifest names
     ├── DecryptionError           AEAD tag mismatch: wrong key, or tampered ciphertext
+    ├── SealedStreamError         a stream of sealed segments cut or sized wrongly
     ├── MerkleError
     │   ├── BadProofError         a (multi)proof that does not prove the claimed leaves
     │   └── TreeFormatError       saved tree levels that are malformed or truncated
@@ -49,6 +50,11 @@ class ShardIntegrityError(ErasureError):
 
 class DecryptionError(ErasureError):
     """The AEAD tag did not verify: the key is wrong or the ciphertext was altered."""
+
+
+class SealedStreamError(ErasureError, ValueError):
+    """A stream of client-sealed segments whose length or framing does not fit its declared
+    plaintext size and segment size (a segment missing, extra, or cut short)."""
 
 
 class MerkleError(ErasureError):

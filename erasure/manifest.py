@@ -13,13 +13,20 @@ The ``codec`` field has been in version 1 from the start, and every manifest wri
 the isal codec says ``zfec``, so those read exactly as before and keep their bytes. An isal
 manifest is still version 1: its layout is the same, and a reader that predates isal refuses
 it by its codec field (``unsupported codec``) instead of decoding it wrongly.
+
+Version 2 adds one field, ``sealed_by``: ``none`` (stored as given), ``validator`` (the
+erasure encoder sealed each segment, and handed the key back) or ``client`` (the segments
+arrived sealed: the encoder coded ciphertext it cannot read, and never had the key). The
+stored bytes are the same either way; who sealed says who can read them, which a reader
+needs to know (a client-sealed object is served as ciphertext). Version 1 manifests still
+read, as ``validator`` when encrypted (the only sealing there was) and keep their bytes.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from blake3 import blake3
@@ -30,10 +37,13 @@ from erasure.errors import InvalidParamsError, ManifestError, UnsupportedVersion
 from erasure.merkle import leaf_count_for
 from erasure.params import ErasureParams
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # the version written; READABLE_VERSIONS are read
+READABLE_VERSIONS = (1, 2)
 HASH = "blake3-merkle-v1"
 Encryption = Literal["none", "aes-256-gcm"]
 _ENCRYPTIONS: tuple[Encryption, ...] = ("none", "aes-256-gcm")
+SealedBy = Literal["none", "validator", "client"]
+SEALERS: tuple[SealedBy, ...] = ("none", "validator", "client")
 _SHARD_ID = re.compile(r"[0-9a-f]{64}")
 _VERIFIER_KEY = blake3(b"storage-subnet manifest v1").digest()
 
@@ -55,13 +65,37 @@ class Manifest:
     encryption: Encryption
     segments: tuple[SegmentInfo, ...]
     version: int = MANIFEST_VERSION
+    # None: implied by the encryption (``validator`` when sealed), as version 1 has it.
+    sealed_by: SealedBy | None = None
 
     def __post_init__(self) -> None:
+        if self.sealed_by is None:
+            implied: SealedBy = "validator" if self.encryption != "none" else "none"
+            object.__setattr__(self, "sealed_by", implied)
         _validate(self)
 
     @property
     def encrypted(self) -> bool:
         return self.encryption != "none"
+
+    @property
+    def sealer(self) -> SealedBy:
+        """Who sealed the segments (``sealed_by``, never None once built)."""
+        return self.sealed_by or "none"
+
+    @property
+    def stored_size(self) -> int:
+        """Bytes stored: the plaintext plus one tag per segment when sealed."""
+        return sum(s.size for s in self.segments)
+
+    @property
+    def stored_segment_size(self) -> int:
+        """Stored bytes of every segment but the last."""
+        return self.params.segment_size + (TAG_SIZE if self.encrypted else 0)
+
+    def as_version(self, version: int) -> Manifest:
+        """The same manifest written in another readable version (pinned vectors)."""
+        return replace(self, version=version)
 
     def plaintext_size(self, index: int) -> int:
         return self.segments[index].size - (TAG_SIZE if self.encrypted else 0)
@@ -70,7 +104,7 @@ class Manifest:
         return leaf_count_for(self.segments[index].shard_size, self.params.leaf_size)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        raw: dict[str, Any] = {
             "version": self.version,
             "codec": self.params.codec,
             "hash": HASH,
@@ -90,6 +124,9 @@ class Manifest:
                 for s in self.segments
             ],
         }
+        if self.version >= 2:
+            raw["sealed_by"] = self.sealer
+        return raw
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -113,15 +150,17 @@ class Manifest:
             raise ManifestError("manifest must be a JSON object")
         version = raw.get("version")
         # `type is int`: True and 1.0 equal 1 but would serialise differently.
-        if type(version) is not int or version != MANIFEST_VERSION:
+        if type(version) is not int or version not in READABLE_VERSIONS:
             raise UnsupportedVersionError(
-                f"manifest version {version!r} is not supported (this code reads version "
-                f"{MANIFEST_VERSION}); upgrade the client that reads it"
+                f"manifest version {version!r} is not supported (this code reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}); upgrade the client that reads it"
             )
         expected = {
             "version", "codec", "hash", "encryption", "k", "m",
             "segment_size", "leaf_size", "size", "segments",
         }  # fmt: skip
+        if version >= 2:
+            expected.add("sealed_by")
         if set(raw) != expected:
             missing, extra = expected - set(raw), set(raw) - expected
             raise ManifestError(
@@ -134,6 +173,9 @@ class Manifest:
             )
         if raw["encryption"] not in _ENCRYPTIONS:
             raise ManifestError(f"unknown encryption {raw['encryption']!r}")
+        sealed_by = raw.get("sealed_by")
+        if version >= 2 and sealed_by not in SEALERS:
+            raise ManifestError(f"sealed_by must be one of {', '.join(SEALERS)}")
         try:
             params = ErasureParams(
                 k=_int(raw, "k"),
@@ -153,6 +195,7 @@ class Manifest:
             encryption=raw["encryption"],
             segments=tuple(_segment(s) for s in segments_raw),
             version=version,
+            sealed_by=sealed_by,
         )
 
 
@@ -179,6 +222,14 @@ def _segment(raw: object) -> SegmentInfo:
 
 def _validate(manifest: Manifest) -> None:
     params = manifest.params
+    if manifest.version not in READABLE_VERSIONS:
+        raise UnsupportedVersionError(f"manifest version {manifest.version} is not supported")
+    if (manifest.sealer == "none") != (not manifest.encrypted):
+        raise ManifestError(
+            f"sealed_by {manifest.sealer!r} does not fit encryption {manifest.encryption!r}"
+        )
+    if manifest.version == 1 and manifest.sealer == "client":
+        raise ManifestError("a version 1 manifest cannot record client sealing; write version 2")
     overhead = TAG_SIZE if manifest.encrypted else 0
     total = 0
     last = len(manifest.segments) - 1

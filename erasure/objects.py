@@ -22,9 +22,10 @@ from erasure.errors import (
     ErasureError,
     InvalidParamsError,
     NotEnoughSharesError,
+    SealedStreamError,
     ShardIntegrityError,
 )
-from erasure.manifest import Encryption, Manifest, SegmentInfo
+from erasure.manifest import Encryption, Manifest, SealedBy, SegmentInfo
 from erasure.merkle import MerkleBuilder, MerkleTree
 from erasure.params import ErasureParams
 
@@ -139,6 +140,11 @@ class ObjectEncoder:
     >>> enc = ObjectEncoder(ErasureParams(), encrypt=True)
     >>> for segment in enc.encode(chunks): store(segment)      # doctest: +SKIP
     >>> enc.manifest(), enc.capability()                        # doctest: +SKIP
+
+    With ``presealed=True`` the chunks are an object the client already sealed
+    (:func:`erasure.sealing.seal_segments` with ``params.segment_size``): they are cut at
+    ``segment_size + TAG_SIZE`` and coded as they are. The encoder has no key, the manifest
+    says ``sealed_by: client`` and :meth:`capability` is verify-only; the client adds its key.
     """
 
     def __init__(
@@ -148,13 +154,20 @@ class ObjectEncoder:
         encrypt: bool = True,
         key: bytes | None = None,
         workers: int = 1,
+        presealed: bool = False,
     ) -> None:
-        if key is not None and not encrypt:
-            raise ValueError("a key was given but encrypt=False")
+        if key is not None and (not encrypt or presealed):
+            raise ValueError(
+                "a key was given but encrypt=False or presealed=True (the client holds the key)"
+            )
         if key is not None and len(key) != KEY_SIZE:
             raise InvalidParamsError(f"an object key is {KEY_SIZE} bytes, got {len(key)}")
+        if presealed and not encrypt:
+            raise ValueError("presealed segments are encrypted: leave encrypt=True")
         self.params = params
-        self.key = (new_key() if key is None else key) if encrypt else None
+        self.presealed = presealed
+        sealing = encrypt and not presealed
+        self.key = (new_key() if key is None else key) if sealing else None
         self.workers = max(1, workers)
         self._segments: list[SegmentInfo] = []
         self._done = False
@@ -162,7 +175,10 @@ class ObjectEncoder:
     def encode(self, chunks: Iterable[Buffer]) -> Iterator[EncodedSegment]:
         if self._done or self._segments:
             raise ErasureError("an ObjectEncoder encodes one object; make a new one")
-        pieces = split_segments(chunks, self.params.segment_size)
+        if self.presealed:
+            pieces = _sealed_pieces(chunks, self.params.segment_size)
+        else:
+            pieces = split_segments(chunks, self.params.segment_size)
         if self.workers == 1:
             results: Iterator[EncodedSegment] = (self._code(*piece) for piece in pieces)
         else:
@@ -192,13 +208,15 @@ class ObjectEncoder:
     def manifest(self) -> Manifest:
         if not self._done:
             raise ErasureError("the manifest is known only once encode() has been consumed")
-        encryption: Encryption = "aes-256-gcm" if self.key else "none"
-        overhead = TAG_SIZE if self.key else 0
+        sealed_by: SealedBy = "client" if self.presealed else "validator" if self.key else "none"
+        encryption: Encryption = "none" if sealed_by == "none" else "aes-256-gcm"
+        overhead = 0 if sealed_by == "none" else TAG_SIZE
         return Manifest(
             params=self.params,
             size=sum(info.size - overhead for info in self._segments),
             encryption=encryption,
             segments=tuple(self._segments),
+            sealed_by=sealed_by,
         )
 
     def capability(self) -> Capability:
@@ -212,6 +230,20 @@ class ObjectEncoder:
         )
 
 
+def _sealed_pieces(
+    chunks: Iterable[Buffer], segment_size: int
+) -> Iterator[tuple[int, memoryview, bool]]:
+    """A sealed stream cut into its segments. Every segment but the last is whole by
+    construction; the last must hold at least one plaintext byte besides its tag."""
+    for index, sealed, is_last in split_segments(chunks, segment_size + TAG_SIZE):
+        if len(sealed) <= TAG_SIZE:
+            raise SealedStreamError(
+                f"sealed segment {index} is {len(sealed)} bytes: a sealed segment holds "
+                f"1..{segment_size} plaintext bytes and a {TAG_SIZE}-byte tag"
+            )
+        yield index, sealed, is_last
+
+
 def decode_segment_shares(
     manifest: Manifest,
     index: int,
@@ -219,8 +251,10 @@ def decode_segment_shares(
     key: bytes | None = None,
     *,
     verify: bool = True,
+    sealed: bool = False,
 ) -> bytes | bytearray:
-    """Plaintext of segment ``index`` from any k of its shares.
+    """Plaintext of segment ``index`` from any k of its shares; with ``sealed``, its stored
+    bytes as they are (the ciphertext of a sealed object, for a reader without the key).
 
     Of the shares given, the k lowest-numbered are used (primaries cost no decoding), and
     decoded with the manifest's codec. With ``verify`` each of those is hashed against its
@@ -229,7 +263,9 @@ def decode_segment_shares(
     """
     info = manifest.segments[index]
     params = manifest.params
-    if manifest.encrypted and key is None:
+    if sealed:
+        key = None
+    elif manifest.encrypted and key is None:
         raise ErasureError("this object is encrypted: a read capability (with key) is needed")
     for share in shares:
         if not 0 <= share < params.m:
@@ -262,7 +298,10 @@ def decode_object(
     manifest: Manifest,
     fetch: Callable[[int, SegmentInfo], Mapping[int, Buffer]],
     key: bytes | None = None,
+    *,
+    sealed: bool = False,
 ) -> Iterator[bytes | bytearray]:
-    """Yield the object's plaintext segment by segment; ``fetch`` supplies shares for each."""
+    """Yield the object's plaintext segment by segment (its stored bytes with ``sealed``);
+    ``fetch`` supplies shares for each."""
     for index, info in enumerate(manifest.segments):
-        yield decode_segment_shares(manifest, index, fetch(index, info), key)
+        yield decode_segment_shares(manifest, index, fetch(index, info), key, sealed=sealed)

@@ -1,18 +1,26 @@
 """The user's side of a validator: upload, download, list and delete, signed by a hotkey.
 
-Capabilities (the keys of encrypted objects) never leave this machine unless asked: the
-client keeps them in ``~/.subnet/capabilities/<validator hotkey>.json``, written atomically.
+Objects are sealed here, on the user's machine, by default (``seal="client"``): the client
+makes each object's key, seals its segments with the erasure core's own function
+(:func:`erasure.seal_segments`), and streams the ciphertext; the validator codes, places and
+repairs bytes it cannot read, and never receives the key. The key is written to the
+:class:`CapabilityStore` (fsynced) before the first byte is sent, so a lost reply loses
+nothing: :meth:`GatewayClient.put` on a re-run finds the committed object and completes its
+capability. ``seal="validator"`` (the validator seals and hands the key back) and
+``seal="none"`` remain for callers that cannot seal.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import hashlib
 import os
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 import aiohttp
@@ -20,12 +28,28 @@ from aiohttp.typedefs import StrOrURL
 from bittensor_wallet import Keypair
 from yarl import URL
 
+from erasure import (
+    Capability,
+    CapabilityError,
+    ErasureError,
+    Manifest,
+    decrypt_segment,
+    new_key,
+    seal_segments,
+    sealed_size,
+    segment_count,
+)
+from erasure.crypto import TAG_SIZE
 from protocol.epistula import HEADER_CONTENT_HASH
 from protocol.http import SigningClient
+from subnet.capability_store import DEFAULT_CAPS, CapabilityStore
 from subnet.dataset import sha256_of
 
+__all__ = ["DEFAULT_CAPS", "CapabilityStore", "GatewayClient", "GatewayError", "PutResult"]
+
 CHUNK = 1024 * 1024
-DEFAULT_CAPS = Path("~/.subnet/capabilities").expanduser()
+SEALS = ("client", "validator", "none")
+IN_PROGRESS_WAIT = 30.0  # a name another (dying) upload holds: how long to wait for it
 
 
 class GatewayError(Exception):
@@ -36,34 +60,18 @@ class GatewayError(Exception):
         self.message = message
 
 
-class CapabilityStore:
-    def __init__(self, folder: Path, validator: str) -> None:
-        self.path = folder / f"{validator}.json"
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    """What :meth:`GatewayClient.put` did with one file.
 
-    def load(self) -> dict[str, str]:
-        if not self.path.exists():
-            return {}
-        data = json.loads(self.path.read_text())
-        return {str(k): str(v) for k, v in data.items()}
+    ``stored`` (uploaded now), ``recovered`` (an earlier run's upload had committed; its
+    capability is now complete), ``present`` (already stored, unchanged), ``replaced``
+    (changed, and --overwrite replaced it)."""
 
-    def save(self, entries: dict[str, str]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".caps-")
-        with os.fdopen(fd, "w") as out:
-            json.dump(entries, out, indent=1, sort_keys=True)
-            out.flush()
-            os.fsync(out.fileno())
-        Path(tmp).replace(self.path)
-
-    def remember(self, object_id: str, name: str, capability: str) -> None:
-        entries = self.load()
-        entries[object_id] = capability
-        entries[f"name:{name}"] = capability
-        self.save(entries)
-
-    def find(self, ref: str) -> str | None:
-        entries = self.load()
-        return entries.get(ref) or entries.get(f"name:{ref}")
+    name: str
+    status: str
+    object_id: str
+    size: int
 
 
 def _sync(out: Any) -> None:
@@ -73,6 +81,47 @@ def _sync(out: Any) -> None:
 
 def _discard(path: str) -> None:
     Path(path).unlink(missing_ok=True)
+
+
+def _reads(src: IO[bytes]) -> Iterator[bytes]:
+    return iter(partial(src.read, CHUNK), b"")
+
+
+def sealed_digest(path: Path, key: bytes, segment_size: int) -> tuple[str, int]:
+    """(sha256 of the sealed stream, plaintext bytes): sealing is deterministic under one
+    key, so this is the hash of what an upload under ``key`` sends (signed up front)."""
+    digest = hashlib.sha256()
+    read = 0
+    with path.open("rb") as src:
+
+        def counted() -> Iterator[bytes]:
+            nonlocal read
+            for chunk in _reads(src):
+                read += len(chunk)
+                yield chunk
+
+        for sealed in seal_segments(key, counted(), segment_size):
+            digest.update(sealed)
+    return digest.hexdigest(), read
+
+
+async def _sealed_chunks(
+    path: Path, key: bytes, segment_size: int, on_bytes: Callable[[int], None]
+) -> AsyncIterator[memoryview]:
+    """The sealed stream, read and sealed in a thread one segment ahead of the network."""
+    with path.open("rb") as src:
+        segments = seal_segments(key, _reads(src), segment_size)
+        ahead = asyncio.ensure_future(asyncio.to_thread(next, segments, None))
+        try:
+            while (sealed := await ahead) is not None:
+                ahead = asyncio.ensure_future(asyncio.to_thread(next, segments, None))
+                view = memoryview(sealed)
+                for at in range(0, len(view), CHUNK):
+                    yield view[at : at + CHUNK]
+                on_bytes(len(sealed) - TAG_SIZE)
+        finally:
+            # The file closes when this returns: let a read in flight finish first.
+            await asyncio.gather(ahead, return_exceptions=True)
 
 
 async def _file_chunks(path: Path, on_bytes: Callable[[int], None]) -> AsyncIterator[bytes]:
@@ -98,7 +147,8 @@ class BearerClient:
 
     def request_stream(
         self, method: str, url: StrOrURL, *, signed_for: str, content_hash: str,
-        body: AsyncIterable[bytes] | bytes, headers: Mapping[str, str] | None = None,
+        body: AsyncIterable[bytes | memoryview] | bytes,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:  # fmt: skip
         del signed_for
         sent = {**(headers or {}), **self.auth, HEADER_CONTENT_HASH: content_hash}
@@ -125,12 +175,14 @@ class GatewayClient:
             raise ValueError("a GatewayClient needs a hotkey or an API token")
         self.session = session
         self.validator = ""
+        self.segment_size = 0
         self.caps_folder = caps
 
     async def connect(self) -> None:
         async with self.session.get(f"{self.url}/v1/info") as response:
             info = await self._json(response)
         self.validator = str(info["hotkey"])
+        self.segment_size = int(info["segment_size"])
 
     @property
     def caps(self) -> CapabilityStore:
@@ -148,26 +200,166 @@ class GatewayClient:
             raise GatewayError(response.status, str(body.get("error")), str(body.get("message")))
         return body
 
+    # --- uploads -------------------------------------------------------------------------
+
     async def upload(
-        self, path: Path, name: str, *, encrypt: bool = True, codec: str | None = None,
-        on_bytes: Callable[[int], None] = lambda _n: None,
+        self, path: Path, name: str, *, seal: str | None = None, encrypt: bool = True,
+        codec: str | None = None, on_bytes: Callable[[int], None] = lambda _n: None,
     ) -> dict[str, Any]:  # fmt: skip
-        """Upload ``path`` as ``name``; ``codec`` (zfec, isal) defaults to the validator's."""
-        digest, size = await asyncio.to_thread(lambda: (sha256_of(path), path.stat().st_size))
-        query = {"name": name, "encrypt": "1" if encrypt else "0"}
+        """Upload ``path`` as ``name`` once; the validator's reply. ``seal`` (client,
+        validator, none) defaults to client, or none with ``encrypt=False``; ``codec``
+        (zfec, isal) to the validator's. Use :meth:`put` to finish an interrupted upload."""
+        seal = seal or ("client" if encrypt else "none")
+        if seal not in SEALS:
+            raise ValueError(f"seal is one of {', '.join(SEALS)}")
+        query = {"name": name, "seal": seal}
         if codec is not None:
             query["codec"] = codec
+        if seal != "client":
+            digest, size = await asyncio.to_thread(lambda: (sha256_of(path), path.stat().st_size))
+            result = await self._put(query, digest, size, _file_chunks(path, on_bytes))
+            await asyncio.to_thread(
+                self.caps.complete, result["object_id"], name, result["capability"], digest
+            )
+            return result
+        key = new_key()  # one key, one upload attempt: never reused for other bytes
+        digest, size = await asyncio.to_thread(sealed_digest, path, key, self.segment_size)
+        # The key is on disk before a byte leaves: whatever happens to the reply, a re-run
+        # can complete the capability.
+        attempt = await asyncio.to_thread(
+            self.caps.begin, name, key, digest, size, self.segment_size
+        )
+        query |= {"size": str(size), "segment_size": str(self.segment_size)}
+        body = _sealed_chunks(path, key, self.segment_size, on_bytes)
+        try:
+            result = await self._put(query, digest, sealed_size(size, self.segment_size), body)
+        except GatewayError:
+            # The validator answered, so it abandoned the attempt: nothing was committed.
+            await asyncio.to_thread(self.caps.discard, attempt)
+            raise
+        capability = _with_key(result["capability"], key, size)
+        await asyncio.to_thread(
+            self.caps.complete, result["object_id"], name, capability, digest, attempt
+        )
+        return {**result, "capability": capability}
+
+    async def _put(
+        self, query: dict[str, str], digest: str, length: int,
+        body: AsyncIterable[bytes | memoryview],
+    ) -> dict[str, Any]:  # fmt: skip
         async with self.signer.request_stream(
             "PUT",
             URL(f"{self.url}/v1/objects").with_query(query),
             signed_for=self.validator,
             content_hash=f"sha256:{digest}",
-            body=_file_chunks(path, on_bytes),
-            headers={"Content-Length": str(size)},
+            body=body,
+            headers={"Content-Length": str(length)},
         ) as response:
-            result = await self._json(response)
-        self.caps.remember(result["object_id"], name, result["capability"])
-        return result
+            return await self._json(response)
+
+    async def put(
+        self, path: Path, name: str, listed: Mapping[str, Mapping[str, Any]], *,
+        seal: str = "client", codec: str | None = None, overwrite: bool = False,
+        on_bytes: Callable[[int], None] = lambda _n: None,
+    ) -> PutResult:  # fmt: skip
+        """Make ``name`` hold ``path``'s content, whatever an earlier run left behind.
+
+        ``listed`` is the validator's listing by name. A committed object of an earlier
+        attempt is recognised by its body's sha256 and its capability completed from the
+        pending key; an unchanged file is not sent again; a changed one is refused unless
+        ``overwrite`` (then the stored version is deleted and the file uploaded)."""
+        size = (await asyncio.to_thread(path.stat)).st_size
+        for _ in range(2):
+            stored = listed.get(name)
+            if stored is not None:
+                status = await self._reconcile(path, name, stored, overwrite)
+                if status != "replace":
+                    on_bytes(size)
+                    return PutResult(name, status, str(stored["id"]), int(stored["size"]))
+                await self.delete(str(stored["id"]))
+                await asyncio.to_thread(self.caps.forget, str(stored["id"]))
+            try:
+                reply = await self._upload_waiting(path, name, seal, codec, on_bytes)
+            except GatewayError as exc:
+                if exc.code != "already_exists":
+                    raise
+                # Committed by an upload we did not see finish: look again, once.
+                listed = {o["name"]: o for o in await self.list()}
+                continue
+            status = "replaced" if stored is not None else "stored"
+            return PutResult(name, status, str(reply["object_id"]), int(reply["size"]))
+        raise GatewayError(409, "already_exists", f"{name!r} keeps changing on the validator")
+
+    async def _upload_waiting(
+        self, path: Path, name: str, seal: str, codec: str | None,
+        on_bytes: Callable[[int], None],
+    ) -> dict[str, Any]:  # fmt: skip
+        """An upload that waits out a name still held by an upload that is ending (the
+        validator frees it once it has abandoned that one)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + IN_PROGRESS_WAIT
+        delay = 0.25
+        while True:
+            try:
+                return await self.upload(path, name, seal=seal, codec=codec, on_bytes=on_bytes)
+            except GatewayError as exc:
+                if exc.code != "upload_in_progress" or loop.time() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 4.0)
+
+    async def _reconcile(
+        self, path: Path, name: str, stored: Mapping[str, Any], overwrite: bool
+    ) -> str:
+        """``recovered``, ``present`` or ``replace`` for a name the validator holds."""
+        object_id, digest = str(stored["id"]), stored.get("content_sha256")
+        status = "present"
+        entry = await asyncio.to_thread(self.caps.entry, object_id)
+        if entry is None and digest:
+            for pending in await asyncio.to_thread(self.caps.pending, name):
+                if pending.sha256 == digest:
+                    capability = Capability(
+                        verifier=bytes.fromhex(str(stored["verifier"])),
+                        k=int(stored["k"]), m=int(stored["m"]), size=pending.size,
+                        key=pending.key,
+                    )  # fmt: skip
+                    await asyncio.to_thread(
+                        self.caps.complete, object_id, name, str(capability), digest,
+                        pending.attempt,
+                    )  # fmt: skip
+                    entry = await asyncio.to_thread(self.caps.entry, object_id)
+                    status = "recovered"
+                    break
+        if await asyncio.to_thread(self._unchanged, path, stored, entry):
+            return status
+        if overwrite:
+            return "replace"
+        if stored.get("sealed_by") == "client" and entry is None:
+            why = f"stored as {object_id}, but its capability is not in {self.caps.path}"
+        elif not digest:
+            why = f"stored as {object_id} before content hashes were kept: it may differ"
+        else:
+            why = f"changed since it was stored as {object_id}"
+        raise GatewayError(409, "changed", f"{why}; --overwrite replaces the stored version")
+
+    def _unchanged(
+        self, path: Path, stored: Mapping[str, Any], entry: Mapping[str, Any] | None
+    ) -> bool:
+        """Whether the file is what the validator holds (run in a thread)."""
+        digest = str(stored.get("content_sha256") or "")
+        if not digest or path.stat().st_size != int(stored["size"]):
+            return False
+        if stored.get("sealed_by") != "client":
+            return sha256_of(path) == digest
+        if entry is None:
+            return False
+        capability = Capability.parse(str(entry["capability"]))
+        if capability.key is None:
+            return False
+        # Sealing under the stored key is deterministic: same plaintext, same ciphertext.
+        return sealed_digest(path, capability.key, int(stored["segment_size"]))[0] == digest
+
+    # --- listing and deleting ------------------------------------------------------------
 
     async def list(self) -> list[dict[str, Any]]:
         async with self.signer.request(
@@ -182,23 +374,35 @@ class GatewayClient:
         ) as response:
             return await self._json(response)
 
+    # --- downloads -----------------------------------------------------------------------
+
     async def download(
-        self, ref: str, target: Path, on_bytes: Callable[[int], None] = lambda _n: None
-    ) -> int:
-        """Write the object to ``target`` atomically; returns its size."""
-        headers = {}
-        capability = self.caps.find(ref)
-        if capability:
-            headers["X-Capability"] = capability
+        self, ref: str | None, target: Path, on_bytes: Callable[[int], None] = lambda _n: None,
+        *, capability: str | None = None,
+    ) -> int:  # fmt: skip
+        """Write the object to ``target`` atomically; returns its size. ``ref`` (id or name)
+        finds the capability in the store; ``capability`` alone reads any object, whoever
+        uploaded it (with ``ref`` too, it must be that object's)."""
+        if capability is None and ref is None:
+            raise ValueError("give a ref or a capability")
+        text = capability or (await asyncio.to_thread(self.caps.find, ref) if ref else None)
+        cap = None
+        if text:
+            try:
+                cap = Capability.parse(text)
+            except CapabilityError as exc:
+                raise GatewayError(400, "bad_capability", str(exc)) from None
+        if cap is not None and capability is not None and ref is not None:
+            await self._check_capability_names(ref, cap)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
         try:
             with os.fdopen(fd, "wb") as out:
-                async with self.signer.request(
-                    "GET", f"{self.url}/v1/objects/{quote(ref)}", signed_for=self.validator,
-                    headers=headers,
-                ) as response:  # fmt: skip
-                    written = await self._receive(response, out, on_bytes)
+                if cap is None:
+                    assert ref is not None
+                    written = await self._download_plain(ref, out, on_bytes)
+                else:
+                    written = await self._download_capability(cap, out, on_bytes, ref)
                 await asyncio.to_thread(_sync, out)
             await asyncio.to_thread(os.replace, tmp, target)
         except BaseException:
@@ -206,8 +410,118 @@ class GatewayClient:
             raise
         return written
 
+    async def _check_capability_names(self, ref: str, cap: Capability) -> None:
+        listed = {o["id"]: o for o in await self.list()}
+        found = listed.get(ref) or next((o for o in listed.values() if o["name"] == ref), None)
+        if found is None:
+            raise GatewayError(404, "not_found", f"you have no object {ref}")
+        if found.get("verifier") != cap.verifier.hex():
+            raise GatewayError(
+                400, "wrong_capability",
+                f"that capability is for another object, not {ref} ({found['id']})",
+            )  # fmt: skip
+
+    async def _download_plain(
+        self, ref: str, out: IO[bytes], on_bytes: Callable[[int], None]
+    ) -> int:
+        async with self.signer.request(
+            "GET", f"{self.url}/v1/objects/{quote(ref)}", signed_for=self.validator
+        ) as response:
+            if response.status == 200 and response.headers.get("X-Sealed-By") == "client":
+                raise GatewayError(
+                    403, "key_needed",
+                    f"{ref} was sealed on the machine that uploaded it and its capability is "
+                    f"not in {self.caps.path}; give --capability URI:SN-CHK:... (from that "
+                    "machine's ~/.subnet/capabilities, or whoever shared it)",
+                )  # fmt: skip
+            return await self._receive(response, out, on_bytes)
+
+    async def _manifest(self, cap: Capability) -> Manifest:
+        """The manifest the capability pins, checked against it."""
+        async with self.signer.request(
+            "GET", f"{self.url}/v1/manifests/{cap.verifier.hex()}", signed_for=self.validator
+        ) as response:
+            if response.status != 200:
+                await self._json(response)
+            raw = await response.read()
+        try:
+            manifest = Manifest.from_json(raw)
+        except ErasureError as exc:
+            raise GatewayError(
+                502, "bad_manifest", f"the validator sent a bad manifest: {exc}"
+            ) from None
+        if (manifest.verifier_hash(), manifest.size, manifest.params.k, manifest.params.m) != (
+            cap.verifier, cap.size, cap.k, cap.m,
+        ):  # fmt: skip
+            raise GatewayError(502, "bad_manifest", "the manifest is not the capability's")
+        return manifest
+
+    async def _download_capability(
+        self, cap: Capability, out: IO[bytes], on_bytes: Callable[[int], None],
+        ref: str | None = None,
+    ) -> int:  # fmt: skip
+        """By ``ref`` (the caller's own objects only, as without a capability), or by the
+        capability alone (any object: holding the capability is the permission)."""
+        manifest = await self._manifest(cap)
+        if manifest.sealer != "none" and cap.key is None:
+            raise GatewayError(
+                403, "key_needed", "that is a verify-only capability: it reads nothing"
+            )
+        headers = {"X-Capability": str(cap)} if manifest.sealer == "validator" else {}
+        where = f"objects/{quote(ref)}" if ref is not None else f"shared/{cap.verifier.hex()}"
+        async with self.signer.request(
+            "GET", f"{self.url}/v1/{where}", signed_for=self.validator, headers=headers
+        ) as response:
+            served = response.headers.get("X-Verifier")
+            if response.status == 200 and served not in (None, cap.verifier.hex()):
+                raise GatewayError(
+                    400, "wrong_capability",
+                    f"the capability kept for {ref} is for another object; give --capability",
+                )  # fmt: skip
+            if manifest.sealer != "client":
+                return await self._receive(response, out, on_bytes)
+            assert cap.key is not None
+            return await self._receive_sealed(response, out, on_bytes, cap.key, manifest)
+
+    async def _receive_sealed(
+        self, response: aiohttp.ClientResponse, out: IO[bytes], on_bytes: Callable[[int], None],
+        key: bytes, manifest: Manifest,
+    ) -> int:  # fmt: skip
+        """Open the ciphertext segment by segment as it arrives; each is authenticated
+        before a byte of it is written (a forged or reordered segment never lands)."""
+        if response.status != 200:
+            await self._json(response)
+        segment, size = manifest.params.segment_size, manifest.size
+        count = segment_count(size, segment)
+        last = size - (count - 1) * segment + TAG_SIZE if count else 0
+        buffer = bytearray()
+        index = written = 0
+        try:
+            async for chunk in response.content.iter_chunked(CHUNK):
+                buffer += chunk
+                while index < count:
+                    length = last if index == count - 1 else segment + TAG_SIZE
+                    if len(buffer) < length:
+                        break
+                    sealed = bytes(buffer[:length])
+                    del buffer[:length]
+                    plain = await asyncio.to_thread(
+                        decrypt_segment, key, index, index == count - 1, sealed
+                    )
+                    await asyncio.to_thread(out.write, plain)
+                    written += len(plain)
+                    on_bytes(len(plain))
+                    index += 1
+        except ErasureError as exc:
+            raise GatewayError(
+                502, "bad_ciphertext", f"the object does not open with that capability: {exc}"
+            ) from None
+        if index != count or buffer:
+            raise GatewayError(502, "truncated", f"got {written} of {size} bytes")
+        return written
+
     async def _receive(
-        self, response: aiohttp.ClientResponse, out: Any, on_bytes: Callable[[int], None]
+        self, response: aiohttp.ClientResponse, out: IO[bytes], on_bytes: Callable[[int], None]
     ) -> int:
         if response.status != 200:
             await self._json(response)
@@ -220,3 +534,13 @@ class GatewayClient:
         if expected is not None and written != expected:
             raise GatewayError(502, "truncated", f"got {written} of {expected} bytes")
         return written
+
+
+def _with_key(verify_only: str, key: bytes, size: int) -> str:
+    """The read capability: the validator's verify-only one, and the key only we hold."""
+    cap = Capability.parse(verify_only)
+    if cap.size != size:
+        raise GatewayError(
+            502, "bad_reply", f"the validator stored {cap.size} bytes, we sealed {size}"
+        )
+    return str(Capability(verifier=cap.verifier, k=cap.k, m=cap.m, size=cap.size, key=key))

@@ -25,7 +25,8 @@ from rich.table import Table
 
 from erasure import CODECS
 from protocol.wallet import DEFAULT_WALLET_PATH, WalletError, load_hotkey
-from subnet.gateway_client import GatewayClient, GatewayError
+from subnet.capability_store import StoreError
+from subnet.gateway_client import SEALS, GatewayClient, GatewayError
 
 T = TypeVar("T")
 CONCURRENT_FILES = 4
@@ -112,6 +113,8 @@ def _run(body: Callable[[GatewayClient], Awaitable[T]], conn: Connection) -> T:
         raise click.ClickException(f"cannot reach the validator at {conn.url}: {exc}") from None
     except GatewayError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _progress(console: Console, disable: bool) -> Progress:
@@ -136,9 +139,30 @@ def _files(paths: tuple[Path, ...]) -> list[tuple[Path, str]]:
     return found
 
 
-@click.command()
+CAPS_HELP = (
+    "Capabilities (each object's key: the only copy) are kept in "
+    "~/.subnet/capabilities/<validator hotkey>.json; back that folder up: without it, "
+    "objects sealed on this machine cannot be read."
+)
+
+
+@click.command(epilog=CAPS_HELP)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--no-encrypt", is_flag=True, help="Store plaintext shards (no capability key).")
+@click.option(
+    "--seal",
+    type=click.Choice(SEALS),
+    default="client",
+    show_default=True,
+    help="Who encrypts: client (here; the validator never sees the data or the key), "
+    "validator (it seals and hands the key back), none (plaintext shards).",
+)
+@click.option("--no-encrypt", is_flag=True, help="Same as --seal none.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace a stored object whose file changed (the old version is deleted). "
+    "Without it, a changed file is refused and reported.",
+)
 @click.option(
     "--codec",
     type=click.Choice(CODECS),
@@ -147,59 +171,84 @@ def _files(paths: tuple[Path, ...]) -> list[tuple[Path, str]]:
 )
 @connection_options
 def upload(
-    paths: tuple[Path, ...], no_encrypt: bool, codec: str | None, conn: Connection,
-    as_json: bool,
+    paths: tuple[Path, ...], seal: str, no_encrypt: bool, overwrite: bool, codec: str | None,
+    conn: Connection, as_json: bool,
 ) -> None:  # fmt: skip
     """Upload files and whole directories (recursively), several at a time.
 
-    Objects are named by path (a directory's files as DIR/relative/path). Names already
-    stored are skipped, so a re-run finishes an interrupted upload. Capabilities are kept in
-    ~/.subnet/capabilities/.
+    Objects are named by path (a directory's files as DIR/relative/path). Files are sealed
+    here by default. Re-running an interrupted upload finishes it: objects the validator
+    committed while this command was gone get their capabilities, unchanged files already
+    stored are not sent again, and the rest are uploaded. A file that changed since it was
+    stored is refused (exit 1) unless --overwrite. One failing file does not stop the
+    others; a summary ends the run, and the exit status is 1 if any file failed.
     """
     files = [(path, name, path.stat().st_size) for path, name in _files(paths)]
     console = Console(stderr=True)
+    seal = "none" if no_encrypt else seal
 
     async def body(client: GatewayClient) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []
         limit = asyncio.Semaphore(CONCURRENT_FILES)
+        listed = {o["name"]: o for o in await client.list()}
         with _progress(console, as_json) as progress:
             total = progress.add_task("upload", total=sum(size for _, _, size in files))
 
             async def one(path: Path, name: str, size: int) -> None:
                 async with limit:
+                    sent = 0
+
+                    def advance(n: int) -> None:
+                        nonlocal sent
+                        sent += n
+                        progress.advance(total, n)
+
                     try:
-                        reply = await client.upload(
-                            path, name, encrypt=not no_encrypt, codec=codec,
-                            on_bytes=lambda n: progress.advance(total, n),
+                        done = await client.put(
+                            path, name, listed, seal=seal, codec=codec, overwrite=overwrite,
+                            on_bytes=advance,
                         )  # fmt: skip
-                        results.append({"name": name, "id": reply["object_id"],
-                                        "size": reply["size"], "status": "stored"})  # fmt: skip
-                    except GatewayError as exc:
-                        if exc.code != "already_exists":
-                            raise
-                        progress.advance(total, size)
-                        skipped = {"name": name, "id": None, "size": size, "status": "skipped"}
-                        results.append(skipped)
+                    except (GatewayError, aiohttp.ClientError, OSError) as exc:
+                        progress.advance(total, max(0, size - sent))
+                        results.append(
+                            {"name": name, "id": None, "size": size, "status": "failed",
+                             "error": _explain(exc)}
+                        )  # fmt: skip
+                        return
+                    results.append(
+                        {"name": name, "id": done.object_id, "size": done.size,
+                         "status": done.status}
+                    )  # fmt: skip
 
             await asyncio.gather(*(one(*job) for job in files))
         return sorted(results, key=lambda r: r["name"])
 
     results = _run(body, conn)
-    stored = [r for r in results if r["status"] == "stored"]
+    counts = {s: sum(r["status"] == s for r in results) for s in UPLOAD_STATUSES}
     if as_json:
-        click.echo(json.dumps({"objects": results, "stored": len(stored),
-                               "skipped": len(results) - len(stored)}))  # fmt: skip
-        return
-    for r in results:
-        click.echo(f"{r['status']:8} {r['name']}  {r['id'] or '-'}  {r['size']:,} B")
-    click.echo(
-        f"{len(stored)} stored, {len(results) - len(stored)} skipped, "
-        f"{sum(r['size'] for r in stored):,} bytes"
-    )
+        click.echo(json.dumps({"objects": results, **counts}))
+    else:
+        for r in results:
+            line = f"{r['status']:9} {r['name']}  {r['id'] or '-'}  {r['size']:,} B"
+            click.echo(line + (f"\n          {r['error']}" if r.get("error") else ""))
+        click.echo(", ".join(f"{n} {s}" for s, n in counts.items() if n or s == "failed"))
+    if counts["failed"]:
+        raise SystemExit(1)
 
 
-@click.command()
-@click.argument("ref")
+UPLOAD_STATUSES = ("stored", "recovered", "present", "replaced", "failed")
+
+
+def _explain(exc: BaseException) -> str:
+    if isinstance(exc, GatewayError):
+        return f"{exc.code}: {exc.message}"
+    if isinstance(exc, aiohttp.ClientError):
+        return f"the connection to the validator failed: {exc}; re-run to finish"
+    return str(exc)
+
+
+@click.command(epilog=CAPS_HELP)
+@click.argument("ref", required=False)
 @click.option(
     "-o",
     "--output",
@@ -207,19 +256,33 @@ def upload(
     required=True,
     help="File to write; or a directory, for every object whose name starts REF/.",
 )
+@click.option(
+    "--capability",
+    default=None,
+    help="Read with this capability (URI:SN-CHK:...), whoever uploaded the object; "
+    "with REF, it must be REF's.",
+)
 @connection_options
 def download(
-    ref: str, output: Path, conn: Connection, as_json: bool,
+    ref: str | None, output: Path, capability: str | None, conn: Connection, as_json: bool,
 ) -> None:  # fmt: skip
-    """Download an object by id or name, or a whole uploaded directory into -o DIR.
+    """Download an object by id or name, or a whole uploaded directory into -o DIR, or any
+    object by --capability alone.
 
+    Objects sealed on this machine are opened here with the capability kept at upload.
     Files appear only once complete and verified (written to a temporary name, then renamed).
     """
+    if ref is None and capability is None:
+        raise click.UsageError("give REF, or --capability URI:SN-CHK:...")
     console = Console(stderr=True)
-    whole_directory = output.is_dir() or ref.endswith("/")
+    whole_directory = (
+        ref is not None and capability is None and (output.is_dir() or ref.endswith("/"))
+    )
 
     async def body(client: GatewayClient) -> list[dict[str, Any]]:
+        jobs: list[tuple[str | None, Path, int | None]]
         if whole_directory:
+            assert ref is not None
             prefix = ref.rstrip("/") + "/"
             wanted = [o for o in await client.list() if o["name"].startswith(prefix)]
             if not wanted:
@@ -232,8 +295,9 @@ def download(
             task = progress.add_task("download", total=sum(s or 0 for _, _, s in jobs) or None)
             for object_ref, target, _ in jobs:
                 size = await client.download(
-                    object_ref, target, lambda n: progress.advance(task, n)
-                )
+                    object_ref, target, lambda n: progress.advance(task, n),
+                    capability=capability,
+                )  # fmt: skip
                 done.append({"ref": object_ref, "path": str(target), "size": size})
         return done
 

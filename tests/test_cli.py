@@ -46,3 +46,17 @@ def test_a_service_takes_one_chain_and_says_so(tmp_path: Path) -> None:
     assert "not both" in both.stderr
     for result in (half, both):
         assert "Traceback" not in result.stderr
+
+
+def test_upload_and_download_help_say_where_keys_live_and_what_a_rerun_does() -> None:
+    upload = run("upload", "--help")
+    assert upload.returncode == 0
+    text = " ".join(upload.stdout.split())
+    promises = ("--overwrite", "--seal", "~/.subnet/capabilities", "back that folder up",
+                "Re-running an interrupted upload finishes it", "exit status is 1")  # fmt: skip
+    for promise in promises:
+        assert promise in text, promise
+    download = run("download", "--help")
+    text = " ".join(download.stdout.split())
+    for promise in ("--capability", "~/.subnet/capabilities", "back that folder up"):
+        assert promise in text, promise

@@ -1,10 +1,13 @@
 """The validator's HTTP API: a thin aiohttp layer over :class:`Gateway`.
 
-    PUT    /v1/objects?name=N[&encrypt=0][&keep_key=1][&codec=zfec|isal]
+    PUT    /v1/objects?name=N[&seal=client|validator|none][&keep_key=1][&codec=zfec|isal]
+           seal=client also needs &size=<plaintext bytes>&segment_size=<as /v1/info says>
                                                           upload (streamed, signed sha256)
     GET    /v1/objects                                    the caller's objects
     GET    /v1/objects/{ref}                              download by id or name; HEAD, Range
     DELETE /v1/objects/{ref}                              delete
+    GET    /v1/manifests/{verifier}                       an object's manifest, by capability
+    GET    /v1/shared/{verifier}                          read by capability, any user; HEAD
     GET    /v1/audit/log?after=&limit=&miner=&verdict=&kind=&since=&until=
                                                           the challenge log (public)
     GET    /v1/audit/summary?since=                       per miner: pass rate, latency...
@@ -13,7 +16,9 @@
 Users sign with their hotkey (Epistula). An upload declares ``Epistula-Content-Hash:
 sha256:<hex>`` of the whole body; the object is committed only if the streamed bytes match.
 Encrypted objects whose key the validator does not keep are read with the capability in an
-``X-Capability`` header.
+``X-Capability`` header. Objects the client sealed (``seal=client``: the body is the
+ciphertext of ``erasure.seal_segments``) are served as that ciphertext, which only the
+capability's holder can open: the validator never has their key.
 """
 
 from __future__ import annotations
@@ -31,8 +36,16 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from erasure import CODECS, Capability, CapabilityError, ErasureParams
+from erasure import (
+    CODECS,
+    Capability,
+    CapabilityError,
+    ErasureParams,
+    SealedStreamError,
+    sealed_size,
+)
 from erasure.codec import codec_available
+from erasure.manifest import SEALERS
 from protocol.epistula import (
     HEADER_CONTENT_HASH,
     SHA256_PREFIX,
@@ -59,8 +72,8 @@ from protocol.metrics import ServiceMetrics
 from validator.audit import summarise
 from validator.chain_sync import ChainSync, ChainSyncMetrics
 from validator.challenger import Challenger, ChallengerMetrics
-from validator.downloads import DownloadError
-from validator.gateway import Gateway, NoSuchObject, NotYours
+from validator.downloads import DownloadError, ObjectPlan
+from validator.gateway import Gateway, NoSuchObject, NotYours, ObjectInfo
 from validator.log_store import PAGE, ChallengeLogStore, LogFilter
 from validator.models import MAX_NAME
 from validator.repair import Repairer, RepairMetrics, log_entries
@@ -124,6 +137,8 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except DownloadError as exc:
         status = 503 if exc.code in _UNAVAILABLE else 404
         raise ApiError(status, exc.code, exc.message) from None
+    except SealedStreamError as exc:
+        raise BadRequest("bad_sealed_stream", str(exc)) from None
     except DBAPIError as exc:
         if not (isinstance(exc, OperationalError) or exc.connection_invalidated):
             raise
@@ -145,6 +160,61 @@ def _flag(request: web.Request, name: str, default: bool) -> bool:
     if value not in {"0", "1", "true", "false"}:
         raise BadRequest("bad_query", f"{name} is 0/1 or true/false")
     return value in {"1", "true"}
+
+
+def _seal(request: web.Request) -> str:
+    """Who seals: ``client`` (the body is ciphertext), ``validator`` or ``none``. Without
+    ``seal=``, the older ``encrypt=0|1`` says validator (the default) or none."""
+    seal = request.query.get("seal")
+    if seal is None:
+        return "validator" if _flag(request, "encrypt", True) else "none"
+    if seal not in SEALERS:
+        raise BadRequest("bad_seal", f"seal is one of {', '.join(SEALERS)}; got {seal[:32]!r}")
+    if "encrypt" in request.query:
+        raise BadRequest("bad_query", "give seal= or the older encrypt=, not both")
+    return seal
+
+
+def _count(request: web.Request, name: str, why: str) -> int:
+    raw = request.query.get(name, "")
+    if not (raw.isascii() and raw.isdigit()):
+        raise BadRequest("bad_query", f"{name} must be a whole number of bytes: {why}")
+    return int(raw)
+
+
+def _check_sealed_framing(request: web.Request, settings: ValidatorSettings, length: int) -> int:
+    """The framing a client-sealed body must have, from what the client declared: its
+    plaintext size and segment size fix every segment's length, so a body of another length
+    is refused before anything is stored. Returns the plaintext size."""
+    size = _count(request, "size", "seal=client needs the plaintext size")
+    segment = _count(request, "segment_size", "seal=client needs the segment size it sealed")
+    if segment != settings.segment_size:
+        raise BadRequest(
+            "bad_segment_size",
+            f"seal with segment_size={settings.segment_size} (GET /v1/info), not {segment}",
+        )
+    expected = sealed_size(size, segment)
+    if length != expected:
+        raise BadRequest(
+            "bad_sealed_length",
+            f"{size} bytes sealed in {segment}-byte segments are {expected} bytes of "
+            f"ciphertext, but Content-Length is {length}",
+        )
+    return size
+
+
+def _sealing(request: web.Request, settings: ValidatorSettings, length: int) -> tuple[str, bool]:
+    """(who seals, keep the key) for an upload whose body is ``length`` bytes."""
+    seal = _seal(request)
+    keep_key = _flag(request, "keep_key", False)
+    plaintext = length
+    if seal == "client":
+        plaintext = _check_sealed_framing(request, settings, length)
+        if keep_key:
+            raise BadRequest("bad_query", "keep_key: the validator never has a client's key")
+    if plaintext > settings.max_object_size:
+        raise PayloadTooLarge("too_large", f"objects are at most {settings.max_object_size} bytes")
+    return seal, keep_key
 
 
 def _codec(request: web.Request, default: str) -> str:
@@ -172,8 +242,7 @@ async def put_object(request: web.Request) -> web.Response:
     size = request.content_length
     if size is None:
         raise ApiError(411, "length_required", "send Content-Length")
-    if size > settings.max_object_size:
-        raise PayloadTooLarge("too_large", f"objects are at most {settings.max_object_size} bytes")
+    seal, keep_key = _sealing(request, settings, size)
     owner = await asyncio.to_thread(gateway.user_id, caller.signed_by)
     digest = hashlib.sha256()
     received = 0
@@ -218,11 +287,14 @@ async def put_object(request: web.Request) -> web.Response:
     options = UploadOptions(
         params,
         extra_receipts=settings.extra_receipts,
-        encrypt=_flag(request, "encrypt", True),
-        keep_key=_flag(request, "keep_key", False),
+        encrypt=seal != "none",
+        keep_key=keep_key,
+        presealed=seal == "client",
+        content_sha256=declared.removeprefix(SHA256_PREFIX),
     )
     result = await gateway.uploader.upload(owner, name, body(), options, before_commit=check)
     reply = asdict(result)
+    reply["sealed_by"] = seal
     if options.keep_key or not options.encrypt:
         reply["capability"] = str(Capability.parse(result.capability).verify_only())
     return web.json_response(reply, status=201)
@@ -242,24 +314,69 @@ async def get_object(request: web.Request) -> web.StreamResponse:
     # find() has checked that the caller owns it.
     plan = await asyncio.to_thread(gateway.downloader.plan, info.id)
     key = plan.stored_key
-    if info.encrypted and key is None:
+    if info.sealed_by == "validator" and key is None:
         key = _key_from_capability(request, plan.manifest.verifier_hash())
+    return await _serve(request, info, plan, key)
+
+
+async def get_shared(request: web.Request) -> web.StreamResponse:
+    """Read by capability: any user holding it. The verifier finds the object; a key is
+    still needed for what the validator sealed (a verify-only capability reads nothing)."""
+    gateway = request.app[GATEWAY]
+    await asyncio.to_thread(gateway.user_id, verified(request).signed_by)
+    info = await asyncio.to_thread(gateway.find_shared, _verifier(request))
+    plan = await asyncio.to_thread(gateway.downloader.plan, info.id)
+    key = None
+    if info.sealed_by == "validator":
+        key = _key_from_capability(request, plan.manifest.verifier_hash())
+    return await _serve(request, info, plan, key)
+
+
+async def get_manifest(request: web.Request) -> web.Response:
+    """The manifest a capability pins (its verifier is the manifest's hash): a reader checks
+    it against the capability, then knows the segment size and who sealed."""
+    gateway = request.app[GATEWAY]
+    await asyncio.to_thread(gateway.user_id, verified(request).signed_by)
+    info = await asyncio.to_thread(gateway.find_shared, _verifier(request))
+    plan = await asyncio.to_thread(gateway.downloader.plan, info.id)
+    return web.Response(body=plan.manifest.to_json(), content_type="application/json")
+
+
+def _verifier(request: web.Request) -> str:
+    verifier = request.match_info["verifier"]
+    if len(verifier) != 64 or not all(c in "0123456789abcdef" for c in verifier):
+        raise BadRequest("bad_verifier", "give the capability's verifier as 64 hex digits")
+    return verifier
+
+
+async def _serve(
+    request: web.Request, info: ObjectInfo, plan: ObjectPlan, key: bytes | None
+) -> web.StreamResponse:
+    """Stream an object: plaintext, or the ciphertext itself when the client sealed it
+    (offsets and ``Range`` then count ciphertext bytes)."""
+    gateway = request.app[GATEWAY]
+    sealed = info.sealed_by == "client"
+    total = plan.manifest.stored_size if sealed else info.size
     try:
         wanted = request.http_range
     except ValueError:
         raise ApiError(416, "bad_range", "the Range header is malformed") from None
-    start, stop = resolve_range(wanted, info.size, "object")
-    response = web.StreamResponse(status=206 if (start, stop) != (0, info.size) else 200)
+    start, stop = resolve_range(wanted, total, "object")
+    response = web.StreamResponse(status=206 if (start, stop) != (0, total) else 200)
     response.content_type = "application/octet-stream"
     response.content_length = stop - start
     response.headers["Accept-Ranges"] = "bytes"
     response.headers["X-Object-Id"] = info.id
+    response.headers["X-Sealed-By"] = info.sealed_by
+    response.headers["X-Object-Size"] = str(info.size)
+    if info.verifier is not None:
+        response.headers["X-Verifier"] = info.verifier  # which capability opens it
     if response.status == 206:
-        response.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{info.size}"
+        response.headers["Content-Range"] = f"bytes {start}-{stop - 1}/{total}"
     if request.method == "HEAD":
         await response.prepare(request)
         return response
-    chunks = gateway.downloader.stream(plan, key, start, stop)
+    chunks = gateway.downloader.stream(plan, key, start, stop, sealed=sealed)
     first = await anext(chunks, b"")  # errors before any byte is sent still get a status
     await response.prepare(request)
     try:
@@ -491,6 +608,8 @@ def make_app(
     app.router.add_get("/v1/objects", list_objects)
     app.router.add_get("/v1/objects/{ref:.+}", get_object)
     app.router.add_delete("/v1/objects/{ref:.+}", delete_object)
+    app.router.add_get("/v1/manifests/{verifier}", get_manifest)
+    app.router.add_get("/v1/shared/{verifier}", get_shared)
     app.router.add_get("/v1/info", get_info)
     if challenger is not None:
         challenger.metrics = ChallengerMetrics(metrics.registry)

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -107,21 +108,29 @@ class Downloader:
             )
 
     async def stream(
-        self, plan: ObjectPlan, key: bytes | None, start: int = 0, end: int | None = None
+        self,
+        plan: ObjectPlan,
+        key: bytes | None,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        sealed: bool = False,
     ) -> AsyncIterator[memoryview]:
-        """Plaintext bytes ``start..end`` (end exclusive), as views of each segment in turn."""
+        """Plaintext bytes ``start..end`` (end exclusive), as views of each segment in turn;
+        with ``sealed``, the stored bytes (the ciphertext a client sealed), in their offsets."""
         manifest = plan.manifest
-        end = manifest.size if end is None else min(end, manifest.size)
-        seg_size = manifest.params.segment_size
+        total = manifest.stored_size if sealed else manifest.size
+        end = total if end is None else min(end, total)
+        seg_size = manifest.stored_segment_size if sealed else manifest.params.segment_size
         if start >= end:
             return
         first, last = start // seg_size, (end - 1) // seg_size
         ahead: asyncio.Task[bytes | bytearray] | None = None
         try:
             for index in range(first, last + 1):
-                current = ahead or asyncio.create_task(self.segment(plan, index, key))
+                current = ahead or asyncio.create_task(self.segment(plan, index, key, sealed))
                 ahead = (
-                    asyncio.create_task(self.segment(plan, index + 1, key))
+                    asyncio.create_task(self.segment(plan, index + 1, key, sealed))
                     if index < last
                     else None
                 )
@@ -140,7 +149,9 @@ class Downloader:
                     await ahead
             await asyncio.to_thread(trim)
 
-    async def segment(self, plan: ObjectPlan, index: int, key: bytes | None) -> bytes | bytearray:
+    async def segment(
+        self, plan: ObjectPlan, index: int, key: bytes | None, sealed: bool = False
+    ) -> bytes | bytearray:
         manifest = plan.manifest
         k = manifest.params.k
         # Primaries first (no decoding), then by how fast each miner answered before; miners
@@ -195,8 +206,9 @@ class Downloader:
             for task in waiting:
                 task.cancel()
         return await asyncio.to_thread(
-            decode_segment_shares, manifest, index, good, key or plan.stored_key, verify=False
-        )
+            partial(decode_segment_shares, verify=False, sealed=sealed),
+            manifest, index, good, key or plan.stored_key,
+        )  # fmt: skip
 
     async def _fetch(
         self, manifest: Manifest, index: int, source: Source

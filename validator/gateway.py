@@ -46,6 +46,12 @@ class ObjectInfo:
     codec: str
     key_stored: bool
     created_at: str
+    sealed_by: str  # none | validator | client (the validator cannot read client-sealed)
+    content_sha256: str | None  # of the body as uploaded: ciphertext when the client sealed
+    verifier: str | None  # the manifest's verifier hash (hex), as in the capability
+    k: int
+    m: int
+    segment_size: int
 
 
 DEFAULT_UNPROVEN_BYTES = 64 * 2**30
@@ -235,6 +241,20 @@ class Gateway:
                 raise NoSuchObject(ref)
             return _info(self._owned(session, owner_id, row.id))
 
+    def find_shared(self, verifier: str) -> ObjectInfo:
+        """A committed object by its capability's verifier, whoever owns it: a capability
+        can be shared, and holding it is what grants the read."""
+        with self.sessions() as session:
+            row = session.scalar(
+                select(StoredObject)
+                .where(StoredObject.verifier == verifier, StoredObject.state == "committed")
+                .order_by(StoredObject.committed_at)
+                .limit(1)
+            )
+            if row is None:
+                raise NoSuchObject(f"with verifier {verifier}")
+            return _info(row)
+
     async def delete(self, owner_id: int, object_id: str) -> int:
         """Remove the object, then ask its miners to drop the shards; returns shards asked."""
 
@@ -280,4 +300,15 @@ def _info(row: StoredObject) -> ObjectInfo:
         codec=row.codec,
         key_stored=row.key is not None,
         created_at=row.created_at.isoformat(),
+        sealed_by=sealed_by(row),
+        content_sha256=row.content_sha256,
+        verifier=row.verifier,
+        k=row.k,
+        m=row.m,
+        segment_size=row.segment_size,
     )
+
+
+def sealed_by(row: StoredObject) -> str:
+    """Rows from before migration 0006 were sealed by the validator, or not at all."""
+    return row.sealed_by or ("none" if row.encryption == "none" else "validator")

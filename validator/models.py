@@ -6,6 +6,8 @@
 - ``objects``: one per uploaded object. ``state`` is ``pending`` while shards are pushed and
   ``committed`` once every segment has enough signed receipts; only committed objects are
   visible. ``(owner, name)`` is unique, so a retried upload cannot duplicate an object.
+  ``sealed_by`` says who encrypted it: ``client`` objects are ciphertext the validator
+  cannot read (their key never reaches it).
 - ``segments`` and ``shards``: the manifest as rows (a shard id is its Merkle root).
 - ``placements``: which miner holds which shard, with the miner's signed receipt.
 - ``repair_queue``: shards that must be (re)placed: missing at upload, or lost later.
@@ -102,8 +104,14 @@ class StoredObject(Base):
     # The erasure codec (erasure.codec.CODECS), as in the manifest; repair decodes with it.
     codec: Mapped[str] = mapped_column(String(16), default="zfec")
     manifest_json: Mapped[str | None] = mapped_column(Text)
-    verifier: Mapped[str | None] = mapped_column(String(64))
+    # A capability names its object by this (GET /v1/shared/{verifier}).
+    verifier: Mapped[str | None] = mapped_column(String(64), index=True)
     key: Mapped[bytes | None] = mapped_column(LargeBinary)  # kept only if the user asked
+    # none | validator | client. A client-sealed object's key never reaches the validator.
+    sealed_by: Mapped[str | None] = mapped_column(String(16))
+    # sha256 of the body as uploaded (the ciphertext, when the client sealed), checked
+    # against the signed hash: a re-run of an upload recognises its object by it.
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     committed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -72,6 +72,14 @@ class UploadOptions:
     extra_receipts: int = 1  # r: a segment needs k + r receipts to count as stored
     encrypt: bool = True
     keep_key: bool = False  # keep the key in the validator's database (else: capability only)
+    # The body is ciphertext the client sealed (erasure.seal_segments): coded as it is; the
+    # validator never has the key. Otherwise the validator seals when ``encrypt``.
+    presealed: bool = False
+    content_sha256: str | None = None  # of the body, as signed; checked before the commit
+
+    @property
+    def sealed_by(self) -> str:
+        return "client" if self.presealed else "validator" if self.encrypt else "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +161,8 @@ class Uploader:
                 leaf_size=params.leaf_size,
                 codec=params.codec,
                 encryption="aes-256-gcm" if options.encrypt else "none",
+                sealed_by=options.sealed_by,
+                content_sha256=options.content_sha256,
                 created_at=now(),
             )
             session.add(row)
@@ -173,7 +183,12 @@ class Uploader:
         pushed: list[tuple[MinerAddress, str]],
         before_commit: Callable[[], None],
     ) -> UploadResult:
-        encoder = ObjectEncoder(options.params, encrypt=options.encrypt, workers=self.workers)
+        encoder = ObjectEncoder(
+            options.params,
+            encrypt=options.encrypt,
+            workers=self.workers,
+            presealed=options.presealed,
+        )
         bridge = _EncodingBridge(encoder, asyncio.get_running_loop())
         encoding = asyncio.create_task(asyncio.to_thread(bridge.run))
         feeding = asyncio.create_task(bridge.feed(body))

@@ -7,6 +7,9 @@ import erasure
 EXPECTED = {
     "CODECS",
     "MANIFEST_VERSION",
+    "READABLE_VERSIONS",
+    "SealedBy",
+    "SealedStreamError",
     "BadProofError",
     "Capability",
     "CapabilityError",
@@ -39,6 +42,10 @@ EXPECTED = {
     "get_codec",
     "leaf_count_for",
     "new_key",
+    "open_segments",
+    "seal_segments",
+    "sealed_size",
+    "segment_count",
     "split_segments",
     "verify",
     "verify_leaf_hashes",
@@ -75,4 +82,6 @@ def test_error_tree() -> None:
     assert issubclass(erasure.MerkleError, erasure.ErasureError)
     assert issubclass(erasure.UnsupportedVersionError, erasure.ManifestError)
     assert issubclass(erasure.ManifestError, erasure.ErasureError)
-    assert erasure.MANIFEST_VERSION == 1
+    assert erasure.MANIFEST_VERSION == 2
+    assert erasure.READABLE_VERSIONS == (1, 2)
+    assert issubclass(erasure.SealedStreamError, erasure.ErasureError)

@@ -64,7 +64,8 @@ def test_json_round_trips_and_is_canonical(manifest: Manifest) -> None:
 def test_manifest_describes_the_object(manifest: Manifest) -> None:
     params = manifest.params
     raw = json.loads(manifest.to_json())
-    assert raw["version"] == 1
+    assert raw["version"] == 2
+    assert raw["sealed_by"] == ("validator" if manifest.encrypted else "none")
     assert (raw["codec"], raw["hash"]) == (params.codec, "blake3-merkle-v1")
     assert raw["encryption"] == ("aes-256-gcm" if manifest.encrypted else "none")
     overhead = TAG_SIZE if manifest.encrypted else 0
@@ -141,7 +142,7 @@ def test_base_is_valid() -> None:
     assert len(BASE.segments) == 3
 
 
-@pytest.mark.parametrize("version", [0, 2, 99, -1, None, "1", [1], {"v": 1}])
+@pytest.mark.parametrize("version", [0, 3, 99, -1, None, "1", [1], {"v": 1}])
 def test_unknown_version_is_refused_and_named(version: object) -> None:
     raw = raw_manifest()
     raw["version"] = version
@@ -344,3 +345,48 @@ def test_invalid_json(text: bytes | str) -> None:
 def test_json_that_is_not_an_object(text: bytes) -> None:
     with pytest.raises(ManifestError, match="object"):
         Manifest.from_json(text)
+
+
+# --- version 2: who sealed -----------------------------------------------------------------
+
+
+def test_version_2_records_who_sealed_and_version_1_implies_it() -> None:
+    raw = raw_manifest()
+    assert raw["version"] == 2 and raw["sealed_by"] == "validator"
+    for sealer in ("client", "validator"):
+        raw["sealed_by"] = sealer
+        assert Manifest.from_json(json.dumps(raw)).sealer == sealer
+    old = raw_manifest()
+    old["version"] = 1
+    del old["sealed_by"]
+    parsed = Manifest.from_json(json.dumps(old))
+    assert (parsed.version, parsed.sealer) == (1, "validator")
+    assert parsed.to_dict() == old  # a v1 manifest keeps its bytes, so its verifier
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"sealed_by": "miner"}, "sealed_by must be one of"),
+        ({"sealed_by": None}, "sealed_by must be one of"),
+        ({"sealed_by": "none"}, "does not fit encryption"),
+        ({"version": 1}, "extra"),  # v1 has no sealed_by field
+    ],
+)
+def test_bad_sealed_by_is_refused(change: dict[str, Any], message: str) -> None:
+    raw = raw_manifest()
+    raw.update(change)
+    assert message in str(refused(raw))
+
+
+def test_version_2_needs_sealed_by() -> None:
+    raw = raw_manifest()
+    del raw["sealed_by"]
+    assert "missing" in str(refused(raw))
+
+
+def test_version_1_cannot_say_client() -> None:
+    with pytest.raises(ManifestError, match="version 1 manifest cannot record client"):
+        BASE.__class__(
+            BASE.params, BASE.size, BASE.encryption, BASE.segments, 1, sealed_by="client"
+        )

@@ -205,7 +205,8 @@ def test_dataset_round_trip_survives_losing_m_minus_k_miners(
     report = json.loads(uploaded.stdout)
     assert report["stored"] == 111  # the files and SHA256SUMS
     again = json.loads(cli(subnet, "alice", "upload", str(dataset)).stdout)
-    assert (again["stored"], again["skipped"]) == (0, 111)  # a re-run skips what is stored
+    # A re-run sends nothing that is stored unchanged (each file checked against it).
+    assert (again["stored"], again["present"], again["failed"]) == (0, 111, 0)
 
     copy = tmp_path / "copy"
     fetched = cli(subnet, "alice", "download", "dataset/", "-o", str(copy))

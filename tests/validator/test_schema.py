@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import Insert, insert, inspect, text
 from sqlalchemy.orm import Session
 
 from protocol.db import alembic_config, make_engine, upgrade
@@ -61,7 +61,7 @@ def test_0004_upgrades_and_downgrades_with_rows_kept(db_url: str) -> None:
     rows = [  # a row of each table placements depends on, as 0003 had them
         User(id=1, name="u", created_at=now),
         Miner(id=1, hotkey="m", host="127.0.0.1", port=1),  # (added as 0003 had it, below)
-        StoredObject(
+        insert(StoredObject).values(  # only 0003's columns: later ones do not exist yet
             id="o" * 32, owner_id=1, name="n", state="committed", k=1, m=1, segment_size=1,
             leaf_size=1, encryption="none", created_at=now,
         ),
@@ -76,8 +76,10 @@ def test_0004_upgrades_and_downgrades_with_rows_kept(db_url: str) -> None:
         for row in rows:
             if isinstance(row, Miner):  # the model has columns 0003 did not
                 session.execute(OLD_MINER)
-                continue
-            session.add(row)
+            elif isinstance(row, Insert):
+                session.execute(row)
+            else:
+                session.add(row)
             session.flush()  # in this order: the models name no relationship for some keys
     engine.dispose()
 
@@ -126,5 +128,38 @@ def test_0005_adds_standing_with_old_miners_kept(db_url: str) -> None:
     finally:
         engine.dispose()
     assert "suspended_at" not in columns and "serving_alpha" not in columns
+    command.upgrade(config, "head")
+    test_upgrade_head_has_no_drift_from_the_models(db_url)
+
+
+def test_0006_marks_earlier_objects_sealed_by_the_validator_or_nobody(db_url: str) -> None:
+    config = alembic_config(db_url, "validator")
+    command.upgrade(config, "0004_validator")
+    engine = make_engine(db_url)
+    now = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        session.add(User(id=1, name="u", created_at=now))
+        session.flush()
+        for oid, encryption in (("a" * 32, "aes-256-gcm"), ("b" * 32, "none")):
+            session.execute(
+                insert(StoredObject).values(
+                    id=oid, owner_id=1, name=oid, state="committed", k=1, m=1,
+                    segment_size=1, leaf_size=1, encryption=encryption, created_at=now,
+                    verifier="f" * 64,
+                )
+            )  # fmt: skip
+    engine.dispose()
+    command.upgrade(config, "0006_validator")
+    engine = make_engine(db_url)
+    try:
+        with Session(engine) as session:
+            sealed = session.get(StoredObject, "a" * 32)
+            plain = session.get(StoredObject, "b" * 32)
+            assert sealed is not None and plain is not None
+            assert (sealed.sealed_by, plain.sealed_by) == ("validator", "none")
+            assert sealed.content_sha256 is None
+    finally:
+        engine.dispose()
+    command.downgrade(config, "0004_validator")
     command.upgrade(config, "head")
     test_upgrade_head_has_no_drift_from_the_models(db_url)

@@ -1,0 +1,254 @@
+"""Objects sealed on the user's machine: the validator codes, stores and serves ciphertext
+it cannot read and never holds the key; bad framing is refused before anything is stored;
+a lost reply loses nothing. Real validator app, real miner servers, the real client."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from erasure import Capability, Manifest, encrypt_segment, new_key, sealed_size
+from erasure.crypto import TAG_SIZE
+from protocol.http import SigningClient
+from subnet.capability_store import CapabilityStore
+from subnet.gateway_client import GatewayClient, GatewayError, _sealed_chunks, sealed_digest
+from tests.validator.conftest import VALIDATOR
+from tests.validator.test_app import ALICE, BOB, Client, api, upload
+from validator.models import StoredObject
+
+__all__ = ["api"]  # the fixture, used by name
+SEGMENT = 256 * 1024
+
+
+async def client_for(api: Client, who: Any, caps: Path) -> GatewayClient:
+    client = GatewayClient(api.session, who, str(api.make_url("")), caps)
+    await client.connect()
+    return client
+
+
+def committed(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(StoredObject)) or 0)
+
+
+async def put_sealed(
+    api: Client, body: bytes, *, size: int, segment_size: int = SEGMENT, name: str = "x",
+    **extra: str,
+) -> tuple[int, dict[str, Any]]:  # fmt: skip
+    query = {"seal": "client", "size": str(size), "segment_size": str(segment_size), **extra}
+    return await upload(api, ALICE, name, body, **query)
+
+
+async def test_round_trip_the_validator_never_sees_the_key(
+    api: Client, tmp_path: Path, sessions: sessionmaker[Session], db_url: str
+) -> None:
+    data = random.Random(2).randbytes(3 * SEGMENT + 1234)
+    source = tmp_path / "a.bin"
+    source.write_bytes(data)
+    alice = await client_for(api, ALICE, tmp_path / "caps")
+    reply = await alice.upload(source, "sealed/a.bin")
+    cap = Capability.parse(reply["capability"])
+    assert cap.key is not None and reply["sealed_by"] == "client"
+    assert alice.caps.pending() == []  # completed: the key is a capability now
+    assert alice.caps.find("sealed/a.bin") == reply["capability"]
+    with sessions() as session:
+        row = session.get(StoredObject, reply["object_id"])
+        assert row is not None and row.manifest_json is not None
+        assert (row.key, row.sealed_by, row.encryption) == (None, "client", "aes-256-gcm")
+        manifest = Manifest.from_json(row.manifest_json)
+        assert (manifest.sealer, manifest.size, manifest.version) == ("client", len(data), 2)
+        assert row.content_sha256 == sealed_digest(source, cap.key, SEGMENT)[0]
+    if db_url.startswith("sqlite:///"):
+        stored = Path(db_url.removeprefix("sqlite:///"))
+        raw = b"".join(p.read_bytes() for p in stored.parent.glob(stored.name + "*"))
+        b32 = base64.b32encode(cap.key).decode().rstrip("=").lower().encode()
+        for form in (cap.key, cap.key.hex().encode(), b32):
+            assert form not in raw
+    listed = {o["name"]: o for o in await alice.list()}["sealed/a.bin"]
+    assert (listed["sealed_by"], listed["size"], listed["verifier"]) == (
+        "client", len(data), cap.verifier.hex()
+    )  # fmt: skip
+    await alice.download("sealed/a.bin", tmp_path / "back.bin")
+    assert (tmp_path / "back.bin").read_bytes() == data
+    # Bob, another user, reads it from the capability alone (a capability can be shared).
+    bob = await client_for(api, BOB, tmp_path / "bob-caps")
+    await bob.download(None, tmp_path / "bob.bin", capability=reply["capability"])
+    assert (tmp_path / "bob.bin").read_bytes() == data
+    # Without the capability the validator serves only ciphertext, and the client says so.
+    with pytest.raises(GatewayError) as caught:
+        await bob.download(reply["object_id"], tmp_path / "no.bin")
+    assert caught.value.code == "not_yours"
+    # Even with Alice's capabilities on his machine, Bob reads by name or id only his own
+    # objects; the capability itself (--capability) is what grants a shared read.
+    same_machine = await client_for(api, BOB, tmp_path / "caps")
+    with pytest.raises(GatewayError) as caught:
+        await same_machine.download(reply["object_id"], tmp_path / "no.bin")
+    assert caught.value.code == "not_yours"
+    other = await client_for(api, ALICE, tmp_path / "empty-caps")
+    with pytest.raises(GatewayError) as caught:
+        await other.download("sealed/a.bin", tmp_path / "no.bin")
+    assert caught.value.code == "key_needed" and "--capability" in caught.value.message
+    assert not (tmp_path / "no.bin").exists()
+
+
+async def test_validator_sealing_and_none_still_work(api: Client, tmp_path: Path) -> None:
+    alice = await client_for(api, ALICE, tmp_path / "caps")
+    for seal in ("validator", "none"):
+        source = tmp_path / f"{seal}.bin"
+        source.write_bytes(random.Random(seal).randbytes(SEGMENT + 7))
+        reply = await alice.upload(source, seal, seal=seal)
+        assert reply["sealed_by"] == seal
+        assert (Capability.parse(reply["capability"]).key is None) == (seal == "none")
+        await alice.download(seal, tmp_path / f"{seal}.out")
+        assert (tmp_path / f"{seal}.out").read_bytes() == source.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("size", "length", "segment", "code"),
+    [
+        (3 * SEGMENT + 5, 3 * SEGMENT + 5, SEGMENT, "bad_sealed_length"),  # no tags at all
+        (3 * SEGMENT + 5, 3 * (SEGMENT + TAG_SIZE), SEGMENT, "bad_sealed_length"),  # cut short
+        (2 * SEGMENT, sealed_size(2 * SEGMENT, SEGMENT) + 1, SEGMENT, "bad_sealed_length"),
+        (100, sealed_size(100, 4096), 4096, "bad_segment_size"),
+    ],
+)
+async def test_wrong_framing_is_refused_and_nothing_committed(
+    api: Client, sessions: sessionmaker[Session], size: int, length: int, segment: int, code: str
+) -> None:
+    status, body = await put_sealed(api, bytes(length), size=size, segment_size=segment)
+    assert (status, body["error"]) == (400, code), body
+    assert committed(sessions) == 0
+
+
+async def test_bad_sealed_queries_are_named(api: Client, sessions: sessionmaker[Session]) -> None:
+    status, body = await upload(api, ALICE, "x", bytes(40), seal="client")
+    assert (status, body["error"]) == (400, "bad_query") and "size" in body["message"]
+    status, body = await put_sealed(api, bytes(sealed_size(10, SEGMENT)), size=10, keep_key="1")
+    assert (status, body["error"]) == (400, "bad_query")
+    status, body = await upload(api, ALICE, "x", b"abc", seal="maybe")
+    assert (status, body["error"]) == (400, "bad_seal")
+    status, body = await upload(api, ALICE, "x", b"abc", seal="none", encrypt="0")
+    assert (status, body["error"]) == (400, "bad_query")
+    assert committed(sessions) == 0
+
+
+async def test_a_forged_last_segment_flag_fails_on_the_reader(api: Client, tmp_path: Path) -> None:
+    """The flag is inside the AEAD, so the validator (no key) cannot see it; a stream of the
+    right length whose segment 0 was sealed as the last is stored, and the capability's
+    holder is refused at the first segment: nothing of it is written."""
+    key = new_key()
+    data = random.Random(5).randbytes(SEGMENT + 100)
+    body = encrypt_segment(key, 0, True, data[:SEGMENT]) + encrypt_segment(
+        key, 1, True, data[SEGMENT:]
+    )
+    status, reply = await put_sealed(api, body, size=len(data), name="forged")
+    assert status == 201, reply
+    verify_only = Capability.parse(reply["capability"])
+    cap = Capability(verify_only.verifier, verify_only.k, verify_only.m, len(data), key)
+    alice = await client_for(api, ALICE, tmp_path / "caps")
+    with pytest.raises(GatewayError) as caught:
+        await alice.download(None, tmp_path / "forged.bin", capability=str(cap))
+    assert caught.value.code == "bad_ciphertext" and "segment 0" in caught.value.message
+    assert not (tmp_path / "forged.bin").exists()
+
+
+async def test_a_capability_for_another_object_is_refused(api: Client, tmp_path: Path) -> None:
+    alice = await client_for(api, ALICE, tmp_path / "caps")
+    for name in ("one", "two"):
+        (tmp_path / name).write_bytes(name.encode() * 1000)
+    one = await alice.upload(tmp_path / "one", "one")
+    await alice.upload(tmp_path / "two", "two")
+    with pytest.raises(GatewayError) as caught:
+        await alice.download("two", tmp_path / "out", capability=one["capability"])
+    assert caught.value.code == "wrong_capability"
+    forged = Capability.parse(one["capability"])
+    unknown = Capability(bytes(32), forged.k, forged.m, forged.size, forged.key)
+    with pytest.raises(GatewayError) as caught:
+        await alice.download(None, tmp_path / "out", capability=str(unknown))
+    assert (caught.value.status, caught.value.code) == (404, "not_found")
+    # A validator-sealed object read with another object's key: 403 from the validator.
+    (tmp_path / "three").write_bytes(b"3" * 5000)
+    three = await alice.upload(tmp_path / "three", "three", seal="validator")
+    three_cap = Capability.parse(three["capability"])
+    signer = SigningClient(api.session, ALICE)
+    async with signer.request(
+        "GET", api.make_url(f"/v1/shared/{three_cap.verifier.hex()}"),
+        signed_for=VALIDATOR.ss58_address, headers={"X-Capability": one["capability"]},
+    ) as r:  # fmt: skip
+        assert (r.status, (await r.json())["error"]) == (403, "wrong_capability")
+    assert not (tmp_path / "out").exists()
+
+
+async def test_a_lost_reply_is_recovered_by_a_rerun(
+    api: Client, tmp_path: Path, sessions: sessionmaker[Session]
+) -> None:
+    """The validator committed, the client never heard: the pending key, written before the
+    first byte, becomes the capability on the next run, without sending the file again."""
+    data = random.Random(9).randbytes(2 * SEGMENT + 9)
+    source = tmp_path / "lost.bin"
+    source.write_bytes(data)
+    alice = await client_for(api, ALICE, tmp_path / "caps")
+    key = new_key()
+    digest, size = sealed_digest(source, key, SEGMENT)
+    alice.caps.begin("lost.bin", key, digest, size, SEGMENT)
+    query = {"name": "lost.bin", "seal": "client", "size": str(size), "segment_size": str(SEGMENT)}
+    await alice._put(query, digest, sealed_size(size, SEGMENT),
+                     _sealed_chunks(source, key, SEGMENT, lambda _n: None))  # fmt: skip
+    assert alice.caps.find("lost.bin") is None and len(alice.caps.pending()) == 1
+    listed = {o["name"]: o for o in await alice.list()}
+    done = await alice.put(source, "lost.bin", listed)
+    assert done.status == "recovered"
+    assert alice.caps.pending() == []
+    await alice.download("lost.bin", tmp_path / "back")
+    assert (tmp_path / "back").read_bytes() == data
+    again = await alice.put(source, "lost.bin", {o["name"]: o for o in await alice.list()})
+    assert again.status == "present"
+    assert committed(sessions) == 1
+
+
+async def test_a_changed_file_is_refused_or_replaced(api: Client, tmp_path: Path) -> None:
+    source = tmp_path / "f.bin"
+    source.write_bytes(b"old" * 10_000)
+    alice = await client_for(api, ALICE, tmp_path / "caps")
+    first = await alice.put(source, "f.bin", {})
+    assert first.status == "stored"
+    source.write_bytes(b"new" * 10_000)  # same size, other bytes
+    listed = {o["name"]: o for o in await alice.list()}
+    with pytest.raises(GatewayError) as caught:
+        await alice.put(source, "f.bin", listed)
+    assert caught.value.code == "changed" and "--overwrite" in caught.value.message
+    replaced = await alice.put(source, "f.bin", listed, overwrite=True)
+    assert replaced.status == "replaced" and replaced.object_id != first.object_id
+    await alice.download("f.bin", tmp_path / "back")
+    assert (tmp_path / "back").read_bytes() == b"new" * 10_000
+    assert alice.caps.find(first.object_id) is None
+
+
+def test_a_version_1_store_is_read(tmp_path: Path) -> None:
+    cap = "URI:SN-CHK-Verifier:" + "a" * 52 + ":1:2:3"
+    (tmp_path / "v.json").write_text(json.dumps({"oid": cap, "name:file": cap}))
+    store = CapabilityStore(tmp_path, "v")
+    assert store.find("file") == cap and store.find("oid") == cap
+    store.forget("oid")
+    assert store.find("file") is None
+    assert json.loads((tmp_path / "v.json").read_text())["version"] == 2
+
+
+def test_the_digest_is_of_the_sealed_stream(tmp_path: Path) -> None:
+    data = random.Random(3).randbytes(SEGMENT + 3)
+    (tmp_path / "d").write_bytes(data)
+    key = new_key()
+    sealed = encrypt_segment(key, 0, False, data[:SEGMENT]) + encrypt_segment(
+        key, 1, True, data[SEGMENT:]
+    )
+    assert sealed_digest(tmp_path / "d", key, SEGMENT) == (
+        hashlib.sha256(sealed).hexdigest(), len(data)
+    )  # fmt: skip
