@@ -753,6 +753,7 @@ class Challenger:
             for miner_id, seen in evidence.items():
                 if miner_id in miners:
                     self._update_reputation(miners[miner_id], seen, now)
+            self._end_suspensions(session, now)
             if recount:
                 # Every miner from the rows (an aggregate over all placements): takes in
                 # placements deleted with their objects, which no running total sees.
@@ -858,13 +859,15 @@ class Challenger:
         elif not low and miner.suspended_at is not None:
             miner.suspended_at = None
             log.info("miner no longer suspended", extra={"miner": miner.hotkey})
-        elif (
-            low
-            and miner.suspended_at
-            and _aware(miner.suspended_at) <= now - timedelta(seconds=policy.suspend_seconds)
+
+    def _end_suspensions(self, session: Session, now: datetime) -> None:
+        """Probation for miners suspended longer than ``suspend_seconds``, evidence or not
+        (one whose shares were all repaired away is never asked anything again): clean
+        timeout and serving scores, nothing verified, and one more failure suspends it."""
+        cutoff = now - timedelta(seconds=self.policy.suspend_seconds)
+        for miner in session.scalars(
+            select(Miner).where(Miner.suspended_at.is_not(None), Miner.suspended_at <= cutoff)
         ):
-            # Probation: its shares were repaired away meanwhile; it starts over with clean
-            # scores and nothing verified, and one more failure suspends it again.
             miner.timeout_alpha, miner.timeout_beta = 1.0, 0.0
             miner.serving_alpha, miner.serving_beta = 1.0, 0.0
             miner.suspended_at = None

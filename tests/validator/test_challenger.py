@@ -5,13 +5,14 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage_miner.fs_store import FsShardStore
@@ -347,3 +348,26 @@ def test_any_answer_gets_a_verdict_for_every_shard_asked(
     )
     assert [o.target.placement_id for o in outcomes] == [0, 1, 2]
     assert {o.entry.verdict for o in outcomes} <= {"wrong", "missing"}
+
+
+async def test_a_long_suspension_ends_in_probation(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    stored: str,
+    live_miners: list[LiveMiner],
+) -> None:
+    """A miner suspended longer than ``suspend_seconds`` starts over, even one that holds
+    nothing more to be asked about: clean timeout and serving scores, not suspended."""
+    hotkey = live_miners[1].key.ss58_address
+    with sessions.begin() as session:
+        miner = session.scalar(select(Miner).where(Miner.hotkey == hotkey))
+        assert miner is not None
+        miner.suspended_at = datetime.now(UTC) - timedelta(hours=2)
+        miner.serving_alpha, miner.serving_beta = 0.1, 5.0
+        session.execute(delete(Placement).where(Placement.miner_id == miner.id))
+    await challenger(sessions, miner_client).run_round()
+    with sessions() as session:
+        miner = session.scalar(select(Miner).where(Miner.hotkey == hotkey))
+        assert miner is not None
+        assert miner.suspended_at is None
+        assert (miner.serving_alpha, miner.serving_beta) == (1.0, 0.0)
