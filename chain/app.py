@@ -5,7 +5,8 @@
     POST /v1/weights      the signer's weights (a validator)      {uids, weights, version_key,
                                                                    figures?} -> {block}
     GET  /v1/metagraph    every UID: hotkey, stake, permit, axon, Yuma outputs, last update
-    GET  /v1/block        height, tempo, issuance, era, block emission, owner, version key
+    GET  /v1/block        height, tempo, issuance, era, block emission, owner, version key,
+                          block interval (seconds)
     GET  /v1/epochs       closed epochs, newest first (?limit=)
     GET  /v1/balances     rao credited per hotkey and era (?hotkey=)
     GET  /v1/ledger       credits (?epoch=&era=&hotkey=)
@@ -179,7 +180,8 @@ async def get_metagraph(request: web.Request) -> web.Response:
 
 async def get_block(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    return web.json_response(await service.run(service.chain.chain_info))
+    info = await service.run(service.chain.chain_info)
+    return web.json_response({**info, "block_interval": service.block_interval})
 
 
 def _query_int(request: web.Request, name: str) -> int | None:
