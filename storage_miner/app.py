@@ -8,6 +8,7 @@
     GET    /v1/quarantine                the caller's shards the scrubber set aside
     GET    /v1/info                      hotkey, version, capacity, used, free, counts
     GET    /healthz, /metrics            public
+    GET    /                             the dashboard (storage_miner/dashboard.py), public
 
 Every route but the last three needs an Epistula signature from an allowed validator, and a
 validator only ever sees its own shards (another's gets 403).

@@ -56,6 +56,7 @@ class Dashboard:
     panels: Mapping[str, Panel]
     refresh: Mapping[str, float] = field(default_factory=dict)  # seconds; 0 or absent: never
     wide: frozenset[str] = frozenset()  # panels that take the page's whole width
+    fragments: Mapping[str, Panel] = field(default_factory=dict)  # fetched on demand only
 
 
 DASHBOARD: Final = web.AppKey("dashboard", Dashboard)
@@ -100,9 +101,10 @@ async def page(request: web.Request) -> web.Response:
 async def panel(request: web.Request) -> web.Response:
     dashboard = request.app[DASHBOARD]
     name = request.match_info["panel"]
-    if name not in dashboard.panels:
+    found = dashboard.panels.get(name) or dashboard.fragments.get(name)
+    if found is None:
         raise NotFound("no_panel", f"this dashboard's panels are {', '.join(dashboard.panels)}")
-    context = await dashboard.panels[name](request)
+    context = await found(request)
     return aiohttp_jinja2.render_template(f"{name}.html", request, {"d": context})
 
 
