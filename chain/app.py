@@ -11,6 +11,7 @@
     GET  /v1/balances     rao credited per hotkey and era (?hotkey=)
     GET  /v1/ledger       credits (?epoch=&era=&hotkey=)
     GET  /healthz, /metrics
+    GET  /                the dashboard (chain/dashboard.py)
 
 The POST routes need an Epistula signature from any hotkey (strangers register), signed for
 ``""``: the local chain has no hotkey of its own. They always act on the signer; a body that
@@ -32,6 +33,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import Gauge
 
+from chain import dashboard
 from chain.service import ChainService
 from chain.state import (
     BadAxon,
@@ -277,6 +279,7 @@ def make_app(
     app.router.add_get("/v1/epochs", get_epochs)
     app.router.add_get("/v1/balances", get_balances)
     app.router.add_get("/v1/ledger", get_ledger)
+    dashboard.install(app, service)
     if background:
         app.cleanup_ctx.append(_block_producer)
     return app
