@@ -71,7 +71,9 @@ class MinerActivity:
             self.callers.popitem(last=False)
         return caller
 
-    def challenged(self, hotkey: str, asked: int, answered: int, seconds: float, proven: int) -> None:
+    def challenged(
+        self, hotkey: str, asked: int, answered: int, seconds: float, proven: int
+    ) -> None:
         caller = self.callers.get(hotkey) or self.called(hotkey)
         caller.challenges += asked
         caller.answered += answered
@@ -140,7 +142,7 @@ class MinerPanels:
             )
         except TimeoutError:
             return f"no answer within {PROBE_SECONDS:.0f} s"
-        except Exception as exc:  # any backend failure is what this panel reports
+        except Exception as exc:  # noqa: BLE001 - any backend failure is what it reports
             return f"{type(exc).__name__}: {exc}"[:300]
         return None
 
@@ -161,10 +163,12 @@ class MinerPanels:
                         None if b.rate is None else round(b.rate * 100, 2) for b in buckets
                     ]
                 },
+                x_range=(since, since + seconds),
             ),
             "latency_chart": dashboard.chart(
                 [b.start for b in buckets],
                 {"batch ms (mean)": [b.mean_latency_ms for b in buckets]},
+                x_range=(since, since + seconds),
             ),
         }
 
@@ -206,7 +210,12 @@ class MinerPanels:
             alerts.append(("bad", f"the store is unreachable: {space['store_error']}"))
         info = space["info"]
         if info["used"] >= NEAR_FULL * info["capacity"]:
-            alerts.append(("warn", f"capacity nearly full: {dashboard.pct(info['used'] / info['capacity'])} used"))
+            alerts.append(
+                (
+                    "warn",
+                    f"capacity nearly full: {dashboard.pct(info['used'] / info['capacity'])} used",
+                )
+            )
         disk = space["disk"]
         if disk is not None and disk["free"] < info["free"]:
             alerts.append(
@@ -234,7 +243,7 @@ async def earnings(presence: ChainPresence | None, hotkey: str) -> dict[str, Any
     chain = presence.chain
     try:
         graph = await asyncio.wait_for(chain.metagraph(), CHAIN_SECONDS)
-    except Exception as exc:  # an unreachable chain is shown, not raised
+    except Exception as exc:  # noqa: BLE001 - an unreachable chain is shown, not raised
         return {"chain": presence.name, "uid": None, "error": str(exc) or type(exc).__name__}
     me = graph.by_hotkey(hotkey)
     result: dict[str, Any] = {
@@ -263,14 +272,16 @@ async def earnings(presence: ChainPresence | None, hotkey: str) -> dict[str, Any
             if last
             else {"credits": []}
         )
-    except Exception as exc:  # an unreachable chain is shown, not raised
+    except Exception as exc:  # noqa: BLE001 - an unreachable chain is shown, not raised
         result["error"] = str(exc) or type(exc).__name__
         return result
     schedule = EmissionSchedule()
     incentive = [n.incentive for n in graph.neurons]
     issuance, tempo = int(block["issuance"]), graph.tempo
     halving = next_halving(schedule, issuance, int(block["block"]), tempo)
-    entry = balances["balances"][0] if balances["balances"] else {"total": 0, "eras": {}}
+    entry: dict[str, Any] = (
+        balances["balances"][0] if balances["balances"] else {"total": 0, "eras": {}}
+    )
     result.update(
         {
             "issuance": issuance,
@@ -282,7 +293,9 @@ async def earnings(presence: ChainPresence | None, hotkey: str) -> dict[str, Any
             "last_model": (
                 sum(
                     p.credit
-                    for p in epoch_credit(schedule, last["start_issuance"], tempo, incentive, me.uid)
+                    for p in epoch_credit(
+                        schedule, last["start_issuance"], tempo, incentive, me.uid
+                    )
                 )
                 if last
                 else None
@@ -294,9 +307,7 @@ async def earnings(presence: ChainPresence | None, hotkey: str) -> dict[str, Any
                 if halving.blocks_left is None
                 else halving.blocks_left * float(block.get("block_interval", 12.0))
             ),
-            "next_era_epoch": epoch_credit(
-                schedule, halving.threshold, tempo, incentive, me.uid
-            ),
+            "next_era_epoch": epoch_credit(schedule, halving.threshold, tempo, incentive, me.uid),
         }
     )
     return result

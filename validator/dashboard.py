@@ -28,7 +28,7 @@ from validator.chain_sync import ChainSync
 from validator.challenger import Challenger
 from validator.log_store import LogFilter, to_entry
 from validator.models import ChallengeRecord, Miner, Placement, Segment, StoredObject
-from validator.repair import Repairer
+from validator.repair import Repairer, SegmentRef
 
 ROWS: Final = 100  # log entries the explorer shows
 VERDICTS: Final = ("pass", "wrong", "missing", "timeout", "repaired")
@@ -186,9 +186,7 @@ class ValidatorPanels:
         explorer = Explorer.from_request(request, time.time())
         if self.challenger is None:
             return {"check": Check(0, [], 0)}
-        entries = await asyncio.to_thread(
-            latest, self.challenger.sessions, explorer.where, ROWS
-        )
+        entries = await asyncio.to_thread(latest, self.challenger.sessions, explorer.where, ROWS)
         check = await asyncio.to_thread(check_entries, entries, self.hotkey)
         return {"check": check}
 
@@ -197,7 +195,7 @@ class ValidatorPanels:
             return {"events": [], "at_risk": [], "short": 0, "enabled": False}
         where = LogFilter(kind="repair")
         events = await asyncio.to_thread(latest, self.challenger.sessions, where, 20)
-        short, at_risk = (0, [])
+        short, at_risk = 0, list[SegmentRef]()
         if self.repairer is not None:
             short, at_risk = await asyncio.to_thread(self.repairer.at_risk, 20)
         return {

@@ -44,6 +44,7 @@ _FILES: Final = {
     if path.is_file()
 }
 
+NONE: Final = "\u2013"  # an en dash: no value
 Panel = Callable[[web.Request], Awaitable[Mapping[str, Any]]]
 
 
@@ -125,7 +126,7 @@ async def static(request: web.Request) -> web.Response:
 def size(value: float | None) -> str:
     """Bytes in binary units: ``12.5 GiB``."""
     if value is None:
-        return "–"
+        return NONE
     amount = float(value)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if abs(amount) < 1024 or unit == "PiB":
@@ -137,19 +138,19 @@ def size(value: float | None) -> str:
 def tao(rao: float | None) -> str:
     """Rao as TAO, to the rao: ``1.250000000 τ``."""
     if rao is None:
-        return "–"
+        return NONE
     whole, part = divmod(int(rao), 10**9)
     return f"{whole:,}.{part:09d} τ"
 
 
 def pct(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+        return NONE
     return f"{value * 100:.1f}%"
 
 
 def ms(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1f} ms"
+    return NONE if value is None else f"{value:.1f} ms"
 
 
 def ago(moment: float | None, now: float | None = None) -> str:
@@ -162,7 +163,7 @@ def ago(moment: float | None, now: float | None = None) -> str:
 
 def duration(seconds: float | None) -> str:
     if seconds is None:
-        return "–"
+        return NONE
     for unit, length in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= length:
             return f"{seconds / length:.1f} {unit}"
@@ -172,25 +173,25 @@ def duration(seconds: float | None) -> str:
 def when(moment: float | None) -> str:
     """A unix time in UTC, to the second."""
     if moment is None:
-        return "–"
+        return NONE
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(moment))
 
 
 def short(key: str | None) -> str:
     """A hotkey or hash, shortened: the start and end a person compares."""
     if not key:
-        return "–"
+        return NONE
     return key if len(key) <= 14 else f"{key[:6]}…{key[-5:]}"
 
 
 def number(value: float | None) -> str:
-    return "–" if value is None else f"{value:,}"
+    return NONE if value is None else f"{value:,}"
 
 
 def figure(key: str, value: object, kind: str = "number") -> Markup:
     """``value`` for people, with the exact value in ``data-value`` and its name in
     ``data-k`` (what the tests read back and compare with the JSON APIs)."""
-    text = FILTERS[kind](value) if value is not None else "–"
+    text = FILTERS[kind](value) if value is not None else NONE
     raw = "" if value is None else value
     return Markup('<span class="fig" data-k="{}" data-value="{}">{}</span>').format(key, raw, text)
 
@@ -212,15 +213,22 @@ FILTERS: Final[dict[str, Callable[..., str]]] = {
 
 
 def chart(
-    x: Sequence[float], series: Mapping[str, Sequence[float | None]], *, time_axis: bool = True
+    x: Sequence[float],
+    series: Mapping[str, Sequence[float | None]],
+    *,
+    time_axis: bool = True,
+    x_range: tuple[float, float] | None = None,
 ) -> str:
     """A chart's data for a ``data-chart`` attribute: ``dashboard.js`` draws it with uPlot
     (x in unix seconds when ``time_axis``; one line per series, gaps where a value is None)."""
     return json.dumps(
         {
             "time": time_axis,
+            "range": x_range,
             "x": list(x),
-            "series": [{"label": label, "values": list(values)} for label, values in series.items()],
+            "series": [
+                {"label": label, "values": list(values)} for label, values in series.items()
+            ],
         },
         separators=(",", ":"),
     )

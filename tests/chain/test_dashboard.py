@@ -8,8 +8,15 @@ from bittensor_wallet import Keypair
 from chain.earnings import epoch_credit, next_halving
 from chain.emission import EmissionSchedule
 from chain.service import ChainService
-from tests.chain.test_api import Client, chain_client, client, keys, service, setup_subnet  # noqa: F401
-from tests.chain.test_api import chain as chain  # noqa: F401 - fixtures
+from tests.chain.test_api import (  # noqa: F401
+    Client,
+    chain,
+    chain_client,
+    client,
+    keys,
+    service,
+    setup_subnet,
+)
 from tests.dashboard.figures import figures
 
 TEMPO = 10

@@ -37,7 +37,7 @@ from playwright.sync_api import ConsoleMessage, Page, sync_playwright  # noqa: E
 
 
 def get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback http
+    with urllib.request.urlopen(url, timeout=5) as response:
         return json.loads(response.read())
 
 
@@ -61,7 +61,9 @@ async def upload(net: LocalNet, folder: Path) -> None:
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
     root = tmp_path_factory.mktemp("dashboards")
     config = LocalNetConfig(miners=4, validators=1, block_time=0.05, tempo=10, capacity="1GiB")
-    local = LocalNet(root / "net", config, service_args={"validator0": ["--challenge-seconds", "1"]})
+    local = LocalNet(
+        root / "net", config, service_args={"validator0": ["--challenge-seconds", "1"]}
+    )
     local.up()
     try:
         asyncio.run(upload(local, root))

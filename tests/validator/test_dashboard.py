@@ -34,7 +34,7 @@ async def test_page_matches_the_audit_api_and_the_explorer_filters(
     assert float(page.headers["X-Render-Ms"]) < 200
     html = await page.text()
     summary = await (await client.get("/v1/audit/summary")).json()
-    rows = {m: dict((k, v) for v, k in _CELL.findall(body)) for m, body in _ROW.findall(html)}
+    rows = {m: {k: v for v, k in _CELL.findall(body)} for m, body in _ROW.findall(html)}
     assert set(rows) == {r["miner"] for r in summary["miners"]}
     for r in summary["miners"]:
         shown = rows[r["miner"]]

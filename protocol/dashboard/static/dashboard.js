@@ -14,7 +14,8 @@
                  points: { show: spec.x.length < 60 } };
       }));
       new uPlot({ width: Math.max(280, el.clientWidth || 560), height: 180, series: series,
-                  scales: { x: { time: spec.time } } }, data, el);
+                  scales: { x: spec.range ? { time: spec.time, range: spec.range } : { time: spec.time } } },
+                 data, el);
       el.dataset.points = String(spec.x.length);
     });
   }
