@@ -5,11 +5,13 @@
     POST /v1/weights      the signer's weights (a validator)      {uids, weights, version_key,
                                                                    figures?} -> {block}
     GET  /v1/metagraph    every UID: hotkey, stake, permit, axon, Yuma outputs, last update
-    GET  /v1/block        height, tempo, issuance, era, block emission, owner, version key
+    GET  /v1/block        height, tempo, issuance, era, block emission, owner, version key,
+                          block interval (seconds)
     GET  /v1/epochs       closed epochs, newest first (?limit=)
     GET  /v1/balances     rao credited per hotkey and era (?hotkey=)
     GET  /v1/ledger       credits (?epoch=&era=&hotkey=)
     GET  /healthz, /metrics
+    GET  /                the dashboard (chain/dashboard.py)
 
 The POST routes need an Epistula signature from any hotkey (strangers register), signed for
 ``""``: the local chain has no hotkey of its own. They always act on the signer; a body that
@@ -31,6 +33,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import Gauge
 
+from chain import dashboard
 from chain.service import ChainService
 from chain.state import (
     BadAxon,
@@ -179,7 +182,8 @@ async def get_metagraph(request: web.Request) -> web.Response:
 
 async def get_block(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    return web.json_response(await service.run(service.chain.chain_info))
+    info = await service.run(service.chain.chain_info)
+    return web.json_response({**info, "block_interval": service.block_interval})
 
 
 def _query_int(request: web.Request, name: str) -> int | None:
@@ -275,6 +279,7 @@ def make_app(
     app.router.add_get("/v1/epochs", get_epochs)
     app.router.add_get("/v1/balances", get_balances)
     app.router.add_get("/v1/ledger", get_ledger)
+    dashboard.install(app, service)
     if background:
         app.cleanup_ctx.append(_block_producer)
     return app

@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PUBLIC_PATHS: Final = frozenset({"/healthz", "/metrics"})
 VERIFIED: Final = web.RequestKey("epistula_verified", VerifiedRequest)
 _STREAMED_ATTR: Final = "__epistula_streamed_body__"
+_PUBLIC_ATTR: Final = "__epistula_public__"
 
 _H = TypeVar("_H", bound=Callable[..., object])
 
@@ -186,6 +187,13 @@ def streamed_body(handler: _H) -> _H:
     return handler
 
 
+def public_route(handler: _H) -> _H:
+    """Mark a handler as public: no signature needed (the dashboards' pages and files, whose
+    paths vary, so they cannot all be listed in ``public_paths``)."""
+    setattr(handler, _PUBLIC_ATTR, True)
+    return handler
+
+
 def epistula_middleware(
     verifier: EpistulaVerifier,
     *,
@@ -201,7 +209,11 @@ def epistula_middleware(
 
     @web.middleware
     async def check_epistula(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in public_paths or request.match_info.http_exception is not None:
+        if (
+            request.path in public_paths
+            or request.match_info.http_exception is not None
+            or getattr(request.match_info.handler, _PUBLIC_ATTR, False)
+        ):
             return await handler(request)
         if VERIFIED in request:  # an earlier middleware of the service authenticated it
             return await handler(request)

@@ -8,6 +8,7 @@
     GET    /v1/quarantine                the caller's shards the scrubber set aside
     GET    /v1/info                      hotkey, version, capacity, used, free, counts
     GET    /healthz, /metrics            public
+    GET    /                             the dashboard (storage_miner/dashboard.py), public
 
 Every route but the last three needs an Epistula signature from an allowed validator, and a
 validator only ever sees its own shards (another's gets 403).
@@ -43,6 +44,7 @@ from protocol.http import (
 )
 from protocol.metrics import ServiceMetrics
 from protocol.wire import encode_frame
+from storage_miner import dashboard
 from storage_miner.on_chain import ChainPresence, embedded_chain, subtensor_chain
 from storage_miner.prover import MAX_INDICES
 from storage_miner.scrubber import ScrubPass, run_scrubber
@@ -212,7 +214,8 @@ async def post_challenges(request: web.Request) -> web.Response:
     challenges = _parse_challenges(raw)
     started = time.perf_counter()
     outcomes = await service.answer_challenges(caller.signed_by, challenges)
-    request.app[METRICS].challenge_seconds.observe(time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    request.app[METRICS].challenge_seconds.observe(seconds)
     answers: list[dict[str, object]] = []
     blobs: list[bytes] = []
     for outcome in outcomes:
@@ -230,6 +233,14 @@ async def post_challenges(request: web.Request) -> web.Response:
             blobs.append(outcome.answer.proof.to_bytes())
             request.app[METRICS].leaves_proven.inc(len(outcome.answer.leaves))
         answers.append(entry)
+    answered = [o.answer for o in outcomes if o.answer is not None]
+    request.app[ACTIVITY].challenged(
+        caller.signed_by,
+        len(outcomes),
+        len(answered),
+        seconds,
+        proven=sum(len(leaf) for a in answered for leaf in a.leaves),
+    )
     frame = encode_frame({"answers": answers}, blobs)
     return web.Response(body=frame, content_type="application/octet-stream")
 
@@ -275,6 +286,7 @@ class MinerMetrics(ServiceMetrics):
 
 METRICS = web.AppKey("metrics", MinerMetrics)
 PRESENCE = web.AppKey("presence", ChainPresence)
+ACTIVITY = web.AppKey("activity", dashboard.MinerActivity)
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
@@ -371,6 +383,8 @@ def make_app(service: MinerService, *, background: bool = True) -> web.Applicati
     app.router.add_post("/v1/challenges", post_challenges)
     app.router.add_get("/v1/quarantine", get_quarantine)
     app.router.add_get("/v1/info", get_info)
+    app[ACTIVITY] = dashboard.MinerActivity(service.clock)
+    dashboard.install(app, service, app[ACTIVITY], presence)
     if background:
         app.cleanup_ctx.append(_background)
     if presence is not None:

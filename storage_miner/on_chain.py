@@ -95,6 +95,11 @@ class ChainPresence:
         self.uid: int | None = None
         self._chain: Chain | None = None
 
+    @property
+    def chain(self) -> Chain | None:
+        """The chain :meth:`run` opened (None before): the dashboard reads earnings from it."""
+        return self._chain
+
     async def metagraph(self) -> Metagraph:
         """The policy's source: the chain, through the client :meth:`run` opened."""
         if self._chain is None:

@@ -118,6 +118,7 @@ class Demo:
 
     async def _story(self) -> None:
         self._services_table()
+        self.console.print(self.net.dashboards(), highlight=False)
         for i in range(self.plan.miners):
             self.names[self.net.keypair(f"miner{i}").ss58_address] = f"miner{i}"
         for j in range(self.plan.validators):

@@ -350,6 +350,12 @@ class LocalNet:
     def validator_urls(self) -> list[str]:
         return self.urls("validator")
 
+    def dashboards(self) -> str:
+        """Where each service's dashboard is (every service serves one at ``/``)."""
+        return "dashboards (open in a browser):\n" + "\n".join(
+            f"  {s.name:<12} {s.url}/" for s in self.services
+        )
+
     def keypair(self, wallet: str) -> Keypair:
         """The hotkey of ``user``, ``owner``, ``validator0``, ``miner3``, ..."""
         return load_hotkey(wallet, "default", self.wallet_path)
@@ -836,6 +842,7 @@ def _report_and_serve(
         click.echo(json.dumps(net.status().to_dict(), indent=2))
     else:
         console.print(_table(net.status(), console.width))
+        console.print(net.dashboards(), highlight=False)
         k, m, _ = config.erasure
         console.print(
             f"{k}-of-{m} on {config.miners} miners; user wallet [bold]user[/] in "

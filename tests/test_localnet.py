@@ -66,6 +66,7 @@ def test_up_status_down_then_up_again_with_the_same_wallets(tmp_path: Path) -> N
         started = up_detached(root, *FAST)
         assert started.returncode == 0, started.stdout + started.stderr
         assert "subnet localnet down" in started.stdout
+        assert "dashboards (open in a browser)" in started.stdout
 
         report = wait_for_axons(root)
         services = report["services"]

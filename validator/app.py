@@ -12,6 +12,7 @@
                                                           the challenge log (public)
     GET    /v1/audit/summary?since=                       per miner: pass rate, latency...
     GET    /v1/info, /healthz, /metrics                   public
+    GET    /                                              the dashboard (validator/dashboard.py)
 
 Users sign with their hotkey (Epistula). An upload declares ``Epistula-Content-Hash:
 sha256:<hex>`` of the whole body; the object is committed only if the streamed bytes match.
@@ -69,6 +70,7 @@ from protocol.http import (
     wall_clock_ms,
 )
 from protocol.metrics import ServiceMetrics
+from validator import dashboard
 from validator.audit import summarise
 from validator.chain_sync import ChainSync, ChainSyncMetrics
 from validator.challenger import Challenger, ChallengerMetrics
@@ -621,6 +623,7 @@ def make_app(
         app[CHAIN_SYNC] = chain_sync
     if repairer is not None:
         repairer.metrics = RepairMetrics(metrics.registry)
+    dashboard.install(app, own_hotkey, challenger, chain_sync, repairer)
     if background:
         app.cleanup_ctx.append(_refresh)
         app.cleanup_ctx.append(_loops(challenger, chain_sync, filler, repairer, settings))

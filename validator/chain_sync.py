@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -29,6 +30,7 @@ from validator.scoring import availability, weights
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 2.0
+HISTORY = 100  # weight sends kept for the dashboard
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,8 @@ class ChainSync:
         self.graph: Metagraph | None = None
         self.uid: int | None = None
         self.last_weights: WeightsSent | None = None
+        # (unix time, weights) of the last sends the chain accepted, for the dashboard.
+        self.history: deque[tuple[float, WeightsSent]] = deque(maxlen=HISTORY)
         self.metrics: ChainSyncMetrics | None = None
 
     async def register(self) -> int:
@@ -167,6 +171,7 @@ class ChainSync:
             raise
         sent = WeightsSent(block, sent_weights, by_hotkey)
         self.last_weights = sent
+        self.history.append((time.time(), sent))
         if self.metrics is not None:
             self.metrics.sent.inc()
             self.metrics.block.set(block)

@@ -437,6 +437,16 @@ class Repairer:
         self._retry_at: dict[int, float] = {}
         self._choosing = asyncio.Lock()  # two runs choosing at once could pick one segment
 
+    def at_risk(self, limit: int = 50) -> tuple[int, list[SegmentRef]]:
+        """How many committed segments are short of a healthy share now, and the ``limit``
+        most at risk (fewest healthy shares first), chosen as :meth:`run_once` chooses."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.unseen_after)
+        with self.sessions() as session:
+            health = _health_at_risk(session, cutoff)
+        short = [ref for ref, m in health.values() if ref.healthy < m]
+        short.sort(key=lambda ref: (ref.healthy - ref.k, ref.object_id, ref.segment))
+        return len(short), short[:limit]
+
     async def run_once(self) -> RepairReport:
         started = time.perf_counter()
         report = RepairReport()
