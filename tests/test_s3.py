@@ -362,3 +362,52 @@ def test_keys_cli_lists_and_revokes(s3net: S3Net) -> None:
         carol.list_buckets()
     assert code(failed) == "InvalidAccessKeyId"
     assert (s3net.validator_dir / "s3-secrets.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_aws_cli_cp_ls_sync_rm(s3net: S3Net, tmp_path: Path) -> None:
+    """aws-cli with its defaults (multipart above 8 MiB in 8 MiB parts), path-style."""
+    access, secret = s3net.keys["user"]
+    config = tmp_path / "aws.config"
+    config.write_text("[default]\nregion = us-east-1\ns3 =\n    addressing_style = path\n")
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": access,
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_CONFIG_FILE": str(config),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CA_BUNDLE": s3net.cafile,
+    }
+    aws = [str(Path(sys.executable).parent / "aws"), "--endpoint-url", s3net.endpoint]
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [*aws, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    run("s3", "mb", "s3://cli")
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    files = {
+        "big.bin": os.urandom(17 * MiB + 5),
+        "small.txt": b"small",
+        "sub/n.bin": os.urandom(100_000),
+    }
+    for name, data in files.items():
+        (source / name).write_bytes(data)
+    run("s3", "cp", str(source / "big.bin"), "s3://cli/one/big.bin")
+    run("s3", "sync", str(source), "s3://cli/tree")
+    listed = run("s3", "ls", "--recursive", "s3://cli/")
+    assert {line.split()[-1] for line in listed.splitlines()} == {
+        "one/big.bin", "tree/big.bin", "tree/small.txt", "tree/sub/n.bin"
+    }  # fmt: skip
+    back = tmp_path / "back"
+    run("s3", "sync", "s3://cli/tree", str(back))
+    for name, data in files.items():
+        assert sha((back / name).read_bytes()) == sha(data)
+    run("s3", "cp", "s3://cli/one/big.bin", str(tmp_path / "big.again"))
+    assert sha((tmp_path / "big.again").read_bytes()) == sha(files["big.bin"])
+    run("s3", "rm", "--recursive", "s3://cli/")
+    assert run("s3", "ls", "--recursive", "s3://cli/") == ""
+    run("s3", "rb", "s3://cli")

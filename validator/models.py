@@ -300,9 +300,7 @@ class S3Part(Base):
     )
     upload_id: Mapped[str | None] = mapped_column(ForeignKey("s3_uploads.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
-    stored_id: Mapped[str] = mapped_column(
-        ForeignKey("objects.id", ondelete="CASCADE"), index=True
-    )
+    stored_id: Mapped[str] = mapped_column(ForeignKey("objects.id", ondelete="CASCADE"), index=True)
     size: Mapped[int] = mapped_column(BigInteger)
     etag: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
