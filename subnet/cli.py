@@ -28,6 +28,7 @@ COMMANDS = {
     "dataset": "subnet.dataset_cmd:dataset",
     "validator": "subnet.validator_cmd:validator",
     "audit": "subnet.audit_cmd:audit",
+    "s3": "subnet.s3_cmd:s3",
     "localnet": "subnet.localnet:localnet",
     "demo": "subnet.demo:demo",
     "upload": "subnet.objects_cmd:upload",

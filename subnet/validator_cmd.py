@@ -53,6 +53,9 @@ HELP = {
     "repair_max_segments": "Segments repaired per run at most.",
     "synthetic_share": "Share of miners' capacity to fill with synthetic data (0 = off).",
     "synthetic_object_size": "Size of each synthetic object, e.g. 64MiB.",
+    "s3_port": "Serve the S3 API on this port too (off unless set; keys: subnet s3 keys).",
+    "s3_tls_cert": "PEM certificate (chain) for the S3 port: serve it over HTTPS.",
+    "s3_tls_key": "PEM private key of --s3-tls-cert, if not in the same file.",
 }
 
 

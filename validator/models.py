@@ -12,6 +12,8 @@
 - ``placements``: which miner holds which shard, with the miner's signed receipt.
 - ``repair_queue``: shards that must be (re)placed: missing at upload, or lost later.
 - ``challenge_log``: one signed, hash-chained row per challenge (see ``audit_log.py``).
+- ``s3_*``: the S3 API's access keys, buckets, objects (each a list of parts, each part one
+  stored object) and multipart uploads in progress (see ``validator/s3/``).
 """
 
 from __future__ import annotations
@@ -223,3 +225,82 @@ class ChallengeRecord(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(160))
     entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+# --- the S3 API (validator/s3/) ---------------------------------------------------------
+
+S3_KEY = 1024  # S3's longest object key, in UTF-8 bytes
+
+
+class S3AccessKey(Base):
+    """An S3 access key. SigV4 needs the secret itself to recompute a signature, so it is
+    kept encrypted (AES-GCM under a key file in the data dir), not hashed."""
+
+    __tablename__ = "s3_keys"
+
+    access_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    sealed_secret: Mapped[bytes] = mapped_column(LargeBinary)  # nonce + ciphertext + tag
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class S3Bucket(Base):
+    """Bucket names are per user: a user never learns which names others took."""
+
+    __tablename__ = "s3_buckets"
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class S3Object(Base):
+    __tablename__ = "s3_objects"
+    __table_args__ = (UniqueConstraint("bucket_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket_id: Mapped[int] = mapped_column(ForeignKey("s3_buckets.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(S3_KEY))
+    size: Mapped[int] = mapped_column(BigInteger)
+    etag: Mapped[str] = mapped_column(String(64))  # quoted, as S3 sends it
+    content_type: Mapped[str] = mapped_column(String(255))
+    metadata_json: Mapped[str] = mapped_column(Text)  # x-amz-meta-* (names lower case)
+    checksum: Mapped[str | None] = mapped_column(String(128))  # "crc32:<base64>", single PUTs
+    modified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class S3Upload(Base):
+    """A multipart upload in progress; its parts are committed objects already."""
+
+    __tablename__ = "s3_uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    bucket_id: Mapped[int] = mapped_column(
+        ForeignKey("s3_buckets.id", ondelete="CASCADE"), index=True
+    )
+    key: Mapped[str] = mapped_column(String(S3_KEY))
+    content_type: Mapped[str] = mapped_column(String(255))
+    metadata_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class S3Part(Base):
+    """One stored object holding bytes of an S3 object (a single PUT is one part), or a
+    part of a multipart upload in progress: exactly one of the two owners is set."""
+
+    __tablename__ = "s3_parts"
+    __table_args__ = (UniqueConstraint("upload_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    s3_object_id: Mapped[int | None] = mapped_column(
+        ForeignKey("s3_objects.id", ondelete="CASCADE"), index=True
+    )
+    upload_id: Mapped[str | None] = mapped_column(ForeignKey("s3_uploads.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    stored_id: Mapped[str] = mapped_column(ForeignKey("objects.id", ondelete="CASCADE"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    etag: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -117,6 +117,10 @@ async def build_app(settings: ValidatorSettings) -> web.Application:
         await http.close()
         engine.dispose()
 
+    if settings.s3_port is not None:
+        from validator.s3.app import s3_server  # noqa: PLC0415 - botocore loads only if used
+
+        app.cleanup_ctx.append(s3_server(gateway, settings))
     app.on_cleanup.append(close)
     log.info("validator starting", extra={"hotkey": keypair.ss58_address, "db": settings.db_url})
     return app

@@ -90,6 +90,10 @@ class ValidatorSettings:
     repair_max_segments: int = 32
     synthetic_share: float = 0.0
     synthetic_object_size: int = field(default=64 * 2**20, metadata=SIZE)
+    # The S3 API (validator/s3/): off unless a port is set; TLS with a certificate (PEM).
+    s3_port: int | None = None
+    s3_tls_cert: str = ""
+    s3_tls_key: str = ""
 
     def __post_init__(self) -> None:
         choice = chain_choice_error(self.chain_url, self.network, self.netuid)

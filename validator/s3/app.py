@@ -1,0 +1,753 @@
+"""The S3 API's routes: a thin aiohttp layer over :class:`~validator.s3.service.S3Service`.
+
+Path-style addressing (``/bucket/key``); every request is SigV4-signed (header or presigned
+URL). Operations are told apart as S3 does, by method and query (``?uploads``,
+``?uploadId=``, ``?list-type=2``, ``?delete``, ``x-amz-copy-source``). Errors are S3 XML,
+mapped in one place (``s3_errors``); bad input is a 4xx, never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
+import ssl
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from sqlalchemy.exc import DBAPIError
+
+from validator.downloads import DownloadError
+from validator.gateway import Gateway
+from validator.s3 import xml
+from validator.s3.auth import Authorized, verify
+from validator.s3.body import BodyReader
+from validator.s3.errors import S3Error
+from validator.s3.keys import KEY_FILE, AccessKeys
+from validator.s3.service import (
+    MAX_PARTS,
+    ObjectMeta,
+    S3Service,
+    check_bucket_name,
+    check_key,
+)
+from validator.s3.xml import element
+from validator.settings import ValidatorSettings
+from validator.uploads import UploadError
+
+log = logging.getLogger(__name__)
+
+SERVICE = web.AppKey("s3_service", S3Service)
+KEYS = web.AppKey("s3_keys", AccessKeys)
+AUTH = web.RequestKey("s3_auth", Authorized)
+REQUEST_ID = web.RequestKey("s3_request_id", str)
+MAX_XML = 4 * 2**20  # CompleteMultipartUpload of 10,000 parts, DeleteObjects of 1,000 keys
+DEFAULT_TYPE = "binary/octet-stream"  # S3's, when a PUT names none
+_UNAVAILABLE = {"not_enough_miners", "not_enough_receipts", "not_enough_shards"}
+
+
+def _error_response(request: web.Request, exc: S3Error) -> web.Response:
+    request_id = request.get(REQUEST_ID, "")
+    headers = {"x-amz-request-id": request_id}
+    if request.method == "HEAD":  # a HEAD answer has no body: the status says it
+        return web.Response(status=exc.status, headers=headers)
+    body = xml.error(exc.code, exc.message, exc.resource, request_id)
+    return web.Response(
+        status=exc.status, body=body, content_type="application/xml", headers=headers
+    )
+
+
+@web.middleware
+async def s3_errors(  # noqa: PLR0911 - the one place every error becomes S3 XML
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    """Every failure as S3 XML, here and nowhere else."""
+    request[REQUEST_ID] = uuid.uuid4().hex[:16].upper()
+    try:
+        response = await handler(request)
+    except S3Error as exc:
+        return _error_response(request, exc)
+    except web.HTTPMethodNotAllowed:
+        exc3 = S3Error("MethodNotAllowed", "the method is not allowed on this resource")
+        return _error_response(request, exc3)
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            return _error_response(request, S3Error("InvalidRequest", "no such S3 resource"))
+        if 400 <= exc.status < 500:
+            return _error_response(request, S3Error("InvalidRequest", exc.reason))
+        raise
+    except UploadError as exc:
+        code = "ServiceUnavailable" if exc.code in _UNAVAILABLE else "InvalidRequest"
+        return _error_response(request, S3Error(code, exc.message))
+    except DownloadError as exc:
+        return _error_response(request, S3Error("ServiceUnavailable", exc.message))
+    except DBAPIError as exc:
+        log.warning("database unavailable", extra={"path": request.path, "why": str(exc)[:200]})
+        return _error_response(
+            request, S3Error("ServiceUnavailable", "the validator cannot reach its database")
+        )
+    except ConnectionResetError:
+        raise
+    except Exception:
+        log.exception("unhandled error in S3 %s %s", request.method, request.path)
+        return _error_response(
+            request, S3Error("InternalError", "we encountered an internal error")
+        )
+    response.headers["x-amz-request-id"] = request[REQUEST_ID]
+    return response
+
+
+@web.middleware
+async def s3_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    keys = request.app[KEYS]
+    request[AUTH] = await asyncio.to_thread(
+        verify, request.method, request.raw_path, request.headers, keys.secret, datetime.now(UTC)
+    )
+    return await handler(request)
+
+
+def _owner(request: web.Request) -> int:
+    return request[AUTH].user_id
+
+
+def _bucket(request: web.Request) -> str:
+    return request.match_info["bucket"]
+
+
+def _key(request: web.Request) -> str:
+    key = request.match_info["key"]
+    check_key(key)
+    return key
+
+
+def _int(request: web.Request, name: str, default: int, top: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit()):
+        raise S3Error("InvalidArgument", f"{name} must be a whole number")
+    return min(int(raw), top)
+
+
+def _xml(root: str, body: list[str], status: int = 200) -> web.Response:
+    return web.Response(
+        body=xml.document(root, body), status=status, content_type="application/xml"
+    )
+
+
+def _http_date(when: datetime) -> str:
+    return format_datetime(when.astimezone(UTC), usegmt=True)
+
+
+def _user_metadata(request: web.Request) -> dict[str, str]:
+    return {
+        name.lower().removeprefix("x-amz-meta-"): value
+        for name, value in request.headers.items()
+        if name.lower().startswith("x-amz-meta-")
+    }
+
+
+def _new_meta(request: web.Request, key: str) -> ObjectMeta:
+    return ObjectMeta(
+        key=key,
+        size=0,
+        etag="",
+        content_type=request.headers.get("Content-Type") or DEFAULT_TYPE,
+        metadata=_user_metadata(request),
+        checksum=None,
+        modified_at=datetime.now(UTC),
+    )
+
+
+async def _small_body(request: web.Request) -> bytes:
+    """A bounded request body (XML), read through the same checks as objects."""
+    reader = BodyReader(request.content, request.headers, request[AUTH], MAX_XML)
+    pieces = [piece async for piece in reader.chunks()]
+    reader.check()
+    return b"".join(pieces)
+
+
+# --- buckets ---------------------------------------------------------------------------
+
+
+async def list_buckets(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    buckets = await asyncio.to_thread(service.list_buckets, _owner(request))
+    owner = element("ID", request[AUTH].access_key) + element(
+        "DisplayName", request[AUTH].access_key
+    )
+    entries = "".join(
+        f"<Bucket>{element('Name', name)}{element('CreationDate', xml.timestamp(at))}</Bucket>"
+        for name, at in buckets
+    )
+    return _xml(
+        "ListAllMyBucketsResult", [f"<Owner>{owner}</Owner>", f"<Buckets>{entries}</Buckets>"]
+    )
+
+
+async def put_bucket(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    if request.query.keys() - {"x-id"}:
+        raise S3Error("NotImplemented", "bucket configuration is not supported")
+    await _small_body(request)  # CreateBucketConfiguration: one region here, ignored
+    await asyncio.to_thread(service.create_bucket, _owner(request), _bucket(request))
+    return web.Response(headers={"Location": f"/{_bucket(request)}"})
+
+
+async def head_bucket(request: web.Request) -> web.Response:
+    await asyncio.to_thread(request.app[SERVICE].head_bucket, _owner(request), _bucket(request))
+    return web.Response()
+
+
+async def delete_bucket(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    stored = await asyncio.to_thread(service.delete_bucket, _owner(request), _bucket(request))
+    await service.delete_stored(_owner(request), stored)
+    return web.Response(status=204)
+
+
+async def get_bucket(request: web.Request) -> web.Response:
+    query = request.query
+    service = request.app[SERVICE]
+    owner, bucket = _owner(request), _bucket(request)
+    if "uploads" in query:
+        return await _list_uploads(request)
+    if "location" in query:
+        await asyncio.to_thread(service.head_bucket, owner, bucket)
+        return web.Response(
+            body=f'{xml.HEAD}<LocationConstraint xmlns="{xml.NS}"></LocationConstraint>'.encode(),
+            content_type="application/xml",
+        )
+    if "versioning" in query:
+        await asyncio.to_thread(service.head_bucket, owner, bucket)
+        return _xml("VersioningConfiguration", [])
+    if query.keys() & {"acl", "policy", "cors", "lifecycle", "tagging", "website", "encryption"}:
+        raise S3Error("NotImplemented", "bucket configuration is not supported")
+    return await _list_objects(request, v2=query.get("list-type") == "2")
+
+
+async def _list_objects(  # noqa: PLR0912 - V1 and V2 share all but their markers
+    request: web.Request, *, v2: bool
+) -> web.Response:
+    query = request.query
+    service = request.app[SERVICE]
+    prefix = query.get("prefix", "")
+    delimiter = query.get("delimiter", "")
+    max_keys = _int(request, "max-keys", 1000, 1000)
+    url = query.get("encoding-type") == "url"
+    if url and query.get("encoding-type") != "url":
+        raise S3Error("InvalidArgument", "encoding-type is url")
+
+    def enc(text: str) -> str:
+        return quote(text, safe="/") if url else text
+
+    if v2:
+        token = query.get("continuation-token")
+        start_after = query.get("start-after", "")
+        after = start_after
+        if token is not None:
+            try:
+                after = base64.urlsafe_b64decode(token.encode()).decode()
+            except (ValueError, UnicodeDecodeError):
+                raise S3Error("InvalidArgument", "the continuation token is not valid") from None
+    else:
+        after = query.get("marker", "")
+    listing = await asyncio.to_thread(
+        service.list_objects,
+        _owner(request),
+        _bucket(request),
+        prefix=prefix,
+        delimiter=delimiter,
+        after=after,
+        max_keys=max_keys,
+    )
+    body = [
+        element("Name", _bucket(request)),
+        element("Prefix", enc(prefix)),
+        element("MaxKeys", max_keys),
+        element("IsTruncated", "true" if listing.truncated else "false"),
+    ]
+    if delimiter:
+        body.append(element("Delimiter", enc(delimiter)))
+    if url:
+        body.append(element("EncodingType", "url"))
+    if v2:
+        body.append(element("KeyCount", len(listing.objects) + len(listing.prefixes)))
+        if "continuation-token" in query:
+            body.append(element("ContinuationToken", query["continuation-token"]))
+        if "start-after" in query:
+            body.append(element("StartAfter", enc(query["start-after"])))
+        if listing.truncated and listing.next_marker is not None:
+            token = base64.urlsafe_b64encode(listing.next_marker.encode()).decode()
+            body.append(element("NextContinuationToken", token))
+    else:
+        body.append(element("Marker", enc(after)))
+        if listing.truncated and listing.next_marker is not None:
+            body.append(element("NextMarker", enc(listing.next_marker)))
+    for obj in listing.objects:
+        body.append(
+            "<Contents>"
+            + element("Key", enc(obj.key))
+            + element("LastModified", xml.timestamp(obj.modified_at))
+            + element("ETag", obj.etag)
+            + element("Size", obj.size)
+            + element("StorageClass", "STANDARD")
+            + "</Contents>"
+        )
+    body.extend(
+        f"<CommonPrefixes>{element('Prefix', enc(p))}</CommonPrefixes>" for p in listing.prefixes
+    )
+    return _xml("ListBucketResult", body)
+
+
+async def _list_uploads(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    prefix = request.query.get("prefix", "")
+    uploads = await asyncio.to_thread(
+        service.list_uploads, _owner(request), _bucket(request), prefix
+    )
+    body = [
+        element("Bucket", _bucket(request)),
+        element("Prefix", prefix),
+        element("MaxUploads", 1000),
+        element("IsTruncated", "false"),
+    ]
+    body.extend(
+        "<Upload>"
+        + element("Key", u.key)
+        + element("UploadId", u.upload_id)
+        + element("Initiated", xml.timestamp(u.created_at))
+        + element("StorageClass", "STANDARD")
+        + "</Upload>"
+        for u in uploads
+    )
+    return _xml("ListMultipartUploadsResult", body)
+
+
+async def post_bucket(request: web.Request) -> web.Response:
+    if "delete" not in request.query:
+        raise S3Error("NotImplemented", "of POST on a bucket, only ?delete is supported")
+    service = request.app[SERVICE]
+    owner, bucket = _owner(request), _bucket(request)
+    await asyncio.to_thread(service.head_bucket, owner, bucket)
+    keys, quiet = xml.parse_delete(await _small_body(request))
+    body = []
+    for key in keys:
+        try:
+            check_key(key)
+            stored = await asyncio.to_thread(service.unlink, owner, bucket, key)
+        except S3Error as exc:
+            body.append(
+                f"<Error>{element('Key', key)}{element('Code', exc.code)}"
+                f"{element('Message', exc.message)}</Error>"
+            )
+            continue
+        await service.delete_stored(owner, stored)
+        if not quiet:
+            body.append(f"<Deleted>{element('Key', key)}</Deleted>")
+    return _xml("DeleteResult", body)
+
+
+# --- objects ---------------------------------------------------------------------------
+
+
+async def put_object(request: web.Request) -> web.Response:
+    query = request.query
+    if "uploadId" in query or "partNumber" in query:
+        return await _upload_part(request)
+    if "x-amz-copy-source" in request.headers:
+        return await _copy_object(request)
+    if query.keys() - {"x-id"}:
+        raise S3Error("NotImplemented", "object configuration (acl, tagging...) is not supported")
+    service = request.app[SERVICE]
+    owner, bucket, key = _owner(request), _bucket(request), _key(request)
+    await asyncio.to_thread(service.head_bucket, owner, bucket)
+    reader = BodyReader(request.content, request.headers, request[AUTH], service.max_part)
+    stored = await service.store_part(owner, reader.chunks(), reader.check)
+    meta = _new_meta(request, key)
+    meta = ObjectMeta(
+        key, reader.size, reader.etag, meta.content_type, meta.metadata,
+        reader.checksum_value, datetime.now(UTC),
+    )  # fmt: skip
+    replaced = await _link(request, meta, [(stored, reader.size, reader.etag)])
+    await service.delete_stored(owner, replaced)
+    headers = {"ETag": reader.etag}
+    if reader.checksum_value:
+        algorithm, _, value = reader.checksum_value.partition(":")
+        headers[f"x-amz-checksum-{algorithm}"] = value
+    return web.Response(headers=headers)
+
+
+async def _link(
+    request: web.Request, meta: ObjectMeta, stored: list[tuple[str, int, str]]
+) -> list[str]:
+    """Link stored parts as the object; if that fails (the bucket went), drop them."""
+    service = request.app[SERVICE]
+    owner = _owner(request)
+    try:
+        return await asyncio.to_thread(
+            service.link, owner, _bucket(request), meta.key, meta, stored
+        )
+    except BaseException:
+        await asyncio.shield(service.delete_stored(owner, [s for s, _, _ in stored]))
+        raise
+
+
+def _copy_source(request: web.Request) -> tuple[str, str]:
+    source = unquote(request.headers["x-amz-copy-source"]).partition("?")[0].lstrip("/")
+    bucket, _, key = source.partition("/")
+    if not bucket or not key:
+        raise S3Error("InvalidArgument", "x-amz-copy-source is /bucket/key")
+    check_bucket_name(bucket)
+    check_key(key)
+    return bucket, key
+
+
+async def _hashed(source: AsyncIterator[memoryview], md5: hashlib._Hash) -> AsyncIterator[bytes]:
+    async for chunk in source:
+        data = bytes(chunk)
+        await asyncio.to_thread(md5.update, data)
+        yield data
+
+
+async def _copy_object(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    owner, bucket, key = _owner(request), _bucket(request), _key(request)
+    src_bucket, src_key = _copy_source(request)
+    await asyncio.to_thread(service.head_bucket, owner, bucket)
+    source = await asyncio.to_thread(service.head, owner, src_bucket, src_key)
+    _check_preconditions(request, source, prefix="x-amz-copy-source-")
+    replace = request.headers.get("x-amz-metadata-directive", "COPY").upper() == "REPLACE"
+    if (src_bucket, src_key) == (bucket, key) and not replace:
+        raise S3Error(
+            "InvalidRequest",
+            "this copy request is illegal because it is trying to copy an object to itself "
+            "without changing the object's metadata",
+        )
+    md5 = hashlib.md5()  # noqa: S324 - S3's ETag
+    stored = await service.store_part(
+        owner, _hashed(service.read(source, 0, source.size), md5), lambda: None
+    )
+    etag = f'"{md5.hexdigest()}"'
+    fresh = _new_meta(request, key)
+    meta = ObjectMeta(
+        key,
+        source.size,
+        etag,
+        fresh.content_type if replace else source.content_type,
+        fresh.metadata if replace else source.metadata,
+        source.checksum,
+        datetime.now(UTC),
+    )
+    replaced = await _link(request, meta, [(stored, source.size, etag)])
+    await service.delete_stored(owner, replaced)
+    return _xml(
+        "CopyObjectResult",
+        [element("LastModified", xml.timestamp(meta.modified_at)), element("ETag", etag)],
+    )
+
+
+def _check_preconditions(request: web.Request, meta: ObjectMeta, prefix: str = "") -> bool:
+    """False when the client's copy is current (304); raises 412 on a failed condition."""
+    headers = request.headers
+    etag = meta.etag.strip('"')
+    match = headers.get(f"{prefix}If-Match")
+    if (
+        match is not None
+        and etag not in {t.strip().strip('"') for t in match.split(",")}
+        and match.strip() != "*"
+    ):
+        raise S3Error("PreconditionFailed", "at least one of the preconditions did not hold")
+    since = _date(headers.get(f"{prefix}If-Unmodified-Since"))
+    if match is None and since is not None and meta.modified_at.replace(microsecond=0) > since:
+        raise S3Error("PreconditionFailed", "at least one of the preconditions did not hold")
+    none_match = headers.get(f"{prefix}If-None-Match")
+    if none_match is not None:
+        tags = {t.strip().strip('"') for t in none_match.split(",")}
+        if etag in tags or none_match.strip() == "*":
+            if prefix:
+                raise S3Error(
+                    "PreconditionFailed", "at least one of the preconditions did not hold"
+                )
+            return False
+    modified = _date(headers.get(f"{prefix}If-Modified-Since"))
+    if (
+        none_match is None
+        and modified is not None
+        and (meta.modified_at.replace(microsecond=0) <= modified)
+    ):
+        if prefix:
+            raise S3Error("PreconditionFailed", "at least one of the preconditions did not hold")
+        return False
+    return True
+
+
+def _date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # S3 ignores a condition it cannot parse
+
+
+def _object_headers(request: web.Request, meta: ObjectMeta) -> dict[str, str]:
+    headers = {
+        "ETag": meta.etag,
+        "Last-Modified": _http_date(meta.modified_at),
+        "Content-Type": meta.content_type,
+        "Accept-Ranges": "bytes",
+    }
+    for name, value in meta.metadata.items():
+        headers[f"x-amz-meta-{name}"] = value
+    if meta.checksum and request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+        algorithm, _, value = meta.checksum.partition(":")
+        headers[f"x-amz-checksum-{algorithm}"] = value
+    if "-" in meta.etag:
+        headers["x-amz-mp-parts-count"] = str(len(meta.parts))
+    return headers
+
+
+def _range(request: web.Request, size: int) -> tuple[int, int] | None:
+    header = request.headers.get("Range")
+    if not header:
+        return None
+    try:
+        wanted = request.http_range
+    except ValueError:
+        return None  # S3 serves the whole object for a range it cannot parse
+    start, stop = wanted.start, wanted.stop
+    if start is not None and start < 0 and stop is None:
+        if size == 0:
+            return None
+        return max(0, size + start), size
+    start = 0 if start is None else start
+    stop = size if stop is None else min(stop, size)
+    if start >= size or stop <= start:
+        raise S3Error("InvalidRange", "the requested range is not satisfiable")
+    return start, stop
+
+
+async def head_object(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    meta = await asyncio.to_thread(service.head, _owner(request), _bucket(request), _key(request))
+    headers = _object_headers(request, meta)
+    if not _check_preconditions(request, meta):
+        return web.Response(status=304, headers={"ETag": meta.etag})
+    span = _range(request, meta.size)
+    if span is None:
+        headers["Content-Length"] = str(meta.size)
+        return web.Response(headers=headers)
+    headers["Content-Length"] = str(span[1] - span[0])
+    headers["Content-Range"] = f"bytes {span[0]}-{span[1] - 1}/{meta.size}"
+    return web.Response(status=206, headers=headers)
+
+
+async def get_object(request: web.Request) -> web.StreamResponse:
+    if "uploadId" in request.query:
+        return await _list_parts(request)
+    service = request.app[SERVICE]
+    meta = await asyncio.to_thread(service.head, _owner(request), _bucket(request), _key(request))
+    if not _check_preconditions(request, meta):
+        return web.Response(status=304, headers={"ETag": meta.etag})
+    headers = _object_headers(request, meta)
+    span = _range(request, meta.size)
+    status = 200
+    start, stop = 0, meta.size
+    if span is not None:
+        start, stop = span
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{meta.size}"
+        headers.pop(next((h for h in headers if h.startswith("x-amz-checksum-")), ""), None)
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = stop - start
+    if stop == start:
+        await response.prepare(request)
+        await response.write_eof()
+        return response
+    chunks = service.read(meta, start, stop)
+    first = await anext(chunks, b"")  # errors before any byte still get a status
+    await response.prepare(request)
+    try:
+        await response.write(first)
+        async for chunk in chunks:
+            await response.write(chunk)
+    except DownloadError as exc:
+        log.warning("S3 download failed mid-stream", extra={"key": meta.key, "why": exc.code})
+        if request.transport is not None:
+            request.transport.close()  # a short body tells the client; never wrong bytes
+        return response
+    await response.write_eof()
+    return response
+
+
+async def delete_object(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    owner, bucket, key = _owner(request), _bucket(request), _key(request)
+    if "uploadId" in request.query:
+        stored = await asyncio.to_thread(
+            service.abort, owner, bucket, key, request.query["uploadId"]
+        )
+    else:
+        stored = await asyncio.to_thread(service.unlink, owner, bucket, key)
+    await service.delete_stored(owner, stored)
+    return web.Response(status=204)
+
+
+# --- multipart -------------------------------------------------------------------------
+
+
+async def post_object(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    owner, bucket, key = _owner(request), _bucket(request), _key(request)
+    if "uploads" in request.query:
+        upload_id = await asyncio.to_thread(
+            service.create_upload, owner, bucket, key, _new_meta(request, key)
+        )
+        return _xml(
+            "InitiateMultipartUploadResult",
+            [element("Bucket", bucket), element("Key", key), element("UploadId", upload_id)],
+        )
+    if "uploadId" in request.query:
+        upload_id = request.query["uploadId"]
+        await asyncio.to_thread(service.check_upload, owner, bucket, key, upload_id)
+        chosen = xml.parse_complete(await _small_body(request))
+        etag, unused = await asyncio.to_thread(
+            service.complete, owner, bucket, key, upload_id, chosen
+        )
+        await service.delete_stored(owner, unused)
+        return _xml(
+            "CompleteMultipartUploadResult",
+            [
+                element("Location", f"/{bucket}/{quote(key)}"),
+                element("Bucket", bucket),
+                element("Key", key),
+                element("ETag", etag),
+            ],
+        )
+    raise S3Error("NotImplemented", "of POST on an object, only ?uploads and ?uploadId=")
+
+
+async def _upload_part(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    owner, bucket, key = _owner(request), _bucket(request), _key(request)
+    upload_id = request.query.get("uploadId", "")
+    number = _int(request, "partNumber", 0, MAX_PARTS + 1)
+    if not 1 <= number <= MAX_PARTS:
+        raise S3Error("InvalidArgument", f"partNumber is 1..{MAX_PARTS}")
+    if "x-amz-copy-source" in request.headers:
+        raise S3Error("NotImplemented", "UploadPartCopy is not supported")
+    await asyncio.to_thread(service.check_upload, owner, bucket, key, upload_id)
+    reader = BodyReader(request.content, request.headers, request[AUTH], service.max_part)
+    stored = await service.store_part(owner, reader.chunks(), reader.check)
+    try:
+        replaced = await asyncio.to_thread(
+            service.add_part, owner, bucket, key, upload_id, number,
+            (stored, reader.size, reader.etag),
+        )  # fmt: skip
+    except BaseException:
+        await asyncio.shield(service.delete_stored(owner, [stored]))
+        raise
+    await service.delete_stored(owner, replaced)
+    return web.Response(headers={"ETag": reader.etag})
+
+
+async def _list_parts(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    owner, bucket, key = _owner(request), _bucket(request), _key(request)
+    upload_id = request.query["uploadId"]
+    after = _int(request, "part-number-marker", 0, MAX_PARTS)
+    max_parts = _int(request, "max-parts", 1000, 1000)
+    parts, truncated = await asyncio.to_thread(
+        service.list_parts, owner, bucket, key, upload_id, after, max_parts
+    )
+    body = [
+        element("Bucket", bucket),
+        element("Key", key),
+        element("UploadId", upload_id),
+        element("PartNumberMarker", after),
+        element("MaxParts", max_parts),
+        element("IsTruncated", "true" if truncated else "false"),
+    ]
+    if truncated and parts:
+        body.append(element("NextPartNumberMarker", parts[-1].number))
+    body.extend(
+        "<Part>"
+        + element("PartNumber", p.number)
+        + element("LastModified", xml.timestamp(p.modified_at))
+        + element("ETag", p.etag)
+        + element("Size", p.size)
+        + "</Part>"
+        for p in parts
+    )
+    return _xml("ListPartsResult", body)
+
+
+# --- the app ---------------------------------------------------------------------------
+
+
+async def _sweep_orphans(app: web.Application) -> AsyncIterator[None]:
+    service = app[SERVICE]
+    try:
+        orphans = await asyncio.to_thread(service.orphans)
+        for owner, object_id in orphans:
+            await service.delete_stored(owner, [object_id])
+        if orphans:
+            log.warning("deleted S3 parts never linked", extra={"count": len(orphans)})
+    except DBAPIError:
+        log.exception("could not look for unlinked S3 parts")
+    yield
+
+
+def make_s3_app(gateway: Gateway, settings: ValidatorSettings, keys: AccessKeys) -> web.Application:
+    app = web.Application(middlewares=[s3_errors, s3_auth])
+    app[SERVICE] = S3Service(gateway, settings)
+    app[KEYS] = keys
+    app.router.add_get("/", list_buckets)
+    for path in ("/{bucket}", "/{bucket}/"):
+        app.router.add_put(path, put_bucket)
+        app.router.add_get(path, get_bucket, allow_head=False)
+        app.router.add_head(path, head_bucket)
+        app.router.add_delete(path, delete_bucket)
+        app.router.add_post(path, post_bucket)
+    obj = "/{bucket}/{key:.+}"
+    app.router.add_put(obj, put_object)
+    app.router.add_get(obj, get_object, allow_head=False)
+    app.router.add_head(obj, head_object)
+    app.router.add_delete(obj, delete_object)
+    app.router.add_post(obj, post_object)
+    app.cleanup_ctx.append(_sweep_orphans)
+    return app
+
+
+def s3_server(
+    gateway: Gateway, settings: ValidatorSettings
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context for the validator's app: serves the S3 API on ``s3_port`` while
+    the validator runs (same process, same gateway), TLS if a certificate is set."""
+
+    async def serve(_app: web.Application) -> AsyncIterator[None]:
+        keys = AccessKeys(gateway.sessions, Path(settings.data_dir) / KEY_FILE)
+        runner = web.AppRunner(make_s3_app(gateway, settings, keys), access_log=None)
+        await runner.setup()
+        context = None
+        if settings.s3_tls_cert:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(settings.s3_tls_cert, settings.s3_tls_key or None)
+        assert settings.s3_port is not None  # only added when set
+        site = web.TCPSite(runner, settings.host, settings.s3_port, ssl_context=context)
+        await site.start()
+        log.info("S3 API listening", extra={"port": settings.s3_port, "tls": context is not None})
+        yield
+        with contextlib.suppress(Exception):
+            await runner.cleanup()
+
+    return serve

@@ -1,0 +1,513 @@
+"""S3's buckets, objects and multipart uploads over the gateway, without HTTP.
+
+An S3 object is a list of **parts**, each one object of the gateway (``objects``, named
+``s3:<uuid>`` for its owner): a single PUT is one part; a multipart upload's parts are stored
+as they arrive, each streamed into the erasure pipeline, and CompleteMultipartUpload only
+links them (no byte is copied). Every object is sealed by the validator, which keeps its key
+(an S3 client cannot seal). A PUT over an existing key stores the new object first, then
+swaps the rows in one transaction and deletes the old parts: readers see the old object or
+the new one, never a mix. Only the owner's buckets are ever looked at, so a user never sees
+another user's buckets or objects (names are per user).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from erasure import ErasureParams
+from validator.gateway import Gateway
+from validator.models import S3_KEY, S3Bucket, S3Object, S3Part, S3Upload, StoredObject
+from validator.s3.errors import S3Error
+from validator.settings import ValidatorSettings
+from validator.uploads import UploadOptions
+
+log = logging.getLogger(__name__)
+
+NAME_PREFIX = "s3:"  # gateway object names of S3 parts
+MAX_PARTS = 10_000
+MIN_PART = 5 * 2**20  # every part but the last, as S3
+MAX_PART = 5 * 2**30  # one PUT or one part, as S3
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+@dataclass(frozen=True, slots=True)
+class PartRef:
+    stored_id: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMeta:
+    key: str
+    size: int
+    etag: str
+    content_type: str
+    metadata: dict[str, str]
+    checksum: str | None
+    modified_at: datetime
+    parts: tuple[PartRef, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    objects: list[ObjectMeta]
+    prefixes: list[str]
+    truncated: bool
+    next_marker: str | None  # the last key or prefix returned, when truncated
+
+
+@dataclass(frozen=True, slots=True)
+class PartInfo:
+    number: int
+    size: int
+    etag: str
+    modified_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UploadInfo:
+    upload_id: str
+    key: str
+    created_at: datetime
+
+
+def check_bucket_name(name: str) -> None:
+    if not _BUCKET.match(name) or ".." in name:
+        raise S3Error("InvalidBucketName", "the specified bucket is not valid", resource=name)
+
+
+def check_key(key: str) -> None:
+    if not key or len(key.encode()) > S3_KEY or "\x00" in key:
+        raise S3Error("KeyTooLongError", f"keys are 1..{S3_KEY} bytes of UTF-8")
+
+
+def multipart_etag(etags: list[str]) -> str:
+    """S3's ETag of a multipart object: md5 of the parts' binary md5s, dash, part count."""
+    joined = b"".join(bytes.fromhex(e.strip('"')) for e in etags)
+    return f'"{hashlib.md5(joined).hexdigest()}-{len(etags)}"'  # noqa: S324 - S3's ETag
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _meta(row: S3Object, parts: list[S3Part]) -> ObjectMeta:
+    return ObjectMeta(
+        key=row.key,
+        size=row.size,
+        etag=row.etag,
+        content_type=row.content_type,
+        metadata=json.loads(row.metadata_json),
+        checksum=row.checksum,
+        modified_at=row.modified_at.replace(tzinfo=UTC)
+        if row.modified_at.tzinfo is None
+        else row.modified_at,
+        parts=tuple(PartRef(p.stored_id, p.size) for p in parts),
+    )
+
+
+class S3Service:
+    def __init__(self, gateway: Gateway, settings: ValidatorSettings) -> None:
+        self.gateway = gateway
+        self.sessions = gateway.sessions
+        self.settings = settings
+        self.max_part = min(MAX_PART, settings.max_object_size)
+
+    # --- buckets (blocking: call in a thread) -------------------------------------------
+
+    def _bucket(self, session: Session, owner: int, name: str) -> S3Bucket:
+        row = session.scalar(
+            select(S3Bucket).where(S3Bucket.owner_id == owner, S3Bucket.name == name)
+        )
+        if row is None:
+            raise S3Error("NoSuchBucket", "the specified bucket does not exist", resource=name)
+        return row
+
+    def list_buckets(self, owner: int) -> list[tuple[str, datetime]]:
+        with self.sessions() as session:
+            rows = session.scalars(
+                select(S3Bucket).where(S3Bucket.owner_id == owner).order_by(S3Bucket.name)
+            )
+            return [(b.name, b.created_at) for b in rows]
+
+    def create_bucket(self, owner: int, name: str) -> None:
+        check_bucket_name(name)
+        try:
+            with self.sessions.begin() as session:
+                session.add(S3Bucket(owner_id=owner, name=name, created_at=_now()))
+        except IntegrityError:
+            raise S3Error(
+                "BucketAlreadyOwnedByYou", "you already own this bucket", resource=name
+            ) from None
+
+    def head_bucket(self, owner: int, name: str) -> None:
+        with self.sessions() as session:
+            self._bucket(session, owner, name)
+
+    def delete_bucket(self, owner: int, name: str) -> list[str]:
+        """Empty buckets only. Returns the stored parts of aborted uploads, to delete."""
+        with self.sessions.begin() as session:
+            bucket = self._bucket(session, owner, name)
+            if session.scalar(select(S3Object.id).where(S3Object.bucket_id == bucket.id).limit(1)):
+                raise S3Error(
+                    "BucketNotEmpty", "the bucket you tried to delete is not empty", resource=name
+                )
+            stored = list(
+                session.scalars(
+                    select(S3Part.stored_id)
+                    .join(S3Upload, S3Upload.id == S3Part.upload_id)
+                    .where(S3Upload.bucket_id == bucket.id)
+                )
+            )
+            session.delete(bucket)
+            return stored
+
+    # --- objects ---------------------------------------------------------------------
+
+    def head(self, owner: int, bucket: str, key: str) -> ObjectMeta:
+        with self.sessions() as session:
+            b = self._bucket(session, owner, bucket)
+            row = session.scalar(
+                select(S3Object).where(S3Object.bucket_id == b.id, S3Object.key == key)
+            )
+            if row is None:
+                raise S3Error("NoSuchKey", "the specified key does not exist", resource=key)
+            parts = list(
+                session.scalars(
+                    select(S3Part).where(S3Part.s3_object_id == row.id).order_by(S3Part.number)
+                )
+            )
+            return _meta(row, parts)
+
+    def _options(self) -> UploadOptions:
+        s = self.settings
+        params = ErasureParams(
+            k=s.k, m=s.m, segment_size=s.segment_size, leaf_size=s.leaf_size, codec=s.codec
+        )
+        # Sealed by the validator, which keeps the key: an S3 client cannot seal.
+        return UploadOptions(params, extra_receipts=s.extra_receipts, encrypt=True, keep_key=True)
+
+    async def store_part(
+        self, owner: int, body: AsyncIterator[bytes], before_commit: Callable[[], None]
+    ) -> str:
+        """Stream ``body`` into the pipeline as one gateway object; returns its id."""
+        name = NAME_PREFIX + uuid.uuid4().hex
+        result = await self.gateway.uploader.upload(
+            owner, name, body, self._options(), before_commit=before_commit
+        )
+        return result.object_id
+
+    async def delete_stored(self, owner: int, stored: list[str]) -> None:
+        for object_id in stored:
+            try:
+                await self.gateway.delete(owner, object_id)
+            except Exception:  # best effort: the S3 rows are gone; log what is left
+                log.exception("could not delete an S3 part's object", extra={"object": object_id})
+
+    def link(
+        self,
+        owner: int,
+        bucket: str,
+        key: str,
+        meta: ObjectMeta,
+        stored: list[tuple[str, int, str]],
+    ) -> list[str]:
+        """Make ``key`` the object made of ``stored`` (id, size, etag) parts, replacing any
+        object there in the same transaction; returns the replaced object's parts."""
+        with self.sessions.begin() as session:
+            b = self._bucket(session, owner, bucket)
+            return self._replace(session, b.id, key, meta, stored)
+
+    def _replace(
+        self,
+        session: Session,
+        bucket_id: int,
+        key: str,
+        meta: ObjectMeta,
+        stored: list[tuple[str, int, str]],
+    ) -> list[str]:
+        old = session.scalar(
+            select(S3Object).where(S3Object.bucket_id == bucket_id, S3Object.key == key)
+        )
+        replaced: list[str] = []
+        if old is not None:
+            replaced = list(
+                session.scalars(select(S3Part.stored_id).where(S3Part.s3_object_id == old.id))
+            )
+            session.delete(old)
+            session.flush()
+        row = S3Object(
+            bucket_id=bucket_id,
+            key=key,
+            size=meta.size,
+            etag=meta.etag,
+            content_type=meta.content_type,
+            metadata_json=json.dumps(meta.metadata, sort_keys=True),
+            checksum=meta.checksum,
+            modified_at=meta.modified_at,
+        )
+        session.add(row)
+        session.flush()
+        now = _now()
+        for number, (stored_id, size, etag) in enumerate(stored, start=1):
+            session.add(
+                S3Part(
+                    s3_object_id=row.id,
+                    number=number,
+                    stored_id=stored_id,
+                    size=size,
+                    etag=etag,
+                    created_at=now,
+                )
+            )
+        return replaced
+
+    def unlink(self, owner: int, bucket: str, key: str) -> list[str]:
+        """Remove ``key`` (absent is fine, as S3); returns its parts, to delete."""
+        with self.sessions.begin() as session:
+            b = self._bucket(session, owner, bucket)
+            row = session.scalar(
+                select(S3Object).where(S3Object.bucket_id == b.id, S3Object.key == key)
+            )
+            if row is None:
+                return []
+            stored = list(
+                session.scalars(select(S3Part.stored_id).where(S3Part.s3_object_id == row.id))
+            )
+            session.delete(row)
+            return stored
+
+    async def read(self, meta: ObjectMeta, start: int, stop: int) -> AsyncIterator[memoryview]:
+        """Bytes ``start..stop`` of an object, part after part."""
+        base = 0
+        for part in meta.parts:
+            lo, hi = max(start - base, 0), min(stop - base, part.size)
+            if lo < hi:
+                plan = await asyncio.to_thread(self.gateway.downloader.plan, part.stored_id)
+                async for chunk in self.gateway.downloader.stream(plan, plan.stored_key, lo, hi):
+                    yield chunk
+            base += part.size
+            if base >= stop:
+                return
+
+    def list_objects(
+        self,
+        owner: int,
+        bucket: str,
+        *,
+        prefix: str,
+        delimiter: str,
+        after: str,
+        max_keys: int,
+    ) -> Listing:
+        """Keys in UTF-8 binary order after ``after``, grouped by ``delimiter``."""
+        objects: list[ObjectMeta] = []
+        prefixes: list[str] = []
+        cursor = after
+        last: str | None = None
+        with self.sessions() as session:
+            b = self._bucket(session, owner, bucket)
+            ordered = S3Object.key
+            if session.get_bind().dialect.name == "postgresql":
+                ordered = S3Object.key.collate("C")  # type: ignore[assignment]
+            while True:
+                query = select(S3Object).where(S3Object.bucket_id == b.id, ordered > cursor)
+                if prefix:
+                    query = query.where(S3Object.key.startswith(prefix, autoescape=True))
+                rows = list(session.scalars(query.order_by(ordered).limit(1000)))
+                if not rows:
+                    return Listing(objects, prefixes, False, None)
+                for row in rows:
+                    cursor = row.key
+                    if len(objects) + len(prefixes) >= max_keys:
+                        return Listing(objects, prefixes, True, last)
+                    rest = row.key[len(prefix) :]
+                    if delimiter and delimiter in rest:
+                        common = prefix + rest[: rest.index(delimiter) + len(delimiter)]
+                        if prefixes and prefixes[-1] == common:
+                            continue
+                        if common <= after:  # a marker inside this prefix: already given
+                            continue
+                        prefixes.append(common)
+                        last = common
+                        continue
+                    objects.append(_meta(row, []))
+                    last = row.key
+
+    # --- multipart -------------------------------------------------------------------
+
+    def create_upload(self, owner: int, bucket: str, key: str, meta: ObjectMeta) -> str:
+        check_key(key)
+        upload_id = uuid.uuid4().hex
+        with self.sessions.begin() as session:
+            b = self._bucket(session, owner, bucket)
+            session.add(
+                S3Upload(
+                    id=upload_id,
+                    bucket_id=b.id,
+                    key=key,
+                    content_type=meta.content_type,
+                    metadata_json=json.dumps(meta.metadata, sort_keys=True),
+                    created_at=_now(),
+                )
+            )
+        return upload_id
+
+    def _upload(
+        self, session: Session, owner: int, bucket: str, key: str, upload_id: str
+    ) -> S3Upload:
+        b = self._bucket(session, owner, bucket)
+        row = session.get(S3Upload, upload_id)
+        if row is None or row.bucket_id != b.id or row.key != key:
+            raise S3Error(
+                "NoSuchUpload",
+                "the specified multipart upload does not exist; it may have been aborted or "
+                "completed",
+                resource=upload_id,
+            )
+        return row
+
+    def check_upload(self, owner: int, bucket: str, key: str, upload_id: str) -> None:
+        with self.sessions() as session:
+            self._upload(session, owner, bucket, key, upload_id)
+
+    def add_part(
+        self,
+        owner: int,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        number: int,
+        part: tuple[str, int, str],
+    ) -> list[str]:
+        """Record a stored part; returns what it replaced (same number), to delete."""
+        stored_id, size, etag = part
+        with self.sessions.begin() as session:
+            self._upload(session, owner, bucket, key, upload_id)
+            old = session.scalar(
+                select(S3Part).where(S3Part.upload_id == upload_id, S3Part.number == number)
+            )
+            replaced = []
+            if old is not None:
+                replaced.append(old.stored_id)
+                session.delete(old)
+                session.flush()
+            session.add(
+                S3Part(
+                    upload_id=upload_id,
+                    number=number,
+                    stored_id=stored_id,
+                    size=size,
+                    etag=etag,
+                    created_at=_now(),
+                )
+            )
+            return replaced
+
+    def complete(
+        self, owner: int, bucket: str, key: str, upload_id: str, chosen: list[tuple[int, str]]
+    ) -> tuple[str, list[str]]:
+        """Link the chosen parts as the object; returns (etag, stored objects to delete)."""
+        numbers = [n for n, _ in chosen]
+        if numbers != sorted(set(numbers)):
+            raise S3Error(
+                "InvalidPartOrder", "the list of parts was not in ascending order", resource=key
+            )
+        with self.sessions.begin() as session:
+            upload = self._upload(session, owner, bucket, key, upload_id)
+            parts = {
+                p.number: p
+                for p in session.scalars(select(S3Part).where(S3Part.upload_id == upload_id))
+            }
+            picked = []
+            for index, (number, etag) in enumerate(chosen):
+                part = parts.get(number)
+                if part is None or part.etag.strip('"') != etag.strip('"'):
+                    raise S3Error(
+                        "InvalidPart",
+                        f"part {number} was not uploaded, or its ETag does not match",
+                        resource=key,
+                    )
+                if part.size < MIN_PART and index < len(chosen) - 1:
+                    raise S3Error(
+                        "EntityTooSmall",
+                        f"part {number} is {part.size} bytes; all but the last are >= {MIN_PART}",
+                        resource=key,
+                    )
+                picked.append(part)
+            etag = multipart_etag([p.etag for p in picked])
+            meta = ObjectMeta(
+                key=key,
+                size=sum(p.size for p in picked),
+                etag=etag,
+                content_type=upload.content_type,
+                metadata=json.loads(upload.metadata_json),
+                checksum=None,
+                modified_at=_now(),
+            )
+            stored = [(p.stored_id, p.size, p.etag) for p in picked]
+            unused = [p.stored_id for n, p in parts.items() if p not in picked]
+            session.execute(delete(S3Part).where(S3Part.upload_id == upload_id))
+            session.delete(upload)
+            session.flush()
+            replaced = self._replace(session, upload.bucket_id, key, meta, stored)
+            return etag, unused + replaced
+
+    def abort(self, owner: int, bucket: str, key: str, upload_id: str) -> list[str]:
+        with self.sessions.begin() as session:
+            upload = self._upload(session, owner, bucket, key, upload_id)
+            stored = list(
+                session.scalars(select(S3Part.stored_id).where(S3Part.upload_id == upload_id))
+            )
+            session.delete(upload)
+            return stored
+
+    def list_parts(
+        self, owner: int, bucket: str, key: str, upload_id: str, after: int, max_parts: int
+    ) -> tuple[list[PartInfo], bool]:
+        with self.sessions() as session:
+            self._upload(session, owner, bucket, key, upload_id)
+            rows = session.scalars(
+                select(S3Part)
+                .where(S3Part.upload_id == upload_id, S3Part.number > after)
+                .order_by(S3Part.number)
+                .limit(max_parts + 1)
+            ).all()
+            infos = [PartInfo(p.number, p.size, p.etag, p.created_at) for p in rows]
+            return infos[:max_parts], len(infos) > max_parts
+
+    def list_uploads(self, owner: int, bucket: str, prefix: str) -> list[UploadInfo]:
+        with self.sessions() as session:
+            b = self._bucket(session, owner, bucket)
+            query = select(S3Upload).where(S3Upload.bucket_id == b.id)
+            if prefix:
+                query = query.where(S3Upload.key.startswith(prefix, autoescape=True))
+            rows = session.scalars(query.order_by(S3Upload.key, S3Upload.created_at).limit(1000))
+            return [UploadInfo(u.id, u.key, u.created_at) for u in rows]
+
+    # --- housekeeping ----------------------------------------------------------------
+
+    def orphans(self) -> list[tuple[int, str]]:
+        """(owner, object) of committed S3 parts that no S3 row names: left by a validator
+        stopped between storing a part and linking it. Run at start, when none is in flight."""
+        with self.sessions() as session:
+            rows = session.execute(
+                select(StoredObject.owner_id, StoredObject.id).where(
+                    StoredObject.name.startswith(NAME_PREFIX),
+                    StoredObject.state == "committed",
+                    StoredObject.id.not_in(select(S3Part.stored_id)),
+                )
+            ).all()
+            return [(owner, object_id) for owner, object_id in rows]
