@@ -64,6 +64,9 @@ VERIFIED: Final = web.RequestKey("epistula_verified", VerifiedRequest)
 _STREAMED_ATTR: Final = "__epistula_streamed_body__"
 
 _H = TypeVar("_H", bound=Callable[..., object])
+CLIENT_CLOSED: Final = 499
+# What aiohttp's parser accepts of a request head (docs/architecture.md, "Resource limits").
+HEAD_LIMITS: Final = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 64}
 
 
 class ApiError(Exception):
@@ -134,11 +137,44 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if 400 <= exc.status < 500:
             return _client_error_response(request, exc)
         raise  # redirects and deliberate 5xx go out as aiohttp made them
-    except ConnectionResetError:
-        raise  # the client went away: there is no one to answer
+    except ConnectionResetError as exc:
+        # The client hung up (mid-upload, mid-download): nobody hears an answer and nothing
+        # is wrong here, so one INFO line, no traceback. 499 is nginx's "client closed".
+        log.info(
+            "client hung up",
+            extra={"method": request.method, "path": request.path[:200], "why": str(exc)[:100]},
+        )
+        return error_json(CLIENT_CLOSED, "client_closed", "the client closed the connection")
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_json(500, "internal", "internal server error; the server log has details")
+
+
+@web.middleware
+async def readable_input(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse text no route could store or compare: a NUL or a lone surrogate in the path or
+    the query, an undecodable byte in a header (aiohttp keeps it as a surrogate escape).
+    Checked once here, so no handler meets it in a database driver or an ``encode()``."""
+    if not _storable(request.path) or not all(
+        _storable(key) and _storable(value) for key, value in request.query.items()
+    ):
+        raise BadRequest("bad_request", "the path or query holds a NUL or undecodable text")
+    for name, value in request.headers.items():
+        if not (value.isascii() or _encodable(value)):
+            raise BadRequest("bad_header", f"header {name[:64]!r} is not valid UTF-8")
+    return await handler(request)
+
+
+def _storable(text: str) -> bool:
+    return "\x00" not in text and (text.isascii() or _encodable(text))
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _epistula_response(exc: EpistulaError) -> web.Response:
@@ -329,12 +365,22 @@ def service_app(
     client_max_size: int = 1024 * 1024,
 ) -> web.Application:
     """The skeleton every service shares: metrics outermost, then ``error_middleware`` (so
-    it renders every rejection), then any authentication of the service's own, signatures,
-    and the service's mapping of its domain errors; plus ``/healthz`` and ``/metrics``."""
-    middlewares = [metrics.middleware, error_middleware, *before_signatures, signatures]
+    it renders every rejection), ``readable_input``, any authentication of the service's
+    own, signatures, and the service's mapping of its domain errors; plus ``/healthz`` and
+    ``/metrics``. Request heads are bounded by ``HEAD_LIMITS``, bodies read whole by
+    ``client_max_size``."""
+    middlewares = [
+        metrics.middleware,
+        error_middleware,
+        readable_input,
+        *before_signatures,
+        signatures,
+    ]
     if domain_errors is not None:
         middlewares.append(domain_errors)
-    app = web.Application(client_max_size=client_max_size, middlewares=middlewares)
+    app = web.Application(
+        client_max_size=client_max_size, middlewares=middlewares, handler_args=HEAD_LIMITS
+    )
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics.handler)
     return app

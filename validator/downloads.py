@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from erasure import Manifest, MerkleTree, decode_segment_shares
+from erasure import DecryptionError, Manifest, MerkleTree, decode_segment_shares
 from protocol.memory import trim
 from validator.miner_client import MinerAddress, MinerClient, MinerError
 from validator.models import Placement, Segment, Shard, StoredObject
@@ -192,9 +192,16 @@ class Downloader:
         finally:
             for task in waiting:
                 task.cancel()
-        return await asyncio.to_thread(
-            decode_segment_shares, manifest, index, good, key or plan.stored_key, verify=False
-        )
+        try:
+            return await asyncio.to_thread(
+                decode_segment_shares, manifest, index, good, key or plan.stored_key, verify=False
+            )
+        except DecryptionError:
+            # The shards were verified against their ids, so only the key can be wrong: a
+            # capability whose verifier matches (it is public) with another object's key.
+            raise DownloadError(
+                "wrong_key", f"that capability's key does not open {plan.name!r}"
+            ) from None
 
     async def _fetch(
         self, manifest: Manifest, index: int, source: Source

@@ -70,11 +70,19 @@ def parse_miner(entry: str) -> tuple[str, str, int]:
 
 
 class Gateway:
-    def __init__(self, sessions: sessionmaker[Session], miners: MinerClient) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        miners: MinerClient,
+        *,
+        upload_slots_per_user: int = 1,
+    ) -> None:
         self.sessions = sessions
         self.miners = miners
         self._candidates: list[Candidate] = []
-        self.uploader = Uploader(sessions, miners, self.candidates)
+        self.uploader = Uploader(
+            sessions, miners, self.candidates, slots_per_user=upload_slots_per_user
+        )
         self.downloader = Downloader(sessions, miners)
 
     # --- directories -----------------------------------------------------------------

@@ -38,7 +38,7 @@ async def build_app(settings: ValidatorSettings) -> web.Application:
         connector=aiohttp.TCPConnector(limit=256), timeout=aiohttp.ClientTimeout(total=None)
     )
     miners = MinerClient(SigningClient(http, keypair))
-    gateway = Gateway(sessions, miners)
+    gateway = Gateway(sessions, miners, upload_slots_per_user=settings.upload_slots_per_user)
     gateway.sync_users(settings.users)
     gateway.sync_tokens(settings.tokens)
     gateway.sync_miners(settings.miners)
