@@ -155,10 +155,10 @@ async def readable_input(request: web.Request, handler: Handler) -> web.StreamRe
     """Refuse text no route could store or compare: a NUL or a lone surrogate in the path or
     the query, an undecodable byte in a header (aiohttp keeps it as a surrogate escape).
     Checked once here, so no handler meets it in a database driver or an ``encode()``."""
-    if not _storable(request.path) or not all(
-        _storable(key) and _storable(value) for key, value in request.query.items()
-    ):
-        raise BadRequest("bad_request", "the path or query holds a NUL or undecodable text")
+    if not _storable(request.path):
+        raise BadRequest("bad_path", "the path holds a NUL or undecodable text")
+    if not all(_storable(key) and _storable(value) for key, value in request.query.items()):
+        raise BadRequest("bad_query", "the query holds a NUL or undecodable text")
     for name, value in request.headers.items():
         if not (value.isascii() or _encodable(value)):
             raise BadRequest("bad_header", f"header {name[:64]!r} is not valid UTF-8")

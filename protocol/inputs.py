@@ -45,14 +45,19 @@ _ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def query_int(
-    request: web.Request, name: str, *, low: int = 0, high: int = MAX_QUERY_INT
+    request: web.Request,
+    name: str,
+    *,
+    low: int = 0,
+    high: int = MAX_QUERY_INT,
+    code: str = "bad_query",
 ) -> int | None:
     """``?name=`` as an integer in ``low..high``; None when absent or empty."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
     if not _DECIMAL.fullmatch(raw) or not low <= int(raw) <= high:
-        raise BadRequest("bad_query", f"?{name}= must be an integer in {low}..{high}")
+        raise BadRequest(code, f"?{name}= must be an integer in {low}..{high}")
     return int(raw)
 
 

@@ -99,7 +99,7 @@ async def put_shard(request: web.Request) -> web.Response:
         )
     if request.content_length is None:
         raise ApiError(411, "length_required", "send Content-Length with the shard's size")
-    leaf_size = query_int(request, "leaf_size", low=1, high=2**31)
+    leaf_size = query_int(request, "leaf_size", low=1, high=2**31, code="bad_upload")
     if leaf_size is None:
         raise BadRequest("bad_upload", "give the Merkle leaf size: ?leaf_size=16384")
     # As received (re-cut 1 MiB chunks would each be a fresh, page-faulting mapping); a
