@@ -619,7 +619,11 @@ def _forget_uid(s: Session, uid: int) -> None:
 
 
 def _valid_host(host: str) -> bool:
-    if not 0 < len(host) <= 255 or any(c.isspace() or c in "/@?#" for c in host):
+    # ASCII only: a name beyond it is written in punycode, and text that is not even valid
+    # UTF-8 (a lone surrogate) could not be stored.
+    if not 0 < len(host) <= 255 or not host.isascii() or not host.isprintable():
+        return False
+    if any(c.isspace() or c in "/@?#" for c in host):
         return False
     return ":" not in host or (host.startswith("[") and host.endswith("]"))
 
