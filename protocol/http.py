@@ -34,10 +34,11 @@ import logging
 import time
 from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from http import HTTPStatus
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from aiohttp import ClientSession, hdrs, web
 from aiohttp.client import _RequestContextManager
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler, Middleware, StrOrURL
 from bittensor_wallet import Keypair
 
@@ -67,6 +68,22 @@ _H = TypeVar("_H", bound=Callable[..., object])
 CLIENT_CLOSED: Final = 499
 # What aiohttp's parser accepts of a request head (docs/architecture.md, "Resource limits").
 HEAD_LIMITS: Final = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 64}
+
+
+class _ConnectionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's own log for a connection. A request it cannot parse (a head beyond
+    ``HEAD_LIMITS``, a malformed line) is the client's doing: one INFO line, where aiohttp
+    would log an ERROR with a traceback."""
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info")
+        if isinstance(error, HttpProcessingError):
+            self.info("malformed request refused", extra={"why": str(error.message)[:200]})
+            return
+        super().exception(msg, *args, **kwargs)
+
+
+_CONNECTION_LOG: Final = _ConnectionLog(logging.getLogger("aiohttp.server"))
 
 
 class ApiError(Exception):
@@ -379,7 +396,9 @@ def service_app(
     if domain_errors is not None:
         middlewares.append(domain_errors)
     app = web.Application(
-        client_max_size=client_max_size, middlewares=middlewares, handler_args=HEAD_LIMITS
+        client_max_size=client_max_size,
+        middlewares=middlewares,
+        handler_args={**HEAD_LIMITS, "logger": _CONNECTION_LOG},
     )
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics.handler)
