@@ -400,9 +400,26 @@ def service_app(
         middlewares=middlewares,
         handler_args={**HEAD_LIMITS, "logger": _CONNECTION_LOG},
     )
+    _refuse_unreadable_expect(app.router)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics.handler)
     return app
+
+
+def _refuse_unreadable_expect(router: web.UrlDispatcher) -> None:
+    """aiohttp answers an ``Expect`` header right after routing, before any middleware, and
+    its answer to an unknown value quotes it: an undecodable one makes that a 500. So the
+    check ``readable_input`` makes of every header is made of this one as routing ends."""
+    resolve = router.resolve
+
+    async def resolve_then_check(request: web.Request) -> Any:
+        match = await resolve(request)
+        expect = request.headers.get(hdrs.EXPECT)
+        if expect is not None and not (expect.isascii() or _encodable(expect)):
+            raise web.HTTPBadRequest(text="the Expect header is not valid UTF-8")
+        return match
+
+    setattr(router, "resolve", resolve_then_check)  # noqa: B010 - mypy forbids assigning a method
 
 
 def resolve_range(wanted: slice, size: int, what: str) -> tuple[int, int]:

@@ -45,8 +45,15 @@ def request_head(
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
+def _final(data: bytes) -> bytes:
+    """``data`` from the final response on: an interim ``100 Continue`` is skipped."""
+    while data.startswith(b"HTTP/1.1 1") and b"\r\n\r\n" in data:
+        data = data.partition(b"\r\n\r\n")[2]
+    return data
+
+
 def parse_response(data: bytes) -> RawResponse:
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, _, body = _final(data).partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     headers = {}
     for line in header_lines:
@@ -72,8 +79,8 @@ def _unchunk(body: bytes) -> bytes:
 def complete(data: bytes) -> bool:
     """Whether ``data`` holds a whole response (the server may keep the connection open a
     while after answering, reading what the client still sends)."""
-    head, sep, body = data.partition(b"\r\n\r\n")
-    if not sep:
+    head, sep, body = _final(data).partition(b"\r\n\r\n")
+    if not sep or head.startswith(b"HTTP/1.1 1"):
         return False
     for line in head.decode("latin-1").split("\r\n")[1:]:
         name, _, value = line.partition(":")
