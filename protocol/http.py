@@ -66,6 +66,9 @@ _STREAMED_ATTR: Final = "__epistula_streamed_body__"
 
 _H = TypeVar("_H", bound=Callable[..., object])
 CLIENT_CLOSED: Final = 499
+# At shutdown, requests in flight get this long to finish before they are cancelled (an
+# upload then abandons: its rows go, its name is free). aiohttp's default is 60 s.
+SHUTDOWN_GRACE_SECONDS: Final = 1.0
 # What aiohttp's parser accepts of a request head (docs/architecture.md, "Resource limits").
 HEAD_LIMITS: Final = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 64}
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import sessionmaker
 from chain.client import ChainClient
 from erasure import ErasureParams
 from protocol.db import make_engine, upgrade
-from protocol.http import SigningClient
+from protocol.http import SHUTDOWN_GRACE_SECONDS, SigningClient
 from protocol.memory import return_large_buffers_to_the_os
 from protocol.wallet import load_hotkey
 from validator.app import make_app
@@ -95,4 +95,10 @@ async def build_app(settings: ValidatorSettings) -> web.Application:
 
 
 def serve(settings: ValidatorSettings) -> None:
-    web.run_app(build_app(settings), host=settings.host, port=settings.port, print=None)
+    web.run_app(
+        build_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+    )
