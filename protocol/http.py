@@ -69,6 +69,10 @@ CLIENT_CLOSED: Final = 499
 # At shutdown, requests in flight get this long to finish before they are cancelled (an
 # upload then abandons: its rows go, its name is free). aiohttp's default is 60 s.
 SHUTDOWN_GRACE_SECONDS: Final = 1.0
+# Requests one peer address may have in flight at once, per service: far above what any of
+# our clients opens (a validator's pool to all miners is 256 connections), low enough that
+# one address cannot hold every handler.
+MAX_REQUESTS_PER_PEER: Final = 256
 # What aiohttp's parser accepts of a request head (docs/architecture.md, "Resource limits").
 HEAD_LIMITS: Final = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 64}
 
@@ -183,6 +187,28 @@ async def readable_input(request: web.Request, handler: Handler) -> web.StreamRe
         if not (value.isascii() or _encodable(value)):
             raise BadRequest("bad_header", f"header {name[:64]!r} is not valid UTF-8")
     return await handler(request)
+
+
+def requests_per_peer(limit: int) -> Middleware:
+    """At most ``limit`` requests in flight from one peer address; more get 429."""
+    in_flight: dict[str, int] = {}  # only peers with a request in flight: bounded
+
+    @web.middleware
+    async def limit_peer(request: web.Request, handler: Handler) -> web.StreamResponse:
+        peer = request.remote or ""
+        if in_flight.get(peer, 0) >= limit:
+            raise ApiError(
+                429, "too_many_requests", f"at most {limit} requests at once from one address"
+            )
+        in_flight[peer] = in_flight.get(peer, 0) + 1
+        try:
+            return await handler(request)
+        finally:
+            in_flight[peer] -= 1
+            if not in_flight[peer]:
+                del in_flight[peer]
+
+    return limit_peer
 
 
 def _storable(text: str) -> bool:
@@ -383,15 +409,17 @@ def service_app(
     before_signatures: Sequence[Middleware] = (),
     domain_errors: Middleware | None = None,
     client_max_size: int = 1024 * 1024,
+    max_requests_per_peer: int = MAX_REQUESTS_PER_PEER,
 ) -> web.Application:
     """The skeleton every service shares: metrics outermost, then ``error_middleware`` (so
-    it renders every rejection), ``readable_input``, any authentication of the service's
-    own, signatures, and the service's mapping of its domain errors; plus ``/healthz`` and
-    ``/metrics``. Request heads are bounded by ``HEAD_LIMITS``, bodies read whole by
-    ``client_max_size``."""
+    it renders every rejection), the per-peer limit, ``readable_input``, any authentication
+    of the service's own, signatures, and the service's mapping of its domain errors; plus
+    ``/healthz`` and ``/metrics``. Request heads are bounded by ``HEAD_LIMITS``, bodies read
+    whole by ``client_max_size``."""
     middlewares = [
         metrics.middleware,
         error_middleware,
+        requests_per_peer(max_requests_per_peer),
         readable_input,
         *before_signatures,
         signatures,

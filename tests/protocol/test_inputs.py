@@ -103,8 +103,7 @@ async def hang_up(request: web.Request) -> web.Response:
     raise ConnectionResetError("Connection lost")
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[TestServer]:
+def app(max_requests_per_peer: int = 256) -> web.Application:
     signatures = epistula_middleware(
         EpistulaVerifier(),
         own_hotkey="me",
@@ -112,12 +111,19 @@ async def server() -> AsyncIterator[TestServer]:
         clock_ms=wall_clock_ms,
         public_paths=frozenset({"/healthz", "/n", "/json", "/slow", "/gone"}),
     )
-    app = service_app(ServiceMetrics("test"), signatures)
-    app.router.add_get("/n", echo)
-    app.router.add_post("/json", echo_json)
-    app.router.add_put("/slow", slow_reader)
-    app.router.add_get("/gone", hang_up)
-    async with TestServer(app) as server:
+    built = service_app(
+        ServiceMetrics("test"), signatures, max_requests_per_peer=max_requests_per_peer
+    )
+    built.router.add_get("/n", echo)
+    built.router.add_post("/json", echo_json)
+    built.router.add_put("/slow", slow_reader)
+    built.router.add_get("/gone", hang_up)
+    return built
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[TestServer]:
+    async with TestServer(app()) as server:
         yield server
 
 
@@ -239,3 +245,21 @@ async def test_a_hang_up_is_one_info_line_not_a_traceback(
     assert hung[0].levelno == logging.INFO
     assert hung[0].exc_info is None
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_one_address_may_hold_only_so_many_requests_at_once() -> None:
+    async with TestServer(app(max_requests_per_peer=2)) as server:
+        head = request_head("PUT", "/slow", {"Content-Length": "100"})
+        held = []
+        for _ in range(2):  # two bodies that trickle: both handlers stay busy
+            reader, writer = await asyncio.open_connection(server.host, server.port)
+            writer.write(head + b"x")
+            held.append((reader, writer))
+        await asyncio.sleep(0.2)
+        refused = await send(server.host, server.port, request_head("GET", "/healthz", {}))
+        assert (refused.status, refused.error) == (429, "too_many_requests")
+        for reader, writer in held:  # both time out (408), and their slots come back
+            assert (await asyncio.wait_for(read_response(reader), 5)).status == 408
+            writer.close()
+        again = await send(server.host, server.port, request_head("GET", "/healthz", {}))
+        assert again.status == 200
