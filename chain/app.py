@@ -181,8 +181,8 @@ async def get_block(request: web.Request) -> web.Response:
 
 async def get_epochs(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    limit = query_int(request, "limit", low=1, high=1000) or 100
-    epochs = await service.run(service.chain.epochs, limit)
+    limit = query_int(request, "limit", low=1) or 100
+    epochs = await service.run(service.chain.epochs, min(limit, 1000))  # a page at most
     return web.json_response({"epochs": [e.to_dict() for e in epochs]})
 
 
