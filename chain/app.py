@@ -57,6 +57,7 @@ from protocol.http import (
     verified,
     wall_clock_ms,
 )
+from protocol.inputs import query_int, read_json
 from protocol.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -95,10 +96,7 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 async def _json_object(request: web.Request, code: str) -> dict[str, Any]:
-    try:
-        raw = await request.json() if await request.read() else {}
-    except ValueError:
-        raise BadRequest(code, "the body is not JSON") from None
+    raw = await read_json(request, code=code) if await request.read() else {}
     if not isinstance(raw, dict):
         raise BadRequest(code, "the body must be a JSON object")
     return raw
@@ -149,10 +147,9 @@ def _figures(raw: object) -> dict[int, MinerFigures] | None:
         raise BadRequest("bad_figures", "figures is an object keyed by miner uid")
     figures = {}
     for key, entry in raw.items():
-        try:
-            uid = int(key)
-        except ValueError:
-            raise BadRequest("bad_figures", f"figures key {key!r} is not a uid") from None
+        if not (key.isascii() and key.isdigit() and len(key) <= 5):  # UIDs are < 65536
+            raise BadRequest("bad_figures", f"figures key {key[:32]!r} is not a uid")
+        uid = int(key)
         if not isinstance(entry, dict) or set(entry) != {"capacity_bytes", "availability"}:
             raise BadRequest(
                 "bad_figures", f"figures for uid {uid} need capacity_bytes and availability"
@@ -186,20 +183,10 @@ async def get_block(request: web.Request) -> web.Response:
     return web.json_response({**info, "block_interval": service.block_interval})
 
 
-def _query_int(request: web.Request, name: str) -> int | None:
-    value = request.query.get(name)
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise BadRequest("bad_query", f"?{name}= must be an integer") from None
-
-
 async def get_epochs(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    limit = _query_int(request, "limit") or 100
-    epochs = await service.run(service.chain.epochs, max(1, min(limit, 1000)))
+    limit = query_int(request, "limit", low=1) or 100
+    epochs = await service.run(service.chain.epochs, min(limit, 1000))  # a page at most
     return web.json_response({"epochs": [e.to_dict() for e in epochs]})
 
 
@@ -222,8 +209,8 @@ async def get_balances(request: web.Request) -> web.Response:
 
 async def get_ledger(request: web.Request) -> web.Response:
     credits = await request.app[SERVICE].ledger(
-        epoch=_query_int(request, "epoch"),
-        era=_query_int(request, "era"),
+        epoch=query_int(request, "epoch"),
+        era=query_int(request, "era"),
         hotkey=request.query.get("hotkey"),
     )
     return web.json_response({"credits": [c.to_dict() for c in credits]})
@@ -238,6 +225,12 @@ class ChainMetrics(ServiceMetrics):
             "chain_epochs_closed", "Epochs closed by this process.", registry=self.registry
         )
         epochs.set_function(lambda: service.epochs_closed)
+        skipped = Gauge(
+            "chain_epoch_rows_skipped",
+            "Malformed stored rows (weights, bonds, figures) epoch closes left out.",
+            registry=self.registry,
+        )
+        skipped.set_function(lambda: service.rows_skipped)
 
 
 METRICS = web.AppKey("metrics", ChainMetrics)

@@ -12,6 +12,7 @@ from chain.genesis import load_genesis
 from chain.service import ChainService
 from chain.settings import DEFAULT_BLOCK_INTERVAL, ChainSettings
 from chain.state import ChainError, LocalChain
+from protocol.http import SHUTDOWN_GRACE_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def serve(settings: ChainSettings) -> None:
             port=settings.port,
             print=None,
             handle_signals=True,
+            shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
         )
     finally:
         service.close()

@@ -32,6 +32,7 @@ class ChainService:
         self.block_interval = block_interval
         self.last_block = 0
         self.epochs_closed = 0
+        self.rows_skipped = 0  # malformed stored rows epoch closes left out
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chain-db")
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -68,6 +69,7 @@ class ChainService:
         for epoch in closed:
             self.epochs_closed += 1
             log.info("epoch closed", extra=epoch.to_dict())
+            self._report_skipped(epoch)
         return closed
 
     async def catch_up(self) -> list[EpochSummary]:
@@ -76,7 +78,15 @@ class ChainService:
         self.last_block = await self.run(self.chain.block)
         for epoch in closed:
             log.info("epoch closed on restart", extra=epoch.to_dict())
+            self._report_skipped(epoch)
         return closed
+
+    def _report_skipped(self, epoch: EpochSummary) -> None:
+        for why in epoch.skipped:
+            log.warning(
+                "epoch close left out a malformed row", extra={"epoch": epoch.number, "why": why}
+            )
+        self.rows_skipped += len(epoch.skipped)
 
     async def produce_blocks(self) -> None:
         """One block every ``block_interval`` seconds, until cancelled."""

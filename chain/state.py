@@ -33,7 +33,12 @@ Rules and choices:
   one instead. The replaced UID loses its weights, bonds and the weights others set on it.
 - **Rate limit.** A validator that never set weights may set them at once.
 - **Figures.** A miner's capacity and availability in the ledger are the stake-weighted means
-  of what the permitted validators attached to their latest weights for it.
+  of what the permitted validators attached to their latest weights for it. A capacity is a
+  byte count that fits the ledger's 64-bit column, an availability a number in [0, 1].
+- **Nothing stored halts a close.** Every stored weights, bonds and figures row is checked
+  again when an epoch closes; a malformed one (written by an older version, or by hand) is
+  left out of that close and named in ``EpochSummary.skipped``, which the service logs and
+  counts. One participant's input can never stop issuance.
 - **Epoch close** is one transaction: Yuma, the span's emission split by era, one ledger row
   per (epoch, era, hotkey), the neurons' new outputs and bonds, the ``epochs`` row, and the
   issuance. The ``epochs`` primary key makes a second close a no-op, even a racing one.
@@ -42,7 +47,7 @@ Rules and choices:
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -153,6 +158,9 @@ class Registration:
     replaced: str | None = None  # the hotkey that was pruned, if any
 
 
+MAX_CAPACITY_BYTES = 2**63 - 1  # the ledger's BigInteger column
+
+
 @dataclass(frozen=True, slots=True)
 class EpochSummary:
     number: int
@@ -164,9 +172,11 @@ class EpochSummary:
     last_era: int
     unclaimed: int
     neurons: int
+    # Stored rows this close left out as malformed, and why (not kept: the close reports it).
+    skipped: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in self.__slots__ if name != "skipped"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,10 +329,14 @@ class LocalChain:
             )
         if len(uids) != len(weights):
             raise BadWeights(f"{len(uids)} uids but {len(weights)} weights: give one per uid")
+        if len(uids) > self.params.max_uids:
+            raise BadWeights(f"{len(uids)} weights for a subnet of at most {self.params.max_uids}")
         if len(set(uids)) != len(uids):
-            dupes = sorted({u for u in uids if list(uids).count(u) > 1})
-            raise DuplicateUid(f"uid(s) {dupes} appear more than once")
+            dupes = sorted(u for u, n in Counter(uids).items() if n > 1)
+            raise DuplicateUid(f"uid(s) {dupes[:8]} appear more than once")
         values = _checked_weights(weights)
+        # Before the transaction: figures need no state, and are the bound the ledger needs.
+        stored_figures = _checked_figures(figures, set(uids))
         with self.sessions.begin() as s:
             validator = _neuron(s, hotkey)
             state = _state(s)
@@ -341,7 +355,6 @@ class LocalChain:
                 raise RateLimited(
                     f"weights were set at block {last}; the next may be set in {wait} blocks"
                 )
-            stored_figures = _checked_figures(figures, set(uids))
             kept = [(u, v) for u, v in zip(uids, values, strict=True) if v > 0]
             row = s.get(WeightsRow, validator.uid)
             if row is None:
@@ -469,17 +482,15 @@ class LocalChain:
         hotkeys = [n.hotkey for n in neurons]
         stake = _stakes(s, neurons)
         permit = validator_permits(stake, self.params.max_validators)
+        skipped: list[str] = []
         weight_rows = s.scalars(select(WeightsRow)).all()
-        weights = {w.validator_uid: dict(zip(w.uids, w.values, strict=True)) for w in weight_rows}
-        bonds = {
-            b.validator_uid: dict(zip(b.uids, b.values, strict=True))
-            for b in s.scalars(select(BondsRow))
-        }
+        weights = _usable_rows("weights", weight_rows, len(neurons), skipped)
+        bonds = _usable_rows("bonds", s.scalars(select(BondsRow)).all(), len(neurons), skipped)
         result = yuma_consensus(YumaInputs(stake, permit, weights, bonds, self.params.yuma))
         span = EmissionSchedule(genesis_issuance=state.genesis_issuance).emit(
             state.issuance, state.tempo
         )
-        figures = _miner_figures(weight_rows, stake, permit)
+        figures = _miner_figures(weight_rows, stake, permit, skipped)
 
         ledger: list[dict[str, Any]] = []
         unclaimed = 0
@@ -553,7 +564,7 @@ class LocalChain:
             )
         state.issuance = span.end_issuance
         s.flush()
-        return _summary(row)
+        return _summary(row, tuple(skipped))
 
     def _permits(self, s: Session) -> list[bool]:
         neurons = s.scalars(select(NeuronRow).order_by(NeuronRow.uid)).all()
@@ -608,7 +619,11 @@ def _forget_uid(s: Session, uid: int) -> None:
 
 
 def _valid_host(host: str) -> bool:
-    if not 0 < len(host) <= 255 or any(c.isspace() or c in "/@?#" for c in host):
+    # ASCII only: a name beyond it is written in punycode, and text that is not even valid
+    # UTF-8 (a lone surrogate) could not be stored.
+    if not 0 < len(host) <= 255 or not host.isascii() or not host.isprintable():
+        return False
+    if any(c.isspace() or c in "/@?#" for c in host):
         return False
     return ":" not in host or (host.startswith("[") and host.endswith("]"))
 
@@ -617,14 +632,21 @@ def _checked_weights(weights: Sequence[float]) -> list[float]:
     values = []
     for i, w in enumerate(weights):
         if isinstance(w, bool) or not isinstance(w, int | float):
-            raise BadWeights(f"weight {i} is {w!r}: weights are numbers")
-        if not math.isfinite(w) or w < 0:
-            raise BadWeights(f"weight {i} is {w!r}: weights must be finite and non-negative")
-        values.append(float(w))
-    total = math.fsum(values)
-    if not total > 0 or not math.isfinite(total):
-        raise BadWeights("the weights sum to 0 (or overflow): give at least one positive weight")
-    return [v / total for v in values]
+            raise BadWeights(f"weight {i!r} is {w!r:.32}: weights are numbers")
+        try:
+            value = float(w)  # an int beyond a float's range raises OverflowError
+        except OverflowError:
+            value = math.inf
+        if not math.isfinite(value) or value < 0:
+            raise BadWeights(f"weight {i} is {w!r:.32}: weights must be finite and non-negative")
+        values.append(value)
+    # Scaled by the largest first: the sum of weights near 1e308 would overflow.
+    largest = max(values, default=0.0)
+    if not largest > 0:
+        raise BadWeights("the weights sum to 0: give at least one positive weight")
+    scaled = [v / largest for v in values]
+    total = math.fsum(scaled)
+    return [v / total for v in scaled]
 
 
 def _checked_figures(
@@ -636,26 +658,87 @@ def _checked_figures(
     for uid, fig in figures.items():
         if uid not in weighted:
             raise BadFigures(f"figures for uid {uid}, which these weights do not name")
-        capacity, availability = fig.capacity_bytes, fig.availability
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
-            raise BadFigures(f"uid {uid}: capacity_bytes {capacity!r} is not a byte count")
-        if isinstance(availability, bool) or not isinstance(availability, int | float):
-            raise BadFigures(f"uid {uid}: availability {availability!r} is not a number")
-        if not 0.0 <= availability <= 1.0:
-            raise BadFigures(f"uid {uid}: availability {availability!r} is not within [0, 1]")
-        stored[str(uid)] = {"capacity_bytes": capacity, "availability": float(availability)}
+        problem = _figure_problem(fig.capacity_bytes, fig.availability)
+        if problem is not None:
+            raise BadFigures(f"uid {uid}: {problem}")
+        stored[str(uid)] = {
+            "capacity_bytes": fig.capacity_bytes,
+            "availability": float(fig.availability),
+        }
     return stored
 
 
+def _figure_problem(capacity: object, availability: object) -> str | None:
+    """What is wrong with one miner's figures, or None: the one rule, at the door and at
+    every close."""
+    if (
+        isinstance(capacity, bool)
+        or not isinstance(capacity, int)
+        or not 0 <= capacity <= MAX_CAPACITY_BYTES
+    ):
+        return f"capacity_bytes {capacity!r:.32} is not a byte count below 2**63"
+    if isinstance(availability, bool) or not isinstance(availability, int | float):
+        return f"availability {availability!r:.32} is not a number"
+    if not 0.0 <= availability <= 1.0:  # NaN fails too
+        return f"availability {availability!r:.32} is not within [0, 1]"
+    return None
+
+
+def _usable_rows(
+    what: str, rows: Sequence[WeightsRow | BondsRow], n: int, skipped: list[str]
+) -> dict[int, dict[int, float]]:
+    """Stored weights or bonds as Yuma takes them; a malformed row is left out and reported.
+
+    Rows are checked when stored, but a close must not stop on one that is not (an older
+    version's, one edited by hand): Yuma raises on what it cannot use.
+    """
+    usable = {}
+    for row in rows:
+        problem = _matrix_row_problem(row.validator_uid, row.uids, row.values, n)
+        if problem is None:
+            usable[row.validator_uid] = dict(zip(row.uids, row.values, strict=True))
+        else:
+            skipped.append(f"{what} of uid {row.validator_uid!r:.32}: {problem}")
+    return usable
+
+
+def _matrix_row_problem(validator_uid: object, uids: object, values: object, n: int) -> str | None:
+    if not _is_uid(validator_uid, n):
+        return "the validator is not a registered uid"
+    if not isinstance(uids, list) or not isinstance(values, list) or len(uids) != len(values):
+        return "uids and values are not two lists of one length"
+    if not all(_is_uid(u, n) for u in uids) or len(set(uids)) != len(uids):
+        return "a uid is not registered, or is named twice"
+    if not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1 for v in values
+    ):
+        return "a value is not a number in [0, 1] (rows are stored normalised)"
+    return None
+
+
+def _is_uid(value: object, n: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < n
+
+
 def _miner_figures(
-    rows: Sequence[WeightsRow], stake: Sequence[int], permit: Sequence[bool]
+    rows: Sequence[WeightsRow],
+    stake: Sequence[int],
+    permit: Sequence[bool],
+    skipped: list[str],
 ) -> dict[int, tuple[int, float]]:
     """Per miner UID, the stake-weighted mean capacity and availability reported by permitted
-    validators (an unweighted mean if they all have zero stake, which permits exclude)."""
+    validators (an unweighted mean if they all have zero stake, which permits exclude).
+
+    A row's figures with anything malformed are left out whole, and reported: means of
+    figures within bounds stay within them, so every ledger row fits its columns."""
     sums: dict[int, list[int | float]] = defaultdict(lambda: [0, 0, 0.0])  # stake, cap·s, av·s
     for row in rows:
         i = row.validator_uid
-        if not row.figures or i >= len(stake) or not permit[i]:
+        if not row.figures or not _is_uid(i, len(stake)) or not permit[i]:
+            continue
+        problem = _figures_row_problem(row.figures, len(stake))
+        if problem is not None:
+            skipped.append(f"figures of uid {i}: {problem}")
             continue
         for key, fig in row.figures.items():
             entry = sums[int(key)]
@@ -669,7 +752,23 @@ def _miner_figures(
     }
 
 
-def _summary(row: EpochRow) -> EpochSummary:
+def _figures_row_problem(figures: object, n: int) -> str | None:
+    if not isinstance(figures, dict):
+        return "not an object keyed by uid"
+    for key, fig in figures.items():
+        if not (isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 5):
+            return f"key {key!r:.32} is not a uid"
+        if not _is_uid(int(key), n):
+            return f"uid {key} is not registered"
+        if not isinstance(fig, dict):
+            return f"uid {key}: not an object"
+        problem = _figure_problem(fig.get("capacity_bytes"), fig.get("availability"))
+        if problem is not None:
+            return f"uid {key}: {problem}"
+    return None
+
+
+def _summary(row: EpochRow, skipped: tuple[str, ...] = ()) -> EpochSummary:
     return EpochSummary(
         number=row.number,
         end_block=row.end_block,
@@ -680,4 +779,5 @@ def _summary(row: EpochRow) -> EpochSummary:
         last_era=row.last_era,
         unclaimed=row.unclaimed,
         neurons=row.neurons,
+        skipped=skipped,
     )

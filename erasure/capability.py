@@ -80,7 +80,8 @@ class Capability:
                 f"or '{_VERIFY}:verifier:k:m:size'"
             )
         verifier = _unb32(rest[0], _VERIFIER_SIZE, "verifier")
-        if not all(x.isascii() and x.isdigit() for x in rest[1:]):
+        # 20 digits hold any size; more would be a slow int() or a ValueError, not a size.
+        if not all(x.isascii() and x.isdigit() and len(x) <= 20 for x in rest[1:]):
             raise CapabilityError("capability k, m and size must be decimal integers")
         k, m, size = (int(x) for x in rest[1:])
         parsed = cls(verifier=verifier, k=k, m=m, size=size, key=key)

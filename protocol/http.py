@@ -34,10 +34,11 @@ import logging
 import time
 from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from http import HTTPStatus
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from aiohttp import ClientSession, hdrs, web
 from aiohttp.client import _RequestContextManager
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler, Middleware, StrOrURL
 from bittensor_wallet import Keypair
 
@@ -65,6 +66,32 @@ _STREAMED_ATTR: Final = "__epistula_streamed_body__"
 _PUBLIC_ATTR: Final = "__epistula_public__"
 
 _H = TypeVar("_H", bound=Callable[..., object])
+CLIENT_CLOSED: Final = 499
+# At shutdown, requests in flight get this long to finish before they are cancelled (an
+# upload then abandons: its rows go, its name is free). aiohttp's default is 60 s.
+SHUTDOWN_GRACE_SECONDS: Final = 1.0
+# Requests one peer address may have in flight at once, per service: far above what any of
+# our clients opens (a validator's pool to all miners is 256 connections), low enough that
+# one address cannot hold every handler.
+MAX_REQUESTS_PER_PEER: Final = 256
+# What aiohttp's parser accepts of a request head (docs/architecture.md, "Resource limits").
+HEAD_LIMITS: Final = {"max_line_size": 8190, "max_field_size": 8190, "max_headers": 64}
+
+
+class _ConnectionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's own log for a connection. A request it cannot parse (a head beyond
+    ``HEAD_LIMITS``, a malformed line) is the client's doing: one INFO line, where aiohttp
+    would log an ERROR with a traceback."""
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info")
+        if isinstance(error, HttpProcessingError):
+            self.info("malformed request refused", extra={"why": str(error.message)[:200]})
+            return
+        super().exception(msg, *args, **kwargs)
+
+
+_CONNECTION_LOG: Final = _ConnectionLog(logging.getLogger("aiohttp.server"))
 
 
 class ApiError(Exception):
@@ -135,11 +162,66 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if 400 <= exc.status < 500:
             return _client_error_response(request, exc)
         raise  # redirects and deliberate 5xx go out as aiohttp made them
-    except ConnectionResetError:
-        raise  # the client went away: there is no one to answer
+    except ConnectionResetError as exc:
+        # The client hung up (mid-upload, mid-download): nobody hears an answer and nothing
+        # is wrong here, so one INFO line, no traceback. 499 is nginx's "client closed".
+        log.info(
+            "client hung up",
+            extra={"method": request.method, "path": request.path[:200], "why": str(exc)[:100]},
+        )
+        return error_json(CLIENT_CLOSED, "client_closed", "the client closed the connection")
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_json(500, "internal", "internal server error; the server log has details")
+
+
+@web.middleware
+async def readable_input(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse text no route could store or compare: a NUL or a lone surrogate in the path or
+    the query, an undecodable byte in a header (aiohttp keeps it as a surrogate escape).
+    Checked once here, so no handler meets it in a database driver or an ``encode()``."""
+    if not _storable(request.path):
+        raise BadRequest("bad_path", "the path holds a NUL or undecodable text")
+    if not all(_storable(key) and _storable(value) for key, value in request.query.items()):
+        raise BadRequest("bad_query", "the query holds a NUL or undecodable text")
+    for name, value in request.headers.items():
+        if not (value.isascii() or _encodable(value)):
+            raise BadRequest("bad_header", f"header {name[:64]!r} is not valid UTF-8")
+    return await handler(request)
+
+
+def requests_per_peer(limit: int) -> Middleware:
+    """At most ``limit`` requests in flight from one peer address; more get 429."""
+    in_flight: dict[str, int] = {}  # only peers with a request in flight: bounded
+
+    @web.middleware
+    async def limit_peer(request: web.Request, handler: Handler) -> web.StreamResponse:
+        peer = request.remote or ""
+        if in_flight.get(peer, 0) >= limit:
+            raise ApiError(
+                429, "too_many_requests", f"at most {limit} requests at once from one address"
+            )
+        in_flight[peer] = in_flight.get(peer, 0) + 1
+        try:
+            return await handler(request)
+        finally:
+            in_flight[peer] -= 1
+            if not in_flight[peer]:
+                del in_flight[peer]
+
+    return limit_peer
+
+
+def _storable(text: str) -> bool:
+    return "\x00" not in text and (text.isascii() or _encodable(text))
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _epistula_response(exc: EpistulaError) -> web.Response:
@@ -339,17 +421,48 @@ def service_app(
     before_signatures: Sequence[Middleware] = (),
     domain_errors: Middleware | None = None,
     client_max_size: int = 1024 * 1024,
+    max_requests_per_peer: int = MAX_REQUESTS_PER_PEER,
 ) -> web.Application:
     """The skeleton every service shares: metrics outermost, then ``error_middleware`` (so
-    it renders every rejection), then any authentication of the service's own, signatures,
-    and the service's mapping of its domain errors; plus ``/healthz`` and ``/metrics``."""
-    middlewares = [metrics.middleware, error_middleware, *before_signatures, signatures]
+    it renders every rejection), the per-peer limit, ``readable_input``, any authentication
+    of the service's own, signatures, and the service's mapping of its domain errors; plus
+    ``/healthz`` and ``/metrics``. Request heads are bounded by ``HEAD_LIMITS``, bodies read
+    whole by ``client_max_size``."""
+    middlewares = [
+        metrics.middleware,
+        error_middleware,
+        requests_per_peer(max_requests_per_peer),
+        readable_input,
+        *before_signatures,
+        signatures,
+    ]
     if domain_errors is not None:
         middlewares.append(domain_errors)
-    app = web.Application(client_max_size=client_max_size, middlewares=middlewares)
+    app = web.Application(
+        client_max_size=client_max_size,
+        middlewares=middlewares,
+        handler_args={**HEAD_LIMITS, "logger": _CONNECTION_LOG},
+    )
+    _refuse_unreadable_expect(app.router)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics.handler)
     return app
+
+
+def _refuse_unreadable_expect(router: web.UrlDispatcher) -> None:
+    """aiohttp answers an ``Expect`` header right after routing, before any middleware, and
+    its answer to an unknown value quotes it: an undecodable one makes that a 500. So the
+    check ``readable_input`` makes of every header is made of this one as routing ends."""
+    resolve = router.resolve
+
+    async def resolve_then_check(request: web.Request) -> Any:
+        match = await resolve(request)
+        expect = request.headers.get(hdrs.EXPECT)
+        if expect is not None and not (expect.isascii() or _encodable(expect)):
+            raise web.HTTPBadRequest(text="the Expect header is not valid UTF-8")
+        return match
+
+    setattr(router, "resolve", resolve_then_check)  # noqa: B010 - mypy forbids assigning a method
 
 
 def resolve_range(wanted: slice, size: int, what: str) -> tuple[int, int]:

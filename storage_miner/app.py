@@ -42,6 +42,7 @@ from protocol.http import (
     verified,
     wall_clock_ms,
 )
+from protocol.inputs import paced_body, query_int, read_json
 from protocol.metrics import ServiceMetrics
 from protocol.wire import encode_frame
 from storage_miner import dashboard
@@ -100,22 +101,17 @@ async def put_shard(request: web.Request) -> web.Response:
         )
     if request.content_length is None:
         raise ApiError(411, "length_required", "send Content-Length with the shard's size")
-    try:
-        leaf_size = int(request.query.get("leaf_size", ""))
-    except ValueError:
-        raise BadRequest("bad_upload", "give the Merkle leaf size: ?leaf_size=16384") from None
-
-    async def body() -> AsyncIterator[bytes]:
-        # As received: re-cut 1 MiB chunks would each be a fresh, page-faulting mapping.
-        async for chunk in request.content.iter_any():
-            yield chunk
-
+    leaf_size = query_int(request, "leaf_size", low=1, high=2**31, code="bad_upload")
+    if leaf_size is None:
+        raise BadRequest("bad_upload", "give the Merkle leaf size: ?leaf_size=16384")
+    # As received (re-cut 1 MiB chunks would each be a fresh, page-faulting mapping); a
+    # stalled or trickling body is refused rather than holding a staged file open.
     receipt, created = await service.store_shard(
         caller.signed_by,
         shard_id,
         size=request.content_length,
         leaf_size=leaf_size,
-        body=body(),
+        body=paced_body(request.content),
         check_root=caller.check_streamed_body,
     )
     return web.json_response(
@@ -207,11 +203,7 @@ def _parse_challenges(raw: Any) -> list[Challenge]:
 async def post_challenges(request: web.Request) -> web.Response:
     caller = verified(request)
     service = request.app[SERVICE]
-    try:
-        raw = await request.json()
-    except ValueError:
-        raise BadRequest("bad_challenge", "the body is not JSON") from None
-    challenges = _parse_challenges(raw)
+    challenges = _parse_challenges(await read_json(request, code="bad_challenge"))
     started = time.perf_counter()
     outcomes = await service.answer_challenges(caller.signed_by, challenges)
     seconds = time.perf_counter() - started

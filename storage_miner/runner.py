@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 
+from protocol.http import SHUTDOWN_GRACE_SECONDS
 from protocol.memory import return_large_buffers_to_the_os
 from protocol.wallet import load_hotkey
 from storage_miner.app import make_app
@@ -52,5 +53,10 @@ def serve(settings: MinerSettings) -> None:
         },
     )
     web.run_app(
-        make_app(service), host=settings.host, port=settings.port, print=None, handle_signals=True
+        make_app(service),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        handle_signals=True,
+        shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
     )

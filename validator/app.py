@@ -29,7 +29,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict
 
@@ -69,6 +68,7 @@ from protocol.http import (
     verified,
     wall_clock_ms,
 )
+from protocol.inputs import paced_body, query_float, query_int
 from protocol.metrics import ServiceMetrics
 from validator import dashboard
 from validator.audit import summarise
@@ -93,6 +93,11 @@ CHAIN_SYNC = web.AppKey("chain_sync", ChainSync)
 REFRESH_SECONDS = 30.0
 HASH_BATCH = 1024 * 1024  # an upload's body is hashed off the event loop this much at a time
 _UNAVAILABLE = {"not_enough_miners", "not_enough_receipts", "not_enough_shards"}
+MAX_TOKEN = 256  # characters of an API token
+MAX_CAPABILITY = 512  # characters of an X-Capability header (a real one is ~150)
+# Query times (unix seconds) are compared with stored ones: anything in a float's range that
+# is a date at all, never inf or 1e308.
+MAX_UNIX_SECONDS = 2.0**40
 
 
 class UsersPolicy(HotkeyPolicy):
@@ -112,7 +117,12 @@ async def api_tokens(request: web.Request, handler: Handler) -> web.StreamRespon
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         return await handler(request)
-    identity = await asyncio.to_thread(request.app[GATEWAY].token_user, header[7:].strip())
+    token = header[7:].strip()
+    # Tokens are printable ASCII we issued: anything else is unknown without a lookup.
+    if len(token) <= MAX_TOKEN and token.isascii() and token.isprintable():
+        identity = await asyncio.to_thread(request.app[GATEWAY].token_user, token)
+    else:
+        identity = None
     if identity is None:
         raise ApiError(401, "bad_token", "that API token is unknown; ask the operator for one")
     request[VERIFIED] = VerifiedRequest(
@@ -137,7 +147,7 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
             raise ApiError(503, exc.code, exc.message) from None
         raise Conflict(exc.code, exc.message) from None
     except DownloadError as exc:
-        status = 503 if exc.code in _UNAVAILABLE else 404
+        status = 503 if exc.code in _UNAVAILABLE else 403 if exc.code == "wrong_key" else 404
         raise ApiError(status, exc.code, exc.message) from None
     except SealedStreamError as exc:
         raise BadRequest("bad_sealed_stream", str(exc)) from None
@@ -255,11 +265,17 @@ async def put_object(request: web.Request) -> web.Response:
 
     async def body() -> AsyncIterator[bytes]:
         # Chunks as received (re-cut 1 MiB chunks would each be a fresh, page-faulting
-        # mapping), hashed off the event loop ~1 MiB at a time.
+        # mapping), hashed off the event loop ~1 MiB at a time. A body that stalls or
+        # trickles is refused (408), so it cannot hold an upload slot.
         nonlocal received
         batch: list[bytes] = []
         held = 0
-        async for chunk in request.content.iter_any():
+        chunks = paced_body(
+            request.content,
+            window=settings.upload_stall_seconds,
+            min_rate=settings.upload_min_rate,
+        )
+        async for chunk in chunks:
             received += len(chunk)
             if received > size:
                 raise BadRequest("bad_upload", "the body is longer than Content-Length")
@@ -398,6 +414,8 @@ def _key_from_capability(request: web.Request, verifier: bytes) -> bytes:
     text = request.headers.get("X-Capability")
     if not text:
         raise Forbidden("key_needed", "this object is encrypted: send X-Capability: URI:SN-CHK:...")
+    if len(text) > MAX_CAPABILITY:
+        raise BadRequest("bad_capability", f"a capability is at most {MAX_CAPABILITY} characters")
     try:
         cap = Capability.parse(text)
     except CapabilityError as exc:
@@ -429,27 +447,17 @@ async def get_info(request: web.Request) -> web.Response:
     )
 
 
-def _number(request: web.Request, name: str, kind: type[int] | type[float]) -> float | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise BadRequest("bad_query", f"{name} must be a number, got {raw!r}") from None
-    if not math.isfinite(value):
-        raise BadRequest("bad_query", f"{name} must be finite")
-    return value
+def _unix_seconds(request: web.Request, name: str) -> float | None:
+    return query_float(request, name, low=-MAX_UNIX_SECONDS, high=MAX_UNIX_SECONDS)
 
 
 async def get_audit_log(request: web.Request) -> web.Response:
     """A page of the challenge log, oldest first; ``next`` is the ``after`` for the next page."""
     challenger = request.app[CHALLENGER]
-    after_given, limit_given = _number(request, "after", int), _number(request, "limit", int)
-    after = -1 if after_given is None else int(after_given)
-    limit = PAGE if limit_given is None else int(limit_given)
-    if not 1 <= limit <= PAGE:
-        raise BadRequest("bad_query", f"limit is 1..{PAGE}")
+    after_given = query_int(request, "after", low=-1)  # -1: from the start
+    limit_given = query_int(request, "limit", low=1, high=PAGE)
+    after = -1 if after_given is None else after_given
+    limit = PAGE if limit_given is None else limit_given
     verdict = request.query.get("verdict")
     if verdict is not None and verdict not in {"pass", "wrong", "missing", "timeout", "repaired"}:
         raise BadRequest("bad_query", "verdict is one of pass, wrong, missing, timeout, repaired")
@@ -460,8 +468,8 @@ async def get_audit_log(request: web.Request) -> web.Response:
         miner=request.query.get("miner"),
         verdict=verdict,
         kind=kind,
-        since=_number(request, "since", float),
-        until=_number(request, "until", float),
+        since=_unix_seconds(request, "since"),
+        until=_unix_seconds(request, "until"),
     )
     store = challenger.log_store
     entries = await asyncio.to_thread(store.read, where, after=after, limit=limit)
@@ -480,7 +488,7 @@ async def get_audit_log(request: web.Request) -> web.Response:
 
 async def get_audit_summary(request: web.Request) -> web.Response:
     challenger = request.app[CHALLENGER]
-    since = _number(request, "since", float)
+    since = _unix_seconds(request, "since")
     standings = await asyncio.to_thread(challenger.standings)
     rows = await asyncio.to_thread(
         summarise,

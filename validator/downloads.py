@@ -21,7 +21,7 @@ from functools import partial
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from erasure import Manifest, MerkleTree, decode_segment_shares
+from erasure import DecryptionError, Manifest, MerkleTree, decode_segment_shares
 from protocol.memory import trim
 from validator.miner_client import MinerAddress, MinerClient, MinerError, ReadObserver
 from validator.models import Placement, Segment, Shard, StoredObject
@@ -205,10 +205,17 @@ class Downloader:
         finally:
             for task in waiting:
                 task.cancel()
-        return await asyncio.to_thread(
-            partial(decode_segment_shares, verify=False, sealed=sealed),
-            manifest, index, good, key or plan.stored_key,
-        )  # fmt: skip
+        try:
+            return await asyncio.to_thread(
+                partial(decode_segment_shares, verify=False, sealed=sealed),
+                manifest, index, good, key or plan.stored_key,
+            )  # fmt: skip
+        except DecryptionError:
+            # The shards were verified against their ids, so only the key can be wrong: a
+            # capability whose verifier matches (it is public) with another object's key.
+            raise DownloadError(
+                "wrong_key", f"that capability's key does not open {plan.name!r}"
+            ) from None
 
     async def _fetch(
         self, manifest: Manifest, index: int, source: Source

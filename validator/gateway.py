@@ -85,12 +85,19 @@ class Gateway:
         *,
         network_prefix: int = 0,
         unproven_bytes: int = DEFAULT_UNPROVEN_BYTES,
+        upload_slots_per_user: int = 1,
     ) -> None:
         self.sessions = sessions
         self.miners = miners
         self.unproven_bytes = unproven_bytes
         self._candidates: list[Candidate] = []
-        self.uploader = Uploader(sessions, miners, self.candidates, network_prefix=network_prefix)
+        self.uploader = Uploader(
+            sessions,
+            miners,
+            self.candidates,
+            network_prefix=network_prefix,
+            slots_per_user=upload_slots_per_user,
+        )
         self.downloader = Downloader(sessions, miners)
 
     # --- directories -----------------------------------------------------------------

@@ -12,7 +12,7 @@ from sqlalchemy.orm import sessionmaker
 from chain.client import Chain, ChainClient
 from erasure import ErasureParams
 from protocol.db import make_engine, upgrade
-from protocol.http import SigningClient
+from protocol.http import SHUTDOWN_GRACE_SECONDS, SigningClient
 from protocol.memory import return_large_buffers_to_the_os
 from protocol.wallet import load_hotkey
 from validator.app import make_app
@@ -44,6 +44,7 @@ async def build_app(settings: ValidatorSettings) -> web.Application:
         miners,
         network_prefix=settings.placement_network_prefix,
         unproven_bytes=settings.placement_unproven_bytes,
+        upload_slots_per_user=settings.upload_slots_per_user,
     )
     gateway.sync_users(settings.users)
     gateway.sync_tokens(settings.tokens)
@@ -127,4 +128,10 @@ async def build_app(settings: ValidatorSettings) -> web.Application:
 
 
 def serve(settings: ValidatorSettings) -> None:
-    web.run_app(build_app(settings), host=settings.host, port=settings.port, print=None)
+    web.run_app(
+        build_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+    )

@@ -48,6 +48,13 @@ class ValidatorSettings:
     # (verified bytes) plus this much, so claiming a huge disk does not draw the shares.
     placement_unproven_bytes: int = field(default=64 * 2**30, metadata=SIZE)
     max_object_size: int = field(default=1 << 40, metadata=SIZE)
+    # An upload body must bring upload_min_rate bytes/s over every upload_stall_seconds spent
+    # waiting on it (so at least one byte in that time), else 408: a stalled or trickling
+    # body must not hold an upload slot. Each user encodes at most upload_slots_per_user
+    # uploads at once (of the validator's two); more wait their turn.
+    upload_stall_seconds: float = 30.0
+    upload_min_rate: int = field(default=16 * 2**10, metadata=SIZE)
+    upload_slots_per_user: int = 1
     signature_window_ms: int = 8_000
     # The chain: when set, the validator registers, places on the metagraph's miners
     # (besides any listed above) and sends weights there. e.g. http://127.0.0.1:9944
@@ -112,6 +119,10 @@ class ValidatorSettings:
             raise ValueError("placement_unproven_bytes must be positive: a newcomer needs room")
         if not 0 <= self.placement_network_prefix <= 32:
             raise ValueError("placement_network_prefix is an IPv4 prefix length, 0 (off) to 32")
+        if not self.upload_stall_seconds > 0 or self.upload_min_rate < 0:
+            raise ValueError("upload_stall_seconds must be positive, upload_min_rate >= 0")
+        if self.upload_slots_per_user < 1:
+            raise ValueError("upload_slots_per_user must be >= 1")
         if self.challenge_batch < 1 or self.challenge_leaves < 1 or self.retrieval_every < 1:
             raise ValueError("challenge_batch, challenge_leaves and retrieval_every are >= 1")
 

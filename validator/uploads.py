@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import logging
 import queue
@@ -26,6 +27,7 @@ from asyncio import FIRST_COMPLETED
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -106,6 +108,7 @@ class Uploader:
         rng: random.Random | None = None,
         workers: int = 2,
         network_prefix: int = 0,
+        slots_per_user: int = 1,
     ) -> None:
         self.sessions = sessions
         self.miners = miners
@@ -113,7 +116,7 @@ class Uploader:
         self.network_prefix = network_prefix  # placement's hard network rule (0: off)
         self.rng = rng or random.Random()  # noqa: S311 - placement spread, not a secret
         self.workers = workers
-        self._slots = asyncio.Semaphore(UPLOAD_SLOTS)
+        self.slots = UploadSlots(UPLOAD_SLOTS, slots_per_user)
 
     async def upload(
         self,
@@ -123,12 +126,20 @@ class Uploader:
         options: UploadOptions,
         before_commit: Callable[[], None] = lambda: None,
     ) -> UploadResult:
-        """Store ``body`` as ``name``; ``before_commit`` may still refuse (e.g. a bad hash)."""
+        """Store ``body`` as ``name``; ``before_commit`` may still refuse (e.g. a bad hash).
+
+        A body that fails (the client hung up, or stalled: the body raises) ends the upload
+        at once: its rows go, its name is free, its miners are asked to drop what they got.
+        """
         object_id = await asyncio.to_thread(self._begin, owner_id, name, options)
         pushed: list[tuple[MinerAddress, str]] = []
         try:
-            async with self._slots:
-                return await self._run(object_id, name, body, options, pushed, before_commit)
+            # A slot is taken only once the body flows: a client that sends nothing (it is
+            # timed out by the body's own pace) holds no slot meanwhile.
+            first = await anext(body, None)
+            async with self.slots.hold(owner_id):
+                flowing = _resumed(first, body)
+                return await self._run(object_id, name, flowing, options, pushed, before_commit)
         except BaseException:
             await asyncio.shield(self._abandon(object_id, pushed))
             raise
@@ -199,10 +210,12 @@ class Uploader:
                 # Push the next segment while the previous one's slowest miner finishes. A
                 # slot is freed before the next segment is taken, so that no coded segment
                 # waits here on top of those in the queue (memory: docs/benchmarks.md).
+                # Each wait also watches the body: when it fails the upload ends now, not
+                # after waiting for a segment that will never come.
                 while len(storing) >= SEGMENTS_IN_FLIGHT:
-                    done, storing = await asyncio.wait(storing, return_when=FIRST_COMPLETED)
+                    done, storing = await _pushes_done(storing, feeding)
                     queued += sum(task.result() for task in done)
-                if (item := await bridge.segments.get()) is None:
+                if (item := await _next_segment(bridge.segments, feeding)) is None:
                     break
                 if isinstance(item, Exception):
                     raise item
@@ -430,6 +443,80 @@ class Uploader:
             session.execute(delete(StoredObject).where(StoredObject.id == object_id))
 
 
+class UploadSlots:
+    """At most ``total`` uploads encode at once, and at most ``per_user`` of them one
+    user's: one user's many uploads (or slow ones) cannot keep everyone else waiting."""
+
+    def __init__(self, total: int, per_user: int) -> None:
+        self._total = asyncio.Semaphore(total)
+        self._per_user = per_user
+        # Only users with an upload holding or waiting for a slot: bounded by connections.
+        self._users: dict[int, tuple[asyncio.Semaphore, int]] = {}
+        self.held = 0
+
+    @contextlib.asynccontextmanager
+    async def hold(self, user: int) -> AsyncIterator[None]:
+        mine, count = self._users.get(user, (asyncio.Semaphore(self._per_user), 0))
+        self._users[user] = (mine, count + 1)
+        try:
+            async with mine, self._total:
+                self.held += 1
+                try:
+                    yield
+                finally:
+                    self.held -= 1
+        finally:
+            mine, count = self._users[user]
+            if count == 1:
+                del self._users[user]
+            else:
+                self._users[user] = (mine, count - 1)
+
+
+async def _resumed(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first is None:
+        return
+    yield first
+    async for chunk in rest:
+        yield chunk
+
+
+def _raise_if_failed(feeding: asyncio.Task[None]) -> None:
+    if feeding.done():
+        feeding.result()  # the body's own error: a hang-up, a stalled body, a bad length
+
+
+async def _pushes_done(
+    storing: set[asyncio.Task[int]], feeding: asyncio.Task[None]
+) -> tuple[set[asyncio.Task[int]], set[asyncio.Task[int]]]:
+    """(finished, still running) once a push finishes; raises if the body fails first."""
+    _raise_if_failed(feeding)
+    watched: set[asyncio.Future[Any]] = set(storing)
+    if not feeding.done():
+        watched.add(feeding)
+    await asyncio.wait(watched, return_when=FIRST_COMPLETED)
+    _raise_if_failed(feeding)
+    done = {task for task in storing if task.done()}
+    return done, storing - done
+
+
+async def _next_segment(
+    segments: asyncio.Queue[EncodedSegment | Exception | None], feeding: asyncio.Task[None]
+) -> EncodedSegment | Exception | None:
+    """The encoder's next item; raises if the body fails first (the encoder then never
+    hands anything: it stops when the body does)."""
+    _raise_if_failed(feeding)
+    if feeding.done():
+        return await segments.get()
+    getter = asyncio.ensure_future(segments.get())
+    try:
+        await asyncio.wait({getter, feeding}, return_when=FIRST_COMPLETED)
+        _raise_if_failed(feeding)
+        return await getter
+    finally:
+        getter.cancel()  # a no-op once it has its item; a waiting get gives up no item
+
+
 class _EncodingBridge:
     """Chunks from the event loop to the encoder thread, segments back, both bounded.
 
@@ -473,7 +560,14 @@ class _EncodingBridge:
             yield chunk
 
     def _hand(self, item: EncodedSegment | Exception | None) -> None:
-        future = asyncio.run_coroutine_threadsafe(self.segments.put(item), self.loop)
+        if self.stop.is_set():
+            return
+        put = self.segments.put(item)
+        try:
+            future = asyncio.run_coroutine_threadsafe(put, self.loop)
+        except RuntimeError:  # the loop is closed (the process is stopping): nobody reads
+            put.close()
+            return
         while not self.stop.is_set():
             try:
                 future.result(timeout=self.POLL)

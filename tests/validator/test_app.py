@@ -114,7 +114,7 @@ async def test_a_body_that_is_not_the_signed_one_leaves_nothing_visible(
 
 
 @pytest.mark.parametrize(
-    ("name", "code"), [("", "bad_name"), ("x" * 1025, "bad_name"), ("nul\x00l", "bad_name")]
+    ("name", "code"), [("", "bad_name"), ("x" * 1025, "bad_name"), ("nul\x00l", "bad_query")]
 )
 async def test_bad_names_get_400(api: Client, name: str, code: str) -> None:
     status, body = await upload(api, ALICE, name, b"data")

@@ -1,0 +1,162 @@
+"""Reading what a client sends, bounded and checked, for every route of every service.
+
+A handler never calls ``int()`` on a query value, ``request.json()`` or
+``request.content.iter_any()`` itself: these do, and turn anything outside the bounds into a
+4xx ``ApiError`` (``error_middleware`` renders it). The limits are in
+``docs/architecture.md`` ("Resource limits").
+
+- :func:`query_int` / :func:`query_float`: ASCII decimals within explicit bounds (a 64-bit
+  column by default), so a 20-digit value is a 400, never an overflow in the database.
+- :func:`read_json` / :func:`parse_json`: strict JSON (no ``NaN``/``Infinity``) in UTF-8 (a
+  declared charset other than UTF-8 or ASCII is a 415), at most ``MAX_JSON_DEPTH`` levels
+  deep (checked before parsing, so no ``RecursionError``), with no lone UTF-16 surrogate in
+  any string (it could not be stored or compared).
+- :func:`paced_body`: a streamed body's chunks as received; a body that stalls or trickles
+  below a minimum rate is a 408 ``body_too_slow``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+from aiohttp import StreamReader, web
+
+from protocol.http import ApiError, BadRequest
+
+MAX_QUERY_INT: Final = 2**63 - 1  # a signed 64-bit column holds every accepted value
+MAX_JSON_DEPTH: Final = 32  # our schemas nest 4 deep at most
+JSON_CHARSETS: Final = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+# Defaults for a streamed body (a setting where a service has one): over every 30 s spent
+# waiting on the client, at least 16 KiB/s must arrive; a body that sends nothing for 30 s
+# is the extreme case.
+BODY_WINDOW_SECONDS: Final = 30.0
+BODY_MIN_RATE: Final = 16 * 1024
+
+_DECIMAL = re.compile(r"[+-]?[0-9]{1,20}")
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_INNERMOST_PAIRS = re.compile(rb"\[\]|\{\}")
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def query_int(
+    request: web.Request,
+    name: str,
+    *,
+    low: int = 0,
+    high: int = MAX_QUERY_INT,
+    code: str = "bad_query",
+) -> int | None:
+    """``?name=`` as an integer in ``low..high``; None when absent or empty."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    if not _DECIMAL.fullmatch(raw) or not low <= int(raw) <= high:
+        raise BadRequest(code, f"?{name}= must be an integer in {low}..{high}")
+    return int(raw)
+
+
+def query_float(request: web.Request, name: str, *, low: float, high: float) -> float | None:
+    """``?name=`` as a finite number in ``[low, high]``; None when absent or empty."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw) if len(raw) <= 64 and raw.isascii() else math.nan
+    except ValueError:
+        value = math.nan
+    if not low <= value <= high:  # NaN fails too
+        raise BadRequest("bad_query", f"?{name}= must be a number in [{low:g}, {high:g}]")
+    return value
+
+
+async def read_json(request: web.Request, *, code: str) -> Any:
+    """The request's JSON body (already bounded by the app's ``client_max_size``)."""
+    return parse_json(await request.read(), request.charset, code=code)
+
+
+def parse_json(raw: bytes, charset: str | None, *, code: str) -> Any:
+    """Strict JSON from ``raw``; ``code`` names the rejection (e.g. ``bad_weights``)."""
+    if charset is not None and charset.lower() not in JSON_CHARSETS:
+        raise ApiError(415, "unsupported_charset", f"send JSON as UTF-8, not {charset[:32]!r}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(code, "the body is not UTF-8") from None
+    if _too_deep(raw, MAX_JSON_DEPTH):
+        raise BadRequest(code, f"the body is not JSON nested at most {MAX_JSON_DEPTH} deep")
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        raise BadRequest(code, "the body is not JSON") from None
+    if _ESCAPED_SURROGATE.search(raw):  # rare: only then is the walk worth it
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(code, "the body holds a lone UTF-16 surrogate") from None
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _too_deep(raw: bytes, limit: int) -> bool:
+    """Whether ``raw`` nests brackets deeper than ``limit`` (or unbalanced, so not JSON).
+
+    Strings are cut out, everything but brackets dropped, then innermost pairs removed one
+    level per pass: all in C, a few milliseconds for the largest body we accept.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    for _ in range(limit):
+        brackets, removed = _INNERMOST_PAIRS.subn(b"", brackets)
+        if not brackets:
+            return False
+        if not removed:
+            return True
+    return True
+
+
+async def paced_body(
+    content: StreamReader,
+    *,
+    window: float = BODY_WINDOW_SECONDS,
+    min_rate: int = BODY_MIN_RATE,
+) -> AsyncIterator[bytes]:
+    """A streamed body's chunks as received, refused (408 ``body_too_slow``) when over
+    ``window`` seconds of waiting on the client fewer than ``min_rate`` bytes/s arrive.
+
+    Only time spent waiting on the client counts: while the consumer is slow (its own
+    back-pressure) the bytes are already buffered and arrive at once.
+    """
+    loop = asyncio.get_running_loop()
+    waited, arrived = 0.0, 0
+    while True:
+        started = loop.time()
+        chunk: bytes | None = None
+        try:
+            async with asyncio.timeout(window - waited):
+                chunk = await content.readany()
+        except TimeoutError:
+            pass
+        waited += loop.time() - started
+        if chunk == b"":
+            return
+        arrived += len(chunk or b"")
+        if waited >= window:
+            if arrived < min_rate * window:
+                raise ApiError(
+                    408,
+                    "body_too_slow",
+                    f"the body arrived at under {min_rate} bytes/s for {window:g} s",
+                )
+            waited, arrived = 0.0, 0
+        if chunk:
+            yield chunk
