@@ -336,11 +336,28 @@ def incentives(report: dict[str, Any]) -> str:
     return f"{_caption(report)} {net}.\n\n{_table(rows)}\n{detection}"
 
 
+def dashboard(report: dict[str, Any]) -> str:
+    rows: list[Row] = [
+        (
+            f"validator dashboard `{path}`, {report['miners']} miners, "
+            f"{report['placements']:,} placements, {report['log_rows']:,} log rows",
+            _num(page["median_ms"], "ms"),
+            f"the aim: {_num(report['aim_ms'], 'ms')} "
+            f"(first render {_num(page['first_ms'], 'ms')})",
+            _ratio(page["median_ms"], report["aim_ms"]),
+            _runs(report.get("runs")),
+        )
+        for path, page in report["pages"].items()
+    ]
+    return f"{_caption(report)}\n\n{_table(rows)}"
+
+
 def generic(report: dict[str, Any]) -> str:
     return f"{_caption(report)} No table renderer for this report: see its JSON and section.\n"
 
 
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "dashboard": dashboard,
     "erasure": erasure,
     "miner": miner,
     "epoch_core": epoch_core,

@@ -88,7 +88,14 @@ def check_gateway(report: dict[str, Any]) -> None:
     ])  # fmt: skip
 
 
+def check_dashboard(report: dict[str, Any]) -> None:
+    assert set(report["pages"]) >= {"/", "/dashboard/miners", "/dashboard/log"}
+    for page in report["pages"].values():
+        assert_positive(page, ["median_ms", "wall_median_ms"])
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "dashboard": check_dashboard,
     "erasure": check_erasure,
     "epoch_core": check_epoch_core,
     "epoch": check_epoch,

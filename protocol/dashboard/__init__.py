@@ -100,13 +100,16 @@ async def page(request: web.Request) -> web.Response:
 
 @public_route
 async def panel(request: web.Request) -> web.Response:
+    started = time.perf_counter()
     dashboard = request.app[DASHBOARD]
     name = request.match_info["panel"]
     found = dashboard.panels.get(name) or dashboard.fragments.get(name)
     if found is None:
         raise NotFound("no_panel", f"this dashboard's panels are {', '.join(dashboard.panels)}")
     context = await found(request)
-    return aiohttp_jinja2.render_template(f"{name}.html", request, {"d": context})
+    response = aiohttp_jinja2.render_template(f"{name}.html", request, {"d": context})
+    response.headers["X-Render-Ms"] = f"{(time.perf_counter() - started) * 1000:.1f}"
+    return response
 
 
 @public_route
