@@ -46,7 +46,7 @@ import random
 import time
 from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -155,6 +155,7 @@ class Outcome:
     miner_id: int
     target: Target
     entry: LogEntry  # not yet chained or signed
+    silent: bool = False  # no answer at all (silence, a dropped connection), not a refusal
 
 
 @dataclass
@@ -675,17 +676,19 @@ class Challenger:
             async with asyncio.timeout(allowed):
                 data = await self.miners.get_shard(plan.address, target.shard_id)
         except TimeoutError:
-            return self._entry(
+            outcome = self._entry(
                 plan,
                 target,
                 **common,
                 verdict="timeout",
                 reason=f"the shard did not arrive within {allowed:.3f}s",
             )
+            return replace(outcome, silent=True)
         except MinerError as exc:
             verdict = _failed_call_verdict(exc)
             reason = f"{exc.kind}: {exc.detail}"[:500]
-            return self._entry(plan, target, **common, verdict=verdict, reason=reason)
+            outcome = self._entry(plan, target, **common, verdict=verdict, reason=reason)
+            return replace(outcome, silent=exc.status is None and verdict == "timeout")
         latency = time.perf_counter() - started
         if self.metrics:
             self.metrics.latency.labels("retrieval").observe(latency)
@@ -734,7 +737,7 @@ class Challenger:
                 kept = self._settle(session, outcome, placement, now)
                 gained = verified.counts(placement) - before
                 change[outcome.miner_id] += gained * outcome.target.size
-                evidence[outcome.miner_id].add(outcome.entry, kept)
+                evidence[outcome.miner_id].add(outcome.entry, kept, silent=outcome.silent)
                 report.verdicts[kept] += 1
                 if outcome.entry.verdict == "pass":
                     report.leaves_verified += len(outcome.entry.indices)
@@ -831,7 +834,7 @@ class Challenger:
         serving = update(
             Reputation(miner.serving_alpha, miner.serving_beta),
             seen.reads_served,
-            seen.reads_failed,
+            seen.serving_failures,
             forgetting=SERVING_LAMBDA,
         )
         miner.wrong_alpha, miner.wrong_beta = wrong.alpha, wrong.beta
@@ -846,18 +849,22 @@ class Challenger:
                 extra={"miner": miner.hotkey, "integrity_score": round(wrong.score, 4)},
             )
         low = suspends(timeouts, serving, suspend_below=policy.suspend_below)
-        if low and miner.suspended_at is None:
-            miner.suspended_at = now
-            log.warning(
-                "miner suspended",
-                extra={
-                    "miner": miner.hotkey,
-                    "timeout_score": round(timeouts.score, 4),
-                    "serving_score": round(serving.score, 4),
-                },
-            )
-        elif not low and miner.suspended_at is not None:
-            miner.suspended_at = None
+        if low:
+            why = "serving" if serving.score < policy.suspend_below else "timeouts"
+            if miner.suspended_at is None or miner.suspended_for != why:
+                log.warning(
+                    "miner suspended",
+                    extra={
+                        "miner": miner.hotkey,
+                        "for": why,
+                        "timeout_score": round(timeouts.score, 4),
+                        "serving_score": round(serving.score, 4),
+                    },
+                )
+            miner.suspended_at = miner.suspended_at or now
+            miner.suspended_for = why
+        elif miner.suspended_at is not None:
+            miner.suspended_at = miner.suspended_for = None
             log.info("miner no longer suspended", extra={"miner": miner.hotkey})
 
     def _end_suspensions(self, session: Session, now: datetime) -> None:
@@ -870,7 +877,7 @@ class Challenger:
         ):
             miner.timeout_alpha, miner.timeout_beta = 1.0, 0.0
             miner.serving_alpha, miner.serving_beta = 1.0, 0.0
-            miner.suspended_at = None
+            miner.suspended_at = miner.suspended_for = None
             log.info("miner on probation after its suspension", extra={"miner": miner.hotkey})
 
     def _sample(self, hotkey: str, now: float, verified: int) -> None:
@@ -917,8 +924,9 @@ class Evidence:
     timed_out: list[int] = field(default_factory=list)  # beyond containment
     reads_served: int = 0
     reads_failed: int = 0
+    reads_unanswered: int = 0
 
-    def add(self, entry: LogEntry, kept: str) -> None:
+    def add(self, entry: LogEntry, kept: str, *, silent: bool = False) -> None:
         size = entry.size
         if kept == "pass":
             self.passed.append(size)
@@ -931,8 +939,17 @@ class Evidence:
         if entry.kind in READS:
             if entry.verdict == "pass":
                 self.reads_served += 1
+            elif silent:
+                self.reads_unanswered += 1
             else:
                 self.reads_failed += 1
+
+    @property
+    def serving_failures(self) -> int:
+        """Reads that failed while the miner was up: refused, wrong or missing ones, and
+        unanswered ones when it answered other challenges in the same round (a miner that
+        is simply offline is the timeouts score's business, not this one's)."""
+        return self.reads_failed + (self.reads_unanswered if self.answered else 0)
 
     @property
     def total_bytes(self) -> int:

@@ -85,8 +85,11 @@ class Miner(Base):
     # Set once its wrong-answer score fell below the threshold; its weight stays 0.
     disqualified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Set while its timeout or serving score is below the threshold (validator/scoring.py):
-    # weight 0, nothing placed on it, its shares repaired elsewhere; cleared on recovery.
+    # weight 0, nothing placed on it; cleared on recovery.
     suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Why: "serving" (online but its reads fail: its shares count as unhealthy) or
+    # "timeouts" (offline: each of its shares follows its own challenges).
+    suspended_for: Mapped[str | None] = mapped_column(String(16))
 
 
 class StoredObject(Base):

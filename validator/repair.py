@@ -45,7 +45,7 @@ from typing import Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter
-from sqlalchemy import ColumnElement, and_, delete, func, not_, or_, select
+from sqlalchemy import ColumnElement, and_, case, delete, func, not_, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -278,9 +278,11 @@ def _healthy(
 
 
 def _out_since() -> ColumnElement[datetime | None]:
-    """When the miner stopped being trusted with shares, for whatever reason: it left the
-    metagraph, was disqualified, or is suspended. Its shares are not healthy."""
-    return func.coalesce(Miner.deregistered_at, Miner.disqualified_at, Miner.suspended_at)
+    """When the miner stopped being trusted with the shares it holds, for whatever reason:
+    it left the metagraph, was disqualified, or is suspended for not serving reads (one
+    suspended for timeouts is offline: each of its shares follows its own challenges)."""
+    not_serving = case((Miner.suspended_for == "serving", Miner.suspended_at), else_=None)
+    return func.coalesce(Miner.deregistered_at, Miner.disqualified_at, not_serving)
 
 
 def _health_at_risk(session: Session, cutoff: datetime) -> dict[int, tuple[SegmentRef, int]]:
@@ -335,8 +337,8 @@ def _why_unhealthy(miner: Miner, cutoff: datetime) -> str | None:
         return "deregistered"
     if miner.disqualified_at is not None:
         return "disqualified"
-    if miner.suspended_at is not None:
-        return "suspended"
+    if miner.suspended_for == "serving":
+        return "suspended: not serving"
     if miner.last_seen is not None and _aware(miner.last_seen) < cutoff:
         return "unseen"
     return None
@@ -351,7 +353,7 @@ def _healthy_miner(cutoff: datetime) -> ColumnElement[bool]:
     return and_(
         Miner.deregistered_at.is_(None),
         Miner.disqualified_at.is_(None),
-        Miner.suspended_at.is_(None),
+        or_(Miner.suspended_for.is_(None), Miner.suspended_for != "serving"),
         or_(Miner.last_seen.is_(None), Miner.last_seen >= cutoff),
     )
 

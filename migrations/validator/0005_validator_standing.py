@@ -25,10 +25,12 @@ def upgrade() -> None:
             sa.Column("serving_beta", sa.Float(), nullable=False, server_default="0.0")
         )
         batch_op.add_column(sa.Column("suspended_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("suspended_for", sa.String(length=16), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("miners", schema=None) as batch_op:
+        batch_op.drop_column("suspended_for")
         batch_op.drop_column("suspended_at")
         batch_op.drop_column("serving_beta")
         batch_op.drop_column("serving_alpha")

@@ -11,7 +11,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from erasure import Capability, ErasureParams, MerkleTree, encode_segment_shards
@@ -444,8 +444,12 @@ def needing_repair(
                 Shard.id,
                 Placement.state,
                 # Out for any reason: left, disqualified (the failing miner below is) or
-                # suspended.
-                func.coalesce(Miner.deregistered_at, Miner.disqualified_at, Miner.suspended_at),
+                # suspended for not serving.
+                func.coalesce(
+                    Miner.deregistered_at,
+                    Miner.disqualified_at,
+                    case((Miner.suspended_for == "serving", Miner.suspended_at)),
+                ),
                 Miner.last_seen,
             )
             .join(Placement, Placement.shard_id == Shard.id)
