@@ -18,7 +18,7 @@ from chain.runner import serve
 from chain.settings import ENV_PREFIX, ChainSettings
 from chain.state import ChainError
 from protocol.logs import configure_logging
-from subnet.settings_cli import settings_from_cli, settings_options
+from subnet.settings_cli import LOG_HELP, settings_from_cli, settings_options
 
 DEFAULT_URL = "http://127.0.0.1:9944"
 
@@ -35,6 +35,7 @@ HELP = {
     "weights_rate_limit": "Blocks between two weight settings by one validator.",
     "version_key": "The weights version key validators must send.",
     "signature_window_ms": "Accepted clock skew of signed requests.",
+    **LOG_HELP,
 }
 
 
@@ -44,10 +45,8 @@ def chain() -> None:
 
 
 @chain.command()
-@settings_options(ChainSettings, HELP)
-@click.option("--log-format", type=click.Choice(["json", "text"]), default="json")
-@click.option("--log-level", default="info")
-def run(config_file: Path | None, log_format: str, log_level: str, **flags: object) -> None:
+@settings_options(ChainSettings, HELP, ENV_PREFIX)
+def run(config_file: Path | None, **flags: object) -> None:
     """Serve the local chain until interrupted, producing blocks.
 
     Settings come from flags, then SUBNET_CHAIN_<NAME> environment variables, then --config.
@@ -59,7 +58,7 @@ def run(config_file: Path | None, log_format: str, log_level: str, **flags: obje
       subnet chain run --genesis genesis.json --data-dir /srv/chain
     """
     settings = settings_from_cli(ChainSettings, ENV_PREFIX, config_file, flags)
-    configure_logging(log_level, log_format)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         serve(settings)
     except (ChainError, GenesisError) as exc:
