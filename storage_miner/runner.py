@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 
 from protocol.http import SHUTDOWN_GRACE_SECONDS
+from protocol.listen import check_free, explained
 from protocol.memory import return_large_buffers_to_the_os
 from protocol.wallet import load_hotkey
 from storage_miner.app import make_app
@@ -42,6 +43,7 @@ def build_service(settings: MinerSettings) -> MinerService:
 
 
 def serve(settings: MinerSettings) -> None:
+    check_free(settings.host, settings.port)  # before the store and the chain are touched
     service = build_service(settings)
     log.info(
         "miner starting",
@@ -52,11 +54,12 @@ def serve(settings: MinerSettings) -> None:
             "chain": settings.chain_url or settings.network or None,
         },
     )
-    web.run_app(
-        make_app(service),
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        handle_signals=True,
-        shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
-    )
+    with explained(settings.host, settings.port):
+        web.run_app(
+            make_app(service),
+            host=settings.host,
+            port=settings.port,
+            print=None,
+            handle_signals=True,
+            shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+        )

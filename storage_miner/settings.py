@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from bittensor_wallet.utils import is_valid_ss58_address
+
 from chain.networks import chain_choice_error
 from protocol.settings import SIZE, FieldError, LogFormat, LogLevel
 from protocol.wallet import DEFAULT_WALLET_PATH
@@ -63,6 +65,9 @@ class MinerSettings:
             raise FieldError("port", f"{self.port} is not a TCP port (0..65535)")
         if not self.metagraph_seconds > 0:
             raise FieldError("metagraph_seconds", f"must be positive, got {self.metagraph_seconds}")
+        for hotkey in self.validators:
+            if not is_valid_ss58_address(hotkey):
+                raise FieldError("validators", f"{hotkey!r} is not an ss58 hotkey")
         choice = chain_choice_error(self.chain_url, self.network, self.netuid)
         if choice:
             raise ValueError(choice)

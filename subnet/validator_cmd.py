@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
+from protocol.listen import CannotListen
 from protocol.logs import configure_logging
 from protocol.memory import reexec_with_huge_pages
 from protocol.wallet import WalletError
-from subnet.settings_cli import LOG_HELP, settings_from_cli, settings_options
-from validator.runner import serve
+from subnet.settings_cli import LOG_HELP, SettingError, settings_from_cli, settings_options
 from validator.settings import ENV_PREFIX, ValidatorSettings
 
 HELP = {
@@ -96,6 +96,10 @@ def run(config_file: Path | None, **flags: object) -> None:
             assert settings.netuid is not None  # the settings check it
             wallet = (settings.wallet_name, settings.wallet_hotkey, settings.wallet_path)
             register_before_start(settings.network, settings.netuid, wallet, yes=settings.yes)
+        from validator.runner import serve  # noqa: PLC0415 - only once the settings are sound
+
         serve(settings)
+    except CannotListen as exc:
+        raise SettingError(str(exc)) from None
     except WalletError as exc:
         raise click.ClickException(str(exc)) from None

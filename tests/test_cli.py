@@ -27,7 +27,8 @@ def test_miner_run_explains_bad_settings_and_missing_wallets(tmp_path: Path) -> 
     bad = run("miner", "run", "--capacity", "lots", "--wallet-path", str(tmp_path))
     assert bad.returncode == 2
     assert "capacity (from --capacity)" in bad.stderr
-    missing = run("miner", "run", "--wallet-name", "nobody", "--wallet-path", str(tmp_path))
+    missing = run("miner", "run", "--wallet-name", "nobody", "--wallet-path", str(tmp_path),
+                  "--validators", "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY")  # fmt: skip
     assert missing.returncode == 1
     assert "subnet wallet create" in missing.stderr
     for result in (bad, missing):
