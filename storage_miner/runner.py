@@ -30,7 +30,7 @@ def build_store(settings: MinerSettings) -> ShardStore:
             secret_key=settings.s3_secret_key,
             secure=settings.s3_secure,
         )
-        return S3ShardStore(location, staging=settings.data_dir)
+        return S3ShardStore(location, staging=settings.data_dir, reach_now=False)
     return FsShardStore(settings.data_dir)
 
 

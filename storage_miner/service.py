@@ -18,6 +18,7 @@ from bittensor_wallet import Keypair
 from erasure import MerkleBuilder, MerkleTree
 from erasure.params import MAX_LEAF_SIZE, MIN_LEAF_SIZE
 from protocol.wire import StorageReceipt
+from storage_miner.health import StoreHealth
 from storage_miner.index import ShardIndex, ShardRecord
 from storage_miner.prover import ChallengeAnswer, ChallengeRejected, TreeCache, answer
 from storage_miner.settings import MinerSettings
@@ -104,6 +105,8 @@ class MinerService:
         self.trees = TreeCache(settings.tree_cache)
         self.clock = clock
         self._reserved = 0  # bytes of uploads in flight, counted against capacity
+        unavailable = str(getattr(store, "unavailable", ""))  # the S3 store's first probe
+        self.health = StoreHealth(ok=not unavailable, detail=unavailable)
 
     @property
     def hotkey(self) -> str:
