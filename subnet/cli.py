@@ -18,23 +18,56 @@ from subnet import __version__
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "SUBNET"}
 
-# Command name -> "module:attribute", in the order `subnet --help` lists them.
+# Command name -> ("module:attribute", short help), in the order `subnet --help` lists them.
+# The short help is written here so that `subnet --help` imports none of the commands (the
+# services take seconds to import on a loaded machine); tests/test_cli.py checks each one
+# against its command's own.
 COMMANDS = {
-    "wallet": "subnet.wallet_cmd:wallet",
-    "miner": "subnet.miner_cmd:miner",
-    "chain": "subnet.chain_cmd:chain",
-    "metagraph": "subnet.chain_cmd:metagraph",
-    "rewards": "subnet.chain_cmd:rewards",
-    "dataset": "subnet.dataset_cmd:dataset",
-    "validator": "subnet.validator_cmd:validator",
-    "audit": "subnet.audit_cmd:audit",
-    "s3": "subnet.s3_cmd:s3",
-    "localnet": "subnet.localnet:localnet",
-    "demo": "subnet.demo:demo",
-    "upload": "subnet.objects_cmd:upload",
-    "download": "subnet.objects_cmd:download",
-    "ls": "subnet.objects_cmd:list_objects",
-    "rm": "subnet.objects_cmd:remove",
+    "wallet": ("subnet.wallet_cmd:wallet", "Make and inspect sr25519 hotkeys, in btcli's layout."),
+    "miner": (
+        "subnet.miner_cmd:miner",
+        "Run a storage miner: hold shards for validators and prove it.",
+    ),
+    "chain": (
+        "subnet.chain_cmd:chain",
+        "Run the local chain: registration, weights, Yuma and TAO emission, per epoch.",
+    ),
+    "metagraph": (
+        "subnet.chain_cmd:metagraph",
+        "Show the subnet's UIDs: hotkeys, stake, permits, axons and last epoch's outputs.",
+    ),
+    "rewards": (
+        "subnet.chain_cmd:rewards",
+        "Show credits per hotkey, with the capacity and availability behind them.",
+    ),
+    "dataset": (
+        "subnet.dataset_cmd:dataset",
+        "Synthetic datasets: generate one, or verify a downloaded copy.",
+    ),
+    "validator": (
+        "subnet.validator_cmd:validator",
+        "Run a validator: the gateway users upload to, and the miners' auditor.",
+    ),
+    "audit": (
+        "subnet.audit_cmd:audit",
+        "Audit challenge logs: who was challenged, how they answered.",
+    ),
+    "s3": ("subnet.s3_cmd:s3", "The validator's S3 API (subnet validator run --s3-port)."),
+    "localnet": (
+        "subnet.localnet:localnet",
+        "Run a whole subnet on this machine: chain, miners, validators.",
+    ),
+    "demo": ("subnet.demo:demo", "Run the whole subnet locally and tell its story."),
+    "upload": ("subnet.objects_cmd:upload", "Upload files and whole directories (recursively)."),
+    "download": (
+        "subnet.objects_cmd:download",
+        "Download an object by id or name, or a whole uploaded directory.",
+    ),
+    "ls": ("subnet.objects_cmd:list_objects", "List your objects on the validator."),
+    "rm": (
+        "subnet.objects_cmd:remove",
+        "Delete objects by id or name; their miners are asked to drop the shards.",
+    ),
 }
 
 
@@ -45,14 +78,20 @@ class LazyGroup(click.Group):
         return [*COMMANDS, *super().list_commands(ctx)]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        if target is None:
+        if cmd_name not in COMMANDS:
             return super().get_command(ctx, cmd_name)
+        target = COMMANDS[cmd_name][0]
         module, attribute = target.split(":")
         command = getattr(importlib.import_module(module), attribute)
         if not isinstance(command, click.Command):
             raise TypeError(f"{target} is not a click command")
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The listing from :data:`COMMANDS`, importing nothing."""
+        rows = [(name, short) for name, (_, short) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, context_settings=CONTEXT)

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
+
 SUBNET = [sys.executable, "-m", "subnet"]
 
 
@@ -61,3 +63,37 @@ def test_upload_and_download_help_say_where_keys_live_and_what_a_rerun_does() ->
     text = " ".join(download.stdout.split())
     for promise in ("--capability", "~/.subnet/capabilities", "back that folder up"):
         assert promise in text, promise
+
+
+def test_help_imports_no_service_and_lists_each_commands_own_help() -> None:
+    code = (
+        "import sys\n"
+        "from subnet.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = {'validator', 'storage_miner', 'chain', 'sqlalchemy', 'alembic', 'minio'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.stdout.splitlines()[-1] == "[]", result.stdout
+    from subnet.cli import COMMANDS, LazyGroup, main  # noqa: PLC0415 - after the subprocess
+
+    assert isinstance(main, LazyGroup)
+    ctx = click.Context(main)
+    for name, (_, short) in COMMANDS.items():
+        command = main.get_command(ctx, name)
+        assert command is not None
+        own = " ".join((command.help or "").split("\n\n")[0].split())
+        assert own.startswith(short.rstrip(".")), (name, own)
+
+
+def test_service_help_shows_types_units_and_env_vars() -> None:
+    text = " ".join(run("miner", "run", "--help").stdout.split())
+    for shown in ("--port INTEGER", "--capacity SIZE", "default: 10GiB",
+                  "env: SUBNET_MINER_CAPACITY", "--metagraph-seconds SECONDS",
+                  "--log-format [auto|json|text]"):  # fmt: skip
+        assert shown in text, shown
