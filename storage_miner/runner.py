@@ -14,7 +14,7 @@ from storage_miner.app import make_app
 from storage_miner.fs_store import FsShardStore
 from storage_miner.index import ShardIndex
 from storage_miner.s3_store import S3Location, S3ShardStore
-from storage_miner.service import MinerService
+from storage_miner.service import MinerService, capacity_warning
 from storage_miner.settings import MinerSettings
 from storage_miner.store import ShardStore
 
@@ -45,6 +45,9 @@ def build_service(settings: MinerSettings) -> MinerService:
 def serve(settings: MinerSettings) -> None:
     check_free(settings.host, settings.port)  # before the store and the chain are touched
     service = build_service(settings)
+    warning = capacity_warning(settings, service.index.used_bytes)
+    if warning:
+        log.warning(warning, extra={"capacity": settings.capacity})
     log.info(
         "miner starting",
         extra={
