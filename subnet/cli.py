@@ -11,6 +11,9 @@ which ``subnet upload`` never needs.
 from __future__ import annotations
 
 import importlib
+import json
+import sys
+from typing import Any
 
 import click
 
@@ -86,6 +89,25 @@ class LazyGroup(click.Group):
         if not isinstance(command, click.Command):
             raise TypeError(f"{target} is not a click command")
         return command
+
+    def main(  # type: ignore[override]
+        self, args: list[str] | None = None, *pargs: Any, **kwargs: Any
+    ) -> Any:
+        """With ``--json`` anywhere, an error is printed as JSON on stdout too (exit status
+        unchanged), so a script reading JSON is not handed a sentence."""
+        argv = list(sys.argv[1:] if args is None else args)
+        if "--json" not in argv or kwargs.get("standalone_mode") is False:
+            return super().main(args, *pargs, **kwargs)
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(argv, *pargs, **kwargs)
+        except click.ClickException as exc:
+            click.echo(json.dumps({"ok": False, "error": exc.format_message()}))
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo(json.dumps({"ok": False, "error": "aborted"}))
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The listing from :data:`COMMANDS`, importing nothing."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,12 @@ def test_service_help_shows_types_units_and_env_vars() -> None:
                   "env: SUBNET_MINER_CAPACITY", "--metagraph-seconds SECONDS",
                   "--log-format [auto|json|text]"):  # fmt: skip
         assert shown in text, shown
+
+
+def test_json_mode_prints_errors_as_json() -> None:
+    result = run("metagraph", "--url", "http://127.0.0.1:1", "--json")
+    assert result.returncode == 1
+    answer = json.loads(result.stdout)
+    assert answer["ok"] is False
+    assert "cannot reach the chain at http://127.0.0.1:1" in answer["error"]
+    assert "Traceback" not in result.stderr
