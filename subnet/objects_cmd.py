@@ -262,9 +262,11 @@ def _explain(exc: BaseException) -> str:
     help="Read with this capability (URI:SN-CHK:...), whoever uploaded the object; "
     "with REF, it must be REF's.",
 )
+@click.option("--force", is_flag=True, help="Overwrite files that already exist.")
 @connection_options
 def download(
-    ref: str | None, output: Path, capability: str | None, conn: Connection, as_json: bool,
+    ref: str | None, output: Path, capability: str | None, force: bool, conn: Connection,
+    as_json: bool,
 ) -> None:  # fmt: skip
     """Download an object by id or name, or a whole uploaded directory into -o DIR, or any
     object by --capability alone.
@@ -278,6 +280,8 @@ def download(
     whole_directory = (
         ref is not None and capability is None and (output.is_dir() or ref.endswith("/"))
     )
+    if not whole_directory and output.exists() and not force:  # said before any transfer
+        raise click.UsageError(f"{output} exists: choose another -o, or add --force")
 
     async def body(client: GatewayClient) -> list[dict[str, Any]]:
         jobs: list[tuple[str | None, Path, int | None]]
@@ -288,6 +292,12 @@ def download(
             if not wanted:
                 raise GatewayError(404, "not_found", f"no objects named {prefix}...")
             jobs = [(o["id"], output / o["name"][len(prefix) :], o["size"]) for o in wanted]
+            present = [str(t) for _, t, _ in jobs if t.exists()]
+            if present and not force:
+                raise click.UsageError(
+                    f"{len(present)} of the files exist ({', '.join(present[:3])}"
+                    f"{', ...' if len(present) > 3 else ''}): choose another -o, or add --force"
+                )
         else:
             jobs = [(ref, output, None)]
         done: list[dict[str, Any]] = []

@@ -107,3 +107,12 @@ def test_json_mode_prints_errors_as_json() -> None:
     assert answer["ok"] is False
     assert "cannot reach the chain at http://127.0.0.1:1" in answer["error"]
     assert "Traceback" not in result.stderr
+
+
+def test_download_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    existing = tmp_path / "report.pdf"
+    existing.write_bytes(b"mine")
+    result = run("download", "report.pdf", "-o", str(existing), "--wallet-path", str(tmp_path))
+    assert result.returncode == 2
+    assert "exists: choose another -o, or add --force" in result.stderr
+    assert existing.read_bytes() == b"mine"
