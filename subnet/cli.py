@@ -93,8 +93,8 @@ class LazyGroup(click.Group):
     def main(  # type: ignore[override]
         self, args: list[str] | None = None, *pargs: Any, **kwargs: Any
     ) -> Any:
-        """With ``--json`` anywhere, an error is printed as JSON on stdout too (exit status
-        unchanged), so a script reading JSON is not handed a sentence."""
+        """With ``--json`` anywhere, an error is printed as JSON on stdout too (the sentence
+        still on stderr, the exit status unchanged): a script reading stdout gets JSON."""
         argv = list(sys.argv[1:] if args is None else args)
         if "--json" not in argv or kwargs.get("standalone_mode") is False:
             return super().main(args, *pargs, **kwargs)
@@ -103,6 +103,7 @@ class LazyGroup(click.Group):
             result = super().main(argv, *pargs, **kwargs)
         except click.ClickException as exc:
             click.echo(json.dumps({"ok": False, "error": exc.format_message()}))
+            exc.show()  # and the sentence on stderr, as without --json
             sys.exit(exc.exit_code)
         except click.Abort:
             click.echo(json.dumps({"ok": False, "error": "aborted"}))

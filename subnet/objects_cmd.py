@@ -320,10 +320,12 @@ def download(
 
 
 @click.command(name="ls")
+@click.argument("prefix", required=False, default="")
 @connection_options
-def list_objects(conn: Connection, as_json: bool) -> None:
-    """List your objects on the validator."""
-    objects = _run(lambda c: c.list(), conn)
+def list_objects(prefix: str, conn: Connection, as_json: bool) -> None:
+    """List your objects on the validator; with PREFIX (a folder, e.g. data3/), those whose
+    names start with it."""
+    objects = [o for o in _run(lambda c: c.list(), conn) if o["name"].startswith(prefix)]
     if as_json:
         click.echo(json.dumps({"objects": objects}))
         return
@@ -341,10 +343,22 @@ def list_objects(conn: Connection, as_json: bool) -> None:
 def remove(
     refs: tuple[str, ...], conn: Connection, as_json: bool,
 ) -> None:  # fmt: skip
-    """Delete objects by id or name; their miners are asked to drop the shards."""
+    """Delete objects by id or name; their miners are asked to drop the shards. A REF ending
+    in / (data3/) is a folder: every object whose name starts with it."""
 
     async def body(client: GatewayClient) -> list[dict[str, Any]]:
-        return [await client.delete(ref) for ref in refs]
+        wanted: list[str] = []
+        listing: list[dict[str, Any]] | None = None
+        for ref in refs:
+            if not ref.endswith("/"):
+                wanted.append(ref)
+                continue
+            listing = listing if listing is not None else await client.list()
+            inside = [o["id"] for o in listing if o["name"].startswith(ref)]
+            if not inside:
+                raise GatewayError(404, "not_found", f"no objects named {ref}...")
+            wanted.extend(inside)
+        return [await client.delete(ref) for ref in wanted]
 
     results = _run(body, conn)
     if as_json:

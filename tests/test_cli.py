@@ -106,6 +106,7 @@ def test_json_mode_prints_errors_as_json() -> None:
     answer = json.loads(result.stdout)
     assert answer["ok"] is False
     assert "cannot reach the chain at http://127.0.0.1:1" in answer["error"]
+    assert "Error: cannot reach the chain" in result.stderr  # the sentence stays on stderr
     assert "Traceback" not in result.stderr
 
 
