@@ -21,7 +21,6 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 T = TypeVar("T")
 
 SIZE = {"size": True}  # field metadata: parse with parse_size
-SECONDS = {"seconds": True}  # field metadata: a duration, shown as SECONDS in --help
 # Every service logs the same way: text on a terminal, JSON lines otherwise (or as asked).
 LogFormat = Literal["auto", "json", "text"]
 LogLevel = Literal["debug", "info", "warning", "error"]
