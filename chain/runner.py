@@ -13,6 +13,7 @@ from chain.service import ChainService
 from chain.settings import DEFAULT_BLOCK_INTERVAL, ChainSettings
 from chain.state import ChainError, LocalChain
 from protocol.http import SHUTDOWN_GRACE_SECONDS
+from protocol.listen import check_free, explained
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def build_service(settings: ChainSettings) -> ChainService:
 
 
 def serve(settings: ChainSettings) -> None:
+    check_free(settings.host, settings.port)  # before the database is touched
     service = build_service(settings)
     log.info(
         "chain starting",
@@ -48,13 +50,14 @@ def serve(settings: ChainSettings) -> None:
         },
     )
     try:
-        web.run_app(
-            make_app(service, signature_window_ms=settings.signature_window_ms),
-            host=settings.host,
-            port=settings.port,
-            print=None,
-            handle_signals=True,
-            shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
-        )
+        with explained(settings.host, settings.port):
+            web.run_app(
+                make_app(service, signature_window_ms=settings.signature_window_ms),
+                host=settings.host,
+                port=settings.port,
+                print=None,
+                handle_signals=True,
+                shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+            )
     finally:
         service.close()

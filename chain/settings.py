@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chain.state import ChainParams
+from protocol.settings import FieldError, LogFormat, LogLevel
 
 ENV_PREFIX = "SUBNET_CHAIN"
 DEFAULT_DATA_DIR = Path("~/.subnet/chain").expanduser()
@@ -33,12 +34,14 @@ class ChainSettings:
     weights_rate_limit: int = 100
     version_key: int = 0
     signature_window_ms: int = 8_000
+    log_format: LogFormat = "auto"
+    log_level: LogLevel = "info"
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
-            raise ValueError(f"port {self.port} is not a TCP port")
+            raise FieldError("port", f"{self.port} is not a TCP port (0..65535)")
         if self.block_interval is not None and not self.block_interval > 0:
-            raise ValueError(f"block_interval must be positive, got {self.block_interval}")
+            raise FieldError("block_interval", f"must be positive, got {self.block_interval}")
         self.params()  # fail at start, naming the bad value
 
     @property

@@ -414,6 +414,17 @@ async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+def health_route(report: Callable[[], Mapping[str, object]]) -> Handler:
+    """A ``/healthz`` that tells the truth: 503 with the reason when ``report()["ok"]`` is
+    false (a miner whose store is down)."""
+
+    async def handler(_request: web.Request) -> web.Response:
+        body = dict(report())
+        return web.json_response(body, status=200 if body.get("ok") else 503)
+
+    return handler
+
+
 def service_app(
     metrics: ServiceMetrics,
     signatures: Middleware,
@@ -422,6 +433,7 @@ def service_app(
     domain_errors: Middleware | None = None,
     client_max_size: int = 1024 * 1024,
     max_requests_per_peer: int = MAX_REQUESTS_PER_PEER,
+    health: Handler = healthz,
 ) -> web.Application:
     """The skeleton every service shares: metrics outermost, then ``error_middleware`` (so
     it renders every rejection), the per-peer limit, ``readable_input``, any authentication
@@ -444,7 +456,7 @@ def service_app(
         handler_args={**HEAD_LIMITS, "logger": _CONNECTION_LOG},
     )
     _refuse_unreadable_expect(app.router)
-    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/healthz", health)
     app.router.add_get("/metrics", metrics.handler)
     return app
 

@@ -29,13 +29,38 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str = "info", fmt: str = "json") -> None:
+class TextFormatter(logging.Formatter):
+    """One line per record for a person: the message, then its fields as ``key=value``
+    (``chain unreachable ... chain=http://127.0.0.1:9944 error=...``), so text loses nothing
+    the JSON form has."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        if not fields:
+            return line
+        head, sep, tail = line.partition("\n")  # a traceback stays below the fields
+        extra = " ".join(f"{k}={v}" for k, v in fields.items())
+        return f"{head} {extra}{sep}{tail}"
+
+
+# Libraries whose INFO (alembic's migration chatter) or WARNING (urllib3's retry of each
+# attempt, 52 of 54 lines of an S3 miner whose store was down) only repeat what the service
+# itself logs once, with the fix.
+_QUIETER = {"alembic": logging.WARNING, "urllib3": logging.ERROR, "aiohttp.access": logging.WARNING}
+
+
+def configure_logging(level: str = "info", fmt: str = "auto") -> None:
+    """``fmt`` is json, text, or auto: text on a terminal, JSON lines otherwise."""
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if fmt == "auto":
+        fmt = "text" if sys.stderr.isatty() else "json"
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for name, quieter in _QUIETER.items():
+        logging.getLogger(name).setLevel(quieter)

@@ -21,6 +21,9 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 T = TypeVar("T")
 
 SIZE = {"size": True}  # field metadata: parse with parse_size
+# Every service logs the same way: text on a terminal, JSON lines otherwise (or as asked).
+LogFormat = Literal["auto", "json", "text"]
+LogLevel = Literal["debug", "info", "warning", "error"]
 _UNITS = {
     "": 1, "b": 1,
     "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -31,6 +34,16 @@ _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*")
 
 class SettingsError(ValueError):
     """A setting that is unknown or cannot be read; the message names the key and source."""
+
+
+class FieldError(ValueError):
+    """Raised by a settings class's ``__post_init__`` about one field, so that the message
+    can say where that field's value came from (a flag, the environment, the file)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
 
 
 def parse_size(value: object) -> int:
@@ -119,7 +132,14 @@ def load_settings(
             values[name] = _convert(value, hints[name], is_size)
         except (TypeError, ValueError) as exc:
             raise SettingsError(f"{name} (from {source}): {exc}") from None
+    return _build(cls, values, raw)
+
+
+def _build(cls: type[T], values: dict[str, Any], raw: Mapping[str, tuple[object, str]]) -> T:
     try:
         return cls(**values)
+    except FieldError as exc:
+        source = raw[exc.field][1] if exc.field in raw else "the default"
+        raise SettingsError(f"{exc.field} (from {source}): {exc.message}") from None
     except ValueError as exc:
         raise SettingsError(str(exc)) from None

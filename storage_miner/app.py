@@ -36,6 +36,7 @@ from protocol.http import (
     NotFound,
     PayloadTooLarge,
     epistula_middleware,
+    health_route,
     resolve_range,
     service_app,
     streamed_body,
@@ -45,7 +46,7 @@ from protocol.http import (
 from protocol.inputs import paced_body, query_int, read_json
 from protocol.metrics import ServiceMetrics
 from protocol.wire import encode_frame
-from storage_miner import dashboard
+from storage_miner import dashboard, health
 from storage_miner.on_chain import ChainPresence, embedded_chain, subtensor_chain
 from storage_miner.prover import MAX_INDICES
 from storage_miner.scrubber import ScrubPass, run_scrubber
@@ -57,7 +58,7 @@ from storage_miner.service import (
     NotYourShard,
     ShardTooLarge,
 )
-from storage_miner.store import InvalidShardKey, ShardNotFound
+from storage_miner.store import InvalidShardKey, ShardNotFound, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,9 @@ async def domain_errors(request: web.Request, handler: Handler) -> web.StreamRes
         raise PayloadTooLarge("shard_too_large", str(exc)) from None
     except BadUpload as exc:
         raise BadRequest("bad_upload", str(exc)) from None
+    except StoreUnavailable as exc:  # not the validator's fault, nor a wrong answer
+        request.app[SERVICE].health.ok, request.app[SERVICE].health.detail = False, str(exc)
+        raise ApiError(503, "store_unavailable", str(exc)) from None
 
 
 @streamed_body
@@ -316,6 +320,14 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     service.index.close()
 
 
+async def _watch_store(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(health.watch(app[SERVICE].store, app[SERVICE].health))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def _on_chain(presence: ChainPresence) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(_app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(presence.run())
@@ -365,8 +377,14 @@ def make_app(service: MinerService, *, background: bool = True) -> web.Applicati
         public_paths=frozenset({"/healthz", "/metrics", "/v1/info"}),
     )
     app = service_app(
-        metrics, signatures, domain_errors=domain_errors, client_max_size=MAX_JSON_BODY
+        metrics,
+        signatures,
+        domain_errors=domain_errors,
+        client_max_size=MAX_JSON_BODY,
+        health=health_route(service.health.as_json),
     )
+    if hasattr(service.store, "probe"):  # a store that can be down (S3): watched
+        app.cleanup_ctx.append(_watch_store)
     app[SERVICE] = service
     app[METRICS] = metrics
     app.router.add_put("/v1/shards/{shard_id}", put_shard)

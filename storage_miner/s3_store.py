@@ -12,17 +12,19 @@ Uses the minio SDK (faster than boto3 for small objects; DESIGN §11).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import urllib3
 from minio import Minio
 from minio.commonconfig import CopySource
 from minio.error import S3Error
 
-from storage_miner.store import ShardKey, ShardNotFound, StoreError
+from storage_miner.store import ShardKey, ShardNotFound, StoreError, StoreUnavailable
 
 READ_CHUNK = 1024 * 1024
 _MISSING = {"NoSuchKey", "NoSuchObject", "ResourceNotFound"}
@@ -68,7 +70,9 @@ class S3ShardWriter:
 
 
 class S3ShardStore:
-    def __init__(self, location: S3Location, staging: Path) -> None:
+    def __init__(self, location: S3Location, staging: Path, *, reach_now: bool = True) -> None:
+        """With ``reach_now`` false (a miner starting) the store is not contacted here, where
+        the client's own retries would hold up the start: the health watcher does it."""
         self.client = Minio(
             location.endpoint,
             access_key=location.access_key,
@@ -76,11 +80,32 @@ class S3ShardStore:
             secure=location.secure,
             region=location.region,
         )
+        self.endpoint = location.endpoint
         self.bucket = location.bucket
         self.incoming = staging / "incoming"
         self.incoming.mkdir(parents=True, exist_ok=True)
-        if not self.client.bucket_exists(self.bucket):
-            self.client.make_bucket(self.bucket)
+        # Why the store is not known to be up; storage_miner/health.py probes until it is.
+        self.unavailable = f"store not reached yet: S3 at {self.endpoint}"
+        if reach_now:
+            self.probe()
+            self.unavailable = ""
+
+    @contextlib.contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """A connection failure (after the client's own retries) as :class:`StoreUnavailable`."""
+        try:
+            yield
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise StoreUnavailable(
+                f"store unavailable: S3 at {self.endpoint} unreachable ({reason})"
+            ) from None
+
+    def probe(self) -> None:
+        """Reach the store, creating the bucket if missing; raises StoreUnavailable."""
+        with self._reachable():
+            if not self.client.bucket_exists(self.bucket):
+                self.client.make_bucket(self.bucket)
 
     @staticmethod
     def object_name(key: ShardKey) -> str:
@@ -110,7 +135,8 @@ class S3ShardStore:
 
     def _get(self, name: str, key: ShardKey, offset: int = 0, length: int = 0) -> bytes:
         try:
-            response = self.client.get_object(self.bucket, name, offset=offset, length=length)
+            with self._reachable():
+                response = self.client.get_object(self.bucket, name, offset=offset, length=length)
         except S3Error as exc:
             if exc.code in _MISSING:
                 raise ShardNotFound(key.shard_id) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from bittensor_wallet import Keypair
 from erasure import MerkleBuilder, MerkleTree
 from erasure.params import MAX_LEAF_SIZE, MIN_LEAF_SIZE
 from protocol.wire import StorageReceipt
+from storage_miner.health import StoreHealth
 from storage_miner.index import ShardIndex, ShardRecord
 from storage_miner.prover import ChallengeAnswer, ChallengeRejected, TreeCache, answer
 from storage_miner.settings import MinerSettings
@@ -104,6 +106,8 @@ class MinerService:
         self.trees = TreeCache(settings.tree_cache)
         self.clock = clock
         self._reserved = 0  # bytes of uploads in flight, counted against capacity
+        unavailable = str(getattr(store, "unavailable", ""))  # the S3 store's first probe
+        self.health = StoreHealth(ok=not unavailable, detail=unavailable)
 
     @property
     def hotkey(self) -> str:
@@ -294,9 +298,31 @@ class MinerService:
             "version": VERSION,
             "backend": self.settings.backend,
             "capacity": self.settings.capacity,
+            # What the disk under data_dir has free (fs backend; None for S3): a capacity
+            # beyond used + disk_free is a promise the disk cannot keep.
+            "disk_free": disk_free(self.settings),
             "used": used,
             "free": max(0, self.settings.capacity - used - self._reserved),
             "shards": counts["ok"],
             "quarantined": counts["quarantined"],
             "trashed": counts["trash"],
         }
+
+
+def disk_free(settings: MinerSettings) -> int | None:
+    """Free bytes on the disk holding the shards, or None when they are not on it (S3)."""
+    if settings.backend != "fs":
+        return None
+    return shutil.disk_usage(settings.data_dir).free
+
+
+def capacity_warning(settings: MinerSettings, used: int) -> str | None:
+    """Why the advertised capacity cannot be met, if it cannot (see ``runner.serve``)."""
+    free = disk_free(settings)
+    if free is None or settings.capacity <= used + free:
+        return None
+    return (
+        f"--capacity {settings.capacity:,} bytes is more than this disk can hold "
+        f"({used:,} used + {free:,} free under {settings.data_dir}): writes will fail with "
+        "the disk full before the capacity is reached; lower --capacity or free the disk"
+    )

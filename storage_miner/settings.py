@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from bittensor_wallet.utils import is_valid_ss58_address
+
 from chain.networks import chain_choice_error
-from protocol.settings import SIZE
+from protocol.settings import SIZE, FieldError, LogFormat, LogLevel
 from protocol.wallet import DEFAULT_WALLET_PATH
 
 ENV_PREFIX = "SUBNET_MINER"
@@ -53,14 +55,19 @@ class MinerSettings:
     scrub_rate: int = field(default=32 * 2**20, metadata=SIZE)  # bytes per second
     tree_cache: int = field(default=64 * 2**20, metadata=SIZE)
     signature_window_ms: int = 8_000
+    log_format: LogFormat = "auto"
+    log_level: LogLevel = "info"
 
     def __post_init__(self) -> None:
         if self.capacity <= 0:
-            raise ValueError("capacity must be positive, e.g. --capacity 500GiB")
+            raise FieldError("capacity", "must be positive, e.g. --capacity 500GiB")
         if not 0 <= self.port <= 65535:
-            raise ValueError(f"port {self.port} is not a TCP port")
+            raise FieldError("port", f"{self.port} is not a TCP port (0..65535)")
         if not self.metagraph_seconds > 0:
-            raise ValueError(f"metagraph_seconds must be positive, got {self.metagraph_seconds}")
+            raise FieldError("metagraph_seconds", f"must be positive, got {self.metagraph_seconds}")
+        for hotkey in self.validators:
+            if not is_valid_ss58_address(hotkey):
+                raise FieldError("validators", f"{hotkey!r} is not an ss58 hotkey")
         choice = chain_choice_error(self.chain_url, self.network, self.netuid)
         if choice:
             raise ValueError(choice)

@@ -31,6 +31,11 @@ class ShardNotFound(StoreError):
     pass
 
 
+class StoreUnavailable(StoreError):
+    """The backend cannot be reached (an S3 endpoint down): nothing is lost, nothing can be
+    served until it is back. The miner reports itself unhealthy meanwhile."""
+
+
 class InvalidShardKey(StoreError, ValueError):
     pass
 

@@ -9,16 +9,17 @@ from typing import Any
 
 import aiohttp
 import click
+from bittensor_wallet.utils import is_valid_ss58_address
 from rich.console import Console
 from rich.table import Table
 
 from chain.emission import RAO_PER_TAO
 from chain.genesis import Genesis, GenesisError, tao_to_rao, write_genesis
-from chain.runner import serve
 from chain.settings import ENV_PREFIX, ChainSettings
 from chain.state import ChainError
+from protocol.listen import CannotListen
 from protocol.logs import configure_logging
-from subnet.settings_cli import settings_from_cli, settings_options
+from subnet.settings_cli import LOG_HELP, SettingError, settings_from_cli, settings_options
 
 DEFAULT_URL = "http://127.0.0.1:9944"
 
@@ -35,6 +36,7 @@ HELP = {
     "weights_rate_limit": "Blocks between two weight settings by one validator.",
     "version_key": "The weights version key validators must send.",
     "signature_window_ms": "Accepted clock skew of signed requests.",
+    **LOG_HELP,
 }
 
 
@@ -44,10 +46,8 @@ def chain() -> None:
 
 
 @chain.command()
-@settings_options(ChainSettings, HELP)
-@click.option("--log-format", type=click.Choice(["json", "text"]), default="json")
-@click.option("--log-level", default="info")
-def run(config_file: Path | None, log_format: str, log_level: str, **flags: object) -> None:
+@settings_options(ChainSettings, HELP, ENV_PREFIX)
+def run(config_file: Path | None, **flags: object) -> None:
     """Serve the local chain until interrupted, producing blocks.
 
     Settings come from flags, then SUBNET_CHAIN_<NAME> environment variables, then --config.
@@ -59,9 +59,13 @@ def run(config_file: Path | None, log_format: str, log_level: str, **flags: obje
       subnet chain run --genesis genesis.json --data-dir /srv/chain
     """
     settings = settings_from_cli(ChainSettings, ENV_PREFIX, config_file, flags)
-    configure_logging(log_level, log_format)
+    configure_logging(settings.log_level, settings.log_format)
     try:
+        from chain.runner import serve  # noqa: PLC0415 - only once the settings are sound
+
         serve(settings)
+    except CannotListen as exc:
+        raise SettingError(str(exc)) from None
     except (ChainError, GenesisError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -80,6 +84,7 @@ def genesis(
     """Write a genesis file for a local net."""
     stakes: dict[str, int] = {}
     try:
+        _check_hotkey(owner, "--owner")
         for item in stake:
             hotkey, amount = _stake_item(item)
             stakes[hotkey] = amount
@@ -91,7 +96,7 @@ def genesis(
             block_interval=block_interval,
         )
     except GenesisError as exc:
-        raise click.BadParameter(str(exc)) from None
+        raise SettingError(str(exc)) from None
     write_genesis(made, out)
     click.echo(f"wrote {out}: {len(stakes)} stakers, tempo {tempo}, {block_interval} s blocks")
 
@@ -99,8 +104,16 @@ def genesis(
 def _stake_item(item: str) -> tuple[str, int]:
     hotkey, sep, amount = item.partition("=")
     if not sep or not hotkey:
-        raise GenesisError(f"--stake {item!r}: use HOTKEY=TAO")
+        raise GenesisError(f"--stake {item!r}: use HOTKEY=TAO, e.g. 5F...=1000")
+    _check_hotkey(hotkey, f"--stake {item}")
     return hotkey, tao_to_rao(amount, f"--stake {hotkey}")
+
+
+def _check_hotkey(hotkey: str, where: str) -> None:
+    if not is_valid_ss58_address(hotkey):
+        raise GenesisError(
+            f"{where}: {hotkey!r} is not an ss58 hotkey (subnet wallet create prints one)"
+        )
 
 
 def fetch(url: str, path: str, params: dict[str, str | int] | None = None) -> dict[str, Any]:

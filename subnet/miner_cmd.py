@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
+from protocol.listen import CannotListen
 from protocol.logs import configure_logging
 from protocol.memory import reexec_with_huge_pages
 from protocol.wallet import WalletError
-from storage_miner.runner import serve
 from storage_miner.settings import ENV_PREFIX, MinerSettings
-from subnet.settings_cli import settings_from_cli, settings_options
+from subnet.settings_cli import LOG_HELP, SettingError, settings_from_cli, settings_options
 
 HELP = {
     "wallet_name": "Wallet holding the miner's hotkey.",
@@ -40,6 +40,7 @@ HELP = {
     "scrub_rate": "Scrubber read budget per second, e.g. 32MiB; 0 turns it off.",
     "tree_cache": "Memory for cached Merkle trees.",
     "signature_window_ms": "Accepted clock skew of signed requests.",
+    **LOG_HELP,
 }
 
 
@@ -49,10 +50,8 @@ def miner() -> None:
 
 
 @miner.command()
-@settings_options(MinerSettings, HELP)
-@click.option("--log-format", type=click.Choice(["json", "text"]), default="json")
-@click.option("--log-level", default="info")
-def run(config_file: Path | None, log_format: str, log_level: str, **flags: object) -> None:
+@settings_options(MinerSettings, HELP, ENV_PREFIX)
+def run(config_file: Path | None, **flags: object) -> None:
     """Serve the miner's HTTP API until interrupted.
 
     Settings come from flags, then SUBNET_MINER_<NAME> environment variables, then --config.
@@ -76,7 +75,13 @@ def run(config_file: Path | None, log_format: str, log_level: str, **flags: obje
     """
     reexec_with_huge_pages()  # once, first: see protocol/memory.py
     settings = settings_from_cli(MinerSettings, ENV_PREFIX, config_file, flags)
-    configure_logging(log_level, log_format)
+    if not settings.on_chain and not settings.validators:
+        raise SettingError(
+            "validators: none, and no chain either, so this miner would serve nobody: give "
+            "--chain-url URL (or --network and --netuid) to serve the metagraph's validators, "
+            "or --validators HOTKEY,..."
+        )
+    configure_logging(settings.log_level, settings.log_format)
     try:
         if settings.network:
             from subnet.subtensor_join import register_before_start  # noqa: PLC0415
@@ -84,6 +89,10 @@ def run(config_file: Path | None, log_format: str, log_level: str, **flags: obje
             assert settings.netuid is not None  # the settings check it
             wallet = (settings.wallet_name, settings.wallet_hotkey, settings.wallet_path)
             register_before_start(settings.network, settings.netuid, wallet, yes=settings.yes)
+        from storage_miner.runner import serve  # noqa: PLC0415 - only once the settings are sound
+
         serve(settings)
+    except CannotListen as exc:
+        raise SettingError(str(exc)) from None
     except WalletError as exc:
         raise click.ClickException(str(exc)) from None

@@ -262,9 +262,11 @@ def _explain(exc: BaseException) -> str:
     help="Read with this capability (URI:SN-CHK:...), whoever uploaded the object; "
     "with REF, it must be REF's.",
 )
+@click.option("--force", is_flag=True, help="Overwrite files that already exist.")
 @connection_options
 def download(
-    ref: str | None, output: Path, capability: str | None, conn: Connection, as_json: bool,
+    ref: str | None, output: Path, capability: str | None, force: bool, conn: Connection,
+    as_json: bool,
 ) -> None:  # fmt: skip
     """Download an object by id or name, or a whole uploaded directory into -o DIR, or any
     object by --capability alone.
@@ -278,6 +280,8 @@ def download(
     whole_directory = (
         ref is not None and capability is None and (output.is_dir() or ref.endswith("/"))
     )
+    if not whole_directory and output.exists() and not force:  # said before any transfer
+        raise click.UsageError(f"{output} exists: choose another -o, or add --force")
 
     async def body(client: GatewayClient) -> list[dict[str, Any]]:
         jobs: list[tuple[str | None, Path, int | None]]
@@ -288,6 +292,12 @@ def download(
             if not wanted:
                 raise GatewayError(404, "not_found", f"no objects named {prefix}...")
             jobs = [(o["id"], output / o["name"][len(prefix) :], o["size"]) for o in wanted]
+            present = [str(t) for _, t, _ in jobs if t.exists()]
+            if present and not force:
+                raise click.UsageError(
+                    f"{len(present)} of the files exist ({', '.join(present[:3])}"
+                    f"{', ...' if len(present) > 3 else ''}): choose another -o, or add --force"
+                )
         else:
             jobs = [(ref, output, None)]
         done: list[dict[str, Any]] = []
@@ -310,10 +320,12 @@ def download(
 
 
 @click.command(name="ls")
+@click.argument("prefix", required=False, default="")
 @connection_options
-def list_objects(conn: Connection, as_json: bool) -> None:
-    """List your objects on the validator."""
-    objects = _run(lambda c: c.list(), conn)
+def list_objects(prefix: str, conn: Connection, as_json: bool) -> None:
+    """List your objects on the validator; with PREFIX (a folder, e.g. data3/), those whose
+    names start with it."""
+    objects = [o for o in _run(lambda c: c.list(), conn) if o["name"].startswith(prefix)]
     if as_json:
         click.echo(json.dumps({"objects": objects}))
         return
@@ -331,10 +343,22 @@ def list_objects(conn: Connection, as_json: bool) -> None:
 def remove(
     refs: tuple[str, ...], conn: Connection, as_json: bool,
 ) -> None:  # fmt: skip
-    """Delete objects by id or name; their miners are asked to drop the shards."""
+    """Delete objects by id or name; their miners are asked to drop the shards. A REF ending
+    in / (data3/) is a folder: every object whose name starts with it."""
 
     async def body(client: GatewayClient) -> list[dict[str, Any]]:
-        return [await client.delete(ref) for ref in refs]
+        wanted: list[str] = []
+        listing: list[dict[str, Any]] | None = None
+        for ref in refs:
+            if not ref.endswith("/"):
+                wanted.append(ref)
+                continue
+            listing = listing if listing is not None else await client.list()
+            inside = [o["id"] for o in listing if o["name"].startswith(ref)]
+            if not inside:
+                raise GatewayError(404, "not_found", f"no objects named {ref}...")
+            wanted.extend(inside)
+        return [await client.delete(ref) for ref in wanted]
 
     results = _run(body, conn)
     if as_json:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
+from protocol.listen import CannotListen
 from protocol.logs import configure_logging
 from protocol.memory import reexec_with_huge_pages
 from protocol.wallet import WalletError
-from subnet.settings_cli import settings_from_cli, settings_options
-from validator.runner import serve
+from subnet.settings_cli import LOG_HELP, SettingError, settings_from_cli, settings_options
 from validator.settings import ENV_PREFIX, ValidatorSettings
 
 HELP = {
@@ -31,6 +31,7 @@ HELP = {
     "extra_receipts": "r: a segment needs k + r miner receipts before it counts.",
     "max_object_size": "Largest object accepted.",
     "signature_window_ms": "Accepted clock skew of signed requests.",
+    **LOG_HELP,
     "chain_url": "The chain to register on, take miners from and send weights to.",
     "network": "Subtensor instead of --chain-url: finney, test, local or a ws:// URL.",
     "netuid": "The subnet to validate on --network.",
@@ -65,10 +66,8 @@ def validator() -> None:
 
 
 @validator.command()
-@settings_options(ValidatorSettings, HELP)
-@click.option("--log-format", type=click.Choice(["json", "text"]), default="json")
-@click.option("--log-level", default="info")
-def run(config_file: Path | None, log_format: str, log_level: str, **flags: object) -> None:
+@settings_options(ValidatorSettings, HELP, ENV_PREFIX)
+def run(config_file: Path | None, **flags: object) -> None:
     """Serve the validator's gateway until interrupted.
 
     \b
@@ -89,7 +88,7 @@ def run(config_file: Path | None, log_format: str, log_level: str, **flags: obje
     """
     reexec_with_huge_pages()  # once, first: see protocol/memory.py
     settings = settings_from_cli(ValidatorSettings, ENV_PREFIX, config_file, flags)
-    configure_logging(log_level, log_format)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         if settings.network:
             from subnet.subtensor_join import register_before_start  # noqa: PLC0415
@@ -97,6 +96,10 @@ def run(config_file: Path | None, log_format: str, log_level: str, **flags: obje
             assert settings.netuid is not None  # the settings check it
             wallet = (settings.wallet_name, settings.wallet_hotkey, settings.wallet_path)
             register_before_start(settings.network, settings.netuid, wallet, yes=settings.yes)
+        from validator.runner import serve  # noqa: PLC0415 - only once the settings are sound
+
         serve(settings)
+    except CannotListen as exc:
+        raise SettingError(str(exc)) from None
     except WalletError as exc:
         raise click.ClickException(str(exc)) from None

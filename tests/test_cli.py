@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import click
 
 SUBNET = [sys.executable, "-m", "subnet"]
 
@@ -27,7 +30,8 @@ def test_miner_run_explains_bad_settings_and_missing_wallets(tmp_path: Path) -> 
     bad = run("miner", "run", "--capacity", "lots", "--wallet-path", str(tmp_path))
     assert bad.returncode == 2
     assert "capacity (from --capacity)" in bad.stderr
-    missing = run("miner", "run", "--wallet-name", "nobody", "--wallet-path", str(tmp_path))
+    missing = run("miner", "run", "--wallet-name", "nobody", "--wallet-path", str(tmp_path),
+                  "--validators", "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY")  # fmt: skip
     assert missing.returncode == 1
     assert "subnet wallet create" in missing.stderr
     for result in (bad, missing):
@@ -60,3 +64,56 @@ def test_upload_and_download_help_say_where_keys_live_and_what_a_rerun_does() ->
     text = " ".join(download.stdout.split())
     for promise in ("--capability", "~/.subnet/capabilities", "back that folder up"):
         assert promise in text, promise
+
+
+def test_help_imports_no_service_and_lists_each_commands_own_help() -> None:
+    code = (
+        "import sys\n"
+        "from subnet.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = {'validator', 'storage_miner', 'chain', 'sqlalchemy', 'alembic', 'minio'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.stdout.splitlines()[-1] == "[]", result.stdout
+    from subnet.cli import COMMANDS, LazyGroup, main  # noqa: PLC0415 - after the subprocess
+
+    assert isinstance(main, LazyGroup)
+    ctx = click.Context(main)
+    for name, (_, short) in COMMANDS.items():
+        command = main.get_command(ctx, name)
+        assert command is not None
+        own = " ".join((command.help or "").split("\n\n")[0].split())
+        assert own.startswith(short.rstrip(".")), (name, own)
+
+
+def test_service_help_shows_types_units_and_env_vars() -> None:
+    text = " ".join(run("miner", "run", "--help").stdout.split())
+    for shown in ("--port INTEGER", "--capacity SIZE", "default: 10GiB",
+                  "env: SUBNET_MINER_CAPACITY", "--metagraph-seconds SECONDS",
+                  "--log-format [auto|json|text]"):  # fmt: skip
+        assert shown in text, shown
+
+
+def test_json_mode_prints_errors_as_json() -> None:
+    result = run("metagraph", "--url", "http://127.0.0.1:1", "--json")
+    assert result.returncode == 1
+    answer = json.loads(result.stdout)
+    assert answer["ok"] is False
+    assert "cannot reach the chain at http://127.0.0.1:1" in answer["error"]
+    assert "Error: cannot reach the chain" in result.stderr  # the sentence stays on stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_download_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    existing = tmp_path / "report.pdf"
+    existing.write_bytes(b"mine")
+    result = run("download", "report.pdf", "-o", str(existing), "--wallet-path", str(tmp_path))
+    assert result.returncode == 2
+    assert "exists: choose another -o, or add --force" in result.stderr
+    assert existing.read_bytes() == b"mine"

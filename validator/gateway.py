@@ -23,6 +23,7 @@ from validator.miner_client import MinerAddress, MinerClient
 from validator.models import Miner, Placement, Segment, Shard, StoredObject, User
 from validator.placement import Candidate, credible_free
 from validator.scoring import Reputation
+from validator.settings import parse_miner, parse_user
 from validator.uploads import Uploader
 
 log = logging.getLogger(__name__)
@@ -60,21 +61,6 @@ USER_PREFIX = "user:"  # how a token caller is named where a hotkey would be
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def parse_user(entry: str) -> tuple[str, str]:
-    name, sep, hotkey = entry.partition("=")
-    if not sep or not name or not hotkey:
-        raise ValueError(f"user {entry!r}: write it as name=ss58hotkey")
-    return name.strip(), hotkey.strip()
-
-
-def parse_miner(entry: str) -> tuple[str, str, int]:
-    hotkey, sep, address = entry.partition("@")
-    host, colon, port = address.rpartition(":")
-    if not sep or not colon or not port.isdigit():
-        raise ValueError(f"miner {entry!r}: write it as ss58hotkey@host:port")
-    return hotkey, host.strip("[]"), int(port)
 
 
 class Gateway:

@@ -13,6 +13,7 @@ from chain.client import Chain, ChainClient
 from erasure import ErasureParams
 from protocol.db import make_engine, upgrade
 from protocol.http import SHUTDOWN_GRACE_SECONDS, SigningClient
+from protocol.listen import check_free, explained
 from protocol.memory import return_large_buffers_to_the_os
 from protocol.wallet import load_hotkey
 from validator.app import make_app
@@ -128,10 +129,15 @@ async def build_app(settings: ValidatorSettings) -> web.Application:
 
 
 def serve(settings: ValidatorSettings) -> None:
-    web.run_app(
-        build_app(settings),
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
-    )
+    # Before the database is migrated; the S3 port is bound by its own server.
+    check_free(settings.host, settings.port)
+    if settings.s3_port is not None:
+        check_free(settings.host, settings.s3_port, "--s3-port")
+    with explained(settings.host, settings.port):
+        web.run_app(
+            build_app(settings),
+            host=settings.host,
+            port=settings.port,
+            print=None,
+            shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+        )

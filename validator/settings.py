@@ -9,8 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from bittensor_wallet.utils import is_valid_ss58_address
+
 from chain.networks import chain_choice_error
-from protocol.settings import SIZE
+from erasure import ErasureParams, InvalidParamsError
+from erasure.params import MAX_SHARES
+from protocol.settings import SIZE, FieldError, LogFormat, LogLevel
 from protocol.wallet import DEFAULT_WALLET_PATH
 
 ENV_PREFIX = "SUBNET_VALIDATOR"
@@ -101,31 +105,85 @@ class ValidatorSettings:
     s3_port: int | None = None
     s3_tls_cert: str = ""
     s3_tls_key: str = ""
+    log_format: LogFormat = "auto"
+    log_level: LogLevel = "info"
 
     def __post_init__(self) -> None:
+        self._check_lists()
+        self._check_erasure()
         choice = chain_choice_error(self.chain_url, self.network, self.netuid)
         if choice:
             raise ValueError(choice)
         if not 0.0 <= self.synthetic_share < 1.0:
-            raise ValueError(f"synthetic_share is a fraction in [0, 1), got {self.synthetic_share}")
+            raise FieldError("synthetic_share", f"a fraction in [0, 1), got {self.synthetic_share}")
         if not 0.0 < self.reputation_lambda <= 1.0:
-            raise ValueError(f"reputation_lambda is in (0, 1], got {self.reputation_lambda}")
+            raise FieldError("reputation_lambda", f"is in (0, 1], got {self.reputation_lambda}")
         for name in ("challenge_seconds", "weights_seconds", "metagraph_seconds", "repair_seconds"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive")
+                raise FieldError(name, "must be positive")
         if not 0.0 < self.disqualify_below < 1.0 or not 0.0 < self.suspend_below < 1.0:
             raise ValueError("disqualify_below and suspend_below are scores in (0, 1)")
         if self.placement_unproven_bytes <= 0:
-            raise ValueError("placement_unproven_bytes must be positive: a newcomer needs room")
+            raise FieldError("placement_unproven_bytes", "must be positive: a newcomer needs room")
         if not 0 <= self.placement_network_prefix <= 32:
-            raise ValueError("placement_network_prefix is an IPv4 prefix length, 0 (off) to 32")
+            raise FieldError("placement_network_prefix", "an IPv4 prefix length, 0 (off) to 32")
         if not self.upload_stall_seconds > 0 or self.upload_min_rate < 0:
             raise ValueError("upload_stall_seconds must be positive, upload_min_rate >= 0")
         if self.upload_slots_per_user < 1:
-            raise ValueError("upload_slots_per_user must be >= 1")
+            raise FieldError("upload_slots_per_user", "must be >= 1")
         if self.challenge_batch < 1 or self.challenge_leaves < 1 or self.retrieval_every < 1:
             raise ValueError("challenge_batch, challenge_leaves and retrieval_every are >= 1")
+
+    def _check_erasure(self) -> None:
+        if not 1 <= self.k <= self.m <= MAX_SHARES:
+            raise FieldError(
+                "k" if self.k < 1 else "m",
+                f"a segment is cut into k={self.k} of m={self.m} shares, so 1 <= k <= m <= "
+                f"{MAX_SHARES}; e.g. --k 4 --m 8",
+            )
+        try:
+            ErasureParams(self.k, self.m, self.segment_size, self.leaf_size, self.codec)
+        except InvalidParamsError as exc:
+            field = "leaf_size" if "leaf_size" in str(exc) else "segment_size"
+            raise FieldError(field, str(exc)) from None
+
+    def _check_lists(self) -> None:
+        """Ports, and the users, tokens and miners lists, read now so a typo stops the start
+        at once (before the database is migrated)."""
+        for name in ("port", "s3_port"):
+            port = getattr(self, name)
+            if port is not None and not 0 <= port <= 65535:
+                raise FieldError(name, f"{port} is not a TCP port (0..65535)")
+        for entry in self.users:
+            _, hotkey = parse_user(entry, "users")
+            if not is_valid_ss58_address(hotkey):
+                raise FieldError("users", f"{hotkey!r} in {entry!r} is not an ss58 hotkey")
+        for entry in self.tokens:
+            parse_user(entry, "tokens", "name=token")
+        for entry in self.miners:
+            hotkey, _, _ = parse_miner(entry)
+            if not is_valid_ss58_address(hotkey):
+                raise FieldError("miners", f"{hotkey!r} in {entry!r} is not an ss58 hotkey")
 
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'validator.sqlite'}"
+
+
+def parse_user(entry: str, field: str = "users", form: str = "name=ss58hotkey") -> tuple[str, str]:
+    """``name=value`` (a user's hotkey or a script's token)."""
+    name, sep, value = entry.partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise FieldError(field, f"{entry!r} is not {form}; separate entries with commas")
+    return name.strip(), value.strip()
+
+
+def parse_miner(entry: str) -> tuple[str, str, int]:
+    """``ss58hotkey@host:port``."""
+    hotkey, sep, address = entry.partition("@")
+    host, colon, port = address.rpartition(":")
+    if not sep or not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise FieldError(
+            "miners", f"{entry!r} is not ss58hotkey@host:port, e.g. 5F...@127.0.0.2:8091"
+        )
+    return hotkey.strip(), host.strip("[]"), int(port)

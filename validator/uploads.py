@@ -262,11 +262,15 @@ class Uploader:
         params = options.params
         ranked = rank(self.candidates(), segment.info.shard_size, self.rng)
         needed = params.k + options.extra_receipts
-        if len({c.host for c in ranked}) < needed:
+        hosts_with_room = len({c.host for c in ranked})
+        if hosts_with_room < needed:
+            # Shares of a segment go to distinct hosts, so count hosts, and say so.
             raise UploadError(
                 "not_enough_miners",
-                f"{len(ranked)} miners with room on distinct hosts; a segment needs "
-                f"at least {needed} (k={params.k} + r={options.extra_receipts})",
+                f"{len(ranked)} miners with room, on {hosts_with_room} distinct hosts; a "
+                f"segment needs at least {needed} hosts (k={params.k} + r="
+                f"{options.extra_receipts}): give each miner its own address "
+                "(--external-host on the miner), add miners, or upload with a smaller k",
             )
         assigned = pick(ranked, params.m, network_prefix=self.network_prefix)
         hosts = {c.host for c in assigned}

@@ -64,16 +64,8 @@ def serve(behaviour: Behaviour, settings: MinerSettings) -> None:
 
 @click.command()
 @click.argument("behaviour_spec", metavar="BEHAVIOUR")
-@settings_options(MinerSettings, HELP)
-@click.option("--log-format", type=click.Choice(["json", "text"]), default="json")
-@click.option("--log-level", default="info")
-def main(
-    behaviour_spec: str,
-    config_file: Path | None,
-    log_format: str,
-    log_level: str,
-    **flags: object,
-) -> None:
+@settings_options(MinerSettings, HELP, ENV_PREFIX)
+def main(behaviour_spec: str, config_file: Path | None, **flags: object) -> None:
     """Serve a real miner whose behaviour is swapped for BEHAVIOUR.
 
     \b
@@ -101,7 +93,7 @@ def main(
     settings = settings_from_cli(
         MinerSettings, ENV_PREFIX, config_file, adversary_settings(behaviour, flags)
     )
-    configure_logging(log_level, log_format)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         serve(behaviour, settings)
     except WalletError as exc:

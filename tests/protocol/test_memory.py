@@ -54,7 +54,8 @@ def test_a_miner_process_runs_with_huge_pages_under_its_own_pid(tmp_path: Path) 
     log = tmp_path / "miner.log"
     wallets, data = str(tmp_path / "wallets"), str(tmp_path / "data")
     args = ["miner", "run", "--wallet-name", "m", "--wallet-path", wallets,
-            "--port", str(port), "--data-dir", data, "--capacity", "1GiB"]  # fmt: skip
+            "--port", str(port), "--data-dir", data, "--capacity", "1GiB",
+            "--validators", "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"]  # fmt: skip
     with running(start_subnet_command(args, log)) as proc:
         wait_healthy(f"http://127.0.0.1:{port}", proc, log)
         environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")

@@ -89,5 +89,6 @@ def test_miner_settings_from_env_and_validation() -> None:
     env = {f"{ENV_PREFIX}_CAPACITY": "2GiB", f"{ENV_PREFIX}_BACKEND": "s3"}
     settings = load_settings(MinerSettings, env_prefix=ENV_PREFIX, env=env)
     assert (settings.capacity, settings.backend) == (2 * 2**30, "s3")
-    with pytest.raises(SettingsError, match="capacity must be positive"):
+    needle = r"capacity \(from \$SUBNET_MINER_CAPACITY\): must be positive"
+    with pytest.raises(SettingsError, match=needle):
         load_settings(MinerSettings, env_prefix=ENV_PREFIX, env={f"{ENV_PREFIX}_CAPACITY": "0"})

@@ -306,6 +306,7 @@ async def test_info_health_and_metrics_are_public(
     assert info["hotkey"] == service.hotkey
     assert (info["used"], info["shards"], info["capacity"]) == (1234, 1, 64 * 2**20)
     assert info["free"] == 64 * 2**20 - 1234
+    assert isinstance(info["disk_free"], int)  # the disk under data_dir, beside capacity
     async with client.get("/healthz") as r:
         assert r.status == 200
     async with client.get("/metrics") as r:

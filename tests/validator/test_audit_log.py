@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -12,7 +13,14 @@ import pytest
 from bittensor_wallet import Keypair
 
 from erasure import MerkleTree, hash_leaf
-from validator.audit_log import LogEntry, append, check_proof, proof_digest, verify_log
+from validator.audit_log import (
+    LogEntry,
+    append,
+    check_proof,
+    proof_digest,
+    verify_entries,
+    verify_log,
+)
 from validator.challenges import derive_indices
 
 VALIDATOR = Keypair.create_from_uri("//LogValidator")
@@ -156,3 +164,34 @@ def test_audit_verify_cli_names_the_tampered_entry(tmp_path: Path) -> None:
     broken = run_audit(path)
     assert broken.returncode == 1
     assert "not a log entry" in broken.stderr
+
+
+def test_a_filtered_export_verifies_each_entry_and_says_it_cannot_prove_completeness() -> None:
+    log = build(8)
+    one_miner = [log[1], log[2], log[5], log[7]]  # what `audit log --miner` might export
+    check = verify_entries(one_miner)
+    assert (check.problem, check.complete, check.gaps) == (None, False, 2)
+    whole = verify_entries(log)
+    assert (whole.problem, whole.complete, whole.gaps) == (None, True, 0)
+    tail = verify_entries(log[3:6])  # adjacent entries: their links are checked
+    assert (tail.problem, tail.complete) == (None, False)
+    forged = [*log[3:5], dataclasses.replace(log[5], prev_hash=log[3].entry_hash)]
+    problem = verify_entries(forged).problem
+    assert problem is not None
+    assert problem.seq == 5
+    edited = dataclasses.replace(one_miner[1], verdict="wrong")
+    problem = verify_entries([one_miner[0], edited]).problem
+    assert problem is not None
+    assert problem.reason == "signature does not match the entry"
+
+
+def test_audit_verify_cli_on_a_filtered_export(tmp_path: Path) -> None:
+    path = tmp_path / "miner1.jsonl"
+    log = build(8)
+    path.write_text("".join(log[i].to_json() + "\n" for i in (1, 2, 5, 7)))
+    result = subprocess.run(
+        [sys.executable, "-m", "subnet", "audit", "verify", str(path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "filtered export, which cannot prove that no entry is missing" in result.stdout

@@ -230,3 +230,10 @@ def test_dataset_round_trip_survives_losing_m_minus_k_miners(
     assert not (tmp_path / "stolen").exists()
     refused = cli(subnet, "bob", "rm", some_id)
     assert "not_yours" in refused.stderr
+    # A folder prefix: ls lists what is inside; rm of an empty folder says so, deletes nothing.
+    inside = json.loads(cli(subnet, "alice", "ls", "dataset/").stdout)["objects"]
+    assert len(inside) == 111
+    assert json.loads(cli(subnet, "alice", "ls", "elsewhere/").stdout)["objects"] == []
+    nothing = cli(subnet, "alice", "rm", "elsewhere/")
+    assert nothing.returncode == 1
+    assert "no objects named elsewhere/" in json.loads(nothing.stdout)["error"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import AsyncIterator
 
@@ -13,6 +14,7 @@ from erasure import Capability, ErasureParams, Manifest, decode_segment_shares
 from tests.validator.conftest import LiveMiner
 from validator.miner_client import MinerAddress, MinerClient, MinerError
 from validator.models import Placement, RepairItem, Shard, StoredObject
+from validator.placement import Candidate
 from validator.uploads import Uploader, UploadError, UploadOptions
 
 PARAMS = ErasureParams(k=4, m=8, segment_size=256 * 1024, leaf_size=4096)
@@ -157,3 +159,22 @@ async def test_uploads_interrupted_by_a_restart_are_abandoned_cleanly(
     # The name is free again: a retry stores it.
     again = await restarted.upload(seeded, "half.bin", stream(data), UploadOptions(PARAMS))
     assert again.size == len(data)
+
+
+async def test_miners_sharing_a_host_are_counted_as_hosts_and_the_fix_is_named(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    seeded: int,
+) -> None:
+    def one_host() -> list[Candidate]:
+        return [dataclasses.replace(m.candidate, host="127.0.0.2") for m in live_miners]
+
+    shared = Uploader(sessions, miner_client, one_host, rng=random.Random(1))
+    with pytest.raises(UploadError) as caught:
+        await shared.upload(seeded, "crowded", stream(b"x" * 1000), UploadOptions(PARAMS))
+    assert caught.value.code == "not_enough_miners"
+    message = str(caught.value)
+    assert "8 miners with room, on 1 distinct hosts" in message
+    assert "needs at least 5 hosts" in message
+    assert "--external-host" in message
