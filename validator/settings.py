@@ -85,8 +85,9 @@ class ValidatorSettings:
     # Integrity score (bytes that passed, weighted by what the miner holds) below which a
     # miner is disqualified for good: 0.95 catches a loss of 5% of its data. See scoring.py.
     disqualify_below: float = 0.95
-    # Timeout or serving score below which a miner is suspended (weight 0, nothing placed,
-    # its shares repaired); after suspend_seconds it starts over on probation.
+    # Timeout or serving score below which a miner is suspended (weight 0, nothing placed;
+    # suspended for not serving, its shares are repaired elsewhere); after suspend_seconds
+    # it starts over on probation.
     suspend_below: float = 0.6
     suspend_seconds: float = 3600.0
     capacity_window: float = 3600.0  # seconds over which verified bytes are averaged
