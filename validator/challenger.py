@@ -51,7 +51,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from erasure import hash_leaf, leaf_count_for
@@ -868,12 +868,24 @@ class Challenger:
             log.info("miner no longer suspended", extra={"miner": miner.hotkey})
 
     def _end_suspensions(self, session: Session, now: datetime) -> None:
-        """Probation for miners suspended longer than ``suspend_seconds``, evidence or not
-        (one whose shares were all repaired away is never asked anything again): clean
-        timeout and serving scores, nothing verified, and one more failure suspends it."""
+        """Probation (clean timeout and serving scores, nothing verified; one more failure
+        suspends it again) for miners suspended longer than ``suspend_seconds``, and for
+        miners suspended for timeouts that answer again (``last_seen``, from /v1/info) with
+        nothing left to be challenged on: no evidence could ever lift those otherwise, and
+        a miner back from a restart must be able to take new shares and earn again."""
         cutoff = now - timedelta(seconds=self.policy.suspend_seconds)
+        holds = select(Placement.id).where(
+            Placement.miner_id == Miner.id, Placement.state == "stored"
+        )
+        back_empty = and_(
+            Miner.suspended_for == "timeouts",
+            Miner.last_seen > Miner.suspended_at,
+            ~holds.exists(),
+        )
         for miner in session.scalars(
-            select(Miner).where(Miner.suspended_at.is_not(None), Miner.suspended_at <= cutoff)
+            select(Miner).where(
+                Miner.suspended_at.is_not(None), or_(Miner.suspended_at <= cutoff, back_empty)
+            )
         ):
             miner.timeout_alpha, miner.timeout_beta = 1.0, 0.0
             miner.serving_alpha, miner.serving_beta = 1.0, 0.0

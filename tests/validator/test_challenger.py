@@ -372,3 +372,28 @@ async def test_a_long_suspension_ends_in_probation(
         assert miner is not None
         assert miner.suspended_at is None
         assert (miner.serving_alpha, miner.serving_beta) == (1.0, 0.0)
+
+
+async def test_an_offline_miner_back_with_nothing_left_is_on_probation_at_once(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    stored: str,
+    live_miners: list[LiveMiner],
+) -> None:
+    """Suspended for timeouts, its shares lost to containment and repair, then seen again:
+    nothing could lift the suspension, so it starts over rather than wait an hour."""
+    hotkey = live_miners[2].key.ss58_address
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        miner = session.scalar(select(Miner).where(Miner.hotkey == hotkey))
+        assert miner is not None
+        miner.suspended_at, miner.suspended_for = now - timedelta(minutes=5), "timeouts"
+        miner.timeout_alpha, miner.timeout_beta = 0.1, 5.0
+        miner.last_seen = now
+        session.execute(delete(Placement).where(Placement.miner_id == miner.id))
+    await challenger(sessions, miner_client).run_round()
+    with sessions() as session:
+        miner = session.scalar(select(Miner).where(Miner.hotkey == hotkey))
+        assert miner is not None
+        assert (miner.suspended_at, miner.suspended_for) == (None, None)
+        assert (miner.timeout_alpha, miner.timeout_beta) == (1.0, 0.0)
