@@ -19,7 +19,6 @@ import os
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from io import FileIO
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
@@ -87,29 +86,17 @@ def _discard(path: str) -> None:
     Path(path).unlink(missing_ok=True)
 
 
-def _fill(src: FileIO, view: memoryview) -> int:
-    """Read until ``view`` is full or the file ends: one large read per segment."""
-    got = 0
-    while got < len(view) and (n := src.readinto(view[got:])):
-        got += n
-    return got
-
-
-def _plain_segments(src: FileIO, segment_size: int) -> Iterator[tuple[int, memoryview, bool]]:
-    """``(index, plaintext, is_last)`` cut as :func:`erasure.seal_segments` cuts them, each
-    segment read straight into one of two reused buffers (the next read shows whether a
-    segment is the last): a view is valid until the one after next is taken."""
-    buffers = (bytearray(segment_size), bytearray(segment_size))
-    held: memoryview | None = None
+def _plain_segments(src: IO[bytes], segment_size: int) -> Iterator[tuple[int, bytes, bool]]:
+    """``(index, plaintext, is_last)`` cut as :func:`erasure.seal_segments` cuts them, read
+    one segment per call (a buffered read of n loops to n or the end; a fresh bytes is not
+    zero-filled, so a small file costs its size, not a segment; the next read shows whether
+    a segment is the last)."""
+    held = src.read(segment_size)
     index = 0
-    while got := _fill(src, view := memoryview(buffers[index % 2])):
-        if held is not None:
-            yield index - 1, held, False
-        held, index = view[:got], index + 1
-        if got < segment_size:
-            break
-    if held is not None:
-        yield index - 1, held, True
+    while held:
+        ahead = src.read(segment_size) if len(held) == segment_size else b""
+        yield index, held, not ahead
+        held, index = ahead, index + 1
 
 
 def _hash_pass(
@@ -121,8 +108,8 @@ def _hash_pass(
     digest = hashlib.sha256()
     size = 0
     kept: list[bytes] | None = [] if keep else None
-    scratch = bytearray(segment_size + TAG_SIZE)  # only hashed: one buffer for every segment
-    with path.open("rb", buffering=0) as src:
+    scratch = bytearray()  # only hashed: one buffer for every segment, made when first needed
+    with path.open("rb") as src:
         for index, plain, is_last in _plain_segments(src, segment_size):
             size += len(plain)
             if kept is not None and len(kept) < KEEP_SEGMENTS:
@@ -130,6 +117,8 @@ def _hash_pass(
                 kept.append(bytes(sealed))
             else:
                 kept = None  # too large to keep: it is sealed again as it is sent
+                if len(scratch) < len(plain) + TAG_SIZE:
+                    scratch = bytearray(segment_size + TAG_SIZE)
                 sealed = memoryview(scratch)[: len(plain) + TAG_SIZE]
                 encrypt_segment_into(key, index, is_last, plain, sealed)
             digest.update(sealed)
@@ -142,7 +131,7 @@ def sealed_digest(path: Path, key: bytes, segment_size: int) -> tuple[str, int]:
     return digest, size
 
 
-def _sealed_segments(src: FileIO, key: bytes, segment_size: int) -> Iterator[bytes]:
+def _sealed_segments(src: IO[bytes], key: bytes, segment_size: int) -> Iterator[bytes]:
     for index, plain, is_last in _plain_segments(src, segment_size):
         yield encrypt_segment(key, index, is_last, plain)
 
@@ -165,7 +154,7 @@ async def _sealed_chunks(
             async for chunk in send(kept.pop(0)):  # dropped once sent
                 yield chunk
         return
-    with path.open("rb", buffering=0) as src:
+    with path.open("rb") as src:
         segments = _sealed_segments(src, key, segment_size)
         ahead = asyncio.ensure_future(asyncio.to_thread(next, segments, None))
         try:
