@@ -540,30 +540,30 @@ class GatewayClient:
         segment, size = manifest.params.segment_size, manifest.size
         count = segment_count(size, segment)
         last = size - (count - 1) * segment + TAG_SIZE if count else 0
-        buffer = bytearray()
-        index = written = 0
+
+        def open_and_write(index: int, sealed: bytes) -> int:
+            plain = decrypt_segment(key, index, index == count - 1, sealed)
+            out.write(plain)
+            return len(plain)
+
+        written = 0
         try:
-            async for chunk in response.content.iter_chunked(CHUNK):
-                buffer += chunk
-                while index < count:
-                    length = last if index == count - 1 else segment + TAG_SIZE
-                    if len(buffer) < length:
-                        break
-                    sealed = bytes(buffer[:length])
-                    del buffer[:length]
-                    plain = await asyncio.to_thread(
-                        decrypt_segment, key, index, index == count - 1, sealed
-                    )
-                    await asyncio.to_thread(out.write, plain)
-                    written += len(plain)
-                    on_bytes(len(plain))
-                    index += 1
+            for index in range(count):
+                length = last if index == count - 1 else segment + TAG_SIZE
+                # One segment as one bytes (one copy out of the stream's buffers), opened and
+                # written in one thread hop.
+                sealed = await response.content.readexactly(length)
+                done = await asyncio.to_thread(open_and_write, index, sealed)
+                written += done
+                on_bytes(done)
+        except asyncio.IncompleteReadError:
+            raise GatewayError(502, "truncated", f"got {written} of {size} bytes") from None
         except ErasureError as exc:
             raise GatewayError(
                 502, "bad_ciphertext", f"the object does not open with that capability: {exc}"
             ) from None
-        if index != count or buffer:
-            raise GatewayError(502, "truncated", f"got {written} of {size} bytes")
+        if await response.content.read(1):
+            raise GatewayError(502, "truncated", f"got more than the {size} bytes expected")
         return written
 
     async def _receive(
