@@ -48,6 +48,14 @@ def encrypt_segment(key: bytes, index: int, is_last: bool, plaintext: Buffer) ->
     return _cipher(key).encrypt(_nonce(index), plaintext, _aad(index, is_last))
 
 
+def encrypt_segment_into(
+    key: bytes, index: int, is_last: bool, plaintext: Buffer, out: bytearray | memoryview
+) -> None:
+    """:func:`encrypt_segment` into ``out`` (exactly ``len(plaintext) + TAG_SIZE`` bytes):
+    a caller that only hashes the ciphertext reuses one buffer instead of allocating."""
+    _cipher(key).encrypt_into(_nonce(index), plaintext, _aad(index, is_last), out)
+
+
 def decrypt_segment(key: bytes, index: int, is_last: bool, ciphertext: Buffer) -> bytes:
     try:
         return _cipher(key).decrypt(_nonce(index), ciphertext, _aad(index, is_last))

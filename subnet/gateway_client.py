@@ -2,8 +2,9 @@
 
 Objects are sealed here, on the user's machine, by default (``seal="client"``): the client
 makes each object's key, seals its segments with the erasure core's own function
-(:func:`erasure.seal_segments`), and streams the ciphertext; the validator codes, places and
-repairs bytes it cannot read, and never receives the key. The key is written to the
+(:func:`erasure.encrypt_segment`, cut as :func:`erasure.seal_segments` cuts), and streams
+the ciphertext; the validator codes, places and repairs bytes it cannot read, and never
+receives the key. The key is written to the
 :class:`CapabilityStore` (fsynced) before the first byte is sent, so a lost reply loses
 nothing: :meth:`GatewayClient.put` on a re-run finds the committed object and completes its
 capability. ``seal="validator"`` (the validator seals and hands the key back) and
@@ -18,7 +19,6 @@ import os
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
@@ -34,12 +34,12 @@ from erasure import (
     ErasureError,
     Manifest,
     decrypt_segment,
+    encrypt_segment,
     new_key,
-    seal_segments,
     sealed_size,
     segment_count,
 )
-from erasure.crypto import TAG_SIZE
+from erasure.crypto import TAG_SIZE, encrypt_segment_into
 from protocol.epistula import HEADER_CONTENT_HASH
 from protocol.http import SigningClient
 from subnet.capability_store import DEFAULT_CAPS, CapabilityStore
@@ -49,6 +49,9 @@ __all__ = ["DEFAULT_CAPS", "CapabilityStore", "GatewayClient", "GatewayError", "
 
 CHUNK = 1024 * 1024
 SEALS = ("client", "validator", "none")
+# A file of at most this many segments is sealed once: the hashing pass keeps them to send.
+# That is no more than the sending pass holds anyway (a segment sent, one sealed ahead).
+KEEP_SEGMENTS = 2
 IN_PROGRESS_WAIT = 30.0  # a name another (dying) upload holds: how long to wait for it
 
 
@@ -83,42 +86,82 @@ def _discard(path: str) -> None:
     Path(path).unlink(missing_ok=True)
 
 
-def _reads(src: IO[bytes]) -> Iterator[bytes]:
-    return iter(partial(src.read, CHUNK), b"")
+def _plain_segments(src: IO[bytes], segment_size: int) -> Iterator[tuple[int, bytes, bool]]:
+    """``(index, plaintext, is_last)`` cut as :func:`erasure.seal_segments` cuts them, read
+    one segment per call (a buffered read of n loops to n or the end; a fresh bytes is not
+    zero-filled, so a small file costs its size, not a segment; the next read shows whether
+    a segment is the last)."""
+    held = src.read(segment_size)
+    index = 0
+    while held:
+        ahead = src.read(segment_size) if len(held) == segment_size else b""
+        yield index, held, not ahead
+        held, index = ahead, index + 1
+
+
+def _hash_pass(
+    path: Path, key: bytes, segment_size: int, keep: bool
+) -> tuple[str, int, list[bytes] | None]:
+    """(sha256 of the sealed stream, plaintext bytes, its sealed segments if ``keep`` and
+    there are at most KEEP_SEGMENTS of them, else None). Sealing is deterministic under one
+    key, so this is the hash of what an upload under ``key`` sends (signed up front)."""
+    digest = hashlib.sha256()
+    size = 0
+    kept: list[bytes] | None = [] if keep else None
+    scratch = bytearray()  # only hashed: one buffer for every segment, made when first needed
+    with path.open("rb") as src:
+        for index, plain, is_last in _plain_segments(src, segment_size):
+            size += len(plain)
+            if kept is not None and len(kept) < KEEP_SEGMENTS:
+                sealed: bytes | memoryview = encrypt_segment(key, index, is_last, plain)
+                kept.append(bytes(sealed))
+            else:
+                kept = None  # too large to keep: it is sealed again as it is sent
+                if len(scratch) < len(plain) + TAG_SIZE:
+                    scratch = bytearray(segment_size + TAG_SIZE)
+                sealed = memoryview(scratch)[: len(plain) + TAG_SIZE]
+                encrypt_segment_into(key, index, is_last, plain, sealed)
+            digest.update(sealed)
+    return digest.hexdigest(), size, kept
 
 
 def sealed_digest(path: Path, key: bytes, segment_size: int) -> tuple[str, int]:
-    """(sha256 of the sealed stream, plaintext bytes): sealing is deterministic under one
-    key, so this is the hash of what an upload under ``key`` sends (signed up front)."""
-    digest = hashlib.sha256()
-    read = 0
-    with path.open("rb") as src:
+    """(sha256 of the sealed stream, plaintext bytes) of ``path`` sealed under ``key``."""
+    digest, size, _ = _hash_pass(path, key, segment_size, keep=False)
+    return digest, size
 
-        def counted() -> Iterator[bytes]:
-            nonlocal read
-            for chunk in _reads(src):
-                read += len(chunk)
-                yield chunk
 
-        for sealed in seal_segments(key, counted(), segment_size):
-            digest.update(sealed)
-    return digest.hexdigest(), read
+def _sealed_segments(src: IO[bytes], key: bytes, segment_size: int) -> Iterator[bytes]:
+    for index, plain, is_last in _plain_segments(src, segment_size):
+        yield encrypt_segment(key, index, is_last, plain)
 
 
 async def _sealed_chunks(
-    path: Path, key: bytes, segment_size: int, on_bytes: Callable[[int], None]
-) -> AsyncIterator[memoryview]:
-    """The sealed stream, read and sealed in a thread one segment ahead of the network."""
+    path: Path, key: bytes, segment_size: int, on_bytes: Callable[[int], None],
+    kept: list[bytes] | None = None,
+) -> AsyncIterator[memoryview]:  # fmt: skip
+    """The sealed stream: ``kept`` (the hashing pass's segments), or read and sealed again
+    in a thread one segment ahead of the network."""
+
+    async def send(sealed: bytes) -> AsyncIterator[memoryview]:
+        view = memoryview(sealed)
+        for at in range(0, len(view), CHUNK):
+            yield view[at : at + CHUNK]
+        on_bytes(len(sealed) - TAG_SIZE)
+
+    if kept is not None:
+        while kept:
+            async for chunk in send(kept.pop(0)):  # dropped once sent
+                yield chunk
+        return
     with path.open("rb") as src:
-        segments = seal_segments(key, _reads(src), segment_size)
+        segments = _sealed_segments(src, key, segment_size)
         ahead = asyncio.ensure_future(asyncio.to_thread(next, segments, None))
         try:
             while (sealed := await ahead) is not None:
                 ahead = asyncio.ensure_future(asyncio.to_thread(next, segments, None))
-                view = memoryview(sealed)
-                for at in range(0, len(view), CHUNK):
-                    yield view[at : at + CHUNK]
-                on_bytes(len(sealed) - TAG_SIZE)
+                async for chunk in send(sealed):
+                    yield chunk
         finally:
             # The file closes when this returns: let a read in flight finish first.
             await asyncio.gather(ahead, return_exceptions=True)
@@ -223,14 +266,17 @@ class GatewayClient:
             )
             return result
         key = new_key()  # one key, one upload attempt: never reused for other bytes
-        digest, size = await asyncio.to_thread(sealed_digest, path, key, self.segment_size)
+        small = (await asyncio.to_thread(path.stat)).st_size <= KEEP_SEGMENTS * self.segment_size
+        digest, size, kept = await asyncio.to_thread(
+            _hash_pass, path, key, self.segment_size, small
+        )
         # The key is on disk before a byte leaves: whatever happens to the reply, a re-run
         # can complete the capability.
         attempt = await asyncio.to_thread(
             self.caps.begin, name, key, digest, size, self.segment_size
         )
         query |= {"size": str(size), "segment_size": str(self.segment_size)}
-        body = _sealed_chunks(path, key, self.segment_size, on_bytes)
+        body = _sealed_chunks(path, key, self.segment_size, on_bytes, kept)
         try:
             result = await self._put(query, digest, sealed_size(size, self.segment_size), body)
         except GatewayError:
@@ -494,30 +540,30 @@ class GatewayClient:
         segment, size = manifest.params.segment_size, manifest.size
         count = segment_count(size, segment)
         last = size - (count - 1) * segment + TAG_SIZE if count else 0
-        buffer = bytearray()
-        index = written = 0
+
+        def open_and_write(index: int, sealed: bytes) -> int:
+            plain = decrypt_segment(key, index, index == count - 1, sealed)
+            out.write(plain)
+            return len(plain)
+
+        written = 0
         try:
-            async for chunk in response.content.iter_chunked(CHUNK):
-                buffer += chunk
-                while index < count:
-                    length = last if index == count - 1 else segment + TAG_SIZE
-                    if len(buffer) < length:
-                        break
-                    sealed = bytes(buffer[:length])
-                    del buffer[:length]
-                    plain = await asyncio.to_thread(
-                        decrypt_segment, key, index, index == count - 1, sealed
-                    )
-                    await asyncio.to_thread(out.write, plain)
-                    written += len(plain)
-                    on_bytes(len(plain))
-                    index += 1
+            for index in range(count):
+                length = last if index == count - 1 else segment + TAG_SIZE
+                # One segment as one bytes (one copy out of the stream's buffers), opened and
+                # written in one thread hop.
+                sealed = await response.content.readexactly(length)
+                done = await asyncio.to_thread(open_and_write, index, sealed)
+                written += done
+                on_bytes(done)
+        except asyncio.IncompleteReadError:
+            raise GatewayError(502, "truncated", f"got {written} of {size} bytes") from None
         except ErasureError as exc:
             raise GatewayError(
                 502, "bad_ciphertext", f"the object does not open with that capability: {exc}"
             ) from None
-        if index != count or buffer:
-            raise GatewayError(502, "truncated", f"got {written} of {size} bytes")
+        if await response.content.read(1):
+            raise GatewayError(502, "truncated", f"got more than the {size} bytes expected")
         return written
 
     async def _receive(

@@ -5,7 +5,8 @@ decode for free) and miners that answered fast before. If they have not all answ
 ``hedge_after`` seconds it asks ``hedge`` more (Storj's long tail, Sia's overdrive), and it
 cancels whatever is still running once k good shares are in. Every share is hashed against
 its shard id before use: a bad or missing one just means asking another miner. The next
-segment is fetched while the current one streams out.
+segment is fetched while the current one streams out. When the k primaries are in and
+nothing is to be decrypted, they are sent as they are, never joined into a segment copy.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from erasure import DecryptionError, Manifest, MerkleTree, decode_segment_shares
+from erasure.objects import Buffer
 from protocol.memory import trim
 from validator.miner_client import MinerAddress, MinerClient, MinerError, ReadObserver
 from validator.models import Placement, Segment, Shard, StoredObject
@@ -125,23 +127,26 @@ class Downloader:
         if start >= end:
             return
         first, last = start // seg_size, (end - 1) // seg_size
-        ahead: asyncio.Task[bytes | bytearray] | None = None
+        ahead: asyncio.Task[list[Buffer]] | None = None
         try:
             for index in range(first, last + 1):
-                current = ahead or asyncio.create_task(self.segment(plan, index, key, sealed))
+                current = ahead or asyncio.create_task(self.pieces(plan, index, key, sealed))
                 ahead = (
-                    asyncio.create_task(self.segment(plan, index + 1, key, sealed))
+                    asyncio.create_task(self.pieces(plan, index + 1, key, sealed))
                     if index < last
                     else None
                 )
-                data = await current
+                pieces = await current
                 base = index * seg_size
-                lo, hi = max(start - base, 0), min(end - base, len(data))
-                # Views in sends of OUT_CHUNK: a whole segment handed to the transport at
-                # once would be copied into its buffer, a fresh mapping every time.
-                view = memoryview(data)[lo:hi]
-                for at in range(0, len(view), OUT_CHUNK):
-                    yield view[at : at + OUT_CHUNK]
+                lo, hi = max(start - base, 0), end - base
+                at = 0
+                for piece in pieces:
+                    # Views in sends of OUT_CHUNK: a whole segment handed to the transport
+                    # at once would be copied into its buffer, a fresh mapping every time.
+                    view = memoryview(piece)[max(lo - at, 0) : max(min(hi - at, len(piece)), 0)]
+                    at += len(piece)
+                    for off in range(0, len(view), OUT_CHUNK):
+                        yield view[off : off + OUT_CHUNK]
         finally:
             if ahead is not None:
                 ahead.cancel()
@@ -149,9 +154,12 @@ class Downloader:
                     await ahead
             await asyncio.to_thread(trim)
 
-    async def segment(
+    async def pieces(
         self, plan: ObjectPlan, index: int, key: bytes | None, sealed: bool = False
-    ) -> bytes | bytearray:
+    ) -> list[Buffer]:
+        """Segment ``index`` as buffers to send in order: its k primary shares as they came
+        (trimmed of padding) when they all did and nothing is to be decrypted, so the
+        segment is never joined into a copy; else the one decoded segment."""
         manifest = plan.manifest
         k = manifest.params.k
         # Primaries first (no decoding), then by how fast each miner answered before; miners
@@ -205,8 +213,18 @@ class Downloader:
         finally:
             for task in waiting:
                 task.cancel()
+        size = manifest.segments[index].size
+        if (sealed or not (manifest.encrypted or key or plan.stored_key)) and all(
+            n in good for n in range(k)
+        ):
+            out: list[Buffer] = []
+            for n in range(k):  # primaries are the stored bytes; the last ones are padded
+                take = min(len(good[n]), size)
+                out.append(memoryview(good[n])[:take] if take < len(good[n]) else good[n])
+                size -= take
+            return out
         try:
-            return await asyncio.to_thread(
+            decoded = await asyncio.to_thread(
                 partial(decode_segment_shares, verify=False, sealed=sealed),
                 manifest, index, good, key or plan.stored_key,
             )  # fmt: skip
@@ -216,6 +234,7 @@ class Downloader:
             raise DownloadError(
                 "wrong_key", f"that capability's key does not open {plan.name!r}"
             ) from None
+        return [decoded]
 
     async def _fetch(
         self, manifest: Manifest, index: int, source: Source

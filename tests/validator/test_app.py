@@ -204,3 +204,26 @@ async def test_api_tokens_work_for_scripts_and_stay_in_their_lane(
     assert (caught.value.status, caught.value.code) == (403, "not_yours")
     async with api.get("/v1/objects", headers={"Authorization": "Bearer wrong"}) as r:
         assert (r.status, (await r.json())["error"]) == (401, "bad_token")
+
+
+async def test_ranges_across_shares_and_segments_of_a_plain_object(api: Client) -> None:
+    """Unsealed objects are served as the primary shares themselves (no joined copy):
+    every range, over share, segment and padding edges, is the object's bytes."""
+    data = random.Random(7).randbytes(3 * 256 * 1024 + 1001)  # a short, padded last segment
+    status, body = await upload(api, ALICE, "plain/ranges.bin", data, seal="none")
+    assert status == 201, body
+    alice = SigningClient(api.session, ALICE)
+    url = api.make_url(f"/v1/objects/{body['object_id']}")
+    sign = {"signed_for": VALIDATOR.ss58_address}
+    async with alice.request("GET", url, **sign) as r:
+        assert (r.status, await r.read()) == (200, data)
+    edges = [0, 1, 65535, 65536, 131071, 262143, 262144, 262145, 786431, 786432, len(data) - 1]
+    for lo in edges:
+        for hi in (lo, lo + 1, lo + 70000, len(data) - 1):
+            if hi >= len(data) or hi < lo:
+                continue
+            headers = {"Range": f"bytes={lo}-{hi}"}
+            whole = (lo, hi) == (0, len(data) - 1)  # served as a plain 200
+            async with alice.request("GET", url, headers=headers, **sign) as r:
+                got = (r.status, await r.read())
+            assert got == (200 if whole else 206, data[lo : hi + 1]), (lo, hi)

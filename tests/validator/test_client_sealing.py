@@ -15,11 +15,18 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from erasure import Capability, Manifest, encrypt_segment, new_key, sealed_size
+from erasure import Capability, Manifest, encrypt_segment, new_key, seal_segments, sealed_size
 from erasure.crypto import TAG_SIZE
 from protocol.http import SigningClient
 from subnet.capability_store import CapabilityStore
-from subnet.gateway_client import GatewayClient, GatewayError, _sealed_chunks, sealed_digest
+from subnet.gateway_client import (
+    KEEP_SEGMENTS,
+    GatewayClient,
+    GatewayError,
+    _hash_pass,
+    _sealed_chunks,
+    sealed_digest,
+)
 from tests.validator.conftest import VALIDATOR
 from tests.validator.test_app import ALICE, BOB, Client, api, upload
 from validator.models import StoredObject
@@ -252,3 +259,31 @@ def test_the_digest_is_of_the_sealed_stream(tmp_path: Path) -> None:
     assert sealed_digest(tmp_path / "d", key, SEGMENT) == (
         hashlib.sha256(sealed).hexdigest(), len(data)
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("segments", [0, 1, 2, 3])
+@pytest.mark.parametrize("tail", [-1, 0, 1])
+async def test_both_passes_send_what_seal_segments_makes(
+    tmp_path: Path, segments: int, tail: int
+) -> None:
+    """The hashing pass (kept or not) and the sending pass read the file their own way (one
+    read per segment, reused buffers): the bytes must be seal_segments' exactly."""
+    size = max(0, segments * SEGMENT + tail)
+    data = random.Random(size).randbytes(size)
+    (tmp_path / "d").write_bytes(data)
+    key = new_key()
+    expected = b"".join(seal_segments(key, [data], SEGMENT))
+    digest = hashlib.sha256(expected).hexdigest()
+    for keep in (False, True):
+        got_digest, got_size, kept = _hash_pass(tmp_path / "d", key, SEGMENT, keep)
+        assert (got_digest, got_size) == (digest, size)
+        if keep and len(expected) <= KEEP_SEGMENTS * (SEGMENT + 16):
+            assert kept is not None and b"".join(kept) == expected
+        else:
+            assert kept is None
+        counted: list[int] = []
+        sent = [
+            bytes(c)
+            async for c in _sealed_chunks(tmp_path / "d", key, SEGMENT, counted.append, kept)
+        ]
+        assert b"".join(sent) == expected and sum(counted) == size
