@@ -132,11 +132,6 @@ def test_validator_killed_mid_upload_then_one_rerun_finishes(net: Net, tmp_path:
         interrupt_and_finish(net, tmp_path, moment, kind, delay)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs issue 14: a validator that abandons an upload whose client hung up at once "
-    "(else the re-run can meet upload_in_progress until the validator restarts)",
-)
 def test_cli_interrupted_then_one_rerun_finishes(net: Net, tmp_path: Path) -> None:
     for moment, kind, delay in moments(("sigint", "sigkill"), 5, 2):
         interrupt_and_finish(net, tmp_path, moment, kind, delay)
