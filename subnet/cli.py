@@ -30,6 +30,7 @@ COMMANDS = {
     "audit": "subnet.audit_cmd:audit",
     "localnet": "subnet.localnet:localnet",
     "demo": "subnet.demo:demo",
+    "durability": "subnet.durability_cmd:durability_cmd",
     "upload": "subnet.objects_cmd:upload",
     "download": "subnet.objects_cmd:download",
     "ls": "subnet.objects_cmd:list_objects",
