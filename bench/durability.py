@@ -291,31 +291,34 @@ class Simulation:
         while self.events and self.events[0][0] <= end:
             self.now, _, kind, payload = heapq.heappop(self.events)
             self.out.events += 1
-            if kind == FAIL:
-                outage = self.p.outage_seconds
-                self._fail(payload, None if outage is None else self.rng.expovariate(1 / outage))
-            elif kind == RETURN:
-                self._return(*payload)
-            elif kind == DETECT:
-                self._detect(*payload)
-            elif kind == REBUILT:
-                self._rebuilt(*payload)
-            elif kind == OPERATOR_LEAVES:
-                for miner in sorted(self.operator):
-                    self._fail(miner, None)
-            elif kind == NETWORK_DARK:
-                dark = self.rng.expovariate(1 / s.network_outage_seconds)
-                for miner in range(len(self.held)):
-                    if self.network[miner] == payload:
-                        self._fail(miner, dark)
-                rate = s.network_outages_per_year / YEAR
-                self._push(self.now + self.rng.expovariate(rate), NETWORK_DARK, payload)
+            self._handle(kind, payload)
         self.now = end
         for segment in range(s.segments):
             self._close_below(segment)
         self.out.segment_years = s.segments * s.years
         self.out.cpu_seconds = time.process_time() - started
         return self.out
+
+    def _handle(self, kind: int, payload: Any) -> None:
+        if kind == FAIL:
+            outage = self.p.outage_seconds
+            self._fail(payload, None if outage is None else self.rng.expovariate(1 / outage))
+        elif kind == RETURN:
+            self._return(*payload)
+        elif kind == DETECT:
+            self._detect(*payload)
+        elif kind == REBUILT:
+            self._rebuilt(*payload)
+        elif kind == OPERATOR_LEAVES:
+            for miner in sorted(self.operator):
+                self._fail(miner, None)
+        elif kind == NETWORK_DARK:
+            dark = self.rng.expovariate(1 / self.s.network_outage_seconds)
+            for miner in range(len(self.held)):
+                if self.network[miner] == payload:
+                    self._fail(miner, dark)
+            rate = self.s.network_outages_per_year / YEAR
+            self._push(self.now + self.rng.expovariate(rate), NETWORK_DARK, payload)
 
 
 def poisson_interval(count: int) -> tuple[float, float]:
@@ -402,8 +405,13 @@ def scenarios(years: float, smoke: bool) -> list[Scenario]:
     segments = 400 if smoke else 2000
     # Where losses happen often enough to count: slow detection (a challenge round an hour),
     # so a window is hours long against a day between a miner's failures.
-    slow_rounds = {"challenge_seconds": HOUR, "repair_seconds": 600.0}
-    stressed = DurabilityInputs(k=2, m=4, failure_rate=parse_rate("20%/day"), **slow_rounds)
+    stressed = DurabilityInputs(
+        k=2,
+        m=4,
+        failure_rate=parse_rate("20%/day"),
+        challenge_seconds=HOUR,
+        repair_seconds=600.0,
+    )
     defaults = DurabilityInputs(k=4, m=8, failure_rate=parse_rate("5%/day"))
     lazy = replace(stressed, m=5, repair_threshold=1, failure_rate=parse_rate("5%/day"))
     # Outages of 6 h: ~5% of miners away at any time, and at 60%/day ~20%: a repair then

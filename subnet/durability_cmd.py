@@ -39,10 +39,19 @@ def _nines(n: float) -> str:
     show_default=True,
     help="Miners failing per period, e.g. 5%/day, 0.5%/hour, 2%/year.",
 )
-@click.option("--outage-hours", type=float, default=None, help="Failures are outages of this "
-              "mean length (only those outlasting detection cost shares); default: for good.")  # fmt: skip
-@click.option("--repair-threshold", type=int, default=None, help="Repair when health "
-              "(healthy shares - k) is below this; default m - k.")  # fmt: skip
+@click.option(
+    "--outage-hours",
+    type=float,
+    default=None,
+    help="Failures are outages of this mean length (only those outlasting detection cost "
+    "shares); default: failures are for good.",
+)
+@click.option(
+    "--repair-threshold",
+    type=int,
+    default=None,
+    help="Repair when health (healthy shares - k) is below this; default m - k.",
+)
 @click.option("--challenge-seconds", default=30.0, show_default=True)
 @click.option("--containment-rechecks", default=3, show_default=True)
 @click.option("--repair-seconds", default=30.0, show_default=True)
@@ -94,18 +103,19 @@ def durability_cmd(
     table = Table(title=f"{k}-of-{m}, churn {churn}, repair below health {inputs.threshold}")
     table.add_column("figure")
     table.add_column("value", justify="right")
+    r = result
     rows = [
-        ("detection (mean)", f"{result.detection_seconds:.0f} s"),
-        ("repair window (mean, failure to rebuilt)", f"{result.window_seconds / 60:.1f} min"),
-        ("segment lost per year", _probability(result.segment_loss_per_year)),
-        ("segment nines", _nines(result.segment_nines)),
-        (f"object of {segments} segments lost per year", _probability(result.object_loss_per_year)),
-        ("object nines", _nines(result.object_nines)),
-        ("  cross-check: Backblaze fixed periods", _probability(result.backblaze_segment_loss_per_year)),
-        ("  cross-check: Storj Poisson", _probability(result.poisson_segment_loss_per_year)),
-        ("time below the repair threshold", f"{result.fraction_below_threshold:.2%}"),
-        ("repair bytes per stored byte per year", f"{result.repair_bytes_per_stored_byte_per_year:.1f}"),
-    ]  # fmt: skip
+        ("detection (mean)", f"{r.detection_seconds:.0f} s"),
+        ("repair window (mean, failure to rebuilt)", f"{r.window_seconds / 60:.1f} min"),
+        ("segment lost per year", _probability(r.segment_loss_per_year)),
+        ("segment nines", _nines(r.segment_nines)),
+        (f"object of {segments} segments lost per year", _probability(r.object_loss_per_year)),
+        ("object nines", _nines(r.object_nines)),
+        ("  cross-check: Backblaze fixed periods", _probability(r.backblaze_segment_loss_per_year)),
+        ("  cross-check: Storj Poisson", _probability(r.poisson_segment_loss_per_year)),
+        ("time below the repair threshold", f"{r.fraction_below_threshold:.2%}"),
+        ("repair bytes per stored byte per year", f"{r.repair_bytes_per_stored_byte_per_year:.1f}"),
+    ]
     for name, value in rows:
         table.add_row(name, value)
     Console().print(table)

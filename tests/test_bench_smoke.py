@@ -88,12 +88,24 @@ def check_gateway(report: dict[str, Any]) -> None:
     ])  # fmt: skip
 
 
+def check_durability(report: dict[str, Any]) -> None:
+    results = {r["name"]: r for r in report["results"]}
+    independent = [r for r in results.values() if not r["correlated"]]
+    assert len(independent) >= 4
+    for r in independent:  # where the model applies, the simulation agrees with it
+        assert r["model_within_95"], r["name"]
+    assert any(r["segments_lost"] > 0 and not r["model_within_95"] for r in results.values())
+    for r in results.values():
+        assert_positive(r, ["segment_years", "failures", "repair_bytes_per_stored_byte_per_year"])
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "erasure": check_erasure,
     "epoch_core": check_epoch_core,
     "epoch": check_epoch,
     "miner": check_miner,
     "gateway": check_gateway,
+    "durability": check_durability,
 }
 
 

@@ -205,7 +205,7 @@ def poisson_tail(mean: float, at_least: int) -> float:
     if mean <= 0:
         return 0.0
     # The tail's terms directly: 1 - CDF would cancel to 0 for the tiny figures we want.
-    terms = []
+    terms: list[float] = []
     term = math.exp(-mean + at_least * math.log(mean) - math.lgamma(at_least + 1))
     i = at_least
     while term > 0 and (not terms or term > terms[-1] * 1e-18):
