@@ -49,7 +49,7 @@ from validator.durability import YEAR, DurabilityInputs
 
 MINERS = 16
 SAMPLE_SECONDS = 1.0
-SETTLE_SECONDS = 120.0  # the longest the end may wait for full health
+SETTLE_SECONDS = 420.0  # past the repairer's 300 s retry of a segment it could not finish
 HEALTH = """
     SELECT s.segment_id, COUNT(DISTINCT s.id) FROM shards s
     JOIN placements p ON p.shard_id = s.id JOIN miners mi ON mi.id = p.miner_id
