@@ -20,7 +20,7 @@ figures (``validator/durability.py``) for the same inputs. The independent scena
 the model applies; the correlated ones (a /24 going dark, one operator with many hotkeys
 leaving) are where it does not, and the report says so.
 
-    python -m bench.durability [--years 20] [--out bench/results/durability.json]
+    python -m bench.durability [--years 2] [--out bench/results/durability.json]
     python -m bench.durability --smoke --out /tmp/durability.json
 """
 
@@ -479,7 +479,7 @@ def scenarios(years: float, smoke: bool) -> list[Scenario]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--years", type=float, default=5.0)
+    parser.add_argument("--years", type=float, default=2.0)
     parser.add_argument("--out", type=Path, default=Path("bench/results/durability.json"))
     parser.add_argument("--smoke", action="store_true", help="a tenth of the simulated time")
     args = parser.parse_args()
