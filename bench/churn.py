@@ -62,6 +62,9 @@ REPAIRS = """
     SELECT DISTINCT issued_at, answered_at, reason FROM challenge_log
     WHERE kind = 'repair' AND answered_at IS NOT NULL
 """
+MINER_STATES = """
+    SELECT SUM(disqualified_at IS NOT NULL), SUM(suspended_at IS NOT NULL) FROM miners
+"""
 SEGMENTS = """
     SELECT g.id, sh.size FROM segments g JOIN objects o ON o.id = g.object_id
     JOIN shards sh ON sh.segment_id = g.id AND sh.share = 0 WHERE o.state = 'committed'
@@ -195,14 +198,25 @@ class Churn:
             task.add_done_callback(outages.discard)
         await asyncio.gather(*list(outages))
 
-    async def settle(self, segments: list[int]) -> float:
-        """Seconds until every segment is at full health again."""
+    async def settle(self, segments: list[int]) -> float | None:
+        """Seconds until every segment is at full health again; None if it was not within
+        SETTLE_SECONDS (the report then says what was short, and why, from the database)."""
         started = time.monotonic()
         while min(await asyncio.to_thread(health, self.db, segments)) < self.m:
             if time.monotonic() - started > SETTLE_SECONDS:
-                raise RuntimeError(f"health not restored in {SETTLE_SECONDS:.0f} s")
+                return None
             await asyncio.sleep(0.5)
         return time.monotonic() - started
+
+    def shortfall(self, segments: list[int]) -> dict[str, Any]:
+        healths = health(self.db, segments)
+        disqualified, suspended = _query(self.db, MINER_STATES)[0]
+        return {
+            "segments_short": sum(1 for h in healths if h < self.m),
+            "healths_short": sorted(h for h in healths if h < self.m),
+            "miners_disqualified": int(disqualified or 0),
+            "miners_suspended": int(suspended or 0),
+        }
 
     async def verify(self, http: aiohttp.ClientSession) -> int:
         client = GatewayClient(http, self.net.user, self.url, self.work / "caps")
@@ -233,6 +247,7 @@ async def _run(net: LocalNet, config: ChurnConfig, work: Path) -> dict[str, Any]
         await churn.churn()
         churn_seconds = time.monotonic() - started
         settle = await churn.settle(segments)
+        short = None if settle is not None else churn.shortfall(segments)
         stop.set()
         await sampler
         traffic = await repair_bytes(http, churn.url) - bytes_before
@@ -246,10 +261,12 @@ async def _run(net: LocalNet, config: ChurnConfig, work: Path) -> dict[str, Any]
     samples = churn.record.samples
     below = sum(b for _, b, _ in samples) / max(1, len(samples) * len(segments))
     stored = len(segments) * churn.m * shard_bytes
-    seconds = churn_seconds + settle
+    seconds = churn_seconds + (SETTLE_SECONDS if settle is None else settle)
     measured = {
         "churn_seconds": round(churn_seconds, 1),
-        "settle_seconds": round(settle, 1),
+        "settle_seconds": None if settle is None else round(settle, 1),
+        "health_restored": settle is not None,
+        "shortfall": short,
         "kills": churn.record.kills,
         "restarts": churn.record.restarts,
         "most_down_at_once": churn.record.most_down,

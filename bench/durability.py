@@ -104,6 +104,7 @@ class Simulation:
         self.generation: list[int] = []
         self.network: list[int] = []
         self.operator: set[int] = set()
+        self.operator_gone = False
         self.events: list[tuple[float, int, int, Any]] = []
         self.sequence = 0
         self.rebuilder_free_at = 0.0
@@ -150,7 +151,9 @@ class Simulation:
             for ref in refs:
                 self._lose_data(ref)
             self._push(detect_at, DETECT, (miner, -1, refs))
-            self._add_miner(self.network[miner])
+            newcomer = self._add_miner(self.network[miner])
+            if miner in self.operator and not self.operator_gone:
+                self.operator.add(newcomer)  # the operator registers its hotkey again
         else:
             self._push(self.now + outage, RETURN, (miner, self.generation[miner]))
             self._push(detect_at, DETECT, (miner, self.generation[miner], None))
@@ -310,6 +313,7 @@ class Simulation:
         elif kind == REBUILT:
             self._rebuilt(*payload)
         elif kind == OPERATOR_LEAVES:
+            self.operator_gone = True
             for miner in sorted(self.operator):
                 self._fail(miner, None)
         elif kind == NETWORK_DARK:

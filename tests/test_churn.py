@@ -24,6 +24,7 @@ def test_churn_loses_nothing_and_restores_health(tmp_path: Path) -> None:
     assert measured["objects_lost"] == 0
     # Health dipped and came back: some share was lost and rebuilt, and at the end every
     # segment is at full health (run() waits for that, or raises).
+    assert measured["health_restored"], measured["shortfall"]
     assert measured["lowest_health"] >= 1  # never more than m - k - 1 miners away
     assert measured["samples"] > 0
     assert 0 <= measured["fraction_below_threshold"] < 1
