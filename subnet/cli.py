@@ -61,6 +61,10 @@ COMMANDS = {
         "Run a whole subnet on this machine: chain, miners, validators.",
     ),
     "demo": ("subnet.demo:demo", "Run the whole subnet locally and tell its story."),
+    "durability": (
+        "subnet.durability_cmd:durability_cmd",
+        "The expected annual loss of a segment and an object, and repair traffic, in nines.",
+    ),
     "upload": ("subnet.objects_cmd:upload", "Upload files and whole directories (recursively)."),
     "download": (
         "subnet.objects_cmd:download",

@@ -94,6 +94,17 @@ def check_dashboard(report: dict[str, Any]) -> None:
         assert_positive(page, ["median_ms", "wall_median_ms"])
 
 
+def check_durability(report: dict[str, Any]) -> None:
+    results = {r["name"]: r for r in report["results"]}
+    independent = [r for r in results.values() if not r["correlated"]]
+    assert len(independent) >= 4
+    for r in independent:  # where the model applies, the simulation agrees with it
+        assert r["model_within_95"], r["name"]
+    assert any(r["segments_lost"] > 0 and not r["model_within_95"] for r in results.values())
+    for r in results.values():
+        assert_positive(r, ["segment_years", "failures", "repair_bytes_per_stored_byte_per_year"])
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "dashboard": check_dashboard,
     "erasure": check_erasure,
@@ -101,6 +112,7 @@ CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "epoch": check_epoch,
     "miner": check_miner,
     "gateway": check_gateway,
+    "durability": check_durability,
 }
 
 

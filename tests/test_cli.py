@@ -117,3 +117,18 @@ def test_download_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "exists: choose another -o, or add --force" in result.stderr
     assert existing.read_bytes() == b"mine"
+
+
+def test_durability_prints_the_table_and_json() -> None:
+    table = run("durability", "--k", "4", "--m", "8", "--churn", "5%/day")
+    assert table.returncode == 0, table.stderr
+    assert "4-of-8, churn 5%/day" in table.stdout
+    assert "segment nines" in table.stdout
+    as_json = run("durability", "--k", "10", "--m", "16", "--churn", "5%/day", "--json")
+    figures = json.loads(as_json.stdout)
+    assert (figures["k"], figures["m"], figures["repair_threshold"]) == (10, 16, 6)
+    assert figures["object_nines"] < figures["segment_nines"]
+    bad = run("durability", "--churn", "lots")
+    assert bad.returncode == 2
+    assert "5%/day" in bad.stderr
+    assert "Traceback" not in bad.stderr
