@@ -39,9 +39,12 @@ def test_indices_depend_on_nonce_and_shard_and_are_uniform() -> None:
     a = derive_indices(b"n" * 16, SHARD, 10_000, 8)
     assert a != derive_indices(b"m" * 16, SHARD, 10_000, 8)
     assert a != derive_indices(b"n" * 16, "cd" * 32, 10_000, 8)
-    counts = Counter(i for _ in range(3000) for i in derive_indices(new_nonce(), SHARD, 10, 1))
+    # Fixed nonces, so the check is exact every run (random ones failed it ~1 run in 500):
+    # 20,000 draws over 10 leaves, 2,000 expected each, sd ~42.
+    nonces = (i.to_bytes(16, "big") for i in range(20_000))
+    counts = Counter(i for nonce in nonces for i in derive_indices(nonce, SHARD, 10, 1))
     assert set(counts) == set(range(10))
-    assert max(counts.values()) < 1.3 * min(counts.values())
+    assert max(counts.values()) < 1.1 * min(counts.values())
 
 
 def test_judge_uses_the_upload_root_not_the_answer() -> None:
