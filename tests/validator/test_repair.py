@@ -512,7 +512,7 @@ async def test_only_at_risk_segments_are_read_and_none_is_missed(
         sessions,
         miner_client,
         ChallengeLogStore(sessions, VALIDATOR),
-        ChallengePolicy(floor=5.0, retrieval_every=1000),
+        ChallengePolicy(floor=5.0, retrieval_every=10**9),
     ).run_round()
     assert report.verdicts["missing"] == 1
     # A quarantine, found by the repairer's poll.
