@@ -22,7 +22,6 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -31,7 +30,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from erasure import ErasureParams
-from protocol.db import make_engine, upgrade
 from protocol.http import SigningClient
 from tests.adversaries.process import MinerProcess, running_miners
 from validator.challenger import ChallengePolicy, Challenger
@@ -72,15 +70,6 @@ def miners(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[MinerProce
         behaviours, tmp_path_factory.mktemp("cheaters"), [VALIDATOR.ss58_address], hosts=hosts
     ) as started:
         yield started
-
-
-@pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    url = f"sqlite:///{tmp_path / 'validator.sqlite'}"
-    upgrade(url, "validator")
-    engine = make_engine(url)
-    yield sessionmaker(engine, expire_on_commit=False)
-    engine.dispose()
 
 
 @pytest.fixture
