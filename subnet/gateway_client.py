@@ -14,6 +14,7 @@ capability. ``seal="validator"`` (the validator seals and hands the key back) an
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 import os
 import tempfile
@@ -75,6 +76,9 @@ class PutResult:
     status: str
     object_id: str
     size: int
+    # The validator's word when it stored fewer than m shares of some segment (too few
+    # miners on distinct hosts); None when the object got all the redundancy it asked for.
+    warning: str | None = None
 
 
 def _sync(out: Any) -> None:
@@ -333,7 +337,11 @@ class GatewayClient:
                 listed = {o["name"]: o for o in await self.list()}
                 continue
             status = "replaced" if stored is not None else "stored"
-            return PutResult(name, status, str(reply["object_id"]), int(reply["size"]))
+            warning = reply.get("warning")
+            return PutResult(
+                name, status, str(reply["object_id"]), int(reply["size"]),
+                str(warning) if warning else None,
+            )  # fmt: skip
         raise GatewayError(409, "already_exists", f"{name!r} keeps changing on the validator")
 
     async def _upload_waiting(
@@ -410,6 +418,16 @@ class GatewayClient:
     async def list(self) -> list[dict[str, Any]]:
         async with self.signer.request(
             "GET", f"{self.url}/v1/objects", signed_for=self.validator
+        ) as response:
+            body = await self._json(response)
+        return list(body["objects"])
+
+    async def health(self, ref: str | None = None) -> builtins.list[dict[str, Any]]:
+        """Each of the caller's objects' health (``ref``: one of them), as the validator's
+        repairer sees it: healthy shares per segment against k and m."""
+        where = "" if ref is None else f"/{quote(ref)}"
+        async with self.signer.request(
+            "GET", f"{self.url}/v1/health{where}", signed_for=self.validator
         ) as response:
             body = await self._json(response)
         return list(body["objects"])

@@ -27,6 +27,7 @@ from erasure import CODECS
 from protocol.wallet import DEFAULT_WALLET_PATH, WalletError, load_hotkey
 from subnet.capability_store import StoreError
 from subnet.gateway_client import SEALS, GatewayClient, GatewayError
+from subnet.health_view import EXIT_HELP, exit_status, health_table
 
 T = TypeVar("T")
 CONCURRENT_FILES = 4
@@ -217,7 +218,7 @@ def upload(
                         return
                     results.append(
                         {"name": name, "id": done.object_id, "size": done.size,
-                         "status": done.status}
+                         "status": done.status, "warning": done.warning}
                     )  # fmt: skip
 
             await asyncio.gather(*(one(*job) for job in files))
@@ -232,6 +233,10 @@ def upload(
             line = f"{r['status']:9} {r['name']}  {r['id'] or '-'}  {r['size']:,} B"
             click.echo(line + (f"\n          {r['error']}" if r.get("error") else ""))
         click.echo(", ".join(f"{n} {s}" for s, n in counts.items() if n or s == "failed"))
+    short = [r for r in results if r.get("warning")]
+    if short:  # one line, whatever the number of files: the cause is the net, not a file
+        also = f" (and {len(short) - 1} more files)" if len(short) > 1 else ""
+        click.echo(f"warning: {short[0]['name']}{also}: {short[0]['warning']}", err=True)
     if counts["failed"]:
         raise SystemExit(1)
 
@@ -319,12 +324,25 @@ def download(
             click.echo(f"{item['path']}  {item['size']:,} B")
 
 
-@click.command(name="ls")
+@click.command(name="ls", epilog=EXIT_HELP.replace("Exit status", "With --health, exit status"))
 @click.argument("prefix", required=False, default="")
+@click.option(
+    "--health",
+    is_flag=True,
+    help="Each object's health instead (fewest shares of a segment against m, segments "
+    "short of a share, last verified); subnet check REF shows one in full.",
+)
 @connection_options
-def list_objects(prefix: str, conn: Connection, as_json: bool) -> None:
+def list_objects(prefix: str, health: bool, conn: Connection, as_json: bool) -> None:
     """List your objects on the validator; with PREFIX (a folder, e.g. data3/), those whose
     names start with it."""
+    if health:
+        checked = [o for o in _run(lambda c: c.health(), conn) if o["name"].startswith(prefix)]
+        if as_json:
+            click.echo(json.dumps({"objects": checked, "exit_status": exit_status(checked)}))
+        else:
+            Console().print(health_table(checked))
+        raise SystemExit(exit_status(checked))
     objects = [o for o in _run(lambda c: c.list(), conn) if o["name"].startswith(prefix)]
     if as_json:
         click.echo(json.dumps({"objects": objects}))

@@ -8,6 +8,7 @@
     DELETE /v1/objects/{ref}                              delete
     GET    /v1/manifests/{verifier}                       an object's manifest, by capability
     GET    /v1/shared/{verifier}                          read by capability, any user; HEAD
+    GET    /v1/health[/{ref}]                             the caller's objects' health
     GET    /v1/audit/log?after=&limit=&miner=&verdict=&kind=&since=&until=
                                                           the challenge log (public)
     GET    /v1/audit/summary?since=                       per miner: pass rate, latency...
@@ -70,7 +71,7 @@ from protocol.http import (
 )
 from protocol.inputs import paced_body, query_float, query_int
 from protocol.metrics import ServiceMetrics
-from validator import dashboard
+from validator import dashboard, health_routes
 from validator.audit import summarise
 from validator.chain_sync import ChainSync, ChainSyncMetrics
 from validator.challenger import Challenger, ChallengerMetrics
@@ -313,6 +314,17 @@ async def put_object(request: web.Request) -> web.Response:
     result = await gateway.uploader.upload(owner, name, body(), options, before_commit=check)
     reply = asdict(result)
     reply["sealed_by"] = seal
+    reply["warning"] = result.redundancy_warning
+    log.info(
+        "object stored",
+        extra={
+            "user": await asyncio.to_thread(gateway.user_name, owner),
+            "object_name": name, "object": result.object_id,
+            "size": result.size, "segments": result.segments,
+            "shares": f"{result.fewest_shares} of {result.m} (k={result.k})"
+            + (f", {result.segments_short} segments short" if result.segments_short else ""),
+        },
+    )  # fmt: skip
     if options.keep_key or not options.encrypt:
         reply["capability"] = str(Capability.parse(result.capability).verify_only())
     return web.json_response(reply, status=201)
@@ -430,6 +442,14 @@ async def delete_object(request: web.Request) -> web.Response:
     owner = await asyncio.to_thread(gateway.user_id, verified(request).signed_by)
     info = await asyncio.to_thread(gateway.find, owner, request.match_info["ref"])
     shards = await gateway.delete(owner, info.id)
+    log.info(
+        "object deleted",
+        extra={
+            "user": await asyncio.to_thread(gateway.user_name, owner),
+            "object_name": info.name,
+            "object": info.id,
+        },
+    )
     return web.json_response({"deleted": info.id, "shards": shards})
 
 
@@ -621,6 +641,7 @@ def make_app(
     app.router.add_get("/v1/manifests/{verifier}", get_manifest)
     app.router.add_get("/v1/shared/{verifier}", get_shared)
     app.router.add_get("/v1/info", get_info)
+    health_routes.install(app, gateway, settings.repair_unseen_after)
     if challenger is not None:
         challenger.metrics = ChallengerMetrics(metrics.registry)
         app[CHALLENGER] = challenger

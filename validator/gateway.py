@@ -21,6 +21,7 @@ from validator import verified
 from validator.downloads import Downloader
 from validator.miner_client import MinerAddress, MinerClient
 from validator.models import Miner, Placement, Segment, Shard, StoredObject, User
+from validator.object_health import ObjectHealth, objects_health
 from validator.placement import Candidate, credible_free
 from validator.scoring import Reputation
 from validator.settings import parse_miner, parse_user
@@ -112,6 +113,11 @@ class Gateway:
         if uid is None:
             raise NotYours(f"{identity} is not a user of this validator")
         return uid
+
+    def user_name(self, user_id: int) -> str:
+        """The name the settings give a user (``alice`` of ``--users alice=5G...``), for logs."""
+        with self.sessions() as session:
+            return session.scalar(select(User.name).where(User.id == user_id)) or f"#{user_id}"
 
     def sync_tokens(self, entries: Sequence[str]) -> None:
         """``name=token`` entries give users API tokens; only the tokens' hashes are kept."""
@@ -233,6 +239,21 @@ class Gateway:
             if row is None or row.state != "committed":
                 raise NoSuchObject(ref)
             return _info(self._owned(session, owner_id, row.id))
+
+    def health(self, owner_id: int, ref: str | None, unseen_after: float) -> list[ObjectHealth]:
+        """The health of one of the owner's objects (by id or name), or of all of them."""
+        with self.sessions() as session:
+            if ref is None:
+                rows = list(
+                    session.scalars(
+                        select(StoredObject)
+                        .where(StoredObject.owner_id == owner_id, StoredObject.state == "committed")
+                        .order_by(StoredObject.name)
+                    )
+                )
+            else:
+                rows = [self._owned(session, owner_id, self.find(owner_id, ref).id)]
+            return objects_health(session, rows, unseen_after)
 
     def find_shared(self, verifier: str) -> ObjectInfo:
         """A committed object by its capability's verifier, whoever owns it: a capability
