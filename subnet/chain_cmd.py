@@ -10,7 +10,6 @@ from typing import Any
 import aiohttp
 import click
 from bittensor_wallet.utils import is_valid_ss58_address
-from rich.console import Console
 from rich.table import Table
 
 from chain.emission import RAO_PER_TAO
@@ -20,6 +19,7 @@ from chain.state import ChainError
 from protocol.listen import CannotListen
 from protocol.logs import configure_logging
 from subnet.settings_cli import LOG_HELP, SettingError, settings_from_cli, settings_options
+from subnet.tables import table_console
 
 DEFAULT_URL = "http://127.0.0.1:9944"
 
@@ -170,7 +170,7 @@ def metagraph(url: str, as_json: bool) -> None:
             "" if n["last_update"] is None else str(n["last_update"]),
             str(n["registered_at"]),
         )
-    Console().print(table)
+    table_console().print(table)
 
 
 @click.command()
@@ -216,7 +216,7 @@ def rewards(
             "" if c["capacity_bytes"] is None else f"{c['capacity_bytes'] / 2**30:,.2f} GiB",
             "" if c["availability"] is None else f"{c['availability']:.2%}",
         )
-    console = Console()
+    console = table_console()
     console.print(table)
     eras = Table(title="Totals per halving era")
     eras.add_column("era", justify="right")

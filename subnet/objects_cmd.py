@@ -28,6 +28,7 @@ from protocol.wallet import DEFAULT_WALLET_PATH, WalletError, load_hotkey
 from subnet.capability_store import StoreError
 from subnet.gateway_client import SEALS, GatewayClient, GatewayError
 from subnet.health_view import EXIT_HELP, exit_status, health_table
+from subnet.tables import table_console
 
 T = TypeVar("T")
 CONCURRENT_FILES = 4
@@ -341,7 +342,7 @@ def list_objects(prefix: str, health: bool, conn: Connection, as_json: bool) -> 
         if as_json:
             click.echo(json.dumps({"objects": checked, "exit_status": exit_status(checked)}))
         else:
-            Console().print(health_table(checked))
+            table_console().print(health_table(checked))
         raise SystemExit(exit_status(checked))
     objects = [o for o in _run(lambda c: c.list(), conn) if o["name"].startswith(prefix)]
     if as_json:
@@ -352,7 +353,7 @@ def list_objects(prefix: str, health: bool, conn: Connection, as_json: bool) -> 
         table.add_column(column, justify="right" if column == "size" else "left")
     for o in objects:
         table.add_row(o["name"], o["id"], f"{o['size']:,}", str(o["encrypted"]), o["created_at"])
-    Console().print(table)
+    table_console().print(table)
 
 
 @click.command(name="rm")
