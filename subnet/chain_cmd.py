@@ -178,13 +178,25 @@ def metagraph(url: str, as_json: bool) -> None:
 @click.option("--epoch", type=int, help="Only this epoch.")
 @click.option("--era", type=int, help="Only this halving era.")
 @click.option("--hotkey", help="Only this hotkey.")
+@click.option(
+    "--last",
+    type=click.IntRange(min=1),
+    help="Only the last N closed epochs (the newest N the chain lists).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead.")
 def rewards(
-    url: str, epoch: int | None, era: int | None, hotkey: str | None, as_json: bool
-) -> None:
+    url: str, epoch: int | None, era: int | None, hotkey: str | None, last: int | None,
+    as_json: bool,
+) -> None:  # fmt: skip
     """Show credits per hotkey, with the capacity and availability behind them, and the
     totals per halving era. Amounts are TAO (rao in --json)."""
     params: dict[str, str | int] = {}
+    if last is not None:
+        if epoch is not None:
+            raise click.UsageError("give --epoch or --last, not both")
+        closed = fetch(url, "/v1/epochs", {"limit": last})["epochs"]
+        # None closed yet: no credit can be that recent, so nothing is shown.
+        params["since_epoch"] = min((e["number"] for e in closed), default=1 << 62)
     if epoch is not None:
         params["epoch"] = epoch
     if era is not None:
