@@ -318,13 +318,11 @@ class GatewayClient:
         attempt is recognised by its body's sha256 and its capability completed from the
         pending key; an unchanged file is not sent again; a changed one is refused unless
         ``overwrite`` (then the stored version is deleted and the file uploaded)."""
-        size = (await asyncio.to_thread(path.stat)).st_size
         for _ in range(2):
             stored = listed.get(name)
             if stored is not None:
                 status = await self._reconcile(path, name, stored, overwrite)
-                if status != "replace":
-                    on_bytes(size)
+                if status != "replace":  # nothing sent: on_bytes is not told of it
                     return PutResult(name, status, str(stored["id"]), int(stored["size"]))
                 await self.delete(str(stored["id"]))
                 await asyncio.to_thread(self.caps.forget, str(stored["id"]))

@@ -217,6 +217,14 @@ def upload(
                              "error": _explain(exc)}
                         )  # fmt: skip
                         return
+                    if done.status in SKIPPED:
+                        # Not sent now: out of the bar's total (with whatever an attempt
+                        # that met the stored object had counted), so it never shows
+                        # more bytes than were sent.
+                        task = progress.tasks[0]
+                        progress.update(
+                            total, advance=-sent, total=(task.total or size) - size
+                        )
                     results.append(
                         {"name": name, "id": done.object_id, "size": done.size,
                          "status": done.status, "warning": done.warning}
@@ -232,6 +240,8 @@ def upload(
     else:
         for r in results:
             line = f"{r['status']:9} {r['name']}  {r['id'] or '-'}  {r['size']:,} B"
+            if r["status"] in SKIPPED:
+                line += "  (skipped: already stored, unchanged)"
             click.echo(line + (f"\n          {r['error']}" if r.get("error") else ""))
         click.echo(", ".join(f"{n} {s}" for s, n in counts.items() if n or s == "failed"))
     short = [r for r in results if r.get("warning")]
@@ -243,6 +253,7 @@ def upload(
 
 
 UPLOAD_STATUSES = ("stored", "recovered", "present", "replaced", "failed")
+SKIPPED = ("recovered", "present")  # stored by an earlier run: nothing sent now
 
 
 def _explain(exc: BaseException) -> str:

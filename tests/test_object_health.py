@@ -193,3 +193,22 @@ def test_uploads_and_deletes_are_logged(net: dict[str, Any]) -> None:
     assert stored["shares"] == "3 of 3 (k=2)"
     [deleted] = [r for r in records if r["event"] == "object deleted"]
     assert (deleted["user"], deleted["object_name"]) == ("alice", "a.bin")
+
+
+def test_a_skipped_file_shows_its_size_once_and_no_transfer(net: dict[str, Any]) -> None:
+    folder = net["tmp"] / "skips"
+    folder.mkdir()
+    (folder / "old.bin").write_bytes(os.urandom(50_000))
+    first = cli(net, "full", "upload", str(folder))
+    assert first.returncode == 0, first.stderr
+    (folder / "new.bin").write_bytes(os.urandom(20_000))
+    again = cli(net, "full", "upload", str(folder))
+    assert again.returncode == 0, again.stderr
+    lines = {line.split()[1]: line for line in again.stdout.splitlines()[:2]}
+    assert lines["skips/old.bin"].startswith("present")
+    assert "50,000 B  (skipped: already stored, unchanged)" in lines["skips/old.bin"]
+    assert lines["skips/new.bin"].startswith("stored")
+    assert "skipped" not in lines["skips/new.bin"]
+    # The bar counts what was sent: the new file alone, never 70.0 kB or more.
+    assert "20.0/20.0 kB" in again.stderr, again.stderr
+    assert "70.0" not in again.stderr
