@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -259,7 +261,8 @@ class GatewayClient:
         seal = seal or ("client" if encrypt else "none")
         if seal not in SEALS:
             raise ValueError(f"seal is one of {', '.join(SEALS)}")
-        query = {"name": name, "seal": seal}
+        mode = stat.S_IMODE((await asyncio.to_thread(path.stat)).st_mode) & 0o777
+        query = {"name": name, "seal": seal, "mode": f"{mode:o}"}
         if codec is not None:
             query["codec"] = codec
         if seal != "client":
@@ -462,9 +465,13 @@ class GatewayClient:
             with os.fdopen(fd, "wb") as out:
                 if cap is None:
                     assert ref is not None
-                    written = await self._download_plain(ref, out, on_bytes)
+                    written, mode = await self._download_plain(ref, out, on_bytes)
                 else:
-                    written = await self._download_capability(cap, out, on_bytes, ref)
+                    written, mode = await self._download_capability(cap, out, on_bytes, ref)
+                # The uploaded file's mode; a new file's default for objects without one
+                # (mkstemp made it 0600).
+                mode = default_mode() if mode is None else mode
+                await asyncio.to_thread(os.chmod, out.fileno(), mode)
                 await asyncio.to_thread(_sync, out)
             await asyncio.to_thread(os.replace, tmp, target)
         except BaseException:
@@ -485,7 +492,8 @@ class GatewayClient:
 
     async def _download_plain(
         self, ref: str, out: IO[bytes], on_bytes: Callable[[int], None]
-    ) -> int:
+    ) -> tuple[int, int | None]:
+        """(bytes written, the uploaded file's mode if the validator recorded one)."""
         async with self.signer.request(
             "GET", f"{self.url}/v1/objects/{quote(ref)}", signed_for=self.validator
         ) as response:
@@ -496,7 +504,7 @@ class GatewayClient:
                     f"not in {self.caps.path}; give --capability URI:SN-CHK:... (from that "
                     "machine's ~/.subnet/capabilities, or whoever shared it)",
                 )  # fmt: skip
-            return await self._receive(response, out, on_bytes)
+            return await self._receive(response, out, on_bytes), _mode(response)
 
     async def _manifest(self, cap: Capability) -> Manifest:
         """The manifest the capability pins, checked against it."""
@@ -521,7 +529,7 @@ class GatewayClient:
     async def _download_capability(
         self, cap: Capability, out: IO[bytes], on_bytes: Callable[[int], None],
         ref: str | None = None,
-    ) -> int:  # fmt: skip
+    ) -> tuple[int, int | None]:  # fmt: skip
         """By ``ref`` (the caller's own objects only, as without a capability), or by the
         capability alone (any object: holding the capability is the permission)."""
         manifest = await self._manifest(cap)
@@ -541,9 +549,10 @@ class GatewayClient:
                     f"the capability kept for {ref} is for another object; give --capability",
                 )  # fmt: skip
             if manifest.sealer != "client":
-                return await self._receive(response, out, on_bytes)
+                return await self._receive(response, out, on_bytes), _mode(response)
             assert cap.key is not None
-            return await self._receive_sealed(response, out, on_bytes, cap.key, manifest)
+            written = await self._receive_sealed(response, out, on_bytes, cap.key, manifest)
+            return written, _mode(response)
 
     async def _receive_sealed(
         self, response: aiohttp.ClientResponse, out: IO[bytes], on_bytes: Callable[[int], None],
@@ -596,6 +605,27 @@ class GatewayClient:
         if expected is not None and written != expected:
             raise GatewayError(502, "truncated", f"got {written} of {expected} bytes")
         return written
+
+
+def _mode(response: aiohttp.ClientResponse) -> int | None:
+    """The permission bits the object's file had at upload (``X-Object-Mode``, octal)."""
+    raw = response.headers.get("X-Object-Mode", "")
+    if not (0 < len(raw) <= 3 and all(c in "01234567" for c in raw)):
+        return None  # none recorded (stored before modes were, or through S3)
+    return int(raw, 8)
+
+
+@functools.cache
+def default_mode() -> int:
+    """What a new file gets here: 0o666 less the umask. Linux shows the umask in
+    /proc/self/status; elsewhere it is read by setting it and putting it back at once."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        mask = int(next(line for line in status.splitlines() if line.startswith("Umask:"))[6:], 8)
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _with_key(verify_only: str, key: bytes, size: int) -> str:

@@ -8,19 +8,24 @@ stored with 3 of 4 shares), ``full`` codes 2-of-3 (every share placed). Both rep
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
-from protocol.wallet import create_wallet
+from protocol.wallet import create_wallet, load_hotkey
+from subnet.gateway_client import GatewayClient, GatewayError
 from subnet.processes import free_port, running, start_subnet_command, wait_healthy
 
 MINERS = 3
@@ -212,3 +217,63 @@ def test_a_skipped_file_shows_its_size_once_and_no_transfer(net: dict[str, Any])
     # The bar counts what was sent: the new file alone, never 70.0 kB or more.
     assert "20.0/20.0 kB" in again.stderr, again.stderr
     assert "70.0" not in again.stderr
+
+
+def test_download_gives_files_the_mode_they_were_uploaded_with(net: dict[str, Any]) -> None:
+    folder = net["tmp"] / "modes"
+    folder.mkdir()
+    modes = {"run.sh": 0o755, "private.txt": 0o600, "shared.txt": 0o664}
+    for name, mode in modes.items():
+        (folder / name).write_bytes(os.urandom(1000))
+        (folder / name).chmod(mode)
+    assert cli(net, "full", "upload", str(folder)).returncode == 0
+    copy = net["tmp"] / "modes-copy"
+    got = cli(net, "full", "download", "modes/", "-o", str(copy))
+    assert got.returncode == 0, got.stderr
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in copy.iterdir()} == modes
+    one = cli(net, "full", "download", "modes/run.sh", "-o", str(net["tmp"] / "one.sh"))
+    assert one.returncode == 0, one.stderr
+    assert stat.S_IMODE((net["tmp"] / "one.sh").stat().st_mode) == 0o755
+
+
+def test_an_object_stored_without_a_mode_downloads_with_the_default(
+    net: dict[str, Any],
+) -> None:
+    source = net["tmp"] / "modeless.bin"
+    source.write_bytes(os.urandom(1000))
+    source.chmod(0o700)
+    keypair = load_hotkey("alice", "default", net["wallets"])
+
+    async def upload_without_mode() -> None:  # as a client from before modes were kept
+        async with aiohttp.ClientSession() as session:
+            client = GatewayClient(session, keypair, net["urls"]["full"])
+            await client.connect()
+            digest = hashlib.sha256(source.read_bytes()).hexdigest()
+            with pytest.raises(GatewayError) as refused:
+                await client._put(
+                    {"name": "bad-mode.bin", "seal": "none", "mode": "1777"}, digest, 1000,
+                    _chunks(source.read_bytes()),
+                )  # fmt: skip
+            assert (refused.value.status, refused.value.code) == (400, "bad_mode")
+            await client._put(  # the request a client from before modes sent
+                {"name": "modeless.bin", "seal": "none"}, digest, 1000,
+                _chunks(source.read_bytes()),
+            )  # fmt: skip
+
+    asyncio.run(upload_without_mode())
+    [listed] = [
+        o for o in json.loads(cli(net, "full", "ls", "--json").stdout)["objects"]
+        if o["name"] == "modeless.bin"
+    ]  # fmt: skip
+    assert listed["mode"] is None
+    target = net["tmp"] / "modeless-copy.bin"
+    got = cli(net, "full", "download", "modeless.bin", "-o", str(target))
+    assert got.returncode == 0, got.stderr
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+    assert target.read_bytes() == source.read_bytes()
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    yield data

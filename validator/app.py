@@ -1,6 +1,7 @@
 """The validator's HTTP API: a thin aiohttp layer over :class:`Gateway`.
 
     PUT    /v1/objects?name=N[&seal=client|validator|none][&keep_key=1][&codec=zfec|isal]
+           [&mode=644]: the file's permission bits, given back by downloads
            seal=client also needs &size=<plaintext bytes>&segment_size=<as /v1/info says>
                                                           upload (streamed, signed sha256)
     GET    /v1/objects                                    the caller's objects
@@ -230,6 +231,16 @@ def _sealing(request: web.Request, settings: ValidatorSettings, length: int) -> 
     return seal, keep_key
 
 
+def _mode(request: web.Request) -> int | None:
+    """``mode=644``: the uploaded file's permission bits in octal, as chmod takes them."""
+    raw = request.query.get("mode")
+    if raw is None:
+        return None
+    if not (0 < len(raw) <= 4 and all(c in "01234567" for c in raw)) or int(raw, 8) > 0o777:
+        raise BadRequest("bad_mode", "mode is a file's permission bits in octal, 0 to 777")
+    return int(raw, 8)
+
+
 def _codec(request: web.Request, default: str) -> str:
     codec = request.query.get("codec", default)
     if codec not in CODECS:
@@ -305,6 +316,7 @@ async def put_object(request: web.Request) -> web.Response:
     )
     options = UploadOptions(
         params,
+        mode=_mode(request),
         extra_receipts=settings.extra_receipts,
         encrypt=seal != "none",
         keep_key=keep_key,
@@ -399,6 +411,8 @@ async def _serve(
     response.headers["X-Object-Id"] = info.id
     response.headers["X-Sealed-By"] = info.sealed_by
     response.headers["X-Object-Size"] = str(info.size)
+    if info.mode is not None:
+        response.headers["X-Object-Mode"] = info.mode  # the file's mode, for the download
     if info.verifier is not None:
         response.headers["X-Verifier"] = info.verifier  # which capability opens it
     if response.status == 206:

@@ -54,6 +54,7 @@ class ObjectInfo:
     k: int
     m: int
     segment_size: int
+    mode: str | None  # the uploaded file's permission bits in octal ("644"); None: unknown
 
 
 DEFAULT_UNPROVEN_BYTES = 64 * 2**30
@@ -320,6 +321,7 @@ def _info(row: StoredObject) -> ObjectInfo:
         k=row.k,
         m=row.m,
         segment_size=row.segment_size,
+        mode=None if row.mode is None else f"{row.mode:o}",
     )
 
 

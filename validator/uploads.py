@@ -78,6 +78,7 @@ class UploadOptions:
     # validator never has the key. Otherwise the validator seals when ``encrypt``.
     presealed: bool = False
     content_sha256: str | None = None  # of the body, as signed; checked before the commit
+    mode: int | None = None  # the uploaded file's permission bits, for downloads to restore
 
     @property
     def sealed_by(self) -> str:
@@ -192,6 +193,7 @@ class Uploader:
                 encryption="aes-256-gcm" if options.encrypt else "none",
                 sealed_by=options.sealed_by,
                 content_sha256=options.content_sha256,
+                mode=options.mode,
                 created_at=now(),
             )
             session.add(row)
