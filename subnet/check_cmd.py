@@ -32,7 +32,7 @@ def check(refs: tuple[str, ...], conn: Connection, as_json: bool) -> None:
             if not ref.endswith("/"):
                 found += await client.health(ref)
                 continue
-            inside = [o for o in await client.health() if o["name"].startswith(ref)]
+            inside = await client.health(prefix=ref)
             if not inside:
                 raise GatewayError(404, "not_found", f"no objects named {ref}...")
             found += inside

@@ -423,13 +423,18 @@ class GatewayClient:
             body = await self._json(response)
         return list(body["objects"])
 
-    async def health(self, ref: str | None = None) -> builtins.list[dict[str, Any]]:
-        """Each of the caller's objects' health (``ref``: one of them), as the validator's
-        repairer sees it: healthy shares per segment against k and m."""
-        where = "" if ref is None else f"/{quote(ref)}"
-        async with self.signer.request(
-            "GET", f"{self.url}/v1/health{where}", signed_for=self.validator
-        ) as response:
+    async def health(
+        self, ref: str | None = None, *, prefix: str = ""
+    ) -> builtins.list[dict[str, Any]]:
+        """The health of the caller's objects whose names start with ``prefix`` (or of
+        ``ref``, one of them), as the validator's repairer sees it: healthy shares per
+        segment against k and m."""
+        url = f"{self.url}/v1/health"
+        if ref is not None:
+            url += f"/{quote(ref)}"
+        elif prefix:
+            url += f"?prefix={quote(prefix, safe='')}"
+        async with self.signer.request("GET", url, signed_for=self.validator) as response:
             body = await self._json(response)
         return list(body["objects"])
 

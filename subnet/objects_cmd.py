@@ -222,9 +222,7 @@ def upload(
                         # that met the stored object had counted), so it never shows
                         # more bytes than were sent.
                         task = progress.tasks[0]
-                        progress.update(
-                            total, advance=-sent, total=(task.total or size) - size
-                        )
+                        progress.update(total, advance=-sent, total=(task.total or size) - size)
                     results.append(
                         {"name": name, "id": done.object_id, "size": done.size,
                          "status": done.status, "warning": done.warning}
@@ -349,7 +347,7 @@ def list_objects(prefix: str, health: bool, conn: Connection, as_json: bool) -> 
     """List your objects on the validator; with PREFIX (a folder, e.g. data3/), those whose
     names start with it."""
     if health:
-        checked = [o for o in _run(lambda c: c.health(), conn) if o["name"].startswith(prefix)]
+        checked = _run(lambda c: c.health(prefix=prefix), conn)
         if as_json:
             click.echo(json.dumps({"objects": checked, "exit_status": exit_status(checked)}))
         else:

@@ -148,6 +148,16 @@ def test_check_shows_shares_per_segment_and_exits_by_the_worst(net: dict[str, An
     table = cli(net, "short", "ls", "--health")
     assert "AT RISK" in table.stdout and "3 of 4" in table.stdout
 
+    # A folder: the objects under it, and only those.
+    cli(net, "full", "upload", str(net["data"]))
+    folder = cli(net, "full", "check", "data/", "--json")
+    assert folder.returncode == 0, folder.stderr
+    names = {o["name"] for o in json.loads(folder.stdout)["objects"]}
+    assert names == {"data/a.bin", "data/b.bin"}
+    listed = cli(net, "full", "ls", "--health", "data/", "--json")
+    assert {o["name"] for o in json.loads(listed.stdout)["objects"]} == names
+    assert cli(net, "full", "check", "nothing/").returncode == 1
+
 
 def test_a_user_checks_only_their_own_objects(net: dict[str, Any]) -> None:
     cli(net, "full", "upload", str(net["data"] / "b.bin"))

@@ -1,5 +1,6 @@
-"""``GET /v1/health[/{ref}]``: the caller's objects' health (``subnet check``, ``subnet ls
---health``), read-only, under the user's own auth: a user sees only their own objects.
+"""``GET /v1/health[?prefix=P]`` and ``GET /v1/health/{ref}``: the caller's objects'
+health (``subnet check``, ``subnet ls --health``), read-only, under the user's own auth: a
+user sees only their own objects.
 
 The handlers are thin: :meth:`validator.gateway.Gateway.health` reads the rows and
 :mod:`validator.object_health` computes, with the repairer's definition of a healthy share.
@@ -19,17 +20,18 @@ UNSEEN_AFTER = web.AppKey("health_unseen_after", float)
 
 
 async def get_all(request: web.Request) -> web.Response:
-    return await _answer(request, None)
+    return await _answer(request, None, request.query.get("prefix", ""))
 
 
 async def get_one(request: web.Request) -> web.Response:
-    return await _answer(request, request.match_info["ref"])
+    return await _answer(request, request.match_info["ref"], "")
 
 
-async def _answer(request: web.Request, ref: str | None) -> web.Response:
+async def _answer(request: web.Request, ref: str | None, prefix: str) -> web.Response:
     gateway = request.app[HEALTH_GATEWAY]
     owner = await asyncio.to_thread(gateway.user_id, verified(request).signed_by)
-    report = await asyncio.to_thread(gateway.health, owner, ref, request.app[UNSEEN_AFTER])
+    unseen_after = request.app[UNSEEN_AFTER]
+    report = await asyncio.to_thread(gateway.health, owner, ref, unseen_after, prefix)
     return web.json_response({"objects": [health.to_dict() for health in report]})
 
 

@@ -351,14 +351,20 @@ async def test_fewer_than_k_healthy_shards_is_reported_and_nothing_is_written(
     miner_client: MinerClient,
     live_miners: list[LiveMiner],
     seeded: int,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     await upload(sessions, miner_client, live_miners, seeded)
     first = [r for r in rows(sessions) if r.segment == 0]
     mark_lost(sessions, [r.placement for r in first[:3]])  # 3 of 6 left, k = 4
     snapshot, waiting = rows(sessions), queued(sessions)
     held = sum(m.service.index.counts()["ok"] for m in live_miners)
-    report = await repairer(sessions, miner_client, live_miners).run_once()
-    assert report.unrepairable_count == 1
+    runs = repairer(sessions, miner_client, live_miners)
+    report = await runs.run_once()
+    again = await runs.run_once()
+    assert report.unrepairable_count == again.unrepairable_count == 1
+    # Reported by every run, logged once: the set did not change.
+    said = [r for r in caplog.records if "cannot be repaired" in r.getMessage()]
+    assert len(said) == 1
     [ref] = report.unrepairable
     assert (ref.segment, ref.healthy, ref.k, ref.name) == (0, 3, PARAMS.k, "obj")
     assert (report.events, report.shards_rebuilt, report.bytes_fetched) == ([], 0, 0)
