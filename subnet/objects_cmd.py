@@ -244,7 +244,8 @@ def upload(
         click.echo(", ".join(f"{n} {s}" for s, n in counts.items() if n or s == "failed"))
     short = [r for r in results if r.get("warning")]
     if short:  # one line, whatever the number of files: the cause is the net, not a file
-        also = f" (and {len(short) - 1} more files)" if len(short) > 1 else ""
+        more = len(short) - 1
+        also = f" (and {more} more file{'s' if more > 1 else ''})" if more else ""
         click.echo(f"warning: {short[0]['name']}{also}: {short[0]['warning']}", err=True)
     if counts["failed"]:
         raise SystemExit(1)
