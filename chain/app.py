@@ -9,7 +9,7 @@
                           block interval (seconds)
     GET  /v1/epochs       closed epochs, newest first (?limit=)
     GET  /v1/balances     rao credited per hotkey and era (?hotkey=)
-    GET  /v1/ledger       credits (?epoch=&era=&hotkey=)
+    GET  /v1/ledger       credits (?epoch=&era=&hotkey=&since_epoch=)
     GET  /healthz, /metrics
     GET  /                the dashboard (chain/dashboard.py)
 
@@ -212,6 +212,7 @@ async def get_ledger(request: web.Request) -> web.Response:
         epoch=query_int(request, "epoch"),
         era=query_int(request, "era"),
         hotkey=request.query.get("hotkey"),
+        since_epoch=query_int(request, "since_epoch"),
     )
     return web.json_response({"credits": [c.to_dict() for c in credits]})
 

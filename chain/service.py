@@ -59,9 +59,12 @@ class ChainService:
         return await self.run(self.chain.metagraph)
 
     async def ledger(
-        self, *, epoch: int | None, era: int | None, hotkey: str | None
-    ) -> list[Credit]:
-        return await self.run(self.chain.ledger, epoch=epoch, era=era, hotkey=hotkey)
+        self, *, epoch: int | None, era: int | None, hotkey: str | None,
+        since_epoch: int | None = None,
+    ) -> list[Credit]:  # fmt: skip
+        return await self.run(
+            self.chain.ledger, epoch=epoch, era=era, hotkey=hotkey, since_epoch=since_epoch
+        )
 
     async def advance(self, blocks: int = 1) -> list[EpochSummary]:
         closed = await self.run(self.chain.advance, blocks)

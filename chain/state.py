@@ -417,11 +417,14 @@ class LocalChain:
             return [_summary(r) for r in rows]
 
     def ledger(
-        self, *, epoch: int | None = None, era: int | None = None, hotkey: str | None = None
-    ) -> list[Credit]:
+        self, *, epoch: int | None = None, era: int | None = None, hotkey: str | None = None,
+        since_epoch: int | None = None,
+    ) -> list[Credit]:  # fmt: skip
         query = select(LedgerRow).order_by(LedgerRow.epoch, LedgerRow.era, LedgerRow.id)
         if epoch is not None:
             query = query.where(LedgerRow.epoch == epoch)
+        if since_epoch is not None:
+            query = query.where(LedgerRow.epoch >= since_epoch)
         if era is not None:
             query = query.where(LedgerRow.era == era)
         if hotkey is not None:

@@ -132,3 +132,35 @@ def create_wallet(
     except KeyFileError as exc:
         raise WalletError(f"cannot write wallet {name!r} under {path}: {exc}") from None
     return load_hotkey(name, hotkey, path)
+
+
+@dataclass(frozen=True, slots=True)
+class WalletEntry:
+    """One hotkey found under a wallets folder; ``problem`` says why it cannot be used."""
+
+    name: str
+    hotkey: str
+    ss58_address: str | None
+    coldkey_ss58_address: str | None
+    problem: str | None
+
+
+def list_hotkeys(path: Path | str = DEFAULT_WALLET_PATH) -> list[WalletEntry]:
+    """Every hotkey in btcli's layout under ``path`` (``<name>/hotkeys/<hotkey>``), by
+    wallet then hotkey name; the ``...pub.txt`` files beside them are not hotkeys."""
+    root = Path(path).expanduser()
+    found = []
+    for folder in sorted(root.glob("*/hotkeys")):
+        for keyfile in sorted(folder.iterdir()):
+            if not keyfile.is_file() or keyfile.name.endswith("pub.txt"):
+                continue
+            name, hotkey = folder.parent.name, keyfile.name
+            try:
+                info = hotkey_info(name, hotkey, root)
+            except WalletError as exc:
+                found.append(WalletEntry(name, hotkey, None, None, str(exc)))
+                continue
+            found.append(
+                WalletEntry(name, hotkey, info.ss58_address, info.coldkey_ss58_address, None)
+            )
+    return found

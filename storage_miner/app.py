@@ -363,8 +363,7 @@ def make_app(service: MinerService, *, background: bool = True) -> web.Applicati
         presence = ChainPresence(
             open_chain,
             service.hotkey,
-            settings.axon_host,
-            settings.port,
+            *settings.axon,
             settings.metagraph_seconds,
             name=name,
         )

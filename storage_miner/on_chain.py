@@ -23,6 +23,7 @@ from pathlib import Path
 import aiohttp
 from bittensor_wallet import Keypair
 
+from chain.axon import announce
 from chain.client import Chain, ChainClient, ChainRequestError, MetagraphPolicy
 from chain.metagraph import Metagraph
 
@@ -130,14 +131,10 @@ class ChainPresence:
 
     async def _step(self, chain: Chain) -> None:
         graph = await self.policy.refresh()
-        host, port = self.axon
-        me = graph.by_hotkey(self.hotkey)
-        if me is not None and me.axon == f"{host}:{port}":
-            self.uid = me.uid
+        self.uid, announced = await announce(chain, graph, self.hotkey, self.axon)
+        if not announced:
             return
-        # register() is idempotent on the chain: an existing UID is returned as is.
-        self.uid = await chain.register()
-        await chain.serve_axon(host, port)
+        host, port = self.axon
         log.info(
             "registered on the chain and announced the axon",
             extra={"chain": self.name, "uid": self.uid, "axon": f"{host}:{port}"},

@@ -6,13 +6,13 @@ Environment variables are ``SUBNET_MINER_<FIELD>``, e.g. ``SUBNET_MINER_CAPACITY
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from bittensor_wallet.utils import is_valid_ss58_address
 
+from chain.axon import axon_address, axon_error
 from chain.networks import chain_choice_error
 from protocol.settings import SIZE, FieldError, LogFormat, LogLevel
 from protocol.wallet import DEFAULT_WALLET_PATH
@@ -48,7 +48,10 @@ class MinerSettings:
     network: str = ""
     netuid: int | None = None
     yes: bool = False
+    # The address announced as the axon when it is not where the miner listens (a public IP
+    # in front of 0.0.0.0, a port forwarded by a NAT or a proxy).
     external_host: str = ""
+    external_port: int | None = None
     metagraph_seconds: float = 30.0
     max_shard_size: int = field(default=256 * 2**20, metadata=SIZE)
     trash_grace_seconds: float = 3600.0
@@ -71,16 +74,14 @@ class MinerSettings:
         choice = chain_choice_error(self.chain_url, self.network, self.netuid)
         if choice:
             raise ValueError(choice)
-        if self.on_chain and self.axon_host in {"", "0.0.0.0", "::", "[::]"}:  # noqa: S104
-            raise ValueError(
-                f"host {self.host!r} listens everywhere, so it is not an address validators can "
-                "dial: give the address to announce on the chain, e.g. --external-host 203.0.113.7"
+        if self.external_port is not None and not 0 < self.external_port <= 65535:
+            raise FieldError("external_port", f"{self.external_port} is not a TCP port")
+        if self.on_chain:
+            why = axon_error(
+                self.axon[0], self.host, subtensor=bool(self.network), who="validators"
             )
-        if self.network and not _is_ip(self.axon_host.strip("[]")):
-            raise ValueError(
-                f"subtensor stores an axon as an IP address, and {self.axon_host!r} is not one: "
-                "give it with --external-host, e.g. 203.0.113.7"
-            )
+            if why:
+                raise ValueError(why)
 
     @property
     def on_chain(self) -> bool:
@@ -88,15 +89,6 @@ class MinerSettings:
         return bool(self.chain_url or self.network)
 
     @property
-    def axon_host(self) -> str:
-        """The host announced on the chain; a bare IPv6 address gets its brackets."""
-        host = self.external_host or self.host
-        return f"[{host}]" if ":" in host and not host.startswith("[") else host
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+    def axon(self) -> tuple[str, int]:
+        """(host, port) announced on the chain; a bare IPv6 address gets its brackets."""
+        return axon_address(self.host, self.port, self.external_host, self.external_port)

@@ -19,9 +19,9 @@ from typing import Any
 
 import aiohttp
 import click
-from rich.console import Console
 from rich.table import Table
 
+from subnet.tables import table_console
 from validator.audit_log import LogEntry, verify_entries
 
 URL_OPTION = click.option(
@@ -244,7 +244,7 @@ def summary_cmd(url: str, since: str | None, as_json: bool) -> None:
             _status(row),
             f"{row['weight']:.3f}",
         )
-    Console().print(table)
+    table_console().print(table)
 
 
 def _status(row: dict[str, Any]) -> str:

@@ -10,7 +10,6 @@ from typing import Any
 import aiohttp
 import click
 from bittensor_wallet.utils import is_valid_ss58_address
-from rich.console import Console
 from rich.table import Table
 
 from chain.emission import RAO_PER_TAO
@@ -20,6 +19,7 @@ from chain.state import ChainError
 from protocol.listen import CannotListen
 from protocol.logs import configure_logging
 from subnet.settings_cli import LOG_HELP, SettingError, settings_from_cli, settings_options
+from subnet.tables import table_console
 
 DEFAULT_URL = "http://127.0.0.1:9944"
 
@@ -170,7 +170,7 @@ def metagraph(url: str, as_json: bool) -> None:
             "" if n["last_update"] is None else str(n["last_update"]),
             str(n["registered_at"]),
         )
-    Console().print(table)
+    table_console().print(table)
 
 
 @click.command()
@@ -178,13 +178,25 @@ def metagraph(url: str, as_json: bool) -> None:
 @click.option("--epoch", type=int, help="Only this epoch.")
 @click.option("--era", type=int, help="Only this halving era.")
 @click.option("--hotkey", help="Only this hotkey.")
+@click.option(
+    "--last",
+    type=click.IntRange(min=1),
+    help="Only the last N closed epochs (the newest N the chain lists).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead.")
 def rewards(
-    url: str, epoch: int | None, era: int | None, hotkey: str | None, as_json: bool
-) -> None:
+    url: str, epoch: int | None, era: int | None, hotkey: str | None, last: int | None,
+    as_json: bool,
+) -> None:  # fmt: skip
     """Show credits per hotkey, with the capacity and availability behind them, and the
     totals per halving era. Amounts are TAO (rao in --json)."""
     params: dict[str, str | int] = {}
+    if last is not None:
+        if epoch is not None:
+            raise click.UsageError("give --epoch or --last, not both")
+        closed = fetch(url, "/v1/epochs", {"limit": last})["epochs"]
+        # None closed yet: no credit can be that recent, so nothing is shown.
+        params["since_epoch"] = min((e["number"] for e in closed), default=1 << 62)
     if epoch is not None:
         params["epoch"] = epoch
     if era is not None:
@@ -216,7 +228,7 @@ def rewards(
             "" if c["capacity_bytes"] is None else f"{c['capacity_bytes'] / 2**30:,.2f} GiB",
             "" if c["availability"] is None else f"{c['availability']:.2%}",
         )
-    console = Console()
+    console = table_console()
     console.print(table)
     eras = Table(title="Totals per halving era")
     eras.add_column("era", justify="right")

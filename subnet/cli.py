@@ -71,6 +71,10 @@ COMMANDS = {
         "Download an object by id or name, or a whole uploaded directory.",
     ),
     "ls": ("subnet.objects_cmd:list_objects", "List your objects on the validator."),
+    "check": (
+        "subnet.check_cmd:check",
+        "Check objects' health: shares per segment against k and m, like tahoe check.",
+    ),
     "rm": (
         "subnet.objects_cmd:remove",
         "Delete objects by id or name; their miners are asked to drop the shards.",

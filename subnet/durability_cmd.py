@@ -10,10 +10,10 @@ import json
 import math
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from protocol.settings import parse_size
+from subnet.tables import table_console
 from validator.durability import (
     MEASURED_REBUILD_BYTES_PER_SECOND,
     DurabilityInputs,
@@ -118,7 +118,7 @@ def durability_cmd(
     ]
     for name, value in rows:
         table.add_row(name, value)
-    Console().print(table)
+    table_console().print(table)
 
 
 def _json_safe(value: float | int | None) -> float | int | None:

@@ -14,8 +14,11 @@ capability. ``seal="validator"`` (the validator seals and hands the key back) an
 from __future__ import annotations
 
 import asyncio
+import builtins
+import functools
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -75,6 +78,9 @@ class PutResult:
     status: str
     object_id: str
     size: int
+    # The validator's word when it stored fewer than m shares of some segment (too few
+    # miners on distinct hosts); None when the object got all the redundancy it asked for.
+    warning: str | None = None
 
 
 def _sync(out: Any) -> None:
@@ -255,7 +261,8 @@ class GatewayClient:
         seal = seal or ("client" if encrypt else "none")
         if seal not in SEALS:
             raise ValueError(f"seal is one of {', '.join(SEALS)}")
-        query = {"name": name, "seal": seal}
+        mode = stat.S_IMODE((await asyncio.to_thread(path.stat)).st_mode) & 0o777
+        query = {"name": name, "seal": seal, "mode": f"{mode:o}"}
         if codec is not None:
             query["codec"] = codec
         if seal != "client":
@@ -314,13 +321,11 @@ class GatewayClient:
         attempt is recognised by its body's sha256 and its capability completed from the
         pending key; an unchanged file is not sent again; a changed one is refused unless
         ``overwrite`` (then the stored version is deleted and the file uploaded)."""
-        size = (await asyncio.to_thread(path.stat)).st_size
         for _ in range(2):
             stored = listed.get(name)
             if stored is not None:
                 status = await self._reconcile(path, name, stored, overwrite)
-                if status != "replace":
-                    on_bytes(size)
+                if status != "replace":  # nothing sent: on_bytes is not told of it
                     return PutResult(name, status, str(stored["id"]), int(stored["size"]))
                 await self.delete(str(stored["id"]))
                 await asyncio.to_thread(self.caps.forget, str(stored["id"]))
@@ -333,7 +338,11 @@ class GatewayClient:
                 listed = {o["name"]: o for o in await self.list()}
                 continue
             status = "replaced" if stored is not None else "stored"
-            return PutResult(name, status, str(reply["object_id"]), int(reply["size"]))
+            warning = reply.get("warning")
+            return PutResult(
+                name, status, str(reply["object_id"]), int(reply["size"]),
+                str(warning) if warning else None,
+            )  # fmt: skip
         raise GatewayError(409, "already_exists", f"{name!r} keeps changing on the validator")
 
     async def _upload_waiting(
@@ -414,6 +423,21 @@ class GatewayClient:
             body = await self._json(response)
         return list(body["objects"])
 
+    async def health(
+        self, ref: str | None = None, *, prefix: str = ""
+    ) -> builtins.list[dict[str, Any]]:
+        """The health of the caller's objects whose names start with ``prefix`` (or of
+        ``ref``, one of them), as the validator's repairer sees it: healthy shares per
+        segment against k and m."""
+        url = f"{self.url}/v1/health"
+        if ref is not None:
+            url += f"/{quote(ref)}"
+        elif prefix:
+            url += f"?prefix={quote(prefix, safe='')}"
+        async with self.signer.request("GET", url, signed_for=self.validator) as response:
+            body = await self._json(response)
+        return list(body["objects"])
+
     async def delete(self, ref: str) -> dict[str, Any]:
         async with self.signer.request(
             "DELETE", f"{self.url}/v1/objects/{quote(ref)}", signed_for=self.validator
@@ -446,9 +470,13 @@ class GatewayClient:
             with os.fdopen(fd, "wb") as out:
                 if cap is None:
                     assert ref is not None
-                    written = await self._download_plain(ref, out, on_bytes)
+                    written, mode = await self._download_plain(ref, out, on_bytes)
                 else:
-                    written = await self._download_capability(cap, out, on_bytes, ref)
+                    written, mode = await self._download_capability(cap, out, on_bytes, ref)
+                # The uploaded file's mode; a new file's default for objects without one
+                # (mkstemp made it 0600).
+                mode = default_mode() if mode is None else mode
+                await asyncio.to_thread(os.chmod, out.fileno(), mode)
                 await asyncio.to_thread(_sync, out)
             await asyncio.to_thread(os.replace, tmp, target)
         except BaseException:
@@ -469,7 +497,8 @@ class GatewayClient:
 
     async def _download_plain(
         self, ref: str, out: IO[bytes], on_bytes: Callable[[int], None]
-    ) -> int:
+    ) -> tuple[int, int | None]:
+        """(bytes written, the uploaded file's mode if the validator recorded one)."""
         async with self.signer.request(
             "GET", f"{self.url}/v1/objects/{quote(ref)}", signed_for=self.validator
         ) as response:
@@ -480,7 +509,7 @@ class GatewayClient:
                     f"not in {self.caps.path}; give --capability URI:SN-CHK:... (from that "
                     "machine's ~/.subnet/capabilities, or whoever shared it)",
                 )  # fmt: skip
-            return await self._receive(response, out, on_bytes)
+            return await self._receive(response, out, on_bytes), _mode(response)
 
     async def _manifest(self, cap: Capability) -> Manifest:
         """The manifest the capability pins, checked against it."""
@@ -505,7 +534,7 @@ class GatewayClient:
     async def _download_capability(
         self, cap: Capability, out: IO[bytes], on_bytes: Callable[[int], None],
         ref: str | None = None,
-    ) -> int:  # fmt: skip
+    ) -> tuple[int, int | None]:  # fmt: skip
         """By ``ref`` (the caller's own objects only, as without a capability), or by the
         capability alone (any object: holding the capability is the permission)."""
         manifest = await self._manifest(cap)
@@ -525,9 +554,10 @@ class GatewayClient:
                     f"the capability kept for {ref} is for another object; give --capability",
                 )  # fmt: skip
             if manifest.sealer != "client":
-                return await self._receive(response, out, on_bytes)
+                return await self._receive(response, out, on_bytes), _mode(response)
             assert cap.key is not None
-            return await self._receive_sealed(response, out, on_bytes, cap.key, manifest)
+            written = await self._receive_sealed(response, out, on_bytes, cap.key, manifest)
+            return written, _mode(response)
 
     async def _receive_sealed(
         self, response: aiohttp.ClientResponse, out: IO[bytes], on_bytes: Callable[[int], None],
@@ -580,6 +610,27 @@ class GatewayClient:
         if expected is not None and written != expected:
             raise GatewayError(502, "truncated", f"got {written} of {expected} bytes")
         return written
+
+
+def _mode(response: aiohttp.ClientResponse) -> int | None:
+    """The permission bits the object's file had at upload (``X-Object-Mode``, octal)."""
+    raw = response.headers.get("X-Object-Mode", "")
+    if not (0 < len(raw) <= 3 and all(c in "01234567" for c in raw)):
+        return None  # none recorded (stored before modes were, or through S3)
+    return int(raw, 8)
+
+
+@functools.cache
+def default_mode() -> int:
+    """What a new file gets here: 0o666 less the umask. Linux shows the umask in
+    /proc/self/status; elsewhere it is read by setting it and putting it back at once."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        mask = int(next(line for line in status.splitlines() if line.startswith("Umask:"))[6:], 8)
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _with_key(verify_only: str, key: bytes, size: int) -> str:

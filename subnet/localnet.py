@@ -56,6 +56,7 @@ from subnet.processes import (
     start_process,
     wait_healthy,
 )
+from subnet.tables import table_console
 
 DEFAULT_DIR = Path("~/.subnet/localnet")
 STATE_FILE = "localnet.json"
@@ -907,7 +908,7 @@ def status(root: Path, as_json: bool) -> None:
     elif not report.services:
         click.echo(f"no local net in {report.root}: start one with `subnet localnet up`")
     else:
-        console = Console()
+        console = table_console()
         console.print(_table(report, console.width))
     if not report.healthy:
         raise SystemExit(1)

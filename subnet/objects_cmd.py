@@ -27,6 +27,8 @@ from erasure import CODECS
 from protocol.wallet import DEFAULT_WALLET_PATH, WalletError, load_hotkey
 from subnet.capability_store import StoreError
 from subnet.gateway_client import SEALS, GatewayClient, GatewayError
+from subnet.health_view import EXIT_HELP, exit_status, health_table
+from subnet.tables import table_console
 
 T = TypeVar("T")
 CONCURRENT_FILES = 4
@@ -215,9 +217,15 @@ def upload(
                              "error": _explain(exc)}
                         )  # fmt: skip
                         return
+                    if done.status in SKIPPED:
+                        # Not sent now: out of the bar's total (with whatever an attempt
+                        # that met the stored object had counted), so it never shows
+                        # more bytes than were sent.
+                        task = progress.tasks[0]
+                        progress.update(total, advance=-sent, total=(task.total or size) - size)
                     results.append(
                         {"name": name, "id": done.object_id, "size": done.size,
-                         "status": done.status}
+                         "status": done.status, "warning": done.warning}
                     )  # fmt: skip
 
             await asyncio.gather(*(one(*job) for job in files))
@@ -230,13 +238,21 @@ def upload(
     else:
         for r in results:
             line = f"{r['status']:9} {r['name']}  {r['id'] or '-'}  {r['size']:,} B"
+            if r["status"] in SKIPPED:
+                line += "  (skipped: already stored, unchanged)"
             click.echo(line + (f"\n          {r['error']}" if r.get("error") else ""))
         click.echo(", ".join(f"{n} {s}" for s, n in counts.items() if n or s == "failed"))
+    short = [r for r in results if r.get("warning")]
+    if short:  # one line, whatever the number of files: the cause is the net, not a file
+        more = len(short) - 1
+        also = f" (and {more} more file{'s' if more > 1 else ''})" if more else ""
+        click.echo(f"warning: {short[0]['name']}{also}: {short[0]['warning']}", err=True)
     if counts["failed"]:
         raise SystemExit(1)
 
 
 UPLOAD_STATUSES = ("stored", "recovered", "present", "replaced", "failed")
+SKIPPED = ("recovered", "present")  # stored by an earlier run: nothing sent now
 
 
 def _explain(exc: BaseException) -> str:
@@ -319,12 +335,25 @@ def download(
             click.echo(f"{item['path']}  {item['size']:,} B")
 
 
-@click.command(name="ls")
+@click.command(name="ls", epilog=EXIT_HELP.replace("Exit status", "With --health, exit status"))
 @click.argument("prefix", required=False, default="")
+@click.option(
+    "--health",
+    is_flag=True,
+    help="Each object's health instead (fewest shares of a segment against m, segments "
+    "short of a share, last verified); subnet check REF shows one in full.",
+)
 @connection_options
-def list_objects(prefix: str, conn: Connection, as_json: bool) -> None:
+def list_objects(prefix: str, health: bool, conn: Connection, as_json: bool) -> None:
     """List your objects on the validator; with PREFIX (a folder, e.g. data3/), those whose
     names start with it."""
+    if health:
+        checked = _run(lambda c: c.health(prefix=prefix), conn)
+        if as_json:
+            click.echo(json.dumps({"objects": checked, "exit_status": exit_status(checked)}))
+        else:
+            table_console().print(health_table(checked))
+        raise SystemExit(exit_status(checked))
     objects = [o for o in _run(lambda c: c.list(), conn) if o["name"].startswith(prefix)]
     if as_json:
         click.echo(json.dumps({"objects": objects}))
@@ -334,7 +363,7 @@ def list_objects(prefix: str, conn: Connection, as_json: bool) -> None:
         table.add_column(column, justify="right" if column == "size" else "left")
     for o in objects:
         table.add_row(o["name"], o["id"], f"{o['size']:,}", str(o["encrypted"]), o["created_at"])
-    Console().print(table)
+    table_console().print(table)
 
 
 @click.command(name="rm")

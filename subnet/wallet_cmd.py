@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.table import Table
 
-from protocol.wallet import DEFAULT_WALLET_PATH, HotkeyInfo, WalletError, create_wallet, hotkey_info
+from protocol.wallet import (
+    DEFAULT_WALLET_PATH,
+    HotkeyInfo,
+    WalletError,
+    create_wallet,
+    hotkey_info,
+    list_hotkeys,
+)
+from subnet.tables import table_console
 
 _name_option = click.option(
     "--name", required=True, help="Wallet name: the folder under --path, as btcli calls it."
@@ -40,6 +50,7 @@ def wallet() -> None:
     Start here:
       subnet wallet create --name miner1 --hotkey default
       subnet wallet show --name miner1 --hotkey default
+      subnet wallet list
     """
 
 
@@ -79,6 +90,28 @@ def show(name: str, hotkey: str, path: Path, as_json: bool) -> None:
     except WalletError as exc:
         raise click.ClickException(str(exc)) from None
     _print(info, as_json, title="hotkey")
+
+
+@wallet.command(name="list")
+@_path_option
+@_json_option
+def list_wallets(path: Path, as_json: bool) -> None:
+    """List the wallets and hotkeys under --path, each with its ss58 address."""
+    entries = list_hotkeys(path)
+    if as_json:
+        click.echo(json.dumps({"path": str(path.expanduser()),
+                               "hotkeys": [asdict(e) for e in entries]}))  # fmt: skip
+        return
+    if not entries:
+        click.echo(f"no hotkeys under {path}: make one with subnet wallet create --name NAME")
+        return
+    table = Table()
+    for column in ("wallet", "hotkey", "ss58 address", "coldkey"):
+        table.add_column(column)
+    for e in entries:
+        address = e.ss58_address or f"[red]{e.problem}[/]"
+        table.add_row(e.name, e.hotkey, address, e.coldkey_ss58_address or "-")
+    table_console().print(table)
 
 
 def _print(info: HotkeyInfo, as_json: bool, *, title: str) -> None:

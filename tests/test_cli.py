@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import click
+
+from protocol.wallet import create_wallet
 
 SUBNET = [sys.executable, "-m", "subnet"]
 
@@ -132,3 +135,31 @@ def test_durability_prints_the_table_and_json() -> None:
     assert bad.returncode == 2
     assert "5%/day" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_wallet_list_shows_every_hotkey_whole_when_piped(tmp_path: Path) -> None:
+    wallets = tmp_path / "wallets"
+    made = {
+        (name, hotkey): create_wallet(name, hotkey, wallets).ss58_address
+        for name, hotkey in (("miner1", "default"), ("miner1", "second"), ("v1", "default"))
+    }
+    (wallets / "v1" / "hotkeys" / "broken").write_text("not a key")
+    listed = run("wallet", "list", "--path", str(wallets), "--json")
+    assert listed.returncode == 0, listed.stderr
+    entries = json.loads(listed.stdout)["hotkeys"]
+    found = {(e["name"], e["hotkey"]): e["ss58_address"] for e in entries if not e["problem"]}
+    assert found == made
+    [broken] = [e for e in entries if e["problem"]]
+    assert (broken["hotkey"], broken["ss58_address"]) == ("broken", None)
+    # A table on a pipe (not a terminal) keeps every address whole, however narrow $COLUMNS.
+    table = subprocess.run(
+        [sys.executable, "-m", "subnet", "wallet", "list", "--path", str(wallets)],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "COLUMNS": "60"},
+    )  # fmt: skip
+    assert table.returncode == 0, table.stderr
+    for address in made.values():
+        assert address in table.stdout
+    assert "…" not in table.stdout
+    empty = run("wallet", "list", "--path", str(tmp_path / "none"))
+    assert "subnet wallet create" in empty.stdout

@@ -79,6 +79,9 @@ def test_up_status_down_then_up_again_with_the_same_wallets(tmp_path: Path) -> N
         for miner in miners:
             assert neurons[miner["hotkey"]]["axon"] == f"{miner['host']}:{miner['port']}"
             assert not neurons[miner["hotkey"]]["validator_permit"]  # no stake at genesis
+        [validator] = [s for s in services if s["role"] == "validator"]
+        # The validator announced its address too (it does so before it serves).
+        assert neurons[validator["hotkey"]]["axon"] == f"{validator['host']}:{validator['port']}"
 
         refused = CliRunner().invoke(main, ["localnet", "up", "--dir", str(root), "--detach"])
         assert refused.exit_code == 1

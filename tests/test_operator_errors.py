@@ -91,3 +91,23 @@ def test_a_miner_that_would_serve_nobody_is_refused(tmp_path: Path) -> None:
     one_clear_line(
         run("miner", "run", "--wallet-path", str(tmp_path)), "--chain-url", "--validators"
     )
+
+
+def test_a_validator_on_a_chain_needs_an_address_to_announce(tmp_path: Path) -> None:
+    # As a miner: listening everywhere is no address to put on the metagraph.
+    one_clear_line(
+        run(
+            "validator", "run", "--wallet-path", str(tmp_path), "--data-dir",
+            str(tmp_path / "v"), "--chain-url", "http://127.0.0.1:9944", "--host", "0.0.0.0",
+        ),
+        "--external-host",
+    )  # fmt: skip
+    one_clear_line(
+        run(
+            "validator", "run", "--wallet-path", str(tmp_path), "--data-dir",
+            str(tmp_path / "v"), "--chain-url", "http://127.0.0.1:9944",
+            "--external-port", "70000",
+        ),
+        "external_port", "70000",
+    )  # fmt: skip
+    assert not (tmp_path / "v").exists()  # refused before anything was made

@@ -28,7 +28,7 @@ SERVICES = {
     ("chain", "run"): (ChainSettings, "SUBNET_CHAIN"),
 }
 # Run for real (in a scratch HOME and folder): quick, and start nothing.
-RUN = {("--help",), ("wallet", "create"), ("chain", "genesis")}
+RUN = {("--help",), ("wallet", "create"), ("wallet", "list"), ("chain", "genesis")}
 
 
 def readme_commands() -> list[list[str]]:

@@ -1,6 +1,7 @@
 """The validator's HTTP API: a thin aiohttp layer over :class:`Gateway`.
 
     PUT    /v1/objects?name=N[&seal=client|validator|none][&keep_key=1][&codec=zfec|isal]
+           [&mode=644]: the file's permission bits, given back by downloads
            seal=client also needs &size=<plaintext bytes>&segment_size=<as /v1/info says>
                                                           upload (streamed, signed sha256)
     GET    /v1/objects                                    the caller's objects
@@ -8,6 +9,7 @@
     DELETE /v1/objects/{ref}                              delete
     GET    /v1/manifests/{verifier}                       an object's manifest, by capability
     GET    /v1/shared/{verifier}                          read by capability, any user; HEAD
+    GET    /v1/health[/{ref}]                             the caller's objects' health
     GET    /v1/audit/log?after=&limit=&miner=&verdict=&kind=&since=&until=
                                                           the challenge log (public)
     GET    /v1/audit/summary?since=                       per miner: pass rate, latency...
@@ -70,7 +72,7 @@ from protocol.http import (
 )
 from protocol.inputs import paced_body, query_float, query_int
 from protocol.metrics import ServiceMetrics
-from validator import dashboard
+from validator import dashboard, health_routes
 from validator.audit import summarise
 from validator.chain_sync import ChainSync, ChainSyncMetrics
 from validator.challenger import Challenger, ChallengerMetrics
@@ -229,6 +231,16 @@ def _sealing(request: web.Request, settings: ValidatorSettings, length: int) -> 
     return seal, keep_key
 
 
+def _mode(request: web.Request) -> int | None:
+    """``mode=644``: the uploaded file's permission bits in octal, as chmod takes them."""
+    raw = request.query.get("mode")
+    if raw is None:
+        return None
+    if not (0 < len(raw) <= 4 and all(c in "01234567" for c in raw)) or int(raw, 8) > 0o777:
+        raise BadRequest("bad_mode", "mode is a file's permission bits in octal, 0 to 777")
+    return int(raw, 8)
+
+
 def _codec(request: web.Request, default: str) -> str:
     codec = request.query.get("codec", default)
     if codec not in CODECS:
@@ -304,6 +316,7 @@ async def put_object(request: web.Request) -> web.Response:
     )
     options = UploadOptions(
         params,
+        mode=_mode(request),
         extra_receipts=settings.extra_receipts,
         encrypt=seal != "none",
         keep_key=keep_key,
@@ -313,6 +326,17 @@ async def put_object(request: web.Request) -> web.Response:
     result = await gateway.uploader.upload(owner, name, body(), options, before_commit=check)
     reply = asdict(result)
     reply["sealed_by"] = seal
+    reply["warning"] = result.redundancy_warning
+    log.info(
+        "object stored",
+        extra={
+            "user": await asyncio.to_thread(gateway.user_name, owner),
+            "object_name": name, "object": result.object_id,
+            "size": result.size, "segments": result.segments,
+            "shares": f"{result.fewest_shares} of {result.m} (k={result.k})"
+            + (f", {result.segments_short} segments short" if result.segments_short else ""),
+        },
+    )  # fmt: skip
     if options.keep_key or not options.encrypt:
         reply["capability"] = str(Capability.parse(result.capability).verify_only())
     return web.json_response(reply, status=201)
@@ -387,6 +411,8 @@ async def _serve(
     response.headers["X-Object-Id"] = info.id
     response.headers["X-Sealed-By"] = info.sealed_by
     response.headers["X-Object-Size"] = str(info.size)
+    if info.mode is not None:
+        response.headers["X-Object-Mode"] = info.mode  # the file's mode, for the download
     if info.verifier is not None:
         response.headers["X-Verifier"] = info.verifier  # which capability opens it
     if response.status == 206:
@@ -430,6 +456,14 @@ async def delete_object(request: web.Request) -> web.Response:
     owner = await asyncio.to_thread(gateway.user_id, verified(request).signed_by)
     info = await asyncio.to_thread(gateway.find, owner, request.match_info["ref"])
     shards = await gateway.delete(owner, info.id)
+    log.info(
+        "object deleted",
+        extra={
+            "user": await asyncio.to_thread(gateway.user_name, owner),
+            "object_name": info.name,
+            "object": info.id,
+        },
+    )
     return web.json_response({"deleted": info.id, "shards": shards})
 
 
@@ -621,6 +655,7 @@ def make_app(
     app.router.add_get("/v1/manifests/{verifier}", get_manifest)
     app.router.add_get("/v1/shared/{verifier}", get_shared)
     app.router.add_get("/v1/info", get_info)
+    health_routes.install(app, gateway, settings.repair_unseen_after)
     if challenger is not None:
         challenger.metrics = ChallengerMetrics(metrics.registry)
         app[CHALLENGER] = challenger

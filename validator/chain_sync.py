@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from chain.axon import announce
 from chain.client import Chain, ChainRequestError
 from chain.metagraph import Metagraph
 from validator.challenger import Challenger
@@ -94,8 +95,10 @@ class ChainSync:
         metagraph_seconds: float,
         weights_seconds: float,
         disqualify_below: float,
+        axon: tuple[str, int] | None = None,
     ) -> None:
         self.chain = chain
+        self.axon = axon  # the address announced on the metagraph (None: none)
         self.gateway = gateway
         self.challenger = challenger
         self.own_hotkey = own_hotkey
@@ -123,6 +126,8 @@ class ChainSync:
 
     async def sync_miners(self) -> Metagraph:
         graph = await self.chain.metagraph()
+        if self.axon is not None:
+            await self._announce(graph)
         miners = []
         for neuron in graph.neurons:
             if neuron.axon is None or neuron.validator_permit or neuron.hotkey == self.own_hotkey:
@@ -134,6 +139,22 @@ class ChainSync:
         self.graph = graph
         await self.gateway.refresh_miners()
         return graph
+
+    async def _announce(self, graph: Metagraph) -> None:
+        """As a miner announces its axon, and again whenever the metagraph has lost it. A
+        refusal is logged and retried with the next read: the miners are synced anyway."""
+        assert self.axon is not None
+        where = f"{self.axon[0]}:{self.axon[1]}"
+        try:
+            self.uid, announced = await announce(self.chain, graph, self.own_hotkey, self.axon)
+        except (OSError, TimeoutError, ChainRequestError) as exc:
+            log.warning(
+                "announcing the validator's address failed; retrying with the next metagraph",
+                extra={"axon": where, "why": str(exc)},
+            )
+            return
+        if announced:
+            log.info("announced the validator's address", extra={"axon": where, "uid": self.uid})
 
     async def send_weights(self) -> WeightsSent | None:
         """Weights for every miner in the metagraph; None when nothing is verified yet."""

@@ -21,6 +21,7 @@ from validator import verified
 from validator.downloads import Downloader
 from validator.miner_client import MinerAddress, MinerClient
 from validator.models import Miner, Placement, Segment, Shard, StoredObject, User
+from validator.object_health import ObjectHealth, objects_health
 from validator.placement import Candidate, credible_free
 from validator.scoring import Reputation
 from validator.settings import parse_miner, parse_user
@@ -53,6 +54,7 @@ class ObjectInfo:
     k: int
     m: int
     segment_size: int
+    mode: str | None  # the uploaded file's permission bits in octal ("644"); None: unknown
 
 
 DEFAULT_UNPROVEN_BYTES = 64 * 2**30
@@ -112,6 +114,11 @@ class Gateway:
         if uid is None:
             raise NotYours(f"{identity} is not a user of this validator")
         return uid
+
+    def user_name(self, user_id: int) -> str:
+        """The name the settings give a user (``alice`` of ``--users alice=5G...``), for logs."""
+        with self.sessions() as session:
+            return session.scalar(select(User.name).where(User.id == user_id)) or f"#{user_id}"
 
     def sync_tokens(self, entries: Sequence[str]) -> None:
         """``name=token`` entries give users API tokens; only the tokens' hashes are kept."""
@@ -234,6 +241,26 @@ class Gateway:
                 raise NoSuchObject(ref)
             return _info(self._owned(session, owner_id, row.id))
 
+    def health(
+        self, owner_id: int, ref: str | None, unseen_after: float, prefix: str = ""
+    ) -> list[ObjectHealth]:
+        """The health of one of the owner's objects (by id or name), or of all of them whose
+        names start with ``prefix``."""
+        with self.sessions() as session:
+            if ref is None:
+                rows = [
+                    row
+                    for row in session.scalars(
+                        select(StoredObject)
+                        .where(StoredObject.owner_id == owner_id, StoredObject.state == "committed")
+                        .order_by(StoredObject.name)
+                    )
+                    if row.name.startswith(prefix)  # before the health, which costs more
+                ]
+            else:
+                rows = [self._owned(session, owner_id, self.find(owner_id, ref).id)]
+            return objects_health(session, rows, unseen_after)
+
     def find_shared(self, verifier: str) -> ObjectInfo:
         """A committed object by its capability's verifier, whoever owns it: a capability
         can be shared, and holding it is what grants the read."""
@@ -299,6 +326,7 @@ def _info(row: StoredObject) -> ObjectInfo:
         k=row.k,
         m=row.m,
         segment_size=row.segment_size,
+        mode=None if row.mode is None else f"{row.mode:o}",
     )
 
 

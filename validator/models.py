@@ -117,6 +117,9 @@ class StoredObject(Base):
     # sha256 of the body as uploaded (the ciphertext, when the client sealed), checked
     # against the signed hash: a re-run of an upload recognises its object by it.
     content_sha256: Mapped[str | None] = mapped_column(String(64))
+    # Permission bits (0o777) of the file it was uploaded from, given back to the file a
+    # download writes; None for objects stored before migration 0011 or through S3.
+    mode: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     committed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

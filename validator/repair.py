@@ -285,6 +285,25 @@ def _out_since() -> ColumnElement[datetime | None]:
     return func.coalesce(Miner.deregistered_at, Miner.disqualified_at, not_serving)
 
 
+def healthy_shares(
+    session: Session, segment_ids: Sequence[int], cutoff: datetime
+) -> dict[int, set[int]]:
+    """Segment id -> the ids of its shards that are healthy (the definition in this module's
+    docstring), for at most :data:`CHUNK` segments. The one place that says what a healthy
+    share is: the repairer's choice and ``subnet check`` both read it."""
+    healthy: dict[int, set[int]] = {segment_id: set() for segment_id in segment_ids}
+    rows = session.execute(
+        select(Shard.segment_id, Shard.id, Placement.state, _out_since(), Miner.last_seen)
+        .join(Placement, Placement.shard_id == Shard.id)
+        .join(Miner, Miner.id == Placement.miner_id)
+        .where(Shard.segment_id.in_(list(segment_ids)))
+    )
+    for segment_id, shard_id, state, gone_at, seen in rows:
+        if state == "stored" and _healthy(gone_at, seen, cutoff):
+            healthy[segment_id].add(shard_id)
+    return healthy
+
+
 def _health_at_risk(session: Session, cutoff: datetime) -> dict[int, tuple[SegmentRef, int]]:
     """Segment id -> (its health, m), for every committed segment that may be short of a
     share.
@@ -305,16 +324,7 @@ def _health_at_risk(session: Session, cutoff: datetime) -> dict[int, tuple[Segme
         segments.update(session.scalars(select(Shard.segment_id).where(Shard.id.in_(chunk))))
     health: dict[int, tuple[SegmentRef, int]] = {}
     for chunk in _chunks(segments):
-        healthy: dict[int, set[int]] = {segment_id: set() for segment_id in chunk}
-        rows = session.execute(
-            select(Shard.segment_id, Shard.id, Placement.state, _out_since(), Miner.last_seen)
-            .join(Placement, Placement.shard_id == Shard.id)
-            .join(Miner, Miner.id == Placement.miner_id)
-            .where(Shard.segment_id.in_(chunk))
-        )
-        for segment_id, shard_id, state, gone_at, seen in rows:
-            if state == "stored" and _healthy(gone_at, seen, cutoff):
-                healthy[segment_id].add(shard_id)
+        healthy = healthy_shares(session, chunk, cutoff)
         objects = session.execute(
             select(
                 Segment.id, StoredObject.id, StoredObject.name, Segment.index, StoredObject.k,
@@ -438,6 +448,11 @@ class Repairer:
         self._busy: set[int] = set()  # segment ids being repaired, across concurrent runs
         self._retry_at: dict[int, float] = {}
         self._choosing = asyncio.Lock()  # two runs choosing at once could pick one segment
+        # What the log last said of each segment a run could not finish, and of the set that
+        # cannot be repaired at all: a state is logged when it changes, not on every run (a
+        # net with fewer hosts than m would otherwise repeat it for every segment each run).
+        self._stuck: dict[int, str] = {}
+        self._unrepairable_logged: frozenset[int] = frozenset()
 
     def at_risk(self, limit: int = 50) -> tuple[int, list[SegmentRef]]:
         """How many committed segments are short of a healthy share now, and the ``limit``
@@ -464,6 +479,7 @@ class Repairer:
             )
         finally:
             self._busy.difference_update(chosen)
+        stuck: dict[int, RepairEvent] = {}
         for segment_id, result in zip(chosen, results, strict=True):
             if isinstance(result, BaseException):
                 log.error(
@@ -474,6 +490,10 @@ class Repairer:
                 continue
             if result is None:
                 continue  # healthy again, deleted, or short of k meanwhile
+            if result.outcome == "repaired":
+                self._stuck.pop(segment_id, None)
+            else:
+                stuck[segment_id] = result
             report.events.append(result)
             report.bytes_fetched += result.bytes_fetched
             report.bytes_pushed += result.bytes_pushed
@@ -484,10 +504,32 @@ class Repairer:
                 report.segments_partial += result.outcome == "partial"
                 report.segments_failed += result.outcome == "failed"
                 self._retry_at[segment_id] = time.monotonic() + self.retry_after
+        self._log_stuck(stuck)
         report.seconds = time.perf_counter() - started
         if self.metrics:
             self.metrics.observe(report)
         return report
+
+    def _log_stuck(self, stuck: Mapping[int, RepairEvent]) -> None:
+        """One line per reason for the segments whose repair stopped short for a reason not
+        logged for them before (the state changed); the rest at debug level."""
+        changed: dict[str, list[RepairEvent]] = defaultdict(list)
+        for segment_id, event in stuck.items():
+            if self._stuck.get(segment_id) != event.reason:
+                changed[event.reason].append(event)
+            self._stuck[segment_id] = event.reason
+        for reason, events in changed.items():
+            log.warning(
+                "segment repair incomplete",
+                extra={
+                    "segments": len(events),
+                    "why": reason,
+                    "first": [f"{e.object_id}/{e.segment}" for e in events[:5]],
+                },
+            )
+        unchanged = len(stuck) - sum(len(e) for e in changed.values())
+        if unchanged:
+            log.debug("segment repair incomplete, as before", extra={"segments": unchanged})
 
     # --- quarantines ----------------------------------------------------------------------
 
@@ -608,8 +650,10 @@ class Repairer:
             key=lambda ref: (ref.object_id, ref.segment),
         )
         report.unrepairable_count = len(unrepairable)
-        if unrepairable:
-            report.unrepairable = unrepairable[:UNREPAIRABLE_LISTED]
+        report.unrepairable = unrepairable[:UNREPAIRABLE_LISTED]
+        # Said when the set changes, not every run (metrics count every run's).
+        ids = frozenset(s for s, (ref, _) in health.items() if ref.healthy < ref.k)
+        if ids != self._unrepairable_logged and unrepairable:
             log.error(
                 "segments with fewer than k healthy shards cannot be repaired; "
                 "their objects are at risk",
@@ -618,6 +662,12 @@ class Repairer:
                     "first": [f"{r.object_id}/{r.segment}" for r in report.unrepairable[:5]],
                 },
             )
+        elif ids != self._unrepairable_logged:
+            log.info("no segment is below k healthy shards any more")
+        self._unrepairable_logged = ids
+        # Forget segments no longer at risk (repaired elsewhere, deleted): memory stays
+        # bounded by what is at risk now.
+        self._stuck = {s: why for s, why in self._stuck.items() if s in health}
         extra = self.threshold
         repairable = [
             (ref.healthy, segment_id)
@@ -709,12 +759,10 @@ class Repairer:
         tally = _Tally(started_at=time.time(), started=time.perf_counter())
         reason = await self._rebuild_and_place(plan, missing, tally)
         event = tally.event(plan, missing, reason)
-        where = {"object_id": plan.object_id, "segment": plan.index, "why": reason}
         if event.outcome == "repaired":
+            where = {"object_id": plan.object_id, "segment": plan.index, "why": reason}
             log.info("segment repaired", extra=where)
-        else:
-            log.warning("segment repair incomplete", extra=where)
-        return event
+        return event  # one that stopped short is logged by run_once, once per change
 
     async def _rebuild_and_place(self, plan: _Plan, missing: list[_Share], tally: _Tally) -> str:
         """Fetch, rebuild, push, record; returns what happened, for the report."""

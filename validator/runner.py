@@ -80,6 +80,7 @@ async def build_app(settings: ValidatorSettings) -> web.Application:
             metagraph_seconds=settings.metagraph_seconds,
             weights_seconds=settings.weights_seconds,
             disqualify_below=settings.disqualify_below,
+            axon=settings.axon,
         )
     filler = None
     if settings.synthetic_share > 0:

@@ -11,6 +11,7 @@ from typing import Literal
 
 from bittensor_wallet.utils import is_valid_ss58_address
 
+from chain.axon import axon_address, axon_error
 from chain.networks import chain_choice_error
 from erasure import ErasureParams, InvalidParamsError
 from erasure.params import MAX_SHARES
@@ -68,6 +69,10 @@ class ValidatorSettings:
     network: str = ""
     netuid: int | None = None
     yes: bool = False
+    # On a chain the validator announces its address as its axon, as a miner does:
+    # external_host/external_port when it is reached elsewhere than where it listens.
+    external_host: str = ""
+    external_port: int | None = None
     metagraph_seconds: float = 30.0
     weights_seconds: float = 60.0  # how often weights go to the chain
     # Challenges: a round every challenge_seconds, up to challenge_batch shards per miner,
@@ -112,9 +117,7 @@ class ValidatorSettings:
     def __post_init__(self) -> None:
         self._check_lists()
         self._check_erasure()
-        choice = chain_choice_error(self.chain_url, self.network, self.netuid)
-        if choice:
-            raise ValueError(choice)
+        self._check_chain()
         if not 0.0 <= self.synthetic_share < 1.0:
             raise FieldError("synthetic_share", f"a fraction in [0, 1), got {self.synthetic_share}")
         if not 0.0 < self.reputation_lambda <= 1.0:
@@ -134,6 +137,22 @@ class ValidatorSettings:
             raise FieldError("upload_slots_per_user", "must be >= 1")
         if self.challenge_batch < 1 or self.challenge_leaves < 1 or self.retrieval_every < 1:
             raise ValueError("challenge_batch, challenge_leaves and retrieval_every are >= 1")
+
+    def _check_chain(self) -> None:
+        choice = chain_choice_error(self.chain_url, self.network, self.netuid)
+        if choice:
+            raise ValueError(choice)
+        if self.external_port is not None and not 0 < self.external_port <= 65535:
+            raise FieldError("external_port", f"{self.external_port} is not a TCP port")
+        if self.chain_url or self.network:
+            why = axon_error(self.axon[0], self.host, subtensor=bool(self.network), who="users")
+            if why:
+                raise ValueError(why)
+
+    @property
+    def axon(self) -> tuple[str, int]:
+        """(host, port) announced on the chain; a bare IPv6 address gets its brackets."""
+        return axon_address(self.host, self.port, self.external_host, self.external_port)
 
     def _check_erasure(self) -> None:
         if not 1 <= self.k <= self.m <= MAX_SHARES:

@@ -78,6 +78,7 @@ class UploadOptions:
     # validator never has the key. Otherwise the validator seals when ``encrypt``.
     presealed: bool = False
     content_sha256: str | None = None  # of the body, as signed; checked before the commit
+    mode: int | None = None  # the uploaded file's permission bits, for downloads to restore
 
     @property
     def sealed_by(self) -> str:
@@ -92,6 +93,24 @@ class UploadResult:
     segments: int
     capability: str
     queued_for_repair: int
+    k: int
+    m: int
+    fewest_shares: int  # shares stored for the segment that got fewest (m: fully redundant)
+    segments_short: int  # segments stored with fewer than m shares
+
+    @property
+    def redundancy_warning(self) -> str | None:
+        """What the uploader must know when it got less redundancy than m, else None."""
+        if self.segments_short == 0:
+            return None
+        spare = self.fewest_shares - self.k
+        return (
+            f"{self.segments_short} of {self.segments} segments stored with "
+            f"{self.fewest_shares} of {self.m} shares (fewer miners on distinct hosts than "
+            f"m={self.m}): it survives {spare} lost share{'s' if spare != 1 else ''}, not "
+            f"{self.m - self.k}; run more miners, each on its own host (--external-host), "
+            "and repair adds the missing shares"
+        )
 
 
 def now() -> datetime:
@@ -174,6 +193,7 @@ class Uploader:
                 encryption="aes-256-gcm" if options.encrypt else "none",
                 sealed_by=options.sealed_by,
                 content_sha256=options.content_sha256,
+                mode=options.mode,
                 created_at=now(),
             )
             session.add(row)
@@ -204,7 +224,7 @@ class Uploader:
         encoding = asyncio.create_task(asyncio.to_thread(bridge.run))
         feeding = asyncio.create_task(bridge.feed(body))
         storing: set[asyncio.Task[int]] = set()
-        queued = 0
+        stored: list[int] = []  # shares stored, per segment
         try:
             while True:
                 # Push the next segment while the previous one's slowest miner finishes. A
@@ -214,7 +234,7 @@ class Uploader:
                 # after waiting for a segment that will never come.
                 while len(storing) >= SEGMENTS_IN_FLIGHT:
                     done, storing = await _pushes_done(storing, feeding)
-                    queued += sum(task.result() for task in done)
+                    stored += [task.result() for task in done]
                 if (item := await _next_segment(bridge.segments, feeding)) is None:
                     break
                 if isinstance(item, Exception):
@@ -223,7 +243,7 @@ class Uploader:
                     asyncio.create_task(self._store_segment(object_id, item, options, pushed))
                 )
             for task in asyncio.as_completed(storing):
-                queued += await task
+                stored.append(await task)
             storing.clear()
             await feeding
         finally:
@@ -249,7 +269,11 @@ class Uploader:
             size=manifest.size,
             segments=len(manifest.segments),
             capability=str(capability),
-            queued_for_repair=queued,
+            queued_for_repair=sum(options.params.m - n for n in stored),
+            k=options.params.k,
+            m=options.params.m,
+            fewest_shares=min(stored, default=options.params.m),
+            segments_short=sum(n < options.params.m for n in stored),
         )
 
     async def _store_segment(
@@ -321,7 +345,7 @@ class Uploader:
                 f"{needed} are needed; is the subnet short of healthy miners?",
             )
         await asyncio.to_thread(self._record_segment, object_id, segment, placed)
-        return params.m - len(placed)
+        return len(placed)
 
     def _record_segment(
         self,

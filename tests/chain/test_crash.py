@@ -126,6 +126,14 @@ def test_sigkill_mid_run_then_restart_credits_each_epoch_once(tmp_path: Path) ->
         assert report["totals_per_era"] == {"0": TEMPO * RAO_PER_TAO}
         top_miner = next(c for c in report["credits"] if c["hotkey"] == miners[0].ss58_address)
         assert (top_miner["capacity_bytes"], top_miner["availability"]) == (2**30, 1.0)
+        recent = runner.invoke(main, ["rewards", "--url", url, "--last", "2", "--json"])
+        assert recent.exit_code == 0, recent.output
+        shown_epochs = sorted({c["epoch"] for c in json.loads(recent.output)["credits"]})
+        # The chain runs on meanwhile: the newest two when the command asked.
+        assert len(shown_epochs) == 2 and shown_epochs[1] == shown_epochs[0] + 1
+        assert shown_epochs[0] >= numbers[-2]
+        both = runner.invoke(main, ["rewards", "--url", url, "--last", "2", "--epoch", last])
+        assert both.exit_code == 2 and "not both" in both.output
         table = runner.invoke(main, ["rewards", "--url", url, "--hotkey", owner.ss58_address])
         assert table.exit_code == 0, table.output
         assert "credited τ" in table.output

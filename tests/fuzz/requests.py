@@ -26,11 +26,15 @@ class Route:
 
 
 VALIDATOR_ROUTES = (
-    Route("PUT", "/v1/objects", ("name", "encrypt", "keep_key", "codec"), "bytes", "sha256"),
+    Route(
+        "PUT", "/v1/objects", ("name", "encrypt", "keep_key", "codec", "mode"), "bytes", "sha256"
+    ),
     Route("GET", "/v1/objects"),
     Route("GET", "/v1/objects/{ref}"),
     Route("HEAD", "/v1/objects/{ref}"),
     Route("DELETE", "/v1/objects/{ref}"),
+    Route("GET", "/v1/health"),
+    Route("GET", "/v1/health/{ref}"),
     Route("GET", "/v1/audit/log", ("after", "limit", "miner", "verdict", "kind", "since", "until")),
     Route("GET", "/v1/audit/summary", ("since",)),
     Route("GET", "/v1/info"),
@@ -57,7 +61,7 @@ CHAIN_ROUTES = (
     Route("GET", "/v1/block"),
     Route("GET", "/v1/epochs", ("limit",)),
     Route("GET", "/v1/balances", ("hotkey",)),
-    Route("GET", "/v1/ledger", ("epoch", "era", "hotkey")),
+    Route("GET", "/v1/ledger", ("epoch", "era", "hotkey", "since_epoch")),
     Route("GET", "/healthz"),
     Route("GET", "/metrics"),
 )

@@ -144,9 +144,10 @@ async def test_miner_registers_announces_and_serves_permitted_validators(
 def test_a_chain_miner_needs_an_address_to_announce(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--external-host"):
         MinerSettings(host="0.0.0.0", chain_url="http://127.0.0.1:9944")
-    announced = MinerSettings(host="::1", chain_url="http://127.0.0.1:9944").axon_host
-    assert announced == "[::1]"
-    assert MinerSettings(host="0.0.0.0", external_host="10.0.0.5").axon_host == "10.0.0.5"
+    announced = MinerSettings(host="::1", chain_url="http://127.0.0.1:9944").axon
+    assert announced == ("[::1]", 8091)
+    behind = MinerSettings(host="0.0.0.0", external_host="10.0.0.5", external_port=443)
+    assert behind.axon == ("10.0.0.5", 443)
 
 
 async def test_on_subtensor_the_miner_registers_with_yes_serves_its_ip_and_rejoins(

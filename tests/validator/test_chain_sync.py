@@ -76,11 +76,15 @@ async def test_miners_come_from_the_metagraph_and_weights_carry_figures(
         metagraph_seconds=1,
         weights_seconds=1,
         disqualify_below=0.6,
+        axon=("127.0.0.9", 8090),
     )
     uid = await sync.register()
     assert uid == await sync.register()  # idempotent
     graph = await sync.sync_miners()
-    assert len(gateway.candidates()) == 8
+    assert len(gateway.candidates()) == 8  # its own axon is not taken for a miner's
+    # The validator announced its address, as a miner does, and the next read shows it.
+    shown = (await sync.sync_miners()).by_hotkey(VALIDATOR.ss58_address)
+    assert shown is not None and (shown.uid, shown.axon) == (uid, "127.0.0.9:8090")
     with sessions() as session:
         uids = dict(session.execute(select(Miner.hotkey, Miner.uid)).all())
     assert uids == {n.hotkey: n.uid for n in graph.neurons if n.hotkey != VALIDATOR.ss58_address}
@@ -173,12 +177,22 @@ async def test_on_subtensor_weights_go_out_as_u16_by_uid_and_figures_stay_home(
         metagraph_seconds=1,
         weights_seconds=1,
         disqualify_below=0.6,
+        axon=("10.0.0.9", 8090),
     )
     registry = CollectorRegistry()
     sync.metrics = ChainSyncMetrics(registry)
     assert await sync.register() == fake.uid(VALIDATOR.ss58_address) == 0
     await sync.sync_miners()
     assert len(gateway.candidates()) == 8
+    # Its address went out through the SDK's ServeAxon, signed by its hotkey, once: the
+    # next metagraph shows it there.
+    [served] = fake.calls("serve_axon")
+    assert served.signer == VALIDATOR.ss58_address
+    assert (served.params["ip"], served.params["port"]) == (
+        int(ipaddress.ip_address("10.0.0.9")), 8090,
+    )  # fmt: skip
+    await sync.sync_miners()
+    assert len(fake.calls("serve_axon")) == 1
     with sessions() as session:
         uids = dict(session.execute(select(Miner.hotkey, Miner.uid)).all())
     assert uids == {m.key.ss58_address: fake.uid(m.key.ss58_address) for m in live_miners}

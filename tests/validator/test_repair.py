@@ -22,6 +22,7 @@ from validator.downloads import Downloader, ObjectPlan
 from validator.log_store import ChallengeLogStore
 from validator.miner_client import MinerAddress, MinerClient
 from validator.models import Miner, Placement, RepairItem, Segment, Shard, StoredObject
+from validator.object_health import objects_health
 from validator.repair import RebuildError, Repairer, rebuild_shares
 from validator.uploads import Uploader, UploadOptions, UploadResult
 
@@ -350,14 +351,20 @@ async def test_fewer_than_k_healthy_shards_is_reported_and_nothing_is_written(
     miner_client: MinerClient,
     live_miners: list[LiveMiner],
     seeded: int,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     await upload(sessions, miner_client, live_miners, seeded)
     first = [r for r in rows(sessions) if r.segment == 0]
     mark_lost(sessions, [r.placement for r in first[:3]])  # 3 of 6 left, k = 4
     snapshot, waiting = rows(sessions), queued(sessions)
     held = sum(m.service.index.counts()["ok"] for m in live_miners)
-    report = await repairer(sessions, miner_client, live_miners).run_once()
-    assert report.unrepairable_count == 1
+    runs = repairer(sessions, miner_client, live_miners)
+    report = await runs.run_once()
+    again = await runs.run_once()
+    assert report.unrepairable_count == again.unrepairable_count == 1
+    # Reported by every run, logged once: the set did not change.
+    said = [r for r in caplog.records if "cannot be repaired" in r.getMessage()]
+    assert len(said) == 1
     [ref] = report.unrepairable
     assert (ref.segment, ref.healthy, ref.k, ref.name) == (0, 3, PARAMS.k, "obj")
     assert (report.events, report.shards_rebuilt, report.bytes_fetched) == ([], 0, 0)
@@ -566,3 +573,32 @@ async def test_only_at_risk_segments_are_read_and_none_is_missed(
     )
     report = await fixer.run_once()
     assert [(e.object_id, e.segment) for e in report.events] == [expected[s][:2] for _, s in first]
+
+
+async def test_object_health_counts_shares_as_the_repairer_does(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    seeded: int,
+) -> None:
+    result = await upload(sessions, miner_client, live_miners, seeded)
+    with sessions() as session:
+        row = session.get(StoredObject, result.object_id)
+        assert row is not None
+        [fresh] = objects_health(session, [row], 3600.0)
+    assert (fresh.status, fresh.shares, fresh.at_risk) == ("healthy", (6, 6, 6), [])
+    placed = rows(sessions)
+    first = [r for r in placed if r.segment == 0]
+    second = [r for r in placed if r.segment == 1]
+    mark_lost(sessions, [r.placement for r in first[:3]] + [second[0].placement])
+    with sessions() as session:
+        row = session.get(StoredObject, result.object_id)
+        assert row is not None
+        [health] = objects_health(session, [row], 3600.0)
+    assert (health.status, health.shares) == ("lost", (3, 5, 6))
+    assert (health.at_risk, health.lost) == ([0, 1], [0])
+    count, refs = repairer(sessions, miner_client, live_miners).at_risk()
+    assert count == len(health.at_risk)
+    assert {ref.segment: ref.healthy for ref in refs} == {0: 3, 1: 5}
+    # Nothing has been challenged yet: no share has passed one.
+    assert health.last_verified is None
