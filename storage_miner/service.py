@@ -13,6 +13,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from bittensor_wallet import Keypair
 
@@ -217,6 +218,11 @@ class MinerService:
         """The index record of a live shard of ``validator``'s."""
         _, record = await self._own(validator, shard_id)
         return record
+
+    async def open_shard(self, validator: str, shard_id: str) -> BinaryIO | None:
+        """A live shard's local file, for ``sendfile``; None where the store keeps no files."""
+        key, _ = await self._own(validator, shard_id)
+        return await asyncio.to_thread(self.store.open_file, key)
 
     async def read_shard(
         self, validator: str, shard_id: str, start: int, end: int | None
