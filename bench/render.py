@@ -352,11 +352,27 @@ def dashboard(report: dict[str, Any]) -> str:
     return f"{_caption(report)}\n\n{_table(rows)}"
 
 
+def cpu_split(report: dict[str, Any]) -> str:
+    """This tree against a git revision, both run side by side: CPU-s per process group."""
+    rows: list[Row] = []
+    for step in ("upload", "download"):
+        this, base = report["this"][step], report["base"][step]
+        for part, what in [("cli", "CLI"), ("validator", "validator"), ("miners", "8 miners"),
+                           ("seconds", "wall time")]:  # fmt: skip
+            unit = "s" if part == "seconds" else "CPU-s"
+            rows.append((f"{report['size_mib']:g} MiB {step}: {what}", _num(this[part], unit),
+                         f"{report['baseline']}: {_num(base[part], unit)}",
+                         _ratio(this[part], base[part]), _runs(report["runs"])))  # fmt: skip
+    loads = ", ".join(f"{x:g}" for x in report.get("load_average", []))
+    return f"{_caption(report)} Load average after each run: {loads}.\n\n{_table(rows)}"
+
+
 def generic(report: dict[str, Any]) -> str:
     return f"{_caption(report)} No table renderer for this report: see its JSON and section.\n"
 
 
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "cpu_split": cpu_split,
     "dashboard": dashboard,
     "erasure": erasure,
     "miner": miner,

@@ -13,6 +13,8 @@ A handler never calls ``int()`` on a query value, ``request.json()`` or
   any string (it could not be stored or compared).
 - :func:`paced_body`: a streamed body's chunks as received; a body that stalls or trickles
   below a minimum rate is a 408 ``body_too_slow``.
+- :func:`write_paced`: the same pace the other way: a reader that stops reading (or reads
+  at a trickle) is cut off, so it cannot hold what is being sent to it.
 """
 
 from __future__ import annotations
@@ -160,3 +162,43 @@ async def paced_body(
             waited, arrived = 0.0, 0
         if chunk:
             yield chunk
+
+
+class ReaderTooSlow(Exception):
+    """A streamed response's reader took under the minimum rate; its connection is to be
+    closed (the status is long sent)."""
+
+
+async def write_paced(
+    response: web.StreamResponse,
+    chunks: AsyncIterator[memoryview] | AsyncIterator[bytes],
+    *,
+    first: bytes | memoryview = b"",
+    window: float = BODY_WINDOW_SECONDS,
+    min_rate: int = BODY_MIN_RATE,
+) -> None:
+    """Write ``first`` and then ``chunks`` to a client that must take ``min_rate`` bytes/s
+    over every ``window`` seconds spent waiting on it (time spent making the chunks does
+    not count); else :class:`ReaderTooSlow`."""
+    loop = asyncio.get_running_loop()
+    waited, taken = 0.0, 0
+
+    async def everything() -> AsyncIterator[bytes | memoryview]:
+        if first:
+            yield first
+        async for chunk in chunks:
+            yield chunk
+
+    async for chunk in everything():
+        started = loop.time()
+        try:
+            async with asyncio.timeout(window - waited):
+                await response.write(chunk)
+        except TimeoutError:
+            raise ReaderTooSlow(f"the reader took under {min_rate} bytes/s") from None
+        waited += loop.time() - started
+        taken += len(chunk)
+        if waited >= window:
+            if taken < min_rate * window:
+                raise ReaderTooSlow(f"the reader took under {min_rate} bytes/s")
+            waited, taken = 0.0, 0

@@ -17,6 +17,7 @@ import os
 import secrets
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from storage_miner.store import ShardKey, ShardNotFound
 
@@ -116,6 +117,9 @@ class FsShardStore:
                 offset += len(chunk)
         finally:
             os.close(fd)
+
+    def open_file(self, key: ShardKey) -> BinaryIO:
+        return os.fdopen(self._open(key), "rb", buffering=0)
 
     def read_leaves(self, key: ShardKey, leaf_size: int, indices: Sequence[int]) -> list[bytes]:
         fd = self._open(key)

@@ -164,6 +164,9 @@ class S3ShardStore:
             yield chunk
             offset += len(chunk)
 
+    def open_file(self, key: ShardKey) -> None:
+        return None  # an object, not a file: read() streams it
+
     def read_leaves(self, key: ShardKey, leaf_size: int, indices: Sequence[int]) -> list[bytes]:
         name = self.object_name(key)
         return [self._get(name, key, i * leaf_size, leaf_size) for i in indices]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from blake3 import blake3
 
@@ -82,6 +82,13 @@ class ShardStore(Protocol):
 
     def read(self, key: ShardKey, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Bytes ``start..end`` (end exclusive) in chunks; ShardNotFound if absent."""
+
+    def open_file(self, key: ShardKey) -> BinaryIO | None:
+        """The shard opened for reading if it is a local file, else None (an S3 object).
+
+        A local file is sent with ``sendfile``: the kernel copies it to the socket, with no
+        chunk crossing into Python. ShardNotFound if absent.
+        """
 
     def read_leaves(self, key: ShardKey, leaf_size: int, indices: Sequence[int]) -> list[bytes]:
         """The given leaves, each ``leaf_size`` bytes except a short last one."""

@@ -105,7 +105,18 @@ def check_durability(report: dict[str, Any]) -> None:
         assert_positive(r, ["segment_years", "failures", "repair_bytes_per_stored_byte_per_year"])
 
 
+def check_cpu_split(report: dict[str, Any]) -> None:
+    assert report["baseline"] == "HEAD" and report["runs"] == 1
+    for side in ("this", "base"):
+        for step in ("upload", "download"):
+            figures = report[side][step]
+            assert_positive(figures, ["cli", "seconds"])  # a 4 MiB miner read is ~0 ticks
+            assert figures["validator"] >= 0 and figures["miners"] >= 0
+    assert set(report["ratios"]) == {"upload", "download"}
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "cpu_split": check_cpu_split,
     "dashboard": check_dashboard,
     "erasure": check_erasure,
     "epoch_core": check_epoch_core,

@@ -70,7 +70,7 @@ from protocol.http import (
     verified,
     wall_clock_ms,
 )
-from protocol.inputs import paced_body, query_float, query_int
+from protocol.inputs import ReaderTooSlow, paced_body, query_float, query_int, write_paced
 from protocol.metrics import ServiceMetrics
 from validator import dashboard, health_routes
 from validator.audit import summarise
@@ -358,20 +358,20 @@ async def get_object(request: web.Request) -> web.StreamResponse:
     key = plan.stored_key
     if info.sealed_by == "validator" and key is None:
         key = _key_from_capability(request, plan.manifest.verifier_hash())
-    return await _serve(request, info, plan, key)
+    return await _serve(request, owner, info, plan, key)
 
 
 async def get_shared(request: web.Request) -> web.StreamResponse:
     """Read by capability: any user holding it. The verifier finds the object; a key is
     still needed for what the validator sealed (a verify-only capability reads nothing)."""
     gateway = request.app[GATEWAY]
-    await asyncio.to_thread(gateway.user_id, verified(request).signed_by)
+    reader = await asyncio.to_thread(gateway.user_id, verified(request).signed_by)
     info = await asyncio.to_thread(gateway.find_shared, _verifier(request))
     plan = await asyncio.to_thread(gateway.downloader.plan, info.id)
     key = None
     if info.sealed_by == "validator":
         key = _key_from_capability(request, plan.manifest.verifier_hash())
-    return await _serve(request, info, plan, key)
+    return await _serve(request, reader, info, plan, key)
 
 
 async def get_manifest(request: web.Request) -> web.Response:
@@ -392,10 +392,10 @@ def _verifier(request: web.Request) -> str:
 
 
 async def _serve(
-    request: web.Request, info: ObjectInfo, plan: ObjectPlan, key: bytes | None
+    request: web.Request, reader: int, info: ObjectInfo, plan: ObjectPlan, key: bytes | None
 ) -> web.StreamResponse:
-    """Stream an object: plaintext, or the ciphertext itself when the client sealed it
-    (offsets and ``Range`` then count ciphertext bytes)."""
+    """Stream an object to user ``reader``: plaintext, or the ciphertext itself when the
+    client sealed it (offsets and ``Range`` then count ciphertext bytes)."""
     gateway = request.app[GATEWAY]
     sealed = info.sealed_by == "client"
     total = plan.manifest.stored_size if sealed else info.size
@@ -420,18 +420,25 @@ async def _serve(
     if request.method == "HEAD":
         await response.prepare(request)
         return response
-    chunks = gateway.downloader.stream(plan, key, start, stop, sealed=sealed)
-    first = await anext(chunks, b"")  # errors before any byte is sent still get a status
-    await response.prepare(request)
-    try:
-        await response.write(first)
-        async for chunk in chunks:
-            await response.write(chunk)
-    except DownloadError as exc:
-        log.warning("download failed mid-stream", extra={"object": info.id, "why": exc.code})
-        if request.transport is not None:
-            request.transport.close()  # a short body tells the client; never send wrong bytes
-        return response
+    chunks = gateway.downloader.stream(plan, key, start, stop, sealed=sealed, reader=reader)
+    async with contextlib.aclosing(chunks):  # its segments' grants go back at once
+        first = await anext(chunks, b"")  # errors before any byte is sent still get a status
+        await response.prepare(request)
+        try:
+            settings = request.app[SETTINGS]  # a reader keeps the pace a body must keep
+            await write_paced(
+                response,
+                chunks,
+                first=first,
+                window=settings.upload_stall_seconds,
+                min_rate=settings.upload_min_rate,
+            )
+        except (DownloadError, ReaderTooSlow) as exc:
+            why = exc.code if isinstance(exc, DownloadError) else "reader_too_slow"
+            log.warning("download failed mid-stream", extra={"object": info.id, "why": why})
+            if request.transport is not None:
+                request.transport.close()  # a short body tells the client; never wrong bytes
+            return response
     await response.write_eof()
     return response
 

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from functools import partial
 
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from erasure import DecryptionError, Manifest, MerkleTree, decode_segment_shares
 from erasure.objects import Buffer
 from protocol.memory import trim
+from validator.budget import Grant, TransferBudget
 from validator.miner_client import MinerAddress, MinerClient, MinerError, ReadObserver
 from validator.models import Placement, Segment, Shard, StoredObject
 
@@ -65,9 +66,11 @@ class Downloader:
         hedge_after: float = 0.5,
         hedge: int = 2,
         reads: ReadObserver | None = None,
+        budget: TransferBudget | None = None,
     ) -> None:
         self.sessions = sessions
         self.miners = miners
+        self.budget = budget  # segments in hand, shared by every download (None: unbounded)
         self.reads = reads  # told what each fetch brought: evidence for the miner's scores
         self.hedge_after = hedge_after
         self.hedge = hedge
@@ -117,9 +120,13 @@ class Downloader:
         end: int | None = None,
         *,
         sealed: bool = False,
-    ) -> AsyncIterator[memoryview]:
+        reader: int = 0,
+    ) -> AsyncGenerator[memoryview, None]:
         """Plaintext bytes ``start..end`` (end exclusive), as views of each segment in turn;
-        with ``sealed``, the stored bytes (the ciphertext a client sealed), in their offsets."""
+        with ``sealed``, the stored bytes (the ciphertext a client sealed), in their offsets.
+
+        Each segment in hand (the one being sent, the next one being fetched) holds a grant
+        of the budget, taken for ``reader`` (a user id), until it has been sent."""
         manifest = plan.manifest
         total = manifest.stored_size if sealed else manifest.size
         end = total if end is None else min(end, total)
@@ -127,32 +134,58 @@ class Downloader:
         if start >= end:
             return
         first, last = start // seg_size, (end - 1) // seg_size
-        ahead: asyncio.Task[list[Buffer]] | None = None
+        # A decoded segment is held beside the shares it came from.
+        charge = seg_size * (1 if sealed or not (key or plan.stored_key) else 2)
+
+        def fetch(index: int) -> asyncio.Task[tuple[Grant | None, list[Buffer]]]:
+            return asyncio.create_task(self._held_pieces(reader, charge, plan, index, key, sealed))
+
+        ahead: asyncio.Task[tuple[Grant | None, list[Buffer]]] | None = None
         try:
             for index in range(first, last + 1):
-                current = ahead or asyncio.create_task(self.pieces(plan, index, key, sealed))
-                ahead = (
-                    asyncio.create_task(self.pieces(plan, index + 1, key, sealed))
-                    if index < last
-                    else None
-                )
-                pieces = await current
-                base = index * seg_size
-                lo, hi = max(start - base, 0), end - base
-                at = 0
-                for piece in pieces:
-                    # Views in sends of OUT_CHUNK: a whole segment handed to the transport
-                    # at once would be copied into its buffer, a fresh mapping every time.
-                    view = memoryview(piece)[max(lo - at, 0) : max(min(hi - at, len(piece)), 0)]
-                    at += len(piece)
-                    for off in range(0, len(view), OUT_CHUNK):
-                        yield view[off : off + OUT_CHUNK]
+                current = ahead or fetch(index)
+                ahead = fetch(index + 1) if index < last else None
+                grant, pieces = await current
+                try:
+                    base = index * seg_size
+                    lo, hi = max(start - base, 0), end - base
+                    at = 0
+                    for piece in pieces:
+                        # Views in sends of OUT_CHUNK: a whole segment handed to the transport
+                        # at once would be copied into its buffer, a fresh mapping every time.
+                        view = memoryview(piece)[max(lo - at, 0) : max(min(hi - at, len(piece)), 0)]
+                        at += len(piece)
+                        for off in range(0, len(view), OUT_CHUNK):
+                            yield view[off : off + OUT_CHUNK]
+                finally:
+                    if grant is not None:
+                        grant.release()
         finally:
             if ahead is not None:
                 ahead.cancel()
                 with contextlib.suppress(asyncio.CancelledError, DownloadError):
-                    await ahead
+                    grant, _ = await ahead
+                    if grant is not None:
+                        grant.release()  # it was fetched before the cancel landed
             await asyncio.to_thread(trim)
+
+    async def _held_pieces(
+        self,
+        reader: int,
+        charge: int,
+        plan: ObjectPlan,
+        index: int,
+        key: bytes | None,
+        sealed: bool,
+    ) -> tuple[Grant | None, list[Buffer]]:
+        """:meth:`pieces` under a grant of the budget, which the caller releases once sent."""
+        grant = None if self.budget is None else await self.budget.take(reader, charge)
+        try:
+            return grant, await self.pieces(plan, index, key, sealed)
+        except BaseException:
+            if grant is not None:
+                grant.release()
+            raise
 
     async def pieces(
         self, plan: ObjectPlan, index: int, key: bytes | None, sealed: bool = False

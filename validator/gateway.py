@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from validator import verified
+from validator.budget import TransferBudget
 from validator.downloads import Downloader
 from validator.miner_client import MinerAddress, MinerClient
 from validator.models import Miner, Placement, Segment, Shard, StoredObject, User
@@ -74,6 +75,7 @@ class Gateway:
         network_prefix: int = 0,
         unproven_bytes: int = DEFAULT_UNPROVEN_BYTES,
         upload_slots_per_user: int = 1,
+        downloads: TransferBudget | None = None,
     ) -> None:
         self.sessions = sessions
         self.miners = miners
@@ -86,7 +88,7 @@ class Gateway:
             network_prefix=network_prefix,
             slots_per_user=upload_slots_per_user,
         )
-        self.downloader = Downloader(sessions, miners)
+        self.downloader = Downloader(sessions, miners, budget=downloads)
 
     # --- directories -----------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from protocol.listen import check_free, explained
 from protocol.memory import return_large_buffers_to_the_os
 from protocol.wallet import load_hotkey
 from validator.app import make_app
+from validator.budget import TransferBudget
 from validator.chain_sync import ChainSync
 from validator.challenger import ChallengePolicy, Challenger
 from validator.gateway import Gateway
@@ -46,6 +47,7 @@ async def build_app(settings: ValidatorSettings) -> web.Application:
         network_prefix=settings.placement_network_prefix,
         unproven_bytes=settings.placement_unproven_bytes,
         upload_slots_per_user=settings.upload_slots_per_user,
+        downloads=TransferBudget(settings.download_memory, settings.download_memory_per_user),
     )
     gateway.sync_users(settings.users)
     gateway.sync_tokens(settings.tokens)

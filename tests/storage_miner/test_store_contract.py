@@ -50,6 +50,21 @@ def test_committed_shard_reads_back_whole_by_range_and_by_leaf(store: ShardStore
     assert tree.root.hex() == key.shard_id
 
 
+def test_a_local_file_is_the_shard_and_a_missing_one_is_not_found(store: ShardStore) -> None:
+    data = os.urandom(2 * LEAF + 5)
+    key = put(store, data)
+    local = store.open_file(key)
+    if isinstance(store, S3ShardStore):
+        assert local is None  # no file to sendfile: the object is streamed with read()
+    else:
+        assert local is not None
+        with local:
+            assert local.read() == data
+        store.trash(key)
+        with pytest.raises(ShardNotFound):
+            store.open_file(key)
+
+
 def test_uncommitted_and_aborted_writes_are_invisible(store: ShardStore) -> None:
     data = os.urandom(5000)
     key = ShardKey(VALIDATOR_A, MerkleTree.build(data, LEAF).root.hex())

@@ -9,6 +9,7 @@ import hashlib
 import logging
 import random
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -43,13 +44,26 @@ STALL_SECONDS = 2.0
 async def api(
     sessions: sessionmaker[Session], miner_client: MinerClient, live_miners: list[LiveMiner]
 ) -> Any:
+    async with serve_api(sessions, miner_client, live_miners) as live:
+        yield live
+
+
+@contextlib.asynccontextmanager
+async def serve_api(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    stall_seconds: float = STALL_SECONDS,
+) -> AsyncIterator[LiveApi]:
+    """The validator's API on a real socket, alice and bob its users, the clients' pace
+    (both ways) a MiB over every ``stall_seconds``: tests need not wait long."""
     settings = ValidatorSettings(
         users=(f"alice={ALICE.ss58_address}", f"bob={BOB.ss58_address}"),
         miners=tuple(f"{m.key.ss58_address}@{m.server.host}:{m.server.port}" for m in live_miners),
         segment_size=256 * 1024,
         leaf_size=4096,
-        upload_stall_seconds=STALL_SECONDS,
-        upload_min_rate=MiB,  # a MiB in a 2 s window is too slow: tests need not wait long
+        upload_stall_seconds=stall_seconds,
+        upload_min_rate=MiB,
     )
     gateway = Gateway(sessions, miner_client)
     gateway.sync_users(settings.users)

@@ -1,0 +1,76 @@
+"""The byte budget downloads share: first come first served, one user's cap holds up nobody
+else, and a cancelled wait or a released grant gives every byte back."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from validator.budget import TransferBudget
+
+
+async def settle() -> None:
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+async def test_grants_in_order_and_none_overtakes_a_larger_request() -> None:
+    budget = TransferBudget(100)
+    first = await budget.take(1, 60)
+    big = asyncio.create_task(budget.take(2, 60))
+    small = asyncio.create_task(budget.take(3, 10))  # would fit now, but came after
+    await settle()
+    assert not big.done() and not small.done()
+    first.release()
+    await settle()
+    assert big.done() and small.done()
+    assert budget.free == 100 - 60 - 10
+    big.result().release()
+    small.result().release()
+    assert budget.free == 100
+
+
+async def test_a_user_at_its_cap_waits_alone() -> None:
+    budget = TransferBudget(100, per_user=40)
+    held = [await budget.take(1, 20), await budget.take(1, 20)]
+    third = asyncio.create_task(budget.take(1, 20))  # alice is at her 40
+    await settle()
+    assert not third.done()
+    other = await asyncio.wait_for(budget.take(2, 40), 1)  # bob is not held up behind her
+    assert budget.held_by(2) == 40
+    held[0].release()
+    await settle()
+    assert third.done() and budget.held_by(1) == 40
+    for grant in (held[1], third.result(), other):
+        grant.release()
+    assert budget.free == 100 and budget.held_by(1) == budget.held_by(2) == 0
+
+
+async def test_a_request_larger_than_a_user_may_hold_is_cut_to_it() -> None:
+    budget = TransferBudget(100, per_user=30)
+    grant = await asyncio.wait_for(budget.take(1, 10**9), 1)
+    assert grant.size == 30
+
+
+async def test_a_cancelled_wait_holds_nothing_and_unblocks_those_behind() -> None:
+    budget = TransferBudget(100)
+    held = await budget.take(1, 90)
+    head = asyncio.create_task(budget.take(2, 50))
+    behind = asyncio.create_task(budget.take(3, 10))
+    await settle()
+    assert not behind.done()  # behind the head, which does not fit
+    head.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await head
+    await settle()
+    assert behind.done()
+    behind.result().release()
+    held.release()
+    held.release()  # twice is once
+    assert budget.free == 100
+
+
+def test_a_budget_has_room() -> None:
+    with pytest.raises(ValueError, match="at least one byte"):
+        TransferBudget(0)

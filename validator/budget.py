@@ -1,0 +1,93 @@
+"""One byte budget for the segments a validator holds, shared by every upload and download.
+
+Each transfer takes a grant for a segment before it starts to hold it (an upload when the
+segment's first byte is fed to the encoder, a download before its shares are fetched) and
+gives it back when the segment has left (pushed to the miners, written to the client). So
+the validator's memory is bounded by the budget, not by how many transfers run, and one
+transfer alone gets the whole depth (docs/benchmarks.md, "Memory with a 4 GiB object").
+
+Fairness: grants are handed in the order asked, except that a user already holding
+``per_user`` bytes waits without holding up anyone else. A request larger than what a user
+may hold is cut to that, so every request is granted eventually.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(eq=False)
+class Grant:
+    """Bytes held against the budget until :meth:`release` (idempotent)."""
+
+    budget: TransferBudget
+    user: int
+    size: int
+    released: bool = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.budget._give_back(self)
+
+
+@dataclass(eq=False)
+class _Waiter:
+    user: int
+    size: int
+    future: asyncio.Future[Grant] = field(repr=False)
+
+
+class TransferBudget:
+    def __init__(self, total: int, per_user: int | None = None) -> None:
+        if total < 1:
+            raise ValueError("a transfer budget is at least one byte")
+        self.total = total
+        self.per_user = min(total, per_user or total)
+        self.free = total
+        self._held: dict[int, int] = {}  # user -> bytes; only users holding any
+        self._waiting: deque[_Waiter] = deque()
+
+    def held_by(self, user: int) -> int:
+        return self._held.get(user, 0)
+
+    async def take(self, user: int, size: int) -> Grant:
+        """A grant of ``size`` bytes (at most ``per_user``), once they are free."""
+        size = max(0, min(size, self.per_user))
+        waiter = _Waiter(user, size, asyncio.get_running_loop().create_future())
+        self._waiting.append(waiter)
+        self._wake()  # granted at once when it fits and nobody it may not overtake waits
+        try:
+            return await waiter.future
+        except asyncio.CancelledError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                waiter.future.result().release()  # granted as we were cancelled: give it back
+            else:
+                self._waiting.remove(waiter)
+                self._wake()  # it may have been the head that held the others up
+            raise
+
+    def _grant(self, user: int, size: int) -> Grant:
+        self.free -= size
+        self._held[user] = self.held_by(user) + size
+        return Grant(self, user, size)
+
+    def _give_back(self, grant: Grant) -> None:
+        self.free += grant.size
+        left = self._held[grant.user] - grant.size
+        if left:
+            self._held[grant.user] = left
+        else:
+            del self._held[grant.user]
+        self._wake()
+
+    def _wake(self) -> None:
+        for waiter in list(self._waiting):
+            if self.held_by(waiter.user) + waiter.size > self.per_user:
+                continue  # this user waits on its own grants, not on the others
+            if waiter.size > self.free:
+                return  # first come, first served: no one overtakes a larger request
+            self._waiting.remove(waiter)
+            waiter.future.set_result(self._grant(waiter.user, waiter.size))
