@@ -103,6 +103,13 @@ async def _absorb(
     return await asyncio.to_thread(stage_and_seal, pending)
 
 
+def _close_opened(opening: asyncio.Future[BinaryIO | None]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        file = opening.result()
+        if file is not None:
+            file.close()
+
+
 class MinerService:
     def __init__(
         self,
@@ -239,7 +246,13 @@ class MinerService:
     async def open_shard(self, validator: str, shard_id: str) -> BinaryIO | None:
         """A live shard's local file, for ``sendfile``; None where the store keeps no files."""
         key, _ = await self._own(validator, shard_id)
-        return await asyncio.to_thread(self.store.open_file, key)
+        opening = asyncio.ensure_future(asyncio.to_thread(self.store.open_file, key))
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # The reader hung up while the thread was opening it: close it once it is open.
+            opening.add_done_callback(_close_opened)
+            raise
 
     async def read_shard(
         self, validator: str, shard_id: str, start: int, end: int | None

@@ -64,7 +64,7 @@ class TransferBudget:
         except asyncio.CancelledError:
             if waiter.future.done() and not waiter.future.cancelled():
                 waiter.future.result().release()  # granted as we were cancelled: give it back
-            else:
+            elif waiter in self._waiting:
                 self._waiting.remove(waiter)
                 self._wake()  # it may have been the head that held the others up
             raise
@@ -85,6 +85,9 @@ class TransferBudget:
 
     def _wake(self) -> None:
         for waiter in list(self._waiting):
+            if waiter.future.cancelled():  # its task is being cancelled: it asks for nothing
+                self._waiting.remove(waiter)
+                continue
             if self.held_by(waiter.user) + waiter.size > self.per_user:
                 continue  # this user waits on its own grants, not on the others
             if waiter.size > self.free:

@@ -71,6 +71,22 @@ async def test_a_cancelled_wait_holds_nothing_and_unblocks_those_behind() -> Non
     assert budget.free == 100
 
 
+async def test_a_release_while_a_cancelled_waiter_unwinds_skips_it() -> None:
+    budget = TransferBudget(100)
+    held = await budget.take(1, 100)
+    cancelled = asyncio.create_task(budget.take(2, 50))
+    behind = asyncio.create_task(budget.take(3, 50))
+    await settle()
+    cancelled.cancel()  # its future is cancelled now; its task has not run its handler yet
+    held.release()  # must neither grant the cancelled waiter nor trip over it
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    grant = await asyncio.wait_for(behind, 1)
+    assert budget.free == 50
+    grant.release()
+    assert budget.free == 100 and not budget._waiting
+
+
 def test_a_budget_has_room() -> None:
     with pytest.raises(ValueError, match="at least one byte"):
         TransferBudget(0)
