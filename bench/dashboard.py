@@ -33,7 +33,9 @@ from bench.scale import Loader, M, MinerRow, miner_host, random_segments
 from protocol.db import make_engine, upgrade
 from protocol.http import SigningClient
 from protocol.logs import configure_logging
+from validator import challenge_stats
 from validator.app import make_app
+from validator.challenge_stats import Observation
 from validator.challenger import ChallengePolicy, Challenger
 from validator.gateway import Gateway
 from validator.log_store import ChallengeLogStore
@@ -48,7 +50,8 @@ PANELS = ("miners", "log", "repair", "objects", "weights")
 
 
 def load_log(loader: Loader, miners: list[MinerRow], minutes: float, validator: str) -> int:
-    """An hour (or ``minutes``) of log rows at the production pace, ending now."""
+    """An hour (or ``minutes``) of log rows at the production pace, ending now, and the
+    per-miner figures the recorder keeps with them (``challenge_stats.add``, per round)."""
     now = time.time()
     rounds = int(minutes * 60 / ROUND_SECONDS)
     columns = (
@@ -61,6 +64,7 @@ def load_log(loader: Loader, miners: list[MinerRow], minutes: float, validator: 
     for r in range(rounds):
         issued = now - (rounds - r) * ROUND_SECONDS
         rows = []
+        seen = []
         for m in miners:
             for _ in range(PER_ROUND):
                 latency = rng.uniform(2, 40)
@@ -69,9 +73,12 @@ def load_log(loader: Loader, miners: list[MinerRow], minutes: float, validator: 
                      issued, issued + latency / 1000, latency, "pass", "ok", "0" * 64, 256,
                      b"\0" * 64, b"\0" * 32, SHARD, "0" * 64, "0x" + "5a" * 64, f"{seq:064x}")
                 )  # fmt: skip
+                seen.append(Observation(m.hotkey, "merkle", "pass", issued, latency))
                 seq += 1
         with loader._raw() as conn:
             loader._insert(conn, "challenge_log", columns, rows)
+        with loader.engine.begin() as connection:
+            challenge_stats.add(connection, challenge_stats.tally(seen))
     return seq
 
 
