@@ -209,7 +209,12 @@ class ChallengeRecord(Base):
     """One challenge-log entry (:class:`validator.audit_log.LogEntry`) as a row."""
 
     __tablename__ = "challenge_log"
-    __table_args__ = (Index("ix_challenge_log_miner_seq", "miner", "seq"),)
+    # Each of the explorer's filters reads a range of one index, newest first (0009).
+    __table_args__ = (
+        Index("ix_challenge_log_miner_seq", "miner", "seq"),
+        Index("ix_challenge_log_verdict_seq", "verdict", "seq"),
+        Index("ix_challenge_log_kind_seq", "kind", "seq"),
+    )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     validator: Mapped[str] = mapped_column(String(HOTKEY))

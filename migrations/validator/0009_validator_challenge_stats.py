@@ -1,5 +1,6 @@
 """per-miner challenge figures kept with the log: counts by verdict and a latency histogram
-per miner per time bucket (10 min, 1 h, 1 day, all time), backfilled from the log
+per miner per time bucket (10 min, 1 h, 1 day, all time), backfilled from the log; the
+log indexed by verdict and by kind (the dashboard's explorer)
 
 Revision ID: 0009_validator
 Revises: 0008_validator
@@ -34,6 +35,9 @@ def upgrade() -> None:
         *(sa.Column(f"bin{i:02d}", sa.BigInteger(), nullable=False) for i in range(BINS)),
         sa.PrimaryKeyConstraint("span", "start", "miner", name=op.f("pk_challenge_stats")),
     )
+    # The dashboard's log explorer filters by verdict or kind, newest first.
+    op.create_index("ix_challenge_log_verdict_seq", "challenge_log", ["verdict", "seq"])
+    op.create_index("ix_challenge_log_kind_seq", "challenge_log", ["kind", "seq"])
     # The figures of the log so far, by the code that keeps them from now on (it streams
     # the log in order and writes its sums every 200k entries: memory stays bounded).
     entries = backfill(op.get_bind())
@@ -44,4 +48,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_challenge_log_kind_seq", table_name="challenge_log")
+    op.drop_index("ix_challenge_log_verdict_seq", table_name="challenge_log")
     op.drop_table("challenge_stats")

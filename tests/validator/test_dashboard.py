@@ -4,6 +4,7 @@ figures are what the audit API says, the explorer's filters narrow it, "verify" 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -14,6 +15,8 @@ from tests.dashboard.figures import figures
 from tests.validator.conftest import LiveMiner
 from tests.validator.test_challenger import audit_api, stored  # noqa: F401 - fixtures
 from validator.challenger import Challenger
+from validator.dashboard import Explorer, search
+from validator.log_store import LogFilter
 from validator.models import ChallengeRecord
 
 _ROW = re.compile(r'<tr data-miner="([^"]+)">(.*?)</tr>', re.S)
@@ -69,3 +72,38 @@ async def test_page_matches_the_audit_api_and_the_explorer_filters(
 
     for panel in ("miners", "repair", "objects", "weights"):
         assert (await client.get(f"/dashboard/{panel}")).status == 200, panel
+
+
+async def test_the_explorer_reads_a_bounded_stretch_and_pages_back_through_all_of_it(
+    audit_api: tuple[TestClient[Any, Any], Challenger],  # noqa: F811
+    live_miners: list[LiveMiner],
+) -> None:
+    client, checker = audit_api
+    await checker.run_round()
+    await checker.run_round()
+    hotkey = live_miners[2].key.ss58_address
+    api = await (await client.get("/v1/audit/log", params={"miner": hotkey})).json()
+    for where, expected in (
+        (LogFilter(miner=hotkey), [e["seq"] for e in api["entries"]]),
+        (LogFilter(), list(range(48))),
+        (LogFilter(verdict="wrong"), []),
+    ):
+        seen: list[int] = []
+        explorer = Explorer(where, "")
+        for _ in range(20):  # each page looks at 10 entries at most: 5 pages cover 48
+            found = search(checker.sessions, explorer, limit=4, scan=10)
+            assert found.searched_to - found.searched_from < 10
+            assert all(found.searched_from <= e.seq <= found.searched_to for e in found.entries)
+            seen += [e.seq for e in found.entries]
+            if found.searched_from == 0 and len(found.entries) < 4:
+                break
+            below = found.entries[-1].seq if len(found.entries) == 4 else found.searched_from
+            explorer = replace(explorer, before=below)
+        assert seen == sorted(expected, reverse=True), where
+
+    page = await (await client.get("/dashboard/log")).text()
+    assert "entries 0 to 47" in page
+    assert "look further back" not in page  # all 48 were looked at, 100 may be shown
+    older = await (await client.get("/dashboard/log", params={"before": "20"})).text()
+    assert [int(s) for s, _ in _SEQ.findall(older)] == list(range(19, -1, -1))
+    assert (await client.get("/dashboard/log", params={"before": "-1"})).status == 400
