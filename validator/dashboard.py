@@ -30,7 +30,7 @@ from validator.chain_sync import ChainSync
 from validator.challenger import Challenger
 from validator.log_store import LogFilter, to_entry
 from validator.models import ChallengeRecord, Miner, Placement, Segment, StoredObject
-from validator.repair import Repairer, SegmentRef
+from validator.repair import Repairer
 
 ROWS: Final = 100  # log entries the explorer shows
 # Log entries (by seq, newest first) one explorer request looks through: a filter that
@@ -42,6 +42,10 @@ KINDS: Final = ("merkle", "retrieval", "read", "repair")
 # Counting every object and placement is a scan; at a million placements it would take most
 # of a page's time budget, so those counts are redone at most this often.
 COUNTS_SECONDS: Final = 30.0
+# The at-risk segments are what the repairer's latest run saw (every repair_seconds, 30 s
+# by default), or a fresh look when that is older than this: never more than one look per
+# this many seconds, however many pages are open.
+AT_RISK_SECONDS: Final = 30.0
 
 
 def install(
@@ -240,13 +244,14 @@ class ValidatorPanels:
             return {"events": [], "at_risk": [], "short": 0, "enabled": False}
         where = LogFilter(kind="repair")
         events = await asyncio.to_thread(latest, self.challenger.sessions, where, 20)
-        short, at_risk = 0, list[SegmentRef]()
+        seen = None
         if self.repairer is not None:
-            short, at_risk = await asyncio.to_thread(self.repairer.at_risk, 20)
+            seen = await asyncio.to_thread(self.repairer.recent_at_risk, AT_RISK_SECONDS)
         return {
             "events": events,
-            "at_risk": at_risk,
-            "short": short,
+            "at_risk": seen.most[:20] if seen else [],
+            "short": seen.short if seen else 0,
+            "age": time.time() - seen.at if seen else None,
             "enabled": self.repairer is not None,
         }
 
