@@ -10,12 +10,18 @@ client saw. The aim (issue 18): every page under 200 ms.
 
     python -m bench.dashboard [--miners 256] [--placements 1000000] [--log-minutes 60]
     python -m bench.dashboard --smoke --out /tmp/dashboard.json
+    python -m bench.dashboard --compare bench/results/dashboard.json   # ratios to a run before
+
+The load average (1 min) at the start and end of the run is recorded: the machine is
+shared.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import random
 import statistics
 import tempfile
@@ -136,7 +142,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--smoke", action="store_true", help="16 miners, 8k placements")
     parser.add_argument("--out", type=Path, default=Path("bench/results/dashboard.json"))
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="an earlier report of this bench: its medians go into this one, for the ratios",
+    )
     args = parser.parse_args()
+    previous = json.loads(args.compare.read_text()) if args.compare else None
+    load_before = os.getloadavg()
     if args.smoke:
         args.miners, args.placements, args.log_minutes, args.runs = 16, 8_000, 5.0, 2
     configure_logging("warning", "text")  # no migration chatter in the JSON it prints
@@ -159,8 +172,18 @@ def main() -> None:
         load_seconds = time.perf_counter() - started
         pages = asyncio.run(measure(url, keypair, args.runs))
     worst = max(v["max_ms"] for v in pages.values())
+    report: dict[str, Any] = {}
+    if previous is not None:
+        report["previous"] = {
+            "command": previous.get("command"),
+            "note": previous.get("note"),
+            "median_ms": {path: page["median_ms"] for path, page in previous["pages"].items()},
+        }
     emit(
         {
+            **report,
+            # other sessions share this machine: what it was doing is part of the figure
+            "load_average": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
             "bench": "dashboard",
             "command": command("bench.dashboard"),
             "runs": args.runs,

@@ -349,7 +349,24 @@ def dashboard(report: dict[str, Any]) -> str:
         )
         for path, page in report["pages"].items()
     ]
-    return f"{_caption(report)}\n\n{_table(rows)}"
+    previous = report.get("previous")
+    if previous:  # the same pages in an earlier recorded run: now / then
+        rows += [
+            (
+                f"`{path}`: this run against the earlier one",
+                _num(page["median_ms"], "ms"),
+                f"earlier: {_num(previous['median_ms'][path], 'ms')}",
+                _ratio(page["median_ms"], previous["median_ms"][path]),
+                _runs(report.get("runs")),
+            )
+            for path, page in report["pages"].items()
+            if path in previous["median_ms"]
+        ]
+    load = report.get("load_average")
+    caption = _caption(report)
+    if load:
+        caption += f" Load average (1 min) at start and end: {load[0]}, {load[1]}."
+    return f"{caption}\n\n{_table(rows)}"
 
 
 def generic(report: dict[str, Any]) -> str:
