@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,6 +32,14 @@ class MinerSummary:
     serving_score: float = 1.0
     disqualified: bool = False
     suspended: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a dict (all scalars: no deep copy, unlike ``dataclasses.asdict``,
+        which took ~1 ms a row, a third of a second for 256 miners)."""
+        return {name: getattr(self, name) for name in _SUMMARY_FIELDS}
+
+
+_SUMMARY_FIELDS = tuple(f.name for f in fields(MinerSummary))
 
 
 def percentile(ordered: Sequence[float], q: float) -> float | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -202,7 +202,7 @@ class ValidatorPanels:
         )
         seen = await asyncio.to_thread(_miners_seen, challenger.sessions)
         return {
-            "rows": [{**asdict(r), **seen.get(r.miner, {})} for r in rows],
+            "rows": [{**r.as_dict(), **seen.get(r.miner, {})} for r in rows],
             "window": name,
             "windows": list(dashboard.WINDOWS),
             "rounds": challenger.rounds,
