@@ -73,11 +73,14 @@ class Tally:
     bins: list[int] = field(default_factory=lambda: [0] * BINS)
 
     def add(self, verdict: str, latency_ms: float | None) -> None:
+        self.count(verdict, None if latency_ms is None else latency_bin(latency_ms))
+
+    def count(self, verdict: str, latency_bin: int | None) -> None:
         self.counts["challenges"] += 1
         if verdict in self.counts:
             self.counts[verdict] += 1
-        if latency_ms is not None:
-            self.bins[latency_bin(latency_ms)] += 1
+        if latency_bin is not None:
+            self.bins[latency_bin] += 1
 
     def merge(self, counts: Iterable[int], bins: Iterable[int]) -> None:
         for name, n in zip(COUNTS, counts, strict=True):
@@ -115,13 +118,14 @@ def tally(observations: Iterable[Observation]) -> dict[tuple[str, int, int], Tal
     for o in observations:
         if o.kind == "repair":
             continue
+        at = None if o.latency_ms is None else latency_bin(o.latency_ms)  # once, not per row
         keys = [(o.miner, ALL_TIME, 0)]
         keys += [(o.miner, span, int(o.issued_at // span) * span) for span in SPANS]
         for key in keys:
             row = rows.get(key)
             if row is None:
                 row = rows[key] = Tally()
-            row.add(o.verdict, o.latency_ms)
+            row.count(o.verdict, at)
     return rows
 
 
