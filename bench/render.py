@@ -46,6 +46,13 @@ def _ratio(a: Any, b: Any) -> str:
     return NONE
 
 
+def _ratio_small(a: Any, b: Any) -> str:
+    """A ratio that may be far below 0.01, to three significant figures."""
+    if isinstance(a, int | float) and isinstance(b, int | float) and b:
+        return f"{a / b:.3g}x"
+    return NONE
+
+
 def _runs(n: Any, what: str = "runs") -> str:
     return f"{n} {what}" if isinstance(n, int) else NONE
 
@@ -356,7 +363,7 @@ def dashboard(report: dict[str, Any]) -> str:
                 f"`{path}`: this run against the earlier one",
                 _num(page["median_ms"], "ms"),
                 f"earlier: {_num(previous['median_ms'][path], 'ms')}",
-                _ratio(page["median_ms"], previous["median_ms"][path]),
+                _ratio_small(page["median_ms"], previous["median_ms"][path]),
                 _runs(report.get("runs")),
             )
             for path, page in report["pages"].items()
