@@ -9,8 +9,8 @@ the log), these rows only make a summary cheap.
 - **Buckets.** By ``issued_at``, at three widths (10 min, 1 h, 1 day) plus one all-time row
   per miner (``span`` 0). A window ``[since, now]`` starts at ``since`` rounded down to
   10 minutes and is read as 10-minute rows up to the next hour, hour rows up to the next
-  day, then day rows: at most 5 + 23 + 1 rows per miner and day of window, whatever the log
-  holds (a 7-day window of 256 miners is under 10k rows, its log ~330M).
+  day, then day rows: per miner at most 5 + 23 rows and one a day of the window, whatever
+  the log holds (a 7-day window of 256 miners is under 10k rows, its log ~330M).
 - **Latency.** Fixed log-spaced bins: bin 0 is under 1 ms, bin ``i`` in 1..51 is
   ``[2^((i-1)/3), 2^(i/3))`` ms, bin 52 is 2^17 ms (131 s) and over. A percentile is the
   nearest-rank one over the bins, given as its bin's geometric middle (the lower edge for
