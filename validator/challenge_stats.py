@@ -146,10 +146,9 @@ def add(session: Session | Connection, rows: Mapping[tuple[str, int, int], Tally
         value: dict[str, Any] = {"miner": miner, "span": span, "start": start, **t.counts}
         value.update(zip(BIN_COLUMNS, t.bins, strict=True))
         values.append(value)
-    dialect = (
-        session.get_bind().dialect.name if isinstance(session, Session) else (session.dialect.name)
-    )
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    bind = session.get_bind() if isinstance(session, Session) else session
+    # The two databases we run on spell an upsert the same way, through their own dialects.
+    insert = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
     statement = insert(challenge_stats)
     table = challenge_stats.c
     summed = {name: table[name] + statement.excluded[name] for name in (*COUNTS, *BIN_COLUMNS)}
