@@ -10,12 +10,18 @@ client saw. The aim (issue 18): every page under 200 ms.
 
     python -m bench.dashboard [--miners 256] [--placements 1000000] [--log-minutes 60]
     python -m bench.dashboard --smoke --out /tmp/dashboard.json
+    python -m bench.dashboard --compare bench/results/dashboard.json   # ratios to a run before
+
+The load average (1 min) at the start and end of the run is recorded: the machine is
+shared.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import random
 import statistics
 import tempfile
@@ -33,7 +39,9 @@ from bench.scale import Loader, M, MinerRow, miner_host, random_segments
 from protocol.db import make_engine, upgrade
 from protocol.http import SigningClient
 from protocol.logs import configure_logging
+from validator import challenge_stats
 from validator.app import make_app
+from validator.challenge_stats import Observation
 from validator.challenger import ChallengePolicy, Challenger
 from validator.gateway import Gateway
 from validator.log_store import ChallengeLogStore
@@ -48,7 +56,8 @@ PANELS = ("miners", "log", "repair", "objects", "weights")
 
 
 def load_log(loader: Loader, miners: list[MinerRow], minutes: float, validator: str) -> int:
-    """An hour (or ``minutes``) of log rows at the production pace, ending now."""
+    """An hour (or ``minutes``) of log rows at the production pace, ending now, and the
+    per-miner figures the recorder keeps with them (``challenge_stats.add``, per round)."""
     now = time.time()
     rounds = int(minutes * 60 / ROUND_SECONDS)
     columns = (
@@ -61,6 +70,7 @@ def load_log(loader: Loader, miners: list[MinerRow], minutes: float, validator: 
     for r in range(rounds):
         issued = now - (rounds - r) * ROUND_SECONDS
         rows = []
+        seen = []
         for m in miners:
             for _ in range(PER_ROUND):
                 latency = rng.uniform(2, 40)
@@ -69,9 +79,12 @@ def load_log(loader: Loader, miners: list[MinerRow], minutes: float, validator: 
                      issued, issued + latency / 1000, latency, "pass", "ok", "0" * 64, 256,
                      b"\0" * 64, b"\0" * 32, SHARD, "0" * 64, "0x" + "5a" * 64, f"{seq:064x}")
                 )  # fmt: skip
+                seen.append(Observation(m.hotkey, "merkle", "pass", issued, latency))
                 seq += 1
         with loader._raw() as conn:
             loader._insert(conn, "challenge_log", columns, rows)
+        with loader.engine.begin() as connection:
+            challenge_stats.add(connection, challenge_stats.tally(seen))
     return seq
 
 
@@ -129,7 +142,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--smoke", action="store_true", help="16 miners, 8k placements")
     parser.add_argument("--out", type=Path, default=Path("bench/results/dashboard.json"))
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="an earlier report of this bench: its medians go into this one, for the ratios",
+    )
     args = parser.parse_args()
+    previous = json.loads(args.compare.read_text()) if args.compare else None
+    load_before = os.getloadavg()
     if args.smoke:
         args.miners, args.placements, args.log_minutes, args.runs = 16, 8_000, 5.0, 2
     configure_logging("warning", "text")  # no migration chatter in the JSON it prints
@@ -152,8 +172,18 @@ def main() -> None:
         load_seconds = time.perf_counter() - started
         pages = asyncio.run(measure(url, keypair, args.runs))
     worst = max(v["max_ms"] for v in pages.values())
+    report: dict[str, Any] = {}
+    if previous is not None:
+        report["previous"] = {
+            "command": previous.get("command"),
+            "note": previous.get("note"),
+            "median_ms": {path: page["median_ms"] for path, page in previous["pages"].items()},
+        }
     emit(
         {
+            **report,
+            # other sessions share this machine: what it was doing is part of the figure
+            "load_average": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
             "bench": "dashboard",
             "command": command("bench.dashboard"),
             "runs": args.runs,

@@ -46,6 +46,13 @@ def _ratio(a: Any, b: Any) -> str:
     return NONE
 
 
+def _ratio_small(a: Any, b: Any) -> str:
+    """A ratio that may be far below 0.01, to three significant figures."""
+    if isinstance(a, int | float) and isinstance(b, int | float) and b:
+        return f"{a / b:.3g}x"
+    return NONE
+
+
 def _runs(n: Any, what: str = "runs") -> str:
     return f"{n} {what}" if isinstance(n, int) else NONE
 
@@ -349,7 +356,24 @@ def dashboard(report: dict[str, Any]) -> str:
         )
         for path, page in report["pages"].items()
     ]
-    return f"{_caption(report)}\n\n{_table(rows)}"
+    previous = report.get("previous")
+    if previous:  # the same pages in an earlier recorded run: now / then
+        rows += [
+            (
+                f"`{path}`: this run against the earlier one",
+                _num(page["median_ms"], "ms"),
+                f"earlier: {_num(previous['median_ms'][path], 'ms')}",
+                _ratio_small(page["median_ms"], previous["median_ms"][path]),
+                _runs(report.get("runs")),
+            )
+            for path, page in report["pages"].items()
+            if path in previous["median_ms"]
+        ]
+    load = report.get("load_average")
+    caption = _caption(report)
+    if load:
+        caption += f" Load average (1 min) at start and end: {load[0]}, {load[1]}."
+    return f"{caption}\n\n{_table(rows)}"
 
 
 def cpu_split(report: dict[str, Any]) -> str:

@@ -335,6 +335,31 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     service.index.close()
 
 
+async def _keep_history(app: web.Application) -> AsyncIterator[None]:
+    """The dashboard's challenge history: read back at start, saved every minute and at a
+    clean stop."""
+    activity = app[ACTIVITY]
+    await asyncio.to_thread(activity.restore)
+
+    async def save_forever() -> None:
+        while True:
+            await asyncio.sleep(dashboard.HISTORY_SAVE_SECONDS)
+            try:
+                await activity.save()
+            except Exception:  # a full disk must not end the loop; logged, tried again
+                log.exception("saving the challenge history failed; retrying")
+
+    task = asyncio.create_task(save_forever())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    try:
+        await activity.save()
+    except Exception:  # the stop goes on; at most the last minute's history is lost
+        log.exception("saving the challenge history at stop failed")
+
+
 async def _watch_store(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(health.watch(app[SERVICE].store, app[SERVICE].health))
     yield
@@ -407,11 +432,12 @@ def make_app(service: MinerService, *, background: bool = True) -> web.Applicati
     app.router.add_post("/v1/challenges", post_challenges)
     app.router.add_get("/v1/quarantine", get_quarantine)
     app.router.add_get("/v1/info", get_info)
-    app[ACTIVITY] = dashboard.MinerActivity(service.clock)
+    app[ACTIVITY] = dashboard.MinerActivity(service.clock, service.index)
     dashboard.install(app, service, app[ACTIVITY], presence)
     if background:
         app.cleanup_ctx.append(_background)
     if presence is not None:
         app[PRESENCE] = presence
         app.cleanup_ctx.append(_on_chain(presence))
+    app.cleanup_ctx.append(_keep_history)  # last: its final save runs before the index closes
     return app

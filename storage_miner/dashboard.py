@@ -3,13 +3,16 @@ shards, the store's health, earnings from the chain, and alerts.
 
 What the miner saw of its validators (challenge batches answered, when each validator last
 called) is kept by :class:`MinerActivity` in memory, bounded: a per-minute history for 7 days
-and at most ``MAX_CALLERS`` validators. It starts empty at each start; the validators' own
-verdicts are in their public audit logs (the validator's dashboard).
+and at most ``MAX_CALLERS`` validators. The history is also saved in the shard index's
+database (every ``HISTORY_SAVE_SECONDS``, in a thread, and at a clean stop) and read back
+at start, so a restart keeps the chart; who called and the bytes proven start afresh. The
+validators' own verdicts are in their public audit logs (the validator's dashboard).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import shutil
 import time
 from collections import OrderedDict
@@ -26,11 +29,14 @@ from chain.earnings import epoch_credit, next_halving
 from chain.emission import EmissionSchedule
 from protocol import dashboard
 from protocol.http import VERIFIED
+from storage_miner.index import MinuteRecord, ShardIndex
 from storage_miner.on_chain import ChainPresence
 from storage_miner.service import MinerService
 from storage_miner.store import ShardKey
 
 MAX_CALLERS: Final = 256
+HISTORY_SECONDS: Final = 7 * 86400.0  # the longest chart window
+HISTORY_SAVE_SECONDS: Final = 60.0  # a crash (not a clean stop) loses at most this much
 PROBE_SECONDS: Final = 3.0  # a store or chain slower than this is shown as unreachable
 CHAIN_SECONDS: Final = 3.0
 QUIET_SECONDS: Final = 600.0  # no validator call for this long is an alert
@@ -52,14 +58,43 @@ class Caller:
 
 
 class MinerActivity:
-    """What the miner saw of its validators, for the dashboard (bounded, in memory)."""
+    """What the miner saw of its validators, for the dashboard (bounded, in memory; the
+    challenge history saved to ``index`` when given)."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.time, index: ShardIndex | None = None
+    ) -> None:
         self.clock = clock
+        self.index = index
         self.started = clock()
-        self.challenges = dashboard.Buckets()
+        self.challenges = dashboard.Buckets(keep=int(HISTORY_SECONDS // 60))
         self.bytes_proven = 0
         self.callers: OrderedDict[str, Caller] = OrderedDict()
+        # Minutes from this start on may differ from what is saved (only the newest changes).
+        self._unsaved_from = -math.inf
+
+    def restore(self) -> None:
+        """Read the saved history back (blocking: at start, in a thread)."""
+        if self.index is None:
+            return
+        rows = self.index.minutes(self.clock() - HISTORY_SECONDS)
+        self.challenges.load(dashboard.Bucket(*row) for row in rows)
+        if rows:
+            self._unsaved_from = rows[-1].start
+
+    async def save(self) -> None:
+        """Write the minutes changed since the last save, off the event loop; forget those
+        older than the history keeps."""
+        if self.index is None:
+            return
+        changed = [  # copied here, on the loop: the thread must not see a minute half-added
+            MinuteRecord(b.start, b.ok, b.failed, b.latency_ms_sum, b.batches)
+            for b in self.challenges.starting_from(self._unsaved_from)
+        ]
+        if not changed:
+            return
+        await asyncio.to_thread(self.index.save_minutes, changed, self.clock() - HISTORY_SECONDS)
+        self._unsaved_from = changed[-1].start  # the newest may still grow: saved again
 
     def called(self, hotkey: str) -> Caller:
         now = self.clock()

@@ -1,6 +1,7 @@
 """The miner's shard index: which shards it holds for whom, and how many bytes that is.
 
-It is the miner's only walk-free source of truth. A shard counts as stored once its row is
+It is the miner's only walk-free source of truth (it also keeps the dashboard's per-minute
+challenge history, so that survives a restart). A shard counts as stored once its row is
 committed here, which happens after its bytes and tree are durably in place, and before the
 signed receipt goes out. ``used_bytes`` is kept incrementally in the same transactions, so a
 start reads one row instead of walking the store.
@@ -14,9 +15,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 SCHEMA_VERSION = 1
 ShardState = Literal["ok", "quarantined", "trash"]
@@ -40,6 +42,15 @@ CREATE TABLE IF NOT EXISTS totals (
     value INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO totals (name, value) VALUES ('used_bytes', 0), ('shard_count', 0);
+-- The dashboard's challenge history: one row per minute. A table only added, never read by
+-- the shard paths, so the schema version stays 1 (an older miner ignores it).
+CREATE TABLE IF NOT EXISTS challenge_minutes (
+    start          REAL PRIMARY KEY,
+    ok             INTEGER NOT NULL,
+    failed         INTEGER NOT NULL,
+    latency_ms_sum REAL NOT NULL,
+    batches        INTEGER NOT NULL
+);
 """
 _COLUMNS = "namespace, shard_id, size, stored_at, state, state_at, scrubbed_at, reason"
 
@@ -54,6 +65,16 @@ class ShardRecord:
     state_at: float
     scrubbed_at: float | None
     reason: str | None
+
+
+class MinuteRecord(NamedTuple):
+    """A minute of the challenge batches the miner answered (the dashboard's history)."""
+
+    start: float
+    ok: int
+    failed: int
+    latency_ms_sum: float
+    batches: int
 
 
 class IndexVersionError(RuntimeError):
@@ -196,6 +217,27 @@ class ShardIndex:
         query = f"SELECT {_COLUMNS} FROM shards WHERE {where} ORDER BY {order} LIMIT ?"  # noqa: S608
         with self._lock:
             return [ShardRecord(*row) for row in self._db.execute(query, (*args, limit))]
+
+    def save_minutes(self, minutes: Iterable[MinuteRecord], forget_before: float) -> None:
+        """Write these minutes of challenge history (each replaces its row: it holds the
+        minute's whole total) and forget rows older than ``forget_before``."""
+        with self._lock, self._transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO challenge_minutes "
+                "(start, ok, failed, latency_ms_sum, batches) VALUES (?, ?, ?, ?, ?)",
+                minutes,
+            )
+            self._db.execute("DELETE FROM challenge_minutes WHERE start < ?", (forget_before,))
+
+    def minutes(self, since: float) -> list[MinuteRecord]:
+        """The challenge history from ``since``, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT start, ok, failed, latency_ms_sum, batches FROM challenge_minutes "
+                "WHERE start >= ? ORDER BY start",
+                (since,),
+            )
+            return [MinuteRecord(*row) for row in rows]
 
     def _bump(self, size: int, count: int) -> None:
         self._db.execute("UPDATE totals SET value = value + ? WHERE name = 'used_bytes'", (size,))

@@ -542,7 +542,7 @@ async def get_audit_summary(request: web.Request) -> web.Response:
         {
             "validator": challenger.hotkey,
             "rounds": challenger.rounds,
-            "miners": [asdict(r) for r in rows],
+            "miners": [r.as_dict() for r in rows],
         }
     )
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from validator.models import ChallengeRecord
+from validator import challenge_stats
 from validator.scoring import DISQUALIFY_BELOW, MinerStanding, availability, weights
 
 
@@ -34,6 +33,14 @@ class MinerSummary:
     disqualified: bool = False
     suspended: bool = False
 
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a dict (all scalars: no deep copy, unlike ``dataclasses.asdict``,
+        which took ~1 ms a row, a third of a second for 256 miners)."""
+        return {name: getattr(self, name) for name in _SUMMARY_FIELDS}
+
+
+_SUMMARY_FIELDS = tuple(f.name for f in fields(MinerSummary))
+
 
 def percentile(ordered: Sequence[float], q: float) -> float | None:
     """Nearest-rank percentile of sorted values (None for none)."""
@@ -50,43 +57,30 @@ def summarise(
     since: float | None = None,
     disqualify_below: float = DISQUALIFY_BELOW,
 ) -> list[MinerSummary]:
-    """One row per miner seen in the log (since ``since``) or in ``standings``."""
-    c = ChallengeRecord
-    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    latencies: dict[str, list[float]] = defaultdict(list)
+    """One row per miner seen in the log (since ``since``, rounded down to 10 minutes) or in
+    ``standings``. Read from the per-miner figures kept with the log (``challenge_stats``):
+    the counts are exact, the latency percentiles to their histogram bin."""
     with sessions() as session:
-        where = [c.kind != "repair"]  # repairs are events, not answers
-        if since is not None:
-            where.append(c.issued_at >= since)
-        for miner, verdict, n in session.execute(
-            select(c.miner, c.verdict, func.count()).where(*where).group_by(c.miner, c.verdict)
-        ):
-            counts[miner][verdict] = n
-        rows = session.execute(
-            select(c.miner, c.latency_ms).where(c.latency_ms.is_not(None), *where)
-        ).yield_per(10_000)
-        for miner, latency in rows:
-            if latency is not None:
-                latencies[miner].append(latency)
+        tallies = challenge_stats.window(session, since)
     shares = weights(standings, disqualify_below=disqualify_below)
     summaries = []
-    for miner in sorted(set(counts) | set(standings)):
-        tally = counts.get(miner, {})
-        total = sum(tally.values())
-        ordered = sorted(latencies.get(miner, ()))
+    for miner in sorted(set(tallies) | set(standings)):
+        tally = tallies.get(miner, challenge_stats.Tally())
+        counts = tally.counts
+        total = counts["challenges"]
         standing = standings.get(miner)
         summaries.append(
             MinerSummary(
                 miner=miner,
                 challenges=total,
-                passed=tally.get("pass", 0),
-                wrong=tally.get("wrong", 0),
-                missing=tally.get("missing", 0),
-                timeouts=tally.get("timeout", 0),
-                pass_rate=tally.get("pass", 0) / total if total else None,
-                p50_ms=percentile(ordered, 50),
-                p95_ms=percentile(ordered, 95),
-                p99_ms=percentile(ordered, 99),
+                passed=counts["pass"],
+                wrong=counts["wrong"],
+                missing=counts["missing"],
+                timeouts=counts["timeout"],
+                pass_rate=counts["pass"] / total if total else None,
+                p50_ms=tally.percentile(50),
+                p95_ms=tally.percentile(95),
+                p99_ms=tally.percentile(99),
                 verified_bytes=standing.verified_bytes if standing else 0,
                 wrong_score=standing.wrong.score if standing else 0.0,
                 timeout_score=standing.timeouts.score if standing else 0.0,

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlencode
 
 from aiohttp import web
 from bittensor_wallet import Keypair
@@ -22,20 +23,29 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from protocol import dashboard
 from protocol.http import BadRequest
+from protocol.inputs import query_int
 from validator.audit import summarise
 from validator.audit_log import LogEntry, check_proof
 from validator.chain_sync import ChainSync
 from validator.challenger import Challenger
 from validator.log_store import LogFilter, to_entry
 from validator.models import ChallengeRecord, Miner, Placement, Segment, StoredObject
-from validator.repair import Repairer, SegmentRef
+from validator.repair import Repairer
 
 ROWS: Final = 100  # log entries the explorer shows
+# Log entries (by seq, newest first) one explorer request looks through: a filter that
+# matches nothing must not read the whole log (~2M entries an hour for 256 miners). The
+# page links to the next older stretch.
+SCAN: Final = 200_000
 VERDICTS: Final = ("pass", "wrong", "missing", "timeout", "repaired")
 KINDS: Final = ("merkle", "retrieval", "read", "repair")
 # Counting every object and placement is a scan; at a million placements it would take most
 # of a page's time budget, so those counts are redone at most this often.
 COUNTS_SECONDS: Final = 30.0
+# The at-risk segments are what the repairer's latest run saw (every repair_seconds, 30 s
+# by default), or a fresh look when that is older than this: never more than one look per
+# this many seconds, however many pages are open.
+AT_RISK_SECONDS: Final = 30.0
 
 
 def install(
@@ -71,10 +81,12 @@ class Explorer:
 
     where: LogFilter
     window: str
+    before: int | None = None  # look at entries below this seq (None: from the newest)
 
     @classmethod
     def from_request(cls, request: web.Request, now: float) -> Explorer:
         q = request.query
+        before = query_int(request, "before")
         verdict = q.get("verdict") or None
         kind = q.get("kind") or None
         if verdict is not None and verdict not in VERDICTS:
@@ -84,14 +96,45 @@ class Explorer:
         window = q.get("window", "")
         since = now - dashboard.WINDOWS[window] if window in dashboard.WINDOWS else None
         return cls(LogFilter(miner=q.get("miner") or None, verdict=verdict, kind=kind,
-                             since=since), window if since else "")  # fmt: skip
+                             since=since), window if since else "", before)  # fmt: skip
+
+    def older(self, seq: int) -> str:
+        """The query string of the same filters, from ``seq`` down."""
+        w = self.where
+        shown = {"miner": w.miner, "verdict": w.verdict, "kind": w.kind, "window": self.window}
+        return urlencode({**{k: v for k, v in shown.items() if v}, "before": seq})
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    entries: list[LogEntry]
+    searched_from: int  # the oldest seq looked at
+    searched_to: int  # the newest
 
 
 def latest(sessions: sessionmaker[Session], where: LogFilter, limit: int) -> list[LogEntry]:
-    """The newest ``limit`` entries matching ``where``, newest first."""
+    """The newest ``limit`` entries matching ``where``, newest first (for a filter an index
+    serves, such as a kind: it reads at most ``limit`` rows)."""
     with sessions() as session:
         query = where.apply(select(ChallengeRecord)).order_by(ChallengeRecord.seq.desc())
         return [to_entry(row) for row in session.scalars(query.limit(limit))]
+
+
+def search(
+    sessions: sessionmaker[Session], explorer: Explorer, limit: int = ROWS, scan: int = SCAN
+) -> Found:
+    """The newest ``limit`` entries matching the explorer's filters among the ``scan``
+    entries below ``explorer.before`` (or the newest): a bounded range of the primary key
+    (or of an index on miner, verdict or kind), whatever the filters."""
+    c = ChallengeRecord
+    with sessions() as session:
+        top = explorer.before
+        if top is None:
+            top = (session.scalar(select(func.max(c.seq))) or -1) + 1
+        bottom = max(0, top - scan)
+        query = explorer.where.apply(select(c)).where(c.seq >= bottom, c.seq < top)
+        rows = session.scalars(query.order_by(c.seq.desc()).limit(limit))
+        return Found([to_entry(row) for row in rows], bottom, top - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +202,7 @@ class ValidatorPanels:
         )
         seen = await asyncio.to_thread(_miners_seen, challenger.sessions)
         return {
-            "rows": [{**asdict(r), **seen.get(r.miner, {})} for r in rows],
+            "rows": [{**r.as_dict(), **seen.get(r.miner, {})} for r in rows],
             "window": name,
             "windows": list(dashboard.WINDOWS),
             "rounds": challenger.rounds,
@@ -167,12 +210,18 @@ class ValidatorPanels:
 
     async def log(self, request: web.Request) -> Mapping[str, Any]:
         explorer = Explorer.from_request(request, time.time())
-        entries: list[LogEntry] = []
+        found = Found([], 0, -1)
         if self.challenger is not None:
-            sessions = self.challenger.sessions
-            entries = await asyncio.to_thread(latest, sessions, explorer.where, ROWS)
+            found = await asyncio.to_thread(search, self.challenger.sessions, explorer)
+        older = None  # where the next search starts: below the last shown, or the stretch
+        if len(found.entries) == ROWS and found.entries[-1].seq > 0:
+            older = explorer.older(found.entries[-1].seq)
+        elif found.searched_from > 0:
+            older = explorer.older(found.searched_from)
         return {
-            "entries": entries,
+            "entries": found.entries,
+            "searched": (found.searched_from, found.searched_to),
+            "older": older,
             "filter": explorer.where,
             "window": explorer.window,
             "verdicts": VERDICTS,
@@ -186,8 +235,8 @@ class ValidatorPanels:
         explorer = Explorer.from_request(request, time.time())
         if self.challenger is None:
             return {"check": Check(0, [], 0)}
-        entries = await asyncio.to_thread(latest, self.challenger.sessions, explorer.where, ROWS)
-        check = await asyncio.to_thread(check_entries, entries, self.hotkey)
+        found = await asyncio.to_thread(search, self.challenger.sessions, explorer)
+        check = await asyncio.to_thread(check_entries, found.entries, self.hotkey)
         return {"check": check}
 
     async def repair(self, _request: web.Request) -> Mapping[str, Any]:
@@ -195,13 +244,14 @@ class ValidatorPanels:
             return {"events": [], "at_risk": [], "short": 0, "enabled": False}
         where = LogFilter(kind="repair")
         events = await asyncio.to_thread(latest, self.challenger.sessions, where, 20)
-        short, at_risk = 0, list[SegmentRef]()
+        seen = None
         if self.repairer is not None:
-            short, at_risk = await asyncio.to_thread(self.repairer.at_risk, 20)
+            seen = await asyncio.to_thread(self.repairer.recent_at_risk, AT_RISK_SECONDS)
         return {
             "events": events,
-            "at_risk": at_risk,
-            "short": short,
+            "at_risk": seen.most[:20] if seen else [],
+            "short": seen.short if seen else 0,
+            "age": time.time() - seen.at if seen else None,
             "enabled": self.repairer is not None,
         }
 

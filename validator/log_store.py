@@ -3,7 +3,8 @@
 One writer appends (the challenger): the head (last seq and entry hash) is read from the
 table at the first append and kept in memory, and moves only after the rows are committed,
 so a failed transaction leaves the chain where it was. Reads page by ``seq`` so millions of
-rows stream without being held at once.
+rows stream without being held at once. Each append also adds to the per-miner figures
+(``challenge_stats``) in the same transaction.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from bittensor_wallet import Keypair
 from sqlalchemy import Select, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from validator import challenge_stats
 from validator.audit_log import LogEntry, chain_after
 from validator.models import ChallengeRecord
 
@@ -136,6 +138,8 @@ class ChallengeLogStore:
                         rows.append(to_values(signed, head[1]))  # hashed once, not twice
                     if rows:  # one executemany, not an ORM object per entry
                         session.execute(insert(ChallengeRecord), rows)
+                        # the per-miner figures, in the same transaction: never out of step
+                        challenge_stats.add(session, challenge_stats.tally(map(_seen, chained)))
             except BaseException:
                 self._loaded = False  # re-read the head: nothing chained here was kept
                 raise
@@ -167,6 +171,12 @@ class ChallengeLogStore:
             return session.scalar(
                 select(ChallengeRecord.entry_hash).where(ChallengeRecord.seq == seq - 1)
             )
+
+
+def _seen(entry: LogEntry) -> challenge_stats.Observation:
+    return challenge_stats.Observation(
+        entry.miner, entry.kind, entry.verdict, entry.issued_at, entry.latency_ms
+    )
 
 
 def _last(session: Session) -> tuple[int, str] | None:

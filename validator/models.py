@@ -12,6 +12,8 @@
 - ``placements``: which miner holds which shard, with the miner's signed receipt.
 - ``repair_queue``: shards that must be (re)placed: missing at upload, or lost later.
 - ``challenge_log``: one signed, hash-chained row per challenge (see ``audit_log.py``).
+- ``challenge_stats``: per miner per time bucket, the log's counts by verdict and a latency
+  histogram, kept with the log (a derived index: see ``challenge_stats.py``).
 - ``s3_*``: the S3 API's access keys, buckets, objects (each a list of parts, each part one
   stored object) and multipart uploads in progress (see ``validator/s3/``).
 """
@@ -22,6 +24,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Column,
     DateTime,
     Float,
     ForeignKey,
@@ -30,6 +33,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -208,7 +212,12 @@ class ChallengeRecord(Base):
     """One challenge-log entry (:class:`validator.audit_log.LogEntry`) as a row."""
 
     __tablename__ = "challenge_log"
-    __table_args__ = (Index("ix_challenge_log_miner_seq", "miner", "seq"),)
+    # Each of the explorer's filters reads a range of one index, newest first (0009).
+    __table_args__ = (
+        Index("ix_challenge_log_miner_seq", "miner", "seq"),
+        Index("ix_challenge_log_verdict_seq", "verdict", "seq"),
+        Index("ix_challenge_log_kind_seq", "kind", "seq"),
+    )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     validator: Mapped[str] = mapped_column(String(HOTKEY))
@@ -231,6 +240,24 @@ class ChallengeRecord(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(160))
     entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+LATENCY_BINS = 53  # validator.challenge_stats.BINS: the histogram's columns
+
+# Per miner per bucket (``span`` seconds from ``start``; span 0: all time) the counts and the
+# latency histogram of its log entries: written with them, read by /v1/audit/summary.
+challenge_stats = Table(
+    "challenge_stats",
+    Base.metadata,
+    Column("span", Integer, primary_key=True),
+    Column("start", BigInteger, primary_key=True),
+    Column("miner", String(HOTKEY), primary_key=True),
+    *(
+        Column(name, BigInteger, nullable=False)
+        for name in ("challenges", "pass", "wrong", "missing", "timeout")
+    ),
+    *(Column(f"bin{i:02d}", BigInteger, nullable=False) for i in range(LATENCY_BINS)),
+)
 
 
 # --- the S3 API (validator/s3/) ---------------------------------------------------------

@@ -39,7 +39,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,7 +47,7 @@ import aiohttp
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import ColumnElement, and_, case, delete, func, not_, or_, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, aliased, selectinload, sessionmaker
 
 from erasure import MerkleBuilder, MerkleTree
 from erasure.codec import DEFAULT_CODEC, check_stripes, decode_segment, primary_blocks
@@ -88,6 +88,25 @@ class SegmentRef:
     segment: int  # index within the object
     healthy: int  # shares with a healthy placement
     k: int
+
+
+AT_RISK_KEPT = 50  # segments the at-risk view keeps, most at risk first
+
+
+@dataclass(frozen=True, slots=True)
+class AtRisk:
+    """Segments short of a healthy share at ``at`` (unix seconds): how many, and the
+    ``AT_RISK_KEPT`` most at risk (fewest healthy shares beyond k first)."""
+
+    at: float
+    short: int
+    most: list[SegmentRef]
+
+
+def _at_risk(health: Mapping[int, tuple[SegmentRef, int]]) -> AtRisk:
+    short = [ref for ref, m in health.values() if ref.healthy < m]
+    short.sort(key=lambda ref: (ref.healthy - ref.k, ref.object_id, ref.segment))
+    return AtRisk(time.time(), len(short), short[:AT_RISK_KEPT])
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +332,19 @@ def _health_at_risk(session: Session, cutoff: datetime) -> dict[int, tuple[Segme
     index on such a column for a selective one and reads every stored placement.
     """
     shards = set(session.scalars(select(RepairItem.shard_id)))
-    shards.update(session.scalars(select(Placement.shard_id).where(Placement.state == "lost")))
+    # A lost placement stays (a later delete asks its miner to drop it) after its share was
+    # placed again; it matters only while its shard has no stored placement (one that is
+    # stored on a miner gone bad is found through that miner below). Otherwise every share
+    # ever repaired would be read again on every run.
+    stored = aliased(Placement)
+    replaced = (
+        select(stored.id)
+        .where(stored.shard_id == Placement.shard_id, stored.state == "stored")
+        .exists()
+    )
+    shards.update(
+        session.scalars(select(Placement.shard_id).where(Placement.state == "lost", not_(replaced)))
+    )
     gone = session.scalars(select(Miner.id).where(not_(_healthy_miner(cutoff)))).all()
     for chunk in _chunks(gone):
         shards.update(
@@ -453,16 +484,25 @@ class Repairer:
         # net with fewer hosts than m would otherwise repeat it for every segment each run).
         self._stuck: dict[int, str] = {}
         self._unrepairable_logged: frozenset[int] = frozenset()
+        self.last_at_risk: AtRisk | None = None  # what the latest run or look saw
 
-    def at_risk(self, limit: int = 50) -> tuple[int, list[SegmentRef]]:
+    def at_risk(self, limit: int = AT_RISK_KEPT) -> AtRisk:
         """How many committed segments are short of a healthy share now, and the ``limit``
-        most at risk (fewest healthy shares first), chosen as :meth:`run_once` chooses."""
+        most at risk (fewest healthy shares first), chosen as :meth:`run_once` chooses.
+        Blocking. Each run remembers the same of what it saw (:attr:`last_at_risk`)."""
         cutoff = datetime.now(UTC) - timedelta(seconds=self.unseen_after)
         with self.sessions() as session:
             health = _health_at_risk(session, cutoff)
-        short = [ref for ref, m in health.values() if ref.healthy < m]
-        short.sort(key=lambda ref: (ref.healthy - ref.k, ref.object_id, ref.segment))
-        return len(short), short[:limit]
+        self.last_at_risk = _at_risk(health)
+        return replace(self.last_at_risk, most=self.last_at_risk.most[:limit])
+
+    def recent_at_risk(self, max_age: float) -> AtRisk:
+        """What the last run (or look) saw if it is at most ``max_age`` seconds old, else a
+        fresh look: a dashboard asking often costs at most one look per ``max_age``."""
+        last = self.last_at_risk
+        if last is not None and time.time() - last.at <= max_age:
+            return last
+        return self.at_risk()
 
     async def run_once(self) -> RepairReport:
         started = time.perf_counter()
@@ -645,6 +685,7 @@ class Repairer:
         with self.sessions.begin() as session:
             report.stale_queue_items = self._drop_stale_queue_items(session, cutoff)
             health = _health_at_risk(session, cutoff)
+        self.last_at_risk = _at_risk(health)
         unrepairable = sorted(
             (ref for ref, _ in health.values() if ref.healthy < ref.k),
             key=lambda ref: (ref.object_id, ref.segment),

@@ -22,7 +22,7 @@ import json
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -277,6 +277,15 @@ class Buckets:
 
     def since(self, moment: float) -> list[Bucket]:
         return [b for b in self._buckets if b.start + self.seconds > moment]
+
+    def starting_from(self, start: float) -> list[Bucket]:
+        """The buckets that start at ``start`` or later."""
+        return [b for b in self._buckets if b.start >= start]
+
+    def load(self, buckets: Iterable[Bucket]) -> None:
+        """Start over from a saved history (oldest first; the newest ``keep`` are kept)."""
+        self._buckets.clear()
+        self._buckets.extend(buckets)
 
     def totals(self, moment: float) -> Bucket:
         """Everything since ``moment`` in one bucket."""

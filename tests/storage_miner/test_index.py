@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from storage_miner.index import ShardIndex
+from storage_miner.index import MinuteRecord, ShardIndex
 
 NS = "5FPKneG8EgVf2B2S3916PWt2yMb8oLAzimf73f9vMCdHAMtR"
 
@@ -50,3 +50,14 @@ def test_scrub_order_and_quarantine_listing(tmp_path: Path) -> None:
     quarantined = index.quarantined()
     assert [(r.shard_id, r.reason) for r in quarantined] == [("e" * 64, "leaf 3 does not hash")]
     assert all(r.shard_id != "e" * 64 for r in index.next_to_scrub(10))
+
+
+def test_challenge_minutes_are_replaced_whole_and_old_ones_forgotten(tmp_path: Path) -> None:
+    index = ShardIndex(tmp_path / "index.sqlite")
+    index.save_minutes([MinuteRecord(60.0, 1, 0, 5.0, 1), MinuteRecord(120.0, 2, 1, 9.0, 2)], 0)
+    index.save_minutes([MinuteRecord(120.0, 3, 1, 12.0, 3)], forget_before=100.0)
+    index.close()
+    reopened = ShardIndex(tmp_path / "index.sqlite")
+    assert reopened.minutes(since=0) == [MinuteRecord(120.0, 3, 1, 12.0, 3)]
+    assert reopened.minutes(since=121) == []
+    reopened.close()

@@ -23,7 +23,7 @@ from validator.log_store import ChallengeLogStore
 from validator.miner_client import MinerAddress, MinerClient
 from validator.models import Miner, Placement, RepairItem, Segment, Shard, StoredObject
 from validator.object_health import objects_health
-from validator.repair import RebuildError, Repairer, rebuild_shares
+from validator.repair import AT_RISK_KEPT, RebuildError, Repairer, rebuild_shares
 from validator.uploads import Uploader, UploadOptions, UploadResult
 
 from .test_challenger import shard_file
@@ -512,6 +512,22 @@ async def test_only_at_risk_segments_are_read_and_none_is_missed(
         )
         assert healthy_shard is not None
         session.add(RepairItem(shard_id=healthy_shard, reason="test", created_at=datetime.now(UTC)))
+        # A share lost once and placed again: its lost row stays beside the stored one.
+        again = session.scalars(
+            select(Placement.shard_id)
+            .join(Miner, Miner.id == Placement.miner_id)
+            .where(Miner.hotkey == stale.key.ss58_address)
+            .limit(2)
+        ).all()[-1]
+        holders = session.scalars(select(Placement.miner_id).where(Placement.shard_id == again))
+        elsewhere = session.scalar(select(Miner.id).where(Miner.id.not_in(list(holders))))
+        assert elsewhere is not None
+        session.add(
+            Placement(
+                shard_id=again, miner_id=elsewhere, state="lost", receipt_json="{}",
+                stored_at=datetime.now(UTC),
+            )
+        )  # fmt: skip
     # A failed challenge (the real challenger: the placement lost and queued).
     bad = on(sessions, failing)[0]
     shard_file(failing, bad.shard_id).unlink()
@@ -554,6 +570,15 @@ async def test_only_at_risk_segments_are_read_and_none_is_missed(
         assert report.unrepairable_count == sum(n < k for _, _, n, k, _ in expected.values())
         assert {e.outcome for e in report.events} <= {"failed"}
         if threshold is None:
+            # what the run saw is the dashboard's at-risk list: every segment it would
+            # repair (or cannot), most at risk first; a fresh look sees the same
+            ranked = sorted(expected.values(), key=lambda e: (e[2] - e[3], e[0], e[1]))
+            for seen in (fixer.last_at_risk, fixer.at_risk(), fixer.recent_at_risk(60)):
+                assert seen is not None
+                assert seen.short == len(expected) == len(repairable) + report.unrepairable_count
+                assert [(r.object_id, r.segment, r.healthy, r.k) for r in seen.most] == [
+                    e[:4] for e in ranked[:AT_RISK_KEPT]
+                ]
             assert report.quarantined == 1
             assert report.stale_queue_items == 1
             with sessions() as session:
@@ -597,8 +622,8 @@ async def test_object_health_counts_shares_as_the_repairer_does(
         [health] = objects_health(session, [row], 3600.0)
     assert (health.status, health.shares) == ("lost", (3, 5, 6))
     assert (health.at_risk, health.lost) == ([0, 1], [0])
-    count, refs = repairer(sessions, miner_client, live_miners).at_risk()
-    assert count == len(health.at_risk)
-    assert {ref.segment: ref.healthy for ref in refs} == {0: 3, 1: 5}
+    seen = repairer(sessions, miner_client, live_miners).at_risk()
+    assert seen.short == len(health.at_risk)
+    assert {ref.segment: ref.healthy for ref in seen.most} == {0: 3, 1: 5}
     # Nothing has been challenged yet: no share has passed one.
     assert health.last_verified is None
