@@ -191,12 +191,14 @@ def rewards(
     """Show credits per hotkey, with the capacity and availability behind them, and the
     totals per halving era. Amounts are TAO (rao in --json)."""
     params: dict[str, str | int] = {}
+    newest: int | None = None  # with --last: epochs closing after we asked are not shown
     if last is not None:
         if epoch is not None:
             raise click.UsageError("give --epoch or --last, not both")
-        closed = fetch(url, "/v1/epochs", {"limit": last})["epochs"]
+        closed = [e["number"] for e in fetch(url, "/v1/epochs", {"limit": last})["epochs"]]
         # None closed yet: no credit can be that recent, so nothing is shown.
-        params["since_epoch"] = min((e["number"] for e in closed), default=1 << 62)
+        params["since_epoch"] = min(closed, default=1 << 62)
+        newest = max(closed, default=0)
     if epoch is not None:
         params["epoch"] = epoch
     if era is not None:
@@ -204,6 +206,8 @@ def rewards(
     if hotkey is not None:
         params["hotkey"] = hotkey
     credits = fetch(url, "/v1/ledger", params)["credits"]
+    if newest is not None:
+        credits = [c for c in credits if c["epoch"] <= newest]
     per_era: dict[int, int] = {}
     for credit in credits:
         per_era[credit["era"]] = per_era.get(credit["era"], 0) + credit["amount"]
