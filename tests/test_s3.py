@@ -1,6 +1,6 @@
 """The validator's S3 API, end to end: a real validator process (``--s3-port``, over TLS)
-with real miners on loopback (a ``LocalNet``), driven by boto3 and aws-cli. Every transfer
-is sha256-checked."""
+with real miners on loopback (a ``LocalNet``), driven by boto3, aws-cli, rclone and s3cmd.
+Every transfer is sha256-checked."""
 
 from __future__ import annotations
 
@@ -545,3 +545,66 @@ def test_rclone_copy_sync_check(s3net: S3Net, tmp_path: Path) -> None:
     assert rclone("check", str(source), "subnet:rclone/tree").returncode == 1
     ok("purge", "subnet:rclone")
     assert "rclone" not in [b["Name"] for b in s3net.client().list_buckets()["Buckets"]]
+
+
+def test_s3cmd_put_get_ls_sync_del(s3net: S3Net, tmp_path: Path) -> None:
+    """s3cmd with a config as its docs give for a non-AWS endpoint: path style (host_bucket
+    without ``%(bucket)s``), SigV4, multipart in 5 MiB chunks so the 12 MiB file is three."""
+    access, secret = s3net.keys["user"]
+    host = s3net.endpoint.removeprefix("https://")
+    config = tmp_path / "s3cfg"
+    config.write_text(
+        "[default]\n"
+        f"access_key = {access}\nsecret_key = {secret}\n"
+        f"host_base = {host}\nhost_bucket = {host}\n"
+        f"use_https = True\nca_certs_file = {s3net.cafile}\n"
+        "signature_v2 = False\nbucket_location = us-east-1\nmultipart_chunk_size_mb = 5\n"
+    )
+
+    def s3cmd(*args: str) -> str:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "s3cmd"), "-c", str(config), *args],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    source, back = tmp_path / "src", tmp_path / "back"
+    files = {
+        "big.bin": os.urandom(12 * MiB + 3),
+        "small.txt": b"small",
+        "sub/n.bin": os.urandom(100_000),
+    }
+    _tree(source, files)
+    s3cmd("mb", "s3://s3cmd")
+    assert "s3://s3cmd" in s3cmd("ls")
+    s3cmd("put", str(source / "big.bin"), "s3://s3cmd/one/big.bin")
+    big = s3net.client().head_object(Bucket="s3cmd", Key="one/big.bin")
+    assert big["ETag"].endswith('-3"')
+    s3cmd("get", "s3://s3cmd/one/big.bin", str(tmp_path / "big.again"))
+    assert sha((tmp_path / "big.again").read_bytes()) == sha(files["big.bin"])
+    s3cmd("sync", f"{source}/", "s3://s3cmd/tree/")
+    listed = s3cmd("ls", "--recursive", "s3://s3cmd")
+    assert {line.split()[-1] for line in listed.splitlines()} == {
+        "s3://s3cmd/one/big.bin", "s3://s3cmd/tree/big.bin", "s3://s3cmd/tree/small.txt",
+        "s3://s3cmd/tree/sub/n.bin",
+    }  # fmt: skip
+    assert [line.split()[-1] for line in s3cmd("ls", "s3://s3cmd/tree/").splitlines()] == [
+        "s3://s3cmd/tree/sub/", "s3://s3cmd/tree/big.bin", "s3://s3cmd/tree/small.txt"
+    ]  # fmt: skip
+
+    # A second sync sends only what changed, and --delete-removed removes what went.
+    files["small.txt"] = b"changed"
+    (source / "sub" / "n.bin").unlink()
+    del files["sub/n.bin"]
+    _tree(source, files)
+    sent = s3cmd("sync", "--delete-removed", f"{source}/", "s3://s3cmd/tree/")
+    assert "small.txt" in sent and "big.bin" not in sent
+    s3cmd("sync", "s3://s3cmd/tree/", f"{back}/")
+    _same_tree(back, files)
+
+    s3cmd("del", "s3://s3cmd/one/big.bin")
+    s3cmd("del", "--recursive", "--force", "s3://s3cmd/tree/")
+    assert s3cmd("ls", "--recursive", "s3://s3cmd") == ""
+    s3cmd("rb", "s3://s3cmd")
+    assert "s3://s3cmd" not in s3cmd("ls")
