@@ -127,6 +127,11 @@ def listings(s3: Client, bucket: str) -> dict[str, Any]:
         "start_after_end": _pages(s3, bucket, StartAfter="zzz"),
         "v1": [_page(v1), _page(v1_next)],
         "v1_marker": _page(s3.list_objects(Bucket=bucket, Marker="c/d")),
+        # No versioning: each object is its one version, "null" (what cleanup tools list).
+        "versions": [
+            (v["Key"], v["VersionId"], v["IsLatest"], v["Size"])
+            for v in s3.list_object_versions(Bucket=bucket, Prefix="a/")["Versions"]
+        ],
     }
 
 

@@ -220,6 +220,8 @@ async def get_bucket(request: web.Request) -> web.Response:
     owner, bucket = _owner(request), _bucket(request)
     if "uploads" in query:
         return await _list_uploads(request)
+    if "versions" in query:
+        return await _list_versions(request)
     if "location" in query:
         await asyncio.to_thread(service.head_bucket, owner, bucket)
         return web.Response(
@@ -306,6 +308,56 @@ async def _list_objects(  # noqa: PLR0912 - V1 and V2 share all but their marker
         f"<CommonPrefixes>{element('Prefix', enc(p))}</CommonPrefixes>" for p in listing.prefixes
     )
     return _xml("ListBucketResult", body)
+
+
+async def _list_versions(request: web.Request) -> web.Response:
+    """ListObjectVersions of a bucket without versioning, as S3 answers it: each object is
+    its one version, ``null`` and latest (what cleanup tools such as s3-tests' list)."""
+    query = request.query
+    prefix, delimiter = query.get("prefix", ""), query.get("delimiter", "")
+    max_keys = _int(request, "max-keys", 1000, 1000)
+    listing = await asyncio.to_thread(
+        request.app[SERVICE].list_objects,
+        _owner(request),
+        _bucket(request),
+        prefix=prefix,
+        delimiter=delimiter,
+        after=query.get("key-marker", ""),
+        max_keys=max_keys,
+    )
+    owner = element("ID", request[AUTH].access_key)
+    body = [
+        element("Name", _bucket(request)),
+        element("Prefix", prefix),
+        element("KeyMarker", query.get("key-marker", "")),
+        element("VersionIdMarker", query.get("version-id-marker", "")),
+        element("MaxKeys", max_keys),
+        element("IsTruncated", "true" if listing.truncated else "false"),
+    ]
+    if delimiter:
+        body.append(element("Delimiter", delimiter))
+    if listing.truncated and listing.next_marker is not None:
+        body += [
+            element("NextKeyMarker", listing.next_marker),
+            element("NextVersionIdMarker", "null"),
+        ]
+    body.extend(
+        "<Version>"
+        + element("Key", obj.key)
+        + element("VersionId", "null")
+        + element("IsLatest", "true")
+        + element("LastModified", xml.timestamp(obj.modified_at))
+        + element("ETag", obj.etag)
+        + element("Size", obj.size)
+        + element("StorageClass", "STANDARD")
+        + f"<Owner>{owner}</Owner>"
+        + "</Version>"
+        for obj in listing.objects
+    )
+    body.extend(
+        f"<CommonPrefixes>{element('Prefix', p)}</CommonPrefixes>" for p in listing.prefixes
+    )
+    return _xml("ListVersionsResult", body)
 
 
 async def _list_uploads(request: web.Request) -> web.Response:
