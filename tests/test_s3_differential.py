@@ -119,6 +119,14 @@ def listings(s3: Client, bucket: str) -> dict[str, Any]:
         "folded_by_two": _pages(s3, bucket, Delimiter="/", MaxKeys=2),
         "prefix_a": _pages(s3, bucket, Prefix="a/", Delimiter="/"),
         "prefix_partial": _pages(s3, bucket, Prefix="a/b"),
+        # The last entry a prefix over two keys: the page is full, and nothing is left.
+        "prefix_a_by_three": _pages(s3, bucket, Prefix="a/", Delimiter="/", MaxKeys=3),
+        "max_keys_zero": _page(s3.list_objects_v2(Bucket=bucket, MaxKeys=0)),
+        "owner": [
+            "Owner" in s3.list_objects_v2(Bucket=bucket, **fetch)["Contents"][0]
+            for fetch in ({}, {"FetchOwner": True})
+        ]
+        + ["Owner" in s3.list_objects(Bucket=bucket)["Contents"][0]],
         "prefix_none": _pages(s3, bucket, Prefix="nothing/"),
         "start_after": _pages(s3, bucket, StartAfter="b"),
         # A start-after inside a common prefix ("a/2") is left out: AWS documents no answer
@@ -142,6 +150,9 @@ def test_listings_agree(ours: S3Net, theirs: Client) -> None:
     assert [k for k, _, _ in mine["all"][0]["keys"]] == KEYS
     assert mine["folded_by_two"][0]["prefixes"] == ["a/"]
     assert [len(p["keys"]) + len(p["prefixes"]) for p in mine["folded_by_two"]] == [2, 2, 2]
+    assert [p["truncated"] for p in mine["prefix_a_by_three"]] == [False]
+    assert mine["max_keys_zero"]["truncated"] is False
+    assert mine["owner"] == [False, True, True]
 
 
 def errors(s3: Client, bucket: str) -> dict[str, Any]:

@@ -273,7 +273,8 @@ async def _list_objects(  # noqa: PLR0912 - V1 and V2 share all but their marker
     )
     body = [
         element("Name", _bucket(request)),
-        element("Prefix", enc(prefix)),
+        # V1's Prefix is given back as sent (boto3 decodes V2's only, and AWS agrees).
+        element("Prefix", enc(prefix) if v2 else prefix),
         element("MaxKeys", max_keys),
         element("IsTruncated", "true" if listing.truncated else "false"),
     ]
@@ -294,6 +295,10 @@ async def _list_objects(  # noqa: PLR0912 - V1 and V2 share all but their marker
         body.append(element("Marker", enc(after)))
         if listing.truncated and listing.next_marker is not None:
             body.append(element("NextMarker", enc(listing.next_marker)))
+    owner = ""  # V1 always names the owner, V2 when asked (fetch-owner), as S3
+    if not v2 or query.get("fetch-owner", "").lower() == "true":
+        access_key = request[AUTH].access_key
+        owner = f"<Owner>{element('ID', access_key)}{element('DisplayName', access_key)}</Owner>"
     for obj in listing.objects:
         body.append(
             "<Contents>"
@@ -302,6 +307,7 @@ async def _list_objects(  # noqa: PLR0912 - V1 and V2 share all but their marker
             + element("ETag", obj.etag)
             + element("Size", obj.size)
             + element("StorageClass", "STANDARD")
+            + owner
             + "</Contents>"
         )
     body.extend(

@@ -312,7 +312,12 @@ class S3Service:
         after: str,
         max_keys: int,
     ) -> Listing:
-        """Keys in UTF-8 binary order after ``after``, grouped by ``delimiter``."""
+        """Keys in UTF-8 binary order after ``after``, grouped by ``delimiter``. Truncated
+        only if an entry is left to give (``max_keys`` 0 gives nothing, not truncated, as S3)."""
+        if max_keys == 0:
+            with self.sessions() as session:
+                self._bucket(session, owner, bucket)
+            return Listing([], [], False, None)
         objects: list[ObjectMeta] = []
         prefixes: list[str] = []
         cursor = after
@@ -331,20 +336,22 @@ class S3Service:
                     return Listing(objects, prefixes, False, None)
                 for row in rows:
                     cursor = row.key
-                    if len(objects) + len(prefixes) >= max_keys:
-                        return Listing(objects, prefixes, True, last)
                     rest = row.key[len(prefix) :]
+                    common = None
                     if delimiter and delimiter in rest:
                         common = prefix + rest[: rest.index(delimiter) + len(delimiter)]
-                        if prefixes and prefixes[-1] == common:
+                        # Folded into the prefix just given, or a marker inside it (given
+                        # on an earlier page): nothing new, so no reason to say "truncated".
+                        if (prefixes and prefixes[-1] == common) or common <= after:
                             continue
-                        if common <= after:  # a marker inside this prefix: already given
-                            continue
+                    if len(objects) + len(prefixes) >= max_keys:
+                        return Listing(objects, prefixes, True, last)
+                    if common is not None:
                         prefixes.append(common)
                         last = common
-                        continue
-                    objects.append(_meta(row, []))
-                    last = row.key
+                    else:
+                        objects.append(_meta(row, []))
+                        last = row.key
 
     # --- multipart -------------------------------------------------------------------
 
