@@ -508,3 +508,29 @@ def test_s3cmd_put_get_ls_sync_del(s3net: S3Net, tmp_path: Path) -> None:
     assert s3cmd("ls", "--recursive", "s3://s3cmd") == ""
     s3cmd("rb", "s3://s3cmd")
     assert "s3://s3cmd" not in s3cmd("ls")
+
+
+def test_acl_reads_and_unsupported_subresources(s3net: S3Net) -> None:
+    """GetBucketAcl/GetObjectAcl say what is true (the owner alone, FULL_CONTROL); a
+    subresource we do not keep is 501 and never taken for the object itself."""
+    s3 = s3net.client()
+    s3.create_bucket(Bucket="acls")
+    s3.put_object(Bucket="acls", Key="k", Body=b"kept")
+    access = s3net.keys["user"][0]
+    for acl in (s3.get_bucket_acl(Bucket="acls"), s3.get_object_acl(Bucket="acls", Key="k")):
+        assert acl["Owner"]["ID"] == access
+        assert [(g["Grantee"]["ID"], g["Permission"]) for g in acl["Grants"]] == [
+            (access, "FULL_CONTROL")
+        ]
+    with pytest.raises(ClientError) as failed:
+        s3.get_object_acl(Bucket="acls", Key="missing")
+    assert code(failed) == "NoSuchKey"
+    for call in (
+        lambda: s3.get_object_tagging(Bucket="acls", Key="k"),
+        lambda: s3.delete_object_tagging(Bucket="acls", Key="k"),
+        lambda: s3.put_object_acl(Bucket="acls", Key="k", ACL="public-read"),
+    ):
+        with pytest.raises(ClientError) as failed:
+            call()
+        assert code(failed) == "NotImplemented"
+    assert s3.get_object(Bucket="acls", Key="k")["Body"].read() == b"kept"

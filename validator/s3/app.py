@@ -231,7 +231,10 @@ async def get_bucket(request: web.Request) -> web.Response:
     if "versioning" in query:
         await asyncio.to_thread(service.head_bucket, owner, bucket)
         return _xml("VersioningConfiguration", [])
-    if query.keys() & {"acl", "policy", "cors", "lifecycle", "tagging", "website", "encryption"}:
+    if "acl" in query:
+        await asyncio.to_thread(service.head_bucket, owner, bucket)
+        return _owner_only_acl(request)
+    if query.keys() & {"policy", "cors", "lifecycle", "tagging", "website", "encryption"}:
         raise S3Error("NotImplemented", "bucket configuration is not supported")
     return await _list_objects(request, v2=query.get("list-type") == "2")
 
@@ -609,10 +612,36 @@ async def head_object(request: web.Request) -> web.Response:
     return web.Response(status=206, headers=headers)
 
 
+# Object subresources we do not keep: a request for one must not be taken for the object.
+_OBJECT_SUBRESOURCES = frozenset({"tagging", "retention", "legal-hold", "torrent", "attributes",
+                                  "restore", "select"})  # fmt: skip
+
+
+def _owner_only_acl(request: web.Request) -> web.Response:
+    """GetBucketAcl/GetObjectAcl: only the owner's key ever reaches a bucket, so its ACL is
+    the owner's FULL_CONTROL and nothing else (PutBucketAcl and PutObjectAcl are 501)."""
+    access_key = request[AUTH].access_key
+    who = element("ID", access_key) + element("DisplayName", access_key)
+    grantee = (
+        '<Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        f'xsi:type="CanonicalUser">{who}</Grantee>'
+    )
+    grant = f"<Grant>{grantee}{element('Permission', 'FULL_CONTROL')}</Grant>"
+    return _xml(
+        "AccessControlPolicy",
+        [f"<Owner>{who}</Owner>", f"<AccessControlList>{grant}</AccessControlList>"],
+    )
+
+
 async def get_object(request: web.Request) -> web.StreamResponse:
     if "uploadId" in request.query:
         return await _list_parts(request)
+    if request.query.keys() & _OBJECT_SUBRESOURCES:
+        raise S3Error("NotImplemented", "object configuration (tagging...) is not supported")
     service = request.app[SERVICE]
+    if "acl" in request.query:
+        await asyncio.to_thread(service.head, _owner(request), _bucket(request), _key(request))
+        return _owner_only_acl(request)
     meta = await asyncio.to_thread(service.head, _owner(request), _bucket(request), _key(request))
     if not _check_preconditions(request, meta):
         return web.Response(status=304, headers={"ETag": meta.etag})
@@ -648,6 +677,8 @@ async def get_object(request: web.Request) -> web.StreamResponse:
 
 
 async def delete_object(request: web.Request) -> web.Response:
+    if request.query.keys() - {"uploadId", "x-id"}:  # DeleteObjectTagging must not delete it
+        raise S3Error("NotImplemented", "object configuration (tagging...) is not supported")
     service = request.app[SERVICE]
     owner, bucket, key = _owner(request), _bucket(request), _key(request)
     if "uploadId" in request.query:
