@@ -534,3 +534,29 @@ def test_acl_reads_and_unsupported_subresources(s3net: S3Net) -> None:
             call()
         assert code(failed) == "NotImplemented"
     assert s3.get_object(Bucket="acls", Key="k")["Body"].read() == b"kept"
+
+
+def test_http_chunked_body_without_content_length(s3net: S3Net) -> None:
+    """Transfer-Encoding: chunked, no Content-Length (SDKs streaming a body of unknown
+    length): stored whole, its length the bytes received."""
+    access, secret = s3net.keys["user"]
+    s3net.client().create_bucket(Bucket="te-chunked")
+    data = os.urandom(300_000)
+    request = AWSRequest(
+        method="PUT", url=s3net.endpoint + "/te-chunked/k", data=data,
+        headers={"Transfer-Encoding": "chunked"},
+    )  # fmt: skip
+    botocore.auth.S3SigV4Auth(Credentials(access, secret), "s3", "us-east-1").add_auth(request)
+    assert "Content-Length" not in request.headers
+    context = ssl.create_default_context(cafile=s3net.cafile)
+    port = int(s3net.endpoint.rsplit(":", 1)[1])
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+    pieces = iter([data[:100_000], data[100_000:]])
+    connection.request("PUT", "/te-chunked/k", body=pieces, headers=dict(request.headers),
+                       encode_chunked=True)  # fmt: skip
+    response = connection.getresponse()
+    assert (response.status, response.read()) == (200, b"")
+    connection.close()
+    got = s3net.client().get_object(Bucket="te-chunked", Key="k")
+    assert got["ContentLength"] == len(data)
+    assert sha(got["Body"].read()) == sha(data)
