@@ -536,6 +536,24 @@ def test_acl_reads_and_unsupported_subresources(s3net: S3Net) -> None:
     assert s3.get_object(Bucket="acls", Key="k")["Body"].read() == b"kept"
 
 
+def test_response_header_overrides(s3net: S3Net) -> None:
+    """GetObject's response-* parameters (a presigned download that names its file)."""
+    s3 = s3net.client()
+    s3.create_bucket(Bucket="overrides")
+    s3.put_object(Bucket="overrides", Key="k", Body=b"body", ContentType="text/plain")
+    got = s3.get_object(
+        Bucket="overrides", Key="k", ResponseContentType="application/x-thing",
+        ResponseContentDisposition='attachment; filename="k.bin"', ResponseCacheControl="no-cache",
+        ResponseContentLanguage="en", ResponseExpires=dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
+    )  # fmt: skip
+    assert got["Body"].read() == b"body"
+    assert (got["ContentType"], got["ContentDisposition"], got["CacheControl"]) == (
+        "application/x-thing", 'attachment; filename="k.bin"', "no-cache"
+    )  # fmt: skip
+    assert got["ContentLanguage"] == "en"
+    assert s3.head_object(Bucket="overrides", Key="k")["ContentType"] == "text/plain"
+
+
 def test_http_chunked_body_without_content_length(s3net: S3Net) -> None:
     """Transfer-Encoding: chunked, no Content-Length (SDKs streaming a body of unknown
     length): stored whole, its length the bytes received."""

@@ -574,7 +574,20 @@ def _object_headers(request: web.Request, meta: ObjectMeta) -> dict[str, str]:
         headers[f"x-amz-checksum-{algorithm}"] = value
     if "-" in meta.etag:
         headers["x-amz-mp-parts-count"] = str(len(meta.parts))
+    for name, header in _RESPONSE_OVERRIDES.items():  # what a presigned URL asks to be served
+        if name in request.query:
+            headers[header] = request.query[name]
     return headers
+
+
+_RESPONSE_OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+    "response-content-language": "Content-Language",
+    "response-cache-control": "Cache-Control",
+    "response-expires": "Expires",
+}
 
 
 def _range(request: web.Request, size: int) -> tuple[int, int] | None:
