@@ -5,6 +5,7 @@ s3cmd. Every transfer is sha256-checked."""
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import hashlib
 import http.client
 import io
@@ -552,6 +553,40 @@ def test_response_header_overrides(s3net: S3Net) -> None:
     )  # fmt: skip
     assert got["ContentLanguage"] == "en"
     assert s3.head_object(Bucket="overrides", Key="k")["ContentType"] == "text/plain"
+
+
+@pytest.mark.parametrize("checksums", ["when_supported", "when_required"])
+def test_stored_headers_are_served_back(s3net: S3Net, checksums: str) -> None:
+    """Content-Encoding (without the aws-chunked framing), Content-Disposition, Cache-Control,
+    Content-Language and Expires: kept with the object, single or multipart, and copied."""
+    s3 = s3net.client(checksums=checksums)
+    bucket = f"headers-{checksums.replace('_', '-')}"
+    s3.create_bucket(Bucket=bucket)
+    given = {
+        "ContentEncoding": "gzip", "ContentDisposition": 'attachment; filename="a.gz"',
+        "CacheControl": "max-age=60", "ContentLanguage": "fr",
+    }  # fmt: skip
+    body = gzip.compress(b"stored as sent, never inflated " * 100)
+    put = s3.put_object(Bucket=bucket, Key="single", Body=body, **given)
+    assert put["ETag"] == f'"{hashlib.md5(body).hexdigest()}"'
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="multi", **given)["UploadId"]
+    etag = s3.upload_part(Bucket=bucket, Key="multi", UploadId=upload, PartNumber=1,
+                          Body=b"only part")["ETag"]  # fmt: skip
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="multi", UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
+    )  # fmt: skip
+    s3.copy_object(Bucket=bucket, Key="copied", CopySource={"Bucket": bucket, "Key": "single"})
+    for key in ("single", "multi", "copied"):
+        head = s3.head_object(Bucket=bucket, Key=key)
+        assert {name: head.get(name) for name in given} == given, key
+    s3.copy_object(
+        Bucket=bucket, Key="replaced", CopySource={"Bucket": bucket, "Key": "single"},
+        MetadataDirective="REPLACE", ContentType="text/plain",
+    )  # fmt: skip
+    replaced = s3.get_object(Bucket=bucket, Key="replaced")
+    assert "ContentEncoding" not in replaced and "CacheControl" not in replaced
+    assert replaced["Body"].read() == body
 
 
 def test_http_chunked_body_without_content_length(s3net: S3Net) -> None:

@@ -155,6 +155,20 @@ def _user_metadata(request: web.Request) -> dict[str, str]:
     }
 
 
+# Headers S3 keeps with an object and serves back on GET and HEAD.
+STORED_HEADERS = ("Content-Encoding", "Content-Disposition", "Content-Language",
+                  "Cache-Control", "Expires")  # fmt: skip
+
+
+def _stored_headers(request: web.Request) -> dict[str, str]:
+    headers = {name: request.headers[name] for name in STORED_HEADERS if name in request.headers}
+    # aws-chunked is how this request's body was framed, not how the object is encoded.
+    codings = [c.strip() for c in headers.pop("Content-Encoding", "").split(",")]
+    if kept := [c for c in codings if c and c.lower() != "aws-chunked"]:
+        headers["Content-Encoding"] = ", ".join(kept)
+    return headers
+
+
 def _new_meta(request: web.Request, key: str) -> ObjectMeta:
     return ObjectMeta(
         key=key,
@@ -164,6 +178,7 @@ def _new_meta(request: web.Request, key: str) -> ObjectMeta:
         metadata=_user_metadata(request),
         checksum=None,
         modified_at=datetime.now(UTC),
+        headers=_stored_headers(request),
     )
 
 
@@ -436,7 +451,7 @@ async def put_object(request: web.Request) -> web.Response:
     meta = _new_meta(request, key)
     meta = ObjectMeta(
         key, reader.size, reader.etag, meta.content_type, meta.metadata,
-        reader.checksum_value, datetime.now(UTC),
+        reader.checksum_value, datetime.now(UTC), headers=meta.headers,
     )  # fmt: skip
     replaced = await _link(request, meta, [(stored, reader.size, reader.etag)])
     await service.delete_stored(owner, replaced)
@@ -507,6 +522,7 @@ async def _copy_object(request: web.Request) -> web.Response:
         fresh.metadata if replace else source.metadata,
         source.checksum,
         datetime.now(UTC),
+        headers=fresh.headers if replace else source.headers,
     )
     replaced = await _link(request, meta, [(stored, source.size, etag)])
     await service.delete_stored(owner, replaced)
@@ -567,6 +583,7 @@ def _object_headers(request: web.Request, meta: ObjectMeta) -> dict[str, str]:
         "Content-Type": meta.content_type,
         "Accept-Ranges": "bytes",
     }
+    headers.update(meta.headers)
     for name, value in meta.metadata.items():
         headers[f"x-amz-meta-{name}"] = value
     if meta.checksum and request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
@@ -838,7 +855,11 @@ def s3_server(
 
     async def serve(_app: web.Application) -> AsyncIterator[None]:
         keys = AccessKeys(gateway.sessions, Path(settings.data_dir) / KEY_FILE)
-        runner = web.AppRunner(make_s3_app(gateway, settings, keys), access_log=None)
+        # auto_decompress off: a body sent with Content-Encoding: gzip is the object's bytes,
+        # stored as sent (S3 keeps the encoding as metadata); aiohttp would inflate it.
+        runner = web.AppRunner(
+            make_s3_app(gateway, settings, keys), access_log=None, auto_decompress=False
+        )
         await runner.setup()
         context = None
         if settings.s3_tls_cert:

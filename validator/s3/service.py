@@ -19,7 +19,7 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
@@ -58,6 +58,7 @@ class ObjectMeta:
     checksum: str | None
     modified_at: datetime
     parts: tuple[PartRef, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)  # STORED_HEADERS given at the PUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,7 @@ def _meta(row: S3Object, parts: list[S3Part]) -> ObjectMeta:
         if row.modified_at.tzinfo is None
         else row.modified_at,
         parts=tuple(PartRef(p.stored_id, p.size) for p in parts),
+        headers=json.loads(row.headers_json),
     )
 
 
@@ -255,6 +257,7 @@ class S3Service:
             etag=meta.etag,
             content_type=meta.content_type,
             metadata_json=json.dumps(meta.metadata, sort_keys=True),
+            headers_json=json.dumps(meta.headers, sort_keys=True),
             checksum=meta.checksum,
             modified_at=meta.modified_at,
         )
@@ -367,6 +370,7 @@ class S3Service:
                     key=key,
                     content_type=meta.content_type,
                     metadata_json=json.dumps(meta.metadata, sort_keys=True),
+                    headers_json=json.dumps(meta.headers, sort_keys=True),
                     created_at=_now(),
                 )
             )
@@ -463,6 +467,7 @@ class S3Service:
                 metadata=json.loads(upload.metadata_json),
                 checksum=None,
                 modified_at=_now(),
+                headers=json.loads(upload.headers_json),
             )
             stored = [(p.stored_id, p.size, p.etag) for p in picked]
             unused = [p.stored_id for n, p in parts.items() if p not in picked]
