@@ -613,3 +613,33 @@ def test_http_chunked_body_without_content_length(s3net: S3Net) -> None:
     got = s3net.client().get_object(Bucket="te-chunked", Key="k")
     assert got["ContentLength"] == len(data)
     assert sha(got["Body"].read()) == sha(data)
+
+
+def test_get_and_head_by_part_number(s3net: S3Net) -> None:
+    """partNumber reads one part of a multipart object as it was uploaded; a single PUT is
+    its one part."""
+    s3 = s3net.client()
+    s3.create_bucket(Bucket="by-part")
+    first, last = os.urandom(5 * MiB), os.urandom(100)
+    upload = s3.create_multipart_upload(Bucket="by-part", Key="mp")["UploadId"]
+    parts = [
+        {"PartNumber": n, "ETag": s3.upload_part(Bucket="by-part", Key="mp", UploadId=upload,
+                                                 PartNumber=n, Body=body)["ETag"]}
+        for n, body in ((1, first), (2, last))
+    ]  # fmt: skip
+    s3.complete_multipart_upload(
+        Bucket="by-part", Key="mp", UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+    for number, body in ((1, first), (2, last)):
+        got = s3.get_object(Bucket="by-part", Key="mp", PartNumber=number)
+        assert (got["PartsCount"], got["ContentLength"]) == (2, len(body))
+        assert sha(got["Body"].read()) == sha(body)
+        assert s3.head_object(Bucket="by-part", Key="mp", PartNumber=number)[
+            "ContentLength"
+        ] == len(body)
+    s3.put_object(Bucket="by-part", Key="single", Body=b"whole")
+    assert s3.get_object(Bucket="by-part", Key="single", PartNumber=1)["Body"].read() == b"whole"
+    for key, number in (("mp", 3), ("single", 2)):
+        with pytest.raises(ClientError) as failed:
+            s3.get_object(Bucket="by-part", Key=key, PartNumber=number)
+        assert code(failed) == "InvalidPart"

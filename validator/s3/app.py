@@ -607,6 +607,23 @@ _RESPONSE_OVERRIDES = {
 }
 
 
+def _span(request: web.Request, meta: ObjectMeta) -> tuple[int, int] | None:
+    """The bytes asked for: one part (``partNumber``, as the object was uploaded), a Range,
+    or the whole object (None)."""
+    if "partNumber" not in request.query:
+        return _range(request, meta.size)
+    number = _int(request, "partNumber", 0, MAX_PARTS + 1)
+    if not 1 <= number <= MAX_PARTS:
+        raise S3Error("InvalidArgument", f"partNumber is 1..{MAX_PARTS}")
+    sizes = [part.size for part in meta.parts] if "-" in meta.etag else [meta.size]
+    if number > len(sizes):
+        raise S3Error("InvalidPart", f"the object has {len(sizes)} part(s), not {number}")
+    if len(sizes) == 1 and "-" not in meta.etag:
+        return None  # a single PUT is its one part: the whole object, as S3
+    start = sum(sizes[: number - 1])
+    return start, start + sizes[number - 1]
+
+
 def _range(request: web.Request, size: int) -> tuple[int, int] | None:
     header = request.headers.get("Range")
     if not header:
@@ -633,7 +650,7 @@ async def head_object(request: web.Request) -> web.Response:
     headers = _object_headers(request, meta)
     if not _check_preconditions(request, meta):
         return web.Response(status=304, headers={"ETag": meta.etag})
-    span = _range(request, meta.size)
+    span = _span(request, meta)
     if span is None:
         headers["Content-Length"] = str(meta.size)
         return web.Response(headers=headers)
@@ -676,7 +693,7 @@ async def get_object(request: web.Request) -> web.StreamResponse:
     if not _check_preconditions(request, meta):
         return web.Response(status=304, headers={"ETag": meta.etag})
     headers = _object_headers(request, meta)
-    span = _range(request, meta.size)
+    span = _span(request, meta)
     status = 200
     start, stop = 0, meta.size
     if span is not None:
