@@ -643,3 +643,27 @@ def test_get_and_head_by_part_number(s3net: S3Net) -> None:
         with pytest.raises(ClientError) as failed:
             s3.get_object(Bucket="by-part", Key=key, PartNumber=number)
         assert code(failed) == "InvalidPart"
+
+
+def test_encryption_sse_s3_given_sse_c_and_kms_refused(s3net: S3Net) -> None:
+    """Every object is sealed (AES-256-GCM): SSE-S3 is answered as given. A customer key or
+    KMS cannot be honoured, so it is refused rather than silently ignored."""
+    s3 = s3net.client()
+    s3.create_bucket(Bucket="sse")
+    put = s3.put_object(Bucket="sse", Key="k", Body=b"sealed", ServerSideEncryption="AES256")
+    assert put["ServerSideEncryption"] == "AES256"
+    assert s3.head_object(Bucket="sse", Key="k")["ServerSideEncryption"] == "AES256"
+    assert s3.get_object(Bucket="sse", Key="k")["ServerSideEncryption"] == "AES256"
+    customer_key = {
+        "SSECustomerAlgorithm": "AES256",
+        "SSECustomerKey": "pO3upElrwuEXSoFwCfnZPdSsmt/xWeFa0N9KgDijwVs=",
+    }
+    for call in (
+        lambda: s3.put_object(Bucket="sse", Key="c", Body=b"x", **customer_key),
+        lambda: s3.get_object(Bucket="sse", Key="k", **customer_key),
+        lambda: s3.put_object(Bucket="sse", Key="m", Body=b"x", ServerSideEncryption="aws:kms"),
+    ):
+        with pytest.raises(ClientError) as failed:
+            call()
+        assert code(failed) == "NotImplemented"
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="sse")["Contents"]] == ["k"]

@@ -114,6 +114,26 @@ async def s3_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
+_CUSTOMER_KEY = ("x-amz-server-side-encryption-customer-algorithm",
+                 "x-amz-copy-source-server-side-encryption-customer-algorithm")  # fmt: skip
+
+
+@web.middleware
+async def s3_encryption(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every object is sealed by the validator with AES-256-GCM, what S3 calls SSE-S3: asked
+    for, it is given and said so. A customer key (SSE-C) or KMS cannot be honoured, and
+    storing anyway would let the client believe its key protects the data: refused."""
+    if any(name in request.headers for name in _CUSTOMER_KEY):
+        raise S3Error("NotImplemented", "SSE-C (customer-provided keys) is not supported")
+    asked = request.headers.get("x-amz-server-side-encryption")
+    if asked is not None and asked != "AES256":
+        raise S3Error("NotImplemented", f"server-side encryption {asked[:32]!r} is not supported")
+    response = await handler(request)
+    if "key" in request.match_info and response.status < 300 and not response.prepared:
+        response.headers["x-amz-server-side-encryption"] = "AES256"  # GET: _object_headers
+    return response
+
+
 def _owner(request: web.Request) -> int:
     return request[AUTH].user_id
 
@@ -582,6 +602,7 @@ def _object_headers(request: web.Request, meta: ObjectMeta) -> dict[str, str]:
         "Last-Modified": _http_date(meta.modified_at),
         "Content-Type": meta.content_type,
         "Accept-Ranges": "bytes",
+        "x-amz-server-side-encryption": "AES256",  # see s3_encryption
     }
     headers.update(meta.headers)
     for name, value in meta.metadata.items():
@@ -844,7 +865,7 @@ async def _sweep_orphans(app: web.Application) -> AsyncIterator[None]:
 
 
 def make_s3_app(gateway: Gateway, settings: ValidatorSettings, keys: AccessKeys) -> web.Application:
-    app = web.Application(middlewares=[s3_errors, s3_auth])
+    app = web.Application(middlewares=[s3_errors, s3_auth, s3_encryption])
     app[SERVICE] = S3Service(gateway, settings)
     app[KEYS] = keys
     app.router.add_get("/", list_buckets)
