@@ -273,6 +273,7 @@ class S3Object(Base):
     metadata_json: Mapped[str] = mapped_column(Text)  # x-amz-meta-* (names lower case)
     # Content-Encoding, Content-Disposition...: stored and served back, as S3 (migration 0010)
     headers_json: Mapped[str] = mapped_column(Text, server_default="{}")
+    upload_id: Mapped[str | None] = mapped_column(String(32))  # the multipart upload it was
     checksum: Mapped[str | None] = mapped_column(String(128))  # "crc32:<base64>", single PUTs
     modified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

@@ -775,12 +775,14 @@ async def post_object(request: web.Request) -> web.Response:
         )
     if "uploadId" in request.query:
         upload_id = request.query["uploadId"]
-        await asyncio.to_thread(service.check_upload, owner, bucket, key, upload_id)
-        chosen = xml.parse_complete(await _small_body(request))
-        etag, unused = await asyncio.to_thread(
-            service.complete, owner, bucket, key, upload_id, chosen
-        )
-        await service.delete_stored(owner, unused)
+        etag = await asyncio.to_thread(service.completed, owner, bucket, key, upload_id)
+        if etag is None:
+            await asyncio.to_thread(service.check_upload, owner, bucket, key, upload_id)
+            chosen = xml.parse_complete(await _small_body(request))
+            etag, unused = await asyncio.to_thread(
+                service.complete, owner, bucket, key, upload_id, chosen
+            )
+            await service.delete_stored(owner, unused)
         return _xml(
             "CompleteMultipartUploadResult",
             [

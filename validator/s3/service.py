@@ -475,7 +475,26 @@ class S3Service:
             session.delete(upload)
             session.flush()
             replaced = self._replace(session, upload.bucket_id, key, meta, stored)
+            row = session.scalar(
+                select(S3Object).where(S3Object.bucket_id == upload.bucket_id, S3Object.key == key)
+            )
+            assert row is not None  # just written, in this transaction
+            row.upload_id = upload_id  # a retried Complete is answered from it
             return etag, unused + replaced
+
+    def completed(self, owner: int, bucket: str, key: str, upload_id: str) -> str | None:
+        """The ETag of the object this upload became, if it is still the key's object: a
+        client retrying CompleteMultipartUpload (its first answer lost) gets it again, as
+        S3 answers."""
+        with self.sessions() as session:
+            b = self._bucket(session, owner, bucket)
+            return session.scalar(
+                select(S3Object.etag).where(
+                    S3Object.bucket_id == b.id,
+                    S3Object.key == key,
+                    S3Object.upload_id == upload_id,
+                )
+            )
 
     def abort(self, owner: int, bucket: str, key: str, upload_id: str) -> list[str]:
         with self.sessions.begin() as session:
