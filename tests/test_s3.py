@@ -577,6 +577,9 @@ def test_stored_headers_are_served_back(s3net: S3Net, checksums: str) -> None:
         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
     )  # fmt: skip
     s3.copy_object(Bucket=bucket, Key="copied", CopySource={"Bucket": bucket, "Key": "single"})
+    for sent, kept in (("gzip, aws-chunked", "gzip"), ("aws-chunked", None)):  # a plain body
+        s3.put_object(Bucket=bucket, Key="framing", Body=b"plain", ContentEncoding=sent)
+        assert s3.head_object(Bucket=bucket, Key="framing").get("ContentEncoding") == kept
     for key in ("single", "multi", "copied"):
         head = s3.head_object(Bucket=bucket, Key=key)
         assert {name: head.get(name) for name in given} == given, key

@@ -105,8 +105,12 @@ class BodyReader:
         self.stream = stream
         self.auth = auth
         payload = auth.payload_hash
-        self.chunked = payload.startswith("STREAMING-") or "aws-chunked" in headers.get(
-            "Content-Encoding", ""
+        # aws-chunked framing is announced by the payload hash, or by Content-Encoding with
+        # the decoded length S3 requires beside it; without that length, a body under
+        # "Content-Encoding: gzip, aws-chunked" is plain (as S3 takes it).
+        self.chunked = payload.startswith("STREAMING-") or (
+            "aws-chunked" in headers.get("Content-Encoding", "")
+            and "x-amz-decoded-content-length" in headers
         )
         self.signed_chunks = payload in STREAMING_SIGNED
         if payload.startswith("STREAMING-") and not (
