@@ -94,8 +94,8 @@ async def s3_errors(  # noqa: PLR0911 - the one place every error becomes S3 XML
         return _error_response(
             request, S3Error("ServiceUnavailable", "the validator cannot reach its database")
         )
-    except ConnectionResetError:
-        raise
+    except ConnectionError:
+        raise  # the client went away (mid-GET, say): nothing to answer, nothing to log as ours
     except Exception:
         log.exception("unhandled error in S3 %s %s", request.method, request.path)
         return _error_response(
