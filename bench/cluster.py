@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,13 +67,15 @@ class LocalSubnet:
 
 @contextmanager
 def local_subnet(
-    root: Path, k: int, m: int, miners: int, *, net: str = "127.0.0"
-) -> Iterator[LocalSubnet]:
+    root: Path, k: int, m: int, miners: int, *, net: str = "127.0.0",
+    validator_args: Sequence[str] = (),
+) -> Iterator[LocalSubnet]:  # fmt: skip
     """Start ``miners`` miners and one k-of-m validator under ``root``; stop them all on exit.
 
     The validator listens on ``{net}.1`` and miner i on ``{net}.{i + 2}``. The miners start
     together and are then waited for, so start-up costs one miner's time, not the sum. The
     scrubber is off so that it does not compete with the measured transfers.
+    ``validator_args``: more flags for ``subnet validator run`` (e.g. ``--s3-port``).
     """
     if miners > 250:
         raise ValueError(f"at most 250 miners: one loopback address each, {net}.2 up")
@@ -104,7 +106,7 @@ def local_subnet(
              "--host", vhost, "--port", str(vport), "--data-dir", str(root / "v"),
              "--users", f"user={user}",
              "--miners", ",".join(entries), "--k", str(k), "--m", str(m),
-             "--log-level", "warning"], vlog,
+             "--log-level", "warning", *validator_args], vlog,
         ))  # fmt: skip
         url = f"http://{vhost}:{vport}"
         wait_healthy(url, vproc, vlog, timeout=60.0)

@@ -391,6 +391,45 @@ def cpu_split(report: dict[str, Any]) -> str:
     return f"{_caption(report)} Load average after each run: {loads}.\n\n{_table(rows)}"
 
 
+def s3(report: dict[str, Any]) -> str:
+    large, small = report["large"], report["small_puts"]
+    size, runs = f"{large['size_mib']} MiB", _runs(report.get("runs_per_figure"))
+    aim = report.get("aims", {}).get("s3_vs_cli")
+    rows: list[Row] = []
+    for step in ("upload", "download"):
+        ours, cli, weed = (large[f"{s}_{step}_mb_s"] for s in ("s3", "cli", "seaweedfs"))
+        met = "met" if large.get(f"s3_{step}_aim_met") else "missed"
+        rows.append((f"{size} {step}, boto3 through our S3 API", _num(ours, "MB/s"),
+                     f"`subnet {step}` (CLI): {_num(cli, 'MB/s')} (aim ≥ {aim:g}x: {met})",
+                     _ratio(ours, cli), runs))  # fmt: skip
+        rows.append((f"{size} {step}, boto3 through our S3 API", _num(ours, "MB/s"),
+                     f"SeaweedFS S3, boto3: {_num(weed, 'MB/s')}", _ratio(ours, weed),
+                     runs))  # fmt: skip
+        rows.append((f"{size} {step}: validator peak RSS, S3 API",
+                     _num(large[f"validator_peak_rss_mib_s3_{step}"], "MiB"),
+                     f"native CLI: {_num(large[f'validator_peak_rss_mib_cli_{step}'], 'MiB')}",
+                     _ratio(large[f"validator_peak_rss_mib_s3_{step}"],
+                            large[f"validator_peak_rss_mib_cli_{step}"]), runs))  # fmt: skip
+    rows.append((
+        f"{small['object_kib']} KiB PUTs, {small['threads']} threads, our S3 API",
+        _num(small["ours_puts_per_s"], "PUT/s"),
+        f"SeaweedFS S3: {_num(small['seaweedfs_puts_per_s'], 'PUT/s')}",
+        _ratio(small["ours_puts_per_s"], small["seaweedfs_puts_per_s"]),
+        f"1 run of {small['objects']:,}",
+    ))  # fmt: skip
+    setup, notes = report.get("setup", {}), []
+    if o := setup.get("ours"):
+        notes.append(f"Ours: {o['k']}-of-{o['m']} on {o['miners']} miners, S3 over {o['s3']}.")
+    if w := setup.get("seaweedfs"):
+        notes.append(f"SeaweedFS {w['version']}: {w['volume_servers']} volume servers, "
+                     f"replication {w['replication']}.")  # fmt: skip
+    if client := setup.get("client"):
+        notes.append(f"Client: {client}.")
+    if isinstance(load := report.get("load_average_1min"), dict):
+        notes.append(f"Load average (1 min) at start/end: {load['start']:.1f}/{load['end']:.1f}.")
+    return f"{_caption(report)}\n\n{_table(rows)}\n{textwrap.fill(' '.join(notes), 95)}\n"
+
+
 def generic(report: dict[str, Any]) -> str:
     return f"{_caption(report)} No table renderer for this report: see its JSON and section.\n"
 
@@ -408,6 +447,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "rebuild_gap": rebuild_gap,
     "repair_time": repair_time,
     "incentives": incentives,
+    "s3": s3,
 }
 ORDER = ["peers", "erasure", "miner", "epoch_core", "epoch", "gateway"]
 

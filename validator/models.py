@@ -301,6 +301,9 @@ class S3Object(Base):
     etag: Mapped[str] = mapped_column(String(64))  # quoted, as S3 sends it
     content_type: Mapped[str] = mapped_column(String(255))
     metadata_json: Mapped[str] = mapped_column(Text)  # x-amz-meta-* (names lower case)
+    # Content-Encoding, Content-Disposition...: stored and served back, as S3 (migration 0010)
+    headers_json: Mapped[str] = mapped_column(Text, server_default="{}")
+    upload_id: Mapped[str | None] = mapped_column(String(32))  # the multipart upload it was
     checksum: Mapped[str | None] = mapped_column(String(128))  # "crc32:<base64>", single PUTs
     modified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -317,6 +320,7 @@ class S3Upload(Base):
     key: Mapped[str] = mapped_column(String(S3_KEY))
     content_type: Mapped[str] = mapped_column(String(255))
     metadata_json: Mapped[str] = mapped_column(Text)
+    headers_json: Mapped[str] = mapped_column(Text, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

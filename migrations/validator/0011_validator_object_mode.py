@@ -2,7 +2,7 @@
 download gives the file it writes (none for objects stored before, or through S3)
 
 Revision ID: 0011_validator
-Revises: 0009_validator
+Revises: 0010_validator
 Create Date: 2026-12-06 21:30:00.000000
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011_validator"
-down_revision: str | None = "0009_validator"
+down_revision: str | None = "0010_validator"
 branch_labels: str | None = None
 depends_on: str | None = None
 

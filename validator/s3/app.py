@@ -25,6 +25,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy.exc import DBAPIError
 
+from protocol.inputs import ReaderTooSlow, write_paced
 from validator.downloads import DownloadError
 from validator.gateway import Gateway
 from validator.s3 import xml
@@ -94,8 +95,8 @@ async def s3_errors(  # noqa: PLR0911 - the one place every error becomes S3 XML
         return _error_response(
             request, S3Error("ServiceUnavailable", "the validator cannot reach its database")
         )
-    except ConnectionResetError:
-        raise
+    except ConnectionError:
+        raise  # the client went away (mid-GET, say): nothing to answer, nothing to log as ours
     except Exception:
         log.exception("unhandled error in S3 %s %s", request.method, request.path)
         return _error_response(
@@ -112,6 +113,26 @@ async def s3_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         verify, request.method, request.raw_path, request.headers, keys.secret, datetime.now(UTC)
     )
     return await handler(request)
+
+
+_CUSTOMER_KEY = ("x-amz-server-side-encryption-customer-algorithm",
+                 "x-amz-copy-source-server-side-encryption-customer-algorithm")  # fmt: skip
+
+
+@web.middleware
+async def s3_encryption(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every object is sealed by the validator with AES-256-GCM, what S3 calls SSE-S3: asked
+    for, it is given and said so. A customer key (SSE-C) or KMS cannot be honoured, and
+    storing anyway would let the client believe its key protects the data: refused."""
+    if any(name in request.headers for name in _CUSTOMER_KEY):
+        raise S3Error("NotImplemented", "SSE-C (customer-provided keys) is not supported")
+    asked = request.headers.get("x-amz-server-side-encryption")
+    if asked is not None and asked != "AES256":
+        raise S3Error("NotImplemented", f"server-side encryption {asked[:32]!r} is not supported")
+    response = await handler(request)
+    if "key" in request.match_info and response.status < 300 and not response.prepared:
+        response.headers["x-amz-server-side-encryption"] = "AES256"  # GET: _object_headers
+    return response
 
 
 def _owner(request: web.Request) -> int:
@@ -155,6 +176,20 @@ def _user_metadata(request: web.Request) -> dict[str, str]:
     }
 
 
+# Headers S3 keeps with an object and serves back on GET and HEAD.
+STORED_HEADERS = ("Content-Encoding", "Content-Disposition", "Content-Language",
+                  "Cache-Control", "Expires")  # fmt: skip
+
+
+def _stored_headers(request: web.Request) -> dict[str, str]:
+    headers = {name: request.headers[name] for name in STORED_HEADERS if name in request.headers}
+    # aws-chunked is how this request's body was framed, not how the object is encoded.
+    codings = [c.strip() for c in headers.pop("Content-Encoding", "").split(",")]
+    if kept := [c for c in codings if c and c.lower() != "aws-chunked"]:
+        headers["Content-Encoding"] = ", ".join(kept)
+    return headers
+
+
 def _new_meta(request: web.Request, key: str) -> ObjectMeta:
     return ObjectMeta(
         key=key,
@@ -164,6 +199,7 @@ def _new_meta(request: web.Request, key: str) -> ObjectMeta:
         metadata=_user_metadata(request),
         checksum=None,
         modified_at=datetime.now(UTC),
+        headers=_stored_headers(request),
     )
 
 
@@ -220,6 +256,8 @@ async def get_bucket(request: web.Request) -> web.Response:
     owner, bucket = _owner(request), _bucket(request)
     if "uploads" in query:
         return await _list_uploads(request)
+    if "versions" in query:
+        return await _list_versions(request)
     if "location" in query:
         await asyncio.to_thread(service.head_bucket, owner, bucket)
         return web.Response(
@@ -229,7 +267,10 @@ async def get_bucket(request: web.Request) -> web.Response:
     if "versioning" in query:
         await asyncio.to_thread(service.head_bucket, owner, bucket)
         return _xml("VersioningConfiguration", [])
-    if query.keys() & {"acl", "policy", "cors", "lifecycle", "tagging", "website", "encryption"}:
+    if "acl" in query:
+        await asyncio.to_thread(service.head_bucket, owner, bucket)
+        return _owner_only_acl(request)
+    if query.keys() & {"policy", "cors", "lifecycle", "tagging", "website", "encryption"}:
         raise S3Error("NotImplemented", "bucket configuration is not supported")
     return await _list_objects(request, v2=query.get("list-type") == "2")
 
@@ -271,7 +312,8 @@ async def _list_objects(  # noqa: PLR0912 - V1 and V2 share all but their marker
     )
     body = [
         element("Name", _bucket(request)),
-        element("Prefix", enc(prefix)),
+        # V1's Prefix is given back as sent (boto3 decodes V2's only, and AWS agrees).
+        element("Prefix", enc(prefix) if v2 else prefix),
         element("MaxKeys", max_keys),
         element("IsTruncated", "true" if listing.truncated else "false"),
     ]
@@ -292,6 +334,10 @@ async def _list_objects(  # noqa: PLR0912 - V1 and V2 share all but their marker
         body.append(element("Marker", enc(after)))
         if listing.truncated and listing.next_marker is not None:
             body.append(element("NextMarker", enc(listing.next_marker)))
+    owner = ""  # V1 always names the owner, V2 when asked (fetch-owner), as S3
+    if not v2 or query.get("fetch-owner", "").lower() == "true":
+        access_key = request[AUTH].access_key
+        owner = f"<Owner>{element('ID', access_key)}{element('DisplayName', access_key)}</Owner>"
     for obj in listing.objects:
         body.append(
             "<Contents>"
@@ -300,12 +346,63 @@ async def _list_objects(  # noqa: PLR0912 - V1 and V2 share all but their marker
             + element("ETag", obj.etag)
             + element("Size", obj.size)
             + element("StorageClass", "STANDARD")
+            + owner
             + "</Contents>"
         )
     body.extend(
         f"<CommonPrefixes>{element('Prefix', enc(p))}</CommonPrefixes>" for p in listing.prefixes
     )
     return _xml("ListBucketResult", body)
+
+
+async def _list_versions(request: web.Request) -> web.Response:
+    """ListObjectVersions of a bucket without versioning, as S3 answers it: each object is
+    its one version, ``null`` and latest (what cleanup tools such as s3-tests' list)."""
+    query = request.query
+    prefix, delimiter = query.get("prefix", ""), query.get("delimiter", "")
+    max_keys = _int(request, "max-keys", 1000, 1000)
+    listing = await asyncio.to_thread(
+        request.app[SERVICE].list_objects,
+        _owner(request),
+        _bucket(request),
+        prefix=prefix,
+        delimiter=delimiter,
+        after=query.get("key-marker", ""),
+        max_keys=max_keys,
+    )
+    owner = element("ID", request[AUTH].access_key)
+    body = [
+        element("Name", _bucket(request)),
+        element("Prefix", prefix),
+        element("KeyMarker", query.get("key-marker", "")),
+        element("VersionIdMarker", query.get("version-id-marker", "")),
+        element("MaxKeys", max_keys),
+        element("IsTruncated", "true" if listing.truncated else "false"),
+    ]
+    if delimiter:
+        body.append(element("Delimiter", delimiter))
+    if listing.truncated and listing.next_marker is not None:
+        body += [
+            element("NextKeyMarker", listing.next_marker),
+            element("NextVersionIdMarker", "null"),
+        ]
+    body.extend(
+        "<Version>"
+        + element("Key", obj.key)
+        + element("VersionId", "null")
+        + element("IsLatest", "true")
+        + element("LastModified", xml.timestamp(obj.modified_at))
+        + element("ETag", obj.etag)
+        + element("Size", obj.size)
+        + element("StorageClass", "STANDARD")
+        + f"<Owner>{owner}</Owner>"
+        + "</Version>"
+        for obj in listing.objects
+    )
+    body.extend(
+        f"<CommonPrefixes>{element('Prefix', p)}</CommonPrefixes>" for p in listing.prefixes
+    )
+    return _xml("ListVersionsResult", body)
 
 
 async def _list_uploads(request: web.Request) -> web.Response:
@@ -375,7 +472,7 @@ async def put_object(request: web.Request) -> web.Response:
     meta = _new_meta(request, key)
     meta = ObjectMeta(
         key, reader.size, reader.etag, meta.content_type, meta.metadata,
-        reader.checksum_value, datetime.now(UTC),
+        reader.checksum_value, datetime.now(UTC), headers=meta.headers,
     )  # fmt: skip
     replaced = await _link(request, meta, [(stored, reader.size, reader.etag)])
     await service.delete_stored(owner, replaced)
@@ -434,7 +531,7 @@ async def _copy_object(request: web.Request) -> web.Response:
         )
     md5 = hashlib.md5()  # noqa: S324 - S3's ETag
     stored = await service.store_part(
-        owner, _hashed(service.read(source, 0, source.size), md5), lambda: None
+        owner, _hashed(service.read(owner, source, 0, source.size), md5), lambda: None
     )
     etag = f'"{md5.hexdigest()}"'
     fresh = _new_meta(request, key)
@@ -446,6 +543,7 @@ async def _copy_object(request: web.Request) -> web.Response:
         fresh.metadata if replace else source.metadata,
         source.checksum,
         datetime.now(UTC),
+        headers=fresh.headers if replace else source.headers,
     )
     replaced = await _link(request, meta, [(stored, source.size, etag)])
     await service.delete_stored(owner, replaced)
@@ -505,7 +603,9 @@ def _object_headers(request: web.Request, meta: ObjectMeta) -> dict[str, str]:
         "Last-Modified": _http_date(meta.modified_at),
         "Content-Type": meta.content_type,
         "Accept-Ranges": "bytes",
+        "x-amz-server-side-encryption": "AES256",  # see s3_encryption
     }
+    headers.update(meta.headers)
     for name, value in meta.metadata.items():
         headers[f"x-amz-meta-{name}"] = value
     if meta.checksum and request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
@@ -513,7 +613,37 @@ def _object_headers(request: web.Request, meta: ObjectMeta) -> dict[str, str]:
         headers[f"x-amz-checksum-{algorithm}"] = value
     if "-" in meta.etag:
         headers["x-amz-mp-parts-count"] = str(len(meta.parts))
+    for name, header in _RESPONSE_OVERRIDES.items():  # what a presigned URL asks to be served
+        if name in request.query:
+            headers[header] = request.query[name]
     return headers
+
+
+_RESPONSE_OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+    "response-content-language": "Content-Language",
+    "response-cache-control": "Cache-Control",
+    "response-expires": "Expires",
+}
+
+
+def _span(request: web.Request, meta: ObjectMeta) -> tuple[int, int] | None:
+    """The bytes asked for: one part (``partNumber``, as the object was uploaded), a Range,
+    or the whole object (None)."""
+    if "partNumber" not in request.query:
+        return _range(request, meta.size)
+    number = _int(request, "partNumber", 0, MAX_PARTS + 1)
+    if not 1 <= number <= MAX_PARTS:
+        raise S3Error("InvalidArgument", f"partNumber is 1..{MAX_PARTS}")
+    sizes = [part.size for part in meta.parts] if "-" in meta.etag else [meta.size]
+    if number > len(sizes):
+        raise S3Error("InvalidPart", f"the object has {len(sizes)} part(s), not {number}")
+    if len(sizes) == 1 and "-" not in meta.etag:
+        return None  # a single PUT is its one part: the whole object, as S3
+    start = sum(sizes[: number - 1])
+    return start, start + sizes[number - 1]
 
 
 def _range(request: web.Request, size: int) -> tuple[int, int] | None:
@@ -542,7 +672,7 @@ async def head_object(request: web.Request) -> web.Response:
     headers = _object_headers(request, meta)
     if not _check_preconditions(request, meta):
         return web.Response(status=304, headers={"ETag": meta.etag})
-    span = _range(request, meta.size)
+    span = _span(request, meta)
     if span is None:
         headers["Content-Length"] = str(meta.size)
         return web.Response(headers=headers)
@@ -551,15 +681,41 @@ async def head_object(request: web.Request) -> web.Response:
     return web.Response(status=206, headers=headers)
 
 
+# Object subresources we do not keep: a request for one must not be taken for the object.
+_OBJECT_SUBRESOURCES = frozenset({"tagging", "retention", "legal-hold", "torrent", "attributes",
+                                  "restore", "select"})  # fmt: skip
+
+
+def _owner_only_acl(request: web.Request) -> web.Response:
+    """GetBucketAcl/GetObjectAcl: only the owner's key ever reaches a bucket, so its ACL is
+    the owner's FULL_CONTROL and nothing else (PutBucketAcl and PutObjectAcl are 501)."""
+    access_key = request[AUTH].access_key
+    who = element("ID", access_key) + element("DisplayName", access_key)
+    grantee = (
+        '<Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        f'xsi:type="CanonicalUser">{who}</Grantee>'
+    )
+    grant = f"<Grant>{grantee}{element('Permission', 'FULL_CONTROL')}</Grant>"
+    return _xml(
+        "AccessControlPolicy",
+        [f"<Owner>{who}</Owner>", f"<AccessControlList>{grant}</AccessControlList>"],
+    )
+
+
 async def get_object(request: web.Request) -> web.StreamResponse:
     if "uploadId" in request.query:
         return await _list_parts(request)
+    if request.query.keys() & _OBJECT_SUBRESOURCES:
+        raise S3Error("NotImplemented", "object configuration (tagging...) is not supported")
     service = request.app[SERVICE]
+    if "acl" in request.query:
+        await asyncio.to_thread(service.head, _owner(request), _bucket(request), _key(request))
+        return _owner_only_acl(request)
     meta = await asyncio.to_thread(service.head, _owner(request), _bucket(request), _key(request))
     if not _check_preconditions(request, meta):
         return web.Response(status=304, headers={"ETag": meta.etag})
     headers = _object_headers(request, meta)
-    span = _range(request, meta.size)
+    span = _span(request, meta)
     status = 200
     start, stop = 0, meta.size
     if span is not None:
@@ -573,23 +729,32 @@ async def get_object(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         await response.write_eof()
         return response
-    chunks = service.read(meta, start, stop)
-    first = await anext(chunks, b"")  # errors before any byte still get a status
-    await response.prepare(request)
-    try:
-        await response.write(first)
-        async for chunk in chunks:
-            await response.write(chunk)
-    except DownloadError as exc:
-        log.warning("S3 download failed mid-stream", extra={"key": meta.key, "why": exc.code})
-        if request.transport is not None:
-            request.transport.close()  # a short body tells the client; never wrong bytes
-        return response
+    chunks = service.read(_owner(request), meta, start, stop)
+    async with contextlib.aclosing(chunks):  # its segments' grants go back at once
+        first = await anext(chunks, b"")  # errors before any byte still get a status
+        await response.prepare(request)
+        try:
+            settings = service.settings  # a reader keeps the pace a body must keep
+            await write_paced(
+                response,
+                chunks,
+                first=first,
+                window=settings.upload_stall_seconds,
+                min_rate=settings.upload_min_rate,
+            )
+        except (DownloadError, ReaderTooSlow) as exc:
+            why = exc.code if isinstance(exc, DownloadError) else "reader_too_slow"
+            log.warning("S3 download failed mid-stream", extra={"key": meta.key, "why": why})
+            if request.transport is not None:
+                request.transport.close()  # a short body tells the client; never wrong bytes
+            return response
     await response.write_eof()
     return response
 
 
 async def delete_object(request: web.Request) -> web.Response:
+    if request.query.keys() - {"uploadId", "x-id"}:  # DeleteObjectTagging must not delete it
+        raise S3Error("NotImplemented", "object configuration (tagging...) is not supported")
     service = request.app[SERVICE]
     owner, bucket, key = _owner(request), _bucket(request), _key(request)
     if "uploadId" in request.query:
@@ -618,12 +783,14 @@ async def post_object(request: web.Request) -> web.Response:
         )
     if "uploadId" in request.query:
         upload_id = request.query["uploadId"]
-        await asyncio.to_thread(service.check_upload, owner, bucket, key, upload_id)
-        chosen = xml.parse_complete(await _small_body(request))
-        etag, unused = await asyncio.to_thread(
-            service.complete, owner, bucket, key, upload_id, chosen
-        )
-        await service.delete_stored(owner, unused)
+        etag = await asyncio.to_thread(service.completed, owner, bucket, key, upload_id)
+        if etag is None:
+            await asyncio.to_thread(service.check_upload, owner, bucket, key, upload_id)
+            chosen = xml.parse_complete(await _small_body(request))
+            etag, unused = await asyncio.to_thread(
+                service.complete, owner, bucket, key, upload_id, chosen
+            )
+            await service.delete_stored(owner, unused)
         return _xml(
             "CompleteMultipartUploadResult",
             [
@@ -708,7 +875,7 @@ async def _sweep_orphans(app: web.Application) -> AsyncIterator[None]:
 
 
 def make_s3_app(gateway: Gateway, settings: ValidatorSettings, keys: AccessKeys) -> web.Application:
-    app = web.Application(middlewares=[s3_errors, s3_auth])
+    app = web.Application(middlewares=[s3_errors, s3_auth, s3_encryption])
     app[SERVICE] = S3Service(gateway, settings)
     app[KEYS] = keys
     app.router.add_get("/", list_buckets)
@@ -736,7 +903,11 @@ def s3_server(
 
     async def serve(_app: web.Application) -> AsyncIterator[None]:
         keys = AccessKeys(gateway.sessions, Path(settings.data_dir) / KEY_FILE)
-        runner = web.AppRunner(make_s3_app(gateway, settings, keys), access_log=None)
+        # auto_decompress off: a body sent with Content-Encoding: gzip is the object's bytes,
+        # stored as sent (S3 keeps the encoding as metadata); aiohttp would inflate it.
+        runner = web.AppRunner(
+            make_s3_app(gateway, settings, keys), access_log=None, auto_decompress=False
+        )
         await runner.setup()
         context = None
         if settings.s3_tls_cert:

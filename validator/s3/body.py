@@ -91,6 +91,12 @@ def _declared_checksum(headers: CIMultiDictProxy[str]) -> tuple[str, str | None]
     return None
 
 
+def _transfer_chunked(headers: CIMultiDictProxy[str]) -> bool:
+    """HTTP/1.1 chunked transfer encoding (aiohttp de-chunks it): some SDKs stream a body of
+    unknown length this way, and S3 takes it."""
+    return "chunked" in headers.get("Transfer-Encoding", "").lower()
+
+
 class BodyReader:
     def __init__(
         self, stream: StreamReader, headers: CIMultiDictProxy[str], auth: Authorized, limit: int
@@ -99,8 +105,12 @@ class BodyReader:
         self.stream = stream
         self.auth = auth
         payload = auth.payload_hash
-        self.chunked = payload.startswith("STREAMING-") or "aws-chunked" in headers.get(
-            "Content-Encoding", ""
+        # aws-chunked framing is announced by the payload hash, or by Content-Encoding with
+        # the decoded length S3 requires beside it; without that length, a body under
+        # "Content-Encoding: gzip, aws-chunked" is plain (as S3 takes it).
+        self.chunked = payload.startswith("STREAMING-") or (
+            "aws-chunked" in headers.get("Content-Encoding", "")
+            and "x-amz-decoded-content-length" in headers
         )
         self.signed_chunks = payload in STREAMING_SIGNED
         if payload.startswith("STREAMING-") and not (
@@ -108,16 +118,21 @@ class BodyReader:
         ):
             raise S3Error("InvalidArgument", f"unsupported x-amz-content-sha256 {payload[:64]!r}")
         length = headers.get("x-amz-decoded-content-length" if self.chunked else "Content-Length")
-        if length is None or not (length.isascii() and length.isdigit()):
+        self.limit = limit
+        self.declared: int | None = None  # None: HTTP chunked, the length known at the end
+        if length is None and not self.chunked and _transfer_chunked(headers):
+            pass  # bounded by ``limit`` as it streams
+        elif length is None or not (length.isascii() and length.isdigit()):
             raise S3Error(
                 "MissingContentLength",
                 "send Content-Length (and x-amz-decoded-content-length for aws-chunked)",
             )
-        self.size = int(length)
-        if self.size > limit:
-            raise S3Error(
-                "EntityTooLarge", f"your proposed upload exceeds the {limit} bytes allowed"
-            )
+        else:
+            self.declared = int(length)
+            if self.declared > limit:
+                raise S3Error(
+                    "EntityTooLarge", f"your proposed upload exceeds the {limit} bytes allowed"
+                )
         self.md5 = hashlib.md5()  # noqa: S324 - S3's ETag, not a security choice
         self.sha256 = (
             hashlib.sha256() if len(payload) == 64 and not payload.startswith("STREAMING") else None
@@ -164,7 +179,11 @@ class BodyReader:
         held = 0
         async for piece in self.stream.iter_any():
             self.received += len(piece)
-            if self.received > self.size:
+            if self.declared is None and self.received > self.limit:
+                raise S3Error(
+                    "EntityTooLarge", f"your upload exceeds the {self.limit} bytes allowed"
+                )
+            if self.declared is not None and self.received > self.declared:
                 raise S3Error("IncompleteBody", "the body is longer than Content-Length")
             batch.append(piece)
             held += len(piece)
@@ -241,11 +260,11 @@ class BodyReader:
         """Raise the first thing wrong with the body, once it has streamed."""
         if self.error is not None:
             raise self.error
-        if self.received != self.size:
+        if self.declared is not None and self.received != self.declared:
             raise S3Error(
                 "IncompleteBody",
                 f"you did not provide the number of bytes specified: {self.received} of "
-                f"{self.size}",
+                f"{self.declared}",
             )
         if self.sha256 is not None and self.sha256.hexdigest() != self.auth.payload_hash:
             raise S3Error(
@@ -270,6 +289,11 @@ class BodyReader:
                     f"the {self.algorithm.upper()} you specified did not match the calculated "
                     "checksum",
                 )
+
+    @property
+    def size(self) -> int:
+        """The object's length: as declared, or (HTTP chunked) as received."""
+        return self.received if self.declared is None else self.declared
 
     @property
     def etag(self) -> str:

@@ -13,13 +13,14 @@ another user's buckets or objects (names are per user).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
@@ -58,6 +59,7 @@ class ObjectMeta:
     checksum: str | None
     modified_at: datetime
     parts: tuple[PartRef, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)  # STORED_HEADERS given at the PUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,7 @@ def _meta(row: S3Object, parts: list[S3Part]) -> ObjectMeta:
         if row.modified_at.tzinfo is None
         else row.modified_at,
         parts=tuple(PartRef(p.stored_id, p.size) for p in parts),
+        headers=json.loads(row.headers_json),
     )
 
 
@@ -255,6 +258,7 @@ class S3Service:
             etag=meta.etag,
             content_type=meta.content_type,
             metadata_json=json.dumps(meta.metadata, sort_keys=True),
+            headers_json=json.dumps(meta.headers, sort_keys=True),
             checksum=meta.checksum,
             modified_at=meta.modified_at,
         )
@@ -289,15 +293,22 @@ class S3Service:
             session.delete(row)
             return stored
 
-    async def read(self, meta: ObjectMeta, start: int, stop: int) -> AsyncIterator[memoryview]:
-        """Bytes ``start..stop`` of an object, part after part."""
+    async def read(
+        self, reader: int, meta: ObjectMeta, start: int, stop: int
+    ) -> AsyncGenerator[memoryview, None]:
+        """Bytes ``start..stop`` of an object, part after part, for user ``reader`` (whose
+        share of the downloads' byte budget its segments hold)."""
         base = 0
         for part in meta.parts:
             lo, hi = max(start - base, 0), min(stop - base, part.size)
             if lo < hi:
                 plan = await asyncio.to_thread(self.gateway.downloader.plan, part.stored_id)
-                async for chunk in self.gateway.downloader.stream(plan, plan.stored_key, lo, hi):
-                    yield chunk
+                chunks = self.gateway.downloader.stream(
+                    plan, plan.stored_key, lo, hi, reader=reader
+                )
+                async with contextlib.aclosing(chunks):
+                    async for chunk in chunks:
+                        yield chunk
             base += part.size
             if base >= stop:
                 return
@@ -312,7 +323,12 @@ class S3Service:
         after: str,
         max_keys: int,
     ) -> Listing:
-        """Keys in UTF-8 binary order after ``after``, grouped by ``delimiter``."""
+        """Keys in UTF-8 binary order after ``after``, grouped by ``delimiter``. Truncated
+        only if an entry is left to give (``max_keys`` 0 gives nothing, not truncated, as S3)."""
+        if max_keys == 0:
+            with self.sessions() as session:
+                self._bucket(session, owner, bucket)
+            return Listing([], [], False, None)
         objects: list[ObjectMeta] = []
         prefixes: list[str] = []
         cursor = after
@@ -331,20 +347,22 @@ class S3Service:
                     return Listing(objects, prefixes, False, None)
                 for row in rows:
                     cursor = row.key
-                    if len(objects) + len(prefixes) >= max_keys:
-                        return Listing(objects, prefixes, True, last)
                     rest = row.key[len(prefix) :]
+                    common = None
                     if delimiter and delimiter in rest:
                         common = prefix + rest[: rest.index(delimiter) + len(delimiter)]
-                        if prefixes and prefixes[-1] == common:
+                        # Folded into the prefix just given, or a marker inside it (given
+                        # on an earlier page): nothing new, so no reason to say "truncated".
+                        if (prefixes and prefixes[-1] == common) or common <= after:
                             continue
-                        if common <= after:  # a marker inside this prefix: already given
-                            continue
+                    if len(objects) + len(prefixes) >= max_keys:
+                        return Listing(objects, prefixes, True, last)
+                    if common is not None:
                         prefixes.append(common)
                         last = common
-                        continue
-                    objects.append(_meta(row, []))
-                    last = row.key
+                    else:
+                        objects.append(_meta(row, []))
+                        last = row.key
 
     # --- multipart -------------------------------------------------------------------
 
@@ -360,6 +378,7 @@ class S3Service:
                     key=key,
                     content_type=meta.content_type,
                     metadata_json=json.dumps(meta.metadata, sort_keys=True),
+                    headers_json=json.dumps(meta.headers, sort_keys=True),
                     created_at=_now(),
                 )
             )
@@ -456,6 +475,7 @@ class S3Service:
                 metadata=json.loads(upload.metadata_json),
                 checksum=None,
                 modified_at=_now(),
+                headers=json.loads(upload.headers_json),
             )
             stored = [(p.stored_id, p.size, p.etag) for p in picked]
             unused = [p.stored_id for n, p in parts.items() if p not in picked]
@@ -463,7 +483,26 @@ class S3Service:
             session.delete(upload)
             session.flush()
             replaced = self._replace(session, upload.bucket_id, key, meta, stored)
+            row = session.scalar(
+                select(S3Object).where(S3Object.bucket_id == upload.bucket_id, S3Object.key == key)
+            )
+            assert row is not None  # just written, in this transaction
+            row.upload_id = upload_id  # a retried Complete is answered from it
             return etag, unused + replaced
+
+    def completed(self, owner: int, bucket: str, key: str, upload_id: str) -> str | None:
+        """The ETag of the object this upload became, if it is still the key's object: a
+        client retrying CompleteMultipartUpload (its first answer lost) gets it again, as
+        S3 answers."""
+        with self.sessions() as session:
+            b = self._bucket(session, owner, bucket)
+            return session.scalar(
+                select(S3Object.etag).where(
+                    S3Object.bucket_id == b.id,
+                    S3Object.key == key,
+                    S3Object.upload_id == upload_id,
+                )
+            )
 
     def abort(self, owner: int, bucket: str, key: str, upload_id: str) -> list[str]:
         with self.sessions.begin() as session:
