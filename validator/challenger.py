@@ -737,7 +737,10 @@ class Challenger:
                 kept = self._settle(session, outcome, placement, now)
                 gained = verified.counts(placement) - before
                 change[outcome.miner_id] += gained * outcome.target.size
-                evidence[outcome.miner_id].add(outcome.entry, kept, silent=outcome.silent)
+                if placement is not None and placement.state == "stored":
+                    # A shard deleted (or given up on) while it was being asked about is
+                    # rightly missing: the log keeps the answer, the miner's standing not.
+                    evidence[outcome.miner_id].add(outcome.entry, kept, silent=outcome.silent)
                 report.verdicts[kept] += 1
                 if outcome.entry.verdict == "pass":
                     report.leaves_verified += len(outcome.entry.indices)

@@ -143,7 +143,9 @@ def capacity(samples: Sequence[tuple[float, int]], now: float, window: float) ->
     if not samples:
         return 0.0
     latest = max(samples)[1]
-    return min(float(latest), time_weighted(samples, now, window))
+    # Never below zero: a running total can lag below it until the next recount, and a
+    # negative figure is refused by the chain with every other miner's weights.
+    return max(0.0, min(float(latest), time_weighted(samples, now, window)))
 
 
 def time_weighted(samples: Sequence[tuple[float, int]], now: float, window: float) -> float:

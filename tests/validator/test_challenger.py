@@ -24,7 +24,7 @@ from validator.challenger import ChallengePolicy, Challenger, Plan, Target
 from validator.gateway import Gateway
 from validator.log_store import ChallengeLogStore, LogFilter
 from validator.miner_client import MinerAddress, MinerClient
-from validator.models import Miner, Placement, RepairItem, Shard
+from validator.models import Miner, Placement, RepairItem, Shard, StoredObject
 from validator.scoring import SUSPEND_BELOW, weights
 from validator.settings import ValidatorSettings
 from validator.uploads import Uploader, UploadOptions
@@ -151,6 +151,28 @@ async def test_a_corrupt_shard_is_wrong_and_queued_for_repair(
     # Lost placements are not challenged again; honest ones keep passing.
     again = await checker.run_round()
     assert dict(again.verdicts) == {"pass": 22}
+
+
+async def test_a_shard_deleted_while_it_is_asked_about_costs_its_miner_nothing(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    stored: str,
+    live_miners: list[LiveMiner],
+) -> None:
+    checker = challenger(sessions, miner_client)
+    plans = checker._plan()  # the round picks its shards...
+    with sessions() as session:
+        owner = session.get(StoredObject, stored)
+        assert owner is not None
+    await Gateway(sessions, miner_client).delete(owner.owner_id, stored)  # ...then they go
+    outcomes = [o for plan in plans for o in await checker._challenge(plan)]
+    assert {o.entry.verdict for o in outcomes} == {"missing"}  # the miners dropped them
+    report = checker._record(outcomes)
+    assert report.verdicts["missing"] == len(outcomes)
+    assert len(checker.log_store.read(LogFilter(verdict="missing"))) == len(outcomes)
+    with sessions() as session:
+        for miner in session.scalars(select(Miner)):
+            assert (miner.wrong_beta, miner.disqualified_at) == (0.0, None), miner.hotkey
 
 
 async def test_a_silent_miner_is_contained_before_it_counts(

@@ -136,3 +136,9 @@ def test_capacity_counts_a_loss_at_once_and_a_gain_over_the_window() -> None:
     assert capacity([(0.0, 100), (50.0, 40)], now=60.0, window=3600.0) == 40  # lost: now
     assert capacity([(0.0, 0), (50.0, 100)], now=100.0, window=100.0) == 50  # gained: slowly
     assert capacity([], now=1.0, window=1.0) == 0.0
+
+
+def test_capacity_is_never_a_negative_figure() -> None:
+    # A running total that lags below zero until its recount must not become a figure the
+    # chain refuses (with every other miner's weights in the same request).
+    assert capacity([(0.0, 100), (50.0, -424_277)], now=60.0, window=3600.0) == 0.0
