@@ -234,7 +234,7 @@ class Uploader:
                 # after waiting for a segment that will never come.
                 while len(storing) >= SEGMENTS_IN_FLIGHT:
                     done, storing = await _pushes_done(storing, feeding)
-                    stored += [task.result() for task in done]
+                    stored += _collect(done)
                 if (item := await _next_segment(bridge.segments, feeding)) is None:
                     break
                 if isinstance(item, Exception):
@@ -507,6 +507,15 @@ async def _resumed(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIter
     yield first
     async for chunk in rest:
         yield chunk
+
+
+def _collect(done: set[asyncio.Task[int]]) -> list[int]:
+    """Finished pushes' results; the first failure raised, after every task's outcome is
+    taken (else asyncio logs the others as never retrieved)."""
+    failures = [error for task in done if (error := task.exception()) is not None]
+    if failures:
+        raise failures[0]
+    return [task.result() for task in done]
 
 
 def _raise_if_failed(feeding: asyncio.Task[None]) -> None:
