@@ -733,13 +733,15 @@ class Challenger:
             for outcome in outcomes:
                 touched[outcome.miner_id] = outcome.entry.miner
                 placement = placements.get(outcome.target.placement_id)
+                # A shard deleted (or given up on) while it was being asked about is rightly
+                # missing: the log keeps the answer, the miner's standing does not see it.
+                # Judged before settling, which marks a failed placement lost.
+                stands = placement is not None and placement.state == "stored"
                 before = verified.counts(placement)
                 kept = self._settle(session, outcome, placement, now)
                 gained = verified.counts(placement) - before
                 change[outcome.miner_id] += gained * outcome.target.size
-                if placement is not None and placement.state == "stored":
-                    # A shard deleted (or given up on) while it was being asked about is
-                    # rightly missing: the log keeps the answer, the miner's standing not.
+                if stands:
                     evidence[outcome.miner_id].add(outcome.entry, kept, silent=outcome.silent)
                 report.verdicts[kept] += 1
                 if outcome.entry.verdict == "pass":
