@@ -70,7 +70,7 @@ from protocol.http import (
     verified,
     wall_clock_ms,
 )
-from protocol.inputs import ReaderTooSlow, paced_body, query_float, query_int, write_paced
+from protocol.inputs import paced_body, query_float, query_int
 from protocol.metrics import ServiceMetrics
 from validator import dashboard, health_routes
 from validator.audit import summarise
@@ -82,6 +82,7 @@ from validator.log_store import PAGE, ChallengeLogStore, LogFilter
 from validator.models import MAX_NAME
 from validator.repair import Repairer, RepairMetrics, log_entries
 from validator.settings import ValidatorSettings
+from validator.streaming import send_stream
 from validator.synthetic import SyntheticFiller
 from validator.uploads import UploadError, UploadOptions
 
@@ -421,26 +422,7 @@ async def _serve(
         await response.prepare(request)
         return response
     chunks = gateway.downloader.stream(plan, key, start, stop, sealed=sealed, reader=reader)
-    async with contextlib.aclosing(chunks):  # its segments' grants go back at once
-        first = await anext(chunks, b"")  # errors before any byte is sent still get a status
-        await response.prepare(request)
-        try:
-            settings = request.app[SETTINGS]  # a reader keeps the pace a body must keep
-            await write_paced(
-                response,
-                chunks,
-                first=first,
-                window=settings.upload_stall_seconds,
-                min_rate=settings.upload_min_rate,
-            )
-        except (DownloadError, ReaderTooSlow) as exc:
-            why = exc.code if isinstance(exc, DownloadError) else "reader_too_slow"
-            log.warning("download failed mid-stream", extra={"object": info.id, "why": why})
-            if request.transport is not None:
-                request.transport.close()  # a short body tells the client; never wrong bytes
-            return response
-    await response.write_eof()
-    return response
+    return await send_stream(request, response, chunks, request.app[SETTINGS], {"object": info.id})
 
 
 def _key_from_capability(request: web.Request, verifier: bytes) -> bytes:

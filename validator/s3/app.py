@@ -25,7 +25,6 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from sqlalchemy.exc import DBAPIError
 
-from protocol.inputs import ReaderTooSlow, write_paced
 from validator.downloads import DownloadError
 from validator.gateway import Gateway
 from validator.s3 import xml
@@ -42,6 +41,7 @@ from validator.s3.service import (
 )
 from validator.s3.xml import element
 from validator.settings import ValidatorSettings
+from validator.streaming import send_stream
 from validator.uploads import UploadError
 
 log = logging.getLogger(__name__)
@@ -730,26 +730,7 @@ async def get_object(request: web.Request) -> web.StreamResponse:
         await response.write_eof()
         return response
     chunks = service.read(_owner(request), meta, start, stop)
-    async with contextlib.aclosing(chunks):  # its segments' grants go back at once
-        first = await anext(chunks, b"")  # errors before any byte still get a status
-        await response.prepare(request)
-        try:
-            settings = service.settings  # a reader keeps the pace a body must keep
-            await write_paced(
-                response,
-                chunks,
-                first=first,
-                window=settings.upload_stall_seconds,
-                min_rate=settings.upload_min_rate,
-            )
-        except (DownloadError, ReaderTooSlow) as exc:
-            why = exc.code if isinstance(exc, DownloadError) else "reader_too_slow"
-            log.warning("S3 download failed mid-stream", extra={"key": meta.key, "why": why})
-            if request.transport is not None:
-                request.transport.close()  # a short body tells the client; never wrong bytes
-            return response
-    await response.write_eof()
-    return response
+    return await send_stream(request, response, chunks, service.settings, {"key": meta.key})
 
 
 async def delete_object(request: web.Request) -> web.Response:
