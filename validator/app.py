@@ -324,6 +324,9 @@ async def put_object(request: web.Request) -> web.Response:
         presealed=seal == "client",
         content_sha256=declared.removeprefix(SHA256_PREFIX),
     )
+    # Looked up before: once the upload commits, no step may touch the database, or a
+    # failure there (a restart) would report as failed an object that is stored and listed.
+    user_name = await asyncio.to_thread(gateway.user_name, owner)
     result = await gateway.uploader.upload(owner, name, body(), options, before_commit=check)
     reply = asdict(result)
     reply["sealed_by"] = seal
@@ -331,7 +334,7 @@ async def put_object(request: web.Request) -> web.Response:
     log.info(
         "object stored",
         extra={
-            "user": await asyncio.to_thread(gateway.user_name, owner),
+            "user": user_name,
             "object_name": name, "object": result.object_id,
             "size": result.size, "segments": result.segments,
             "shares": f"{result.fewest_shares} of {result.m} (k={result.k})"
@@ -444,11 +447,12 @@ async def delete_object(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     owner = await asyncio.to_thread(gateway.user_id, verified(request).signed_by)
     info = await asyncio.to_thread(gateway.find, owner, request.match_info["ref"])
+    user_name = await asyncio.to_thread(gateway.user_name, owner)  # before: see put_object
     shards = await gateway.delete(owner, info.id)
     log.info(
         "object deleted",
         extra={
-            "user": await asyncio.to_thread(gateway.user_name, owner),
+            "user": user_name,
             "object_name": info.name,
             "object": info.id,
         },

@@ -441,8 +441,8 @@ class Uploader:
 
         The upload may have failed because the database did (a restart): removing the rows
         is retried for a while, since a ``pending`` row left behind keeps its name refused
-        (``upload_in_progress``) until the validator restarts and ``recover`` runs. The
-        miners are asked to drop the shards either way."""
+        (``upload_in_progress``) until the validator restarts and ``recover`` runs. Shards
+        are dropped only once the rows are gone: never the data of a row still listed."""
         delay = ABANDON_FIRST_DELAY
         for attempt in range(1, ABANDON_TRIES + 1):
             try:
@@ -450,12 +450,15 @@ class Uploader:
                 break
             except SQLAlchemyError:
                 if attempt == ABANDON_TRIES:
+                    # The commit may have landed though its reply was lost: a row we could
+                    # not remove may be a listed object, so its shards stay. A row still
+                    # ``pending`` is cleaned, shards too, by ``recover`` at the next start.
                     log.exception(
-                        "could not remove a failed upload's rows; its name stays taken until "
-                        "the validator restarts",
+                        "could not remove a failed upload's rows; its name stays taken and "
+                        "its shards kept until the validator restarts",
                         extra={"object": object_id},
                     )
-                    break
+                    return
                 await asyncio.sleep(delay)
                 delay *= 2
         results = await asyncio.gather(

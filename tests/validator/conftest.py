@@ -4,11 +4,14 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from bittensor_wallet import Keypair
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from protocol.db import make_engine, upgrade
@@ -88,3 +91,33 @@ def seeded(sessions: sessionmaker[Session], live_miners: list[LiveMiner]) -> int
 async def miner_client() -> AsyncIterator[MinerClient]:
     async with aiohttp.ClientSession() as session:
         yield MinerClient(SigningClient(session, VALIDATOR), timeout=10)
+
+
+class DatabaseOutage:
+    """What a database restart does to the validator, from the moment an upload's commit
+    has landed: every later statement fails with an operational error until ``end``."""
+
+    def __init__(self, sessions: sessionmaker[Session], *, lose_the_commit_reply: bool) -> None:
+        self.down = False
+        self.committing_object = False
+        self.engine = sessions.kw["bind"]
+        self.sessions = sessions
+        self.lose_reply = lose_the_commit_reply
+        event.listen(self.engine, "before_cursor_execute", self._statement)
+        event.listen(sessions, "after_commit", self._committed)
+
+    def _statement(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if self.down:
+            raise OperationalError(statement, None, ConnectionError("the server restarted"))
+        if statement.startswith("UPDATE objects") and "committed_at" in statement:
+            self.committing_object = True
+
+    def _committed(self, _session: Session) -> None:
+        if self.committing_object and not self.down:
+            self.down = True
+            if self.lose_reply:  # the commit landed, but its reply never came back
+                raise OperationalError("COMMIT", None, ConnectionError("the server restarted"))
+
+    def end(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._statement)
+        event.remove(self.sessions, "after_commit", self._committed)

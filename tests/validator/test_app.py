@@ -19,7 +19,7 @@ from yarl import URL
 
 from protocol.http import SigningClient
 from subnet.gateway_client import GatewayClient, GatewayError
-from tests.validator.conftest import VALIDATOR, LiveMiner
+from tests.validator.conftest import VALIDATOR, DatabaseOutage, LiveMiner
 from validator.app import make_app
 from validator.gateway import Gateway
 from validator.miner_client import MinerClient
@@ -227,3 +227,22 @@ async def test_ranges_across_shares_and_segments_of_a_plain_object(api: Client) 
             async with alice.request("GET", url, headers=headers, **sign) as r:
                 got = (r.status, await r.read())
             assert got == (200 if whole else 206, data[lo : hi + 1]), (lo, hi)
+
+
+async def test_an_upload_whose_commit_landed_is_reported_stored_whatever_follows(
+    api: Client, sessions: sessionmaker[Session]
+) -> None:
+    """The database goes away the moment the object is committed: the reply is still 201
+    (no later step may turn a stored, listed object into a reported failure)."""
+    data = random.Random(21).randbytes(300_000)
+    outage = DatabaseOutage(sessions, lose_the_commit_reply=False)
+    try:
+        status, body = await upload(api, ALICE, "landed.bin", data)
+        assert outage.down  # the outage did begin right after the commit
+    finally:
+        outage.end()
+    assert status == 201, body
+    with sessions() as session:
+        row = session.get(StoredObject, body["object_id"])
+        assert row is not None
+        assert row.state == "committed"

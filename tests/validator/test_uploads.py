@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from erasure import Capability, ErasureParams, Manifest, decode_segment_shares
-from tests.validator.conftest import LiveMiner
+from tests.validator.conftest import DatabaseOutage, LiveMiner
+from validator import uploads
 from validator.miner_client import MinerAddress, MinerClient, MinerError
 from validator.models import Placement, RepairItem, Shard, StoredObject
 from validator.placement import Candidate
@@ -178,3 +180,32 @@ async def test_miners_sharing_a_host_are_counted_as_hosts_and_the_fix_is_named(
     assert "8 miners with room, on 1 distinct hosts" in message
     assert "needs at least 5 hosts" in message
     assert "--external-host" in message
+
+
+async def test_a_commit_whose_reply_is_lost_never_loses_the_shards_of_a_listed_object(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    seeded: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database committed the object, then went away before saying so: the upload fails
+    and cannot remove its row. That row may be a listed object, so its shards stay."""
+    monkeypatch.setattr(uploads, "ABANDON_FIRST_DELAY", 0.01)
+    monkeypatch.setattr(uploads, "ABANDON_TRIES", 3)
+    data = random.Random(12).randbytes(300_000)
+    outage = DatabaseOutage(sessions, lose_the_commit_reply=True)
+    try:
+        with pytest.raises(OperationalError):
+            await uploader(sessions, miner_client, live_miners).upload(
+                seeded, "ambiguous.bin", stream(data), UploadOptions(PARAMS)
+            )
+    finally:
+        outage.end()
+    with sessions() as session:
+        row = session.scalar(select(StoredObject).where(StoredObject.name == "ambiguous.bin"))
+        assert row is not None
+        assert row.state == "committed"
+        manifest = Manifest.from_json(row.manifest_json or "")
+    held = sum(m.service.index.counts()["ok"] for m in live_miners)
+    assert held == PARAMS.m * len(manifest.segments)  # nothing was dropped
