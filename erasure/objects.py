@@ -66,18 +66,21 @@ class EncodedSegment:
 
 
 def split_segments(
-    chunks: Iterable[Buffer], segment_size: int
+    chunks: Iterable[Buffer], segment_size: int, total: int | None = None
 ) -> Iterator[tuple[int, memoryview, bool]]:
     """Cut a stream of chunks into ``(index, segment, is_last)``.
 
     Each segment is copied into a buffer of its own, so callers may reuse their chunk
-    buffers. One segment is held back until the next byte (or the end) shows whether it is
-    the last, because the last one is sealed differently.
+    buffers. The last segment is sealed differently, so a segment must be known to be last
+    or not before it is handed on: with the stream's ``total`` length (a hint: a stream of
+    another length is cut all the same, and the caller refuses it) that is arithmetic;
+    without it, a whole segment is held back until the next byte (or the end) shows it.
     """
     index = 0
     held: memoryview | None = None
     buf = bytearray(segment_size)
     filled = 0
+    offset = 0  # bytes cut before ``buf``
     for chunk in chunks:
         view = memoryview(chunk).cast("B")
         while view:
@@ -86,6 +89,13 @@ def split_segments(
             filled += take
             view = view[take:]
             if filled == segment_size:
+                offset += filled
+                if total is not None:
+                    # Known length: handed on at once, one segment less in memory.
+                    yield index, memoryview(buf), offset >= total
+                    index += 1
+                    buf, filled = bytearray(segment_size), 0
+                    continue
                 if held is not None:
                     yield index, held, False
                     index += 1
@@ -172,13 +182,15 @@ class ObjectEncoder:
         self._segments: list[SegmentInfo] = []
         self._done = False
 
-    def encode(self, chunks: Iterable[Buffer]) -> Iterator[EncodedSegment]:
+    def encode(self, chunks: Iterable[Buffer], size: int | None = None) -> Iterator[EncodedSegment]:
+        """The coded segments of the stream ``chunks``; ``size``, the stream's length when
+        known, lets each segment go on as soon as it is cut (see :func:`split_segments`)."""
         if self._done or self._segments:
             raise ErasureError("an ObjectEncoder encodes one object; make a new one")
         if self.presealed:
-            pieces = _sealed_pieces(chunks, self.params.segment_size)
+            pieces = _sealed_pieces(chunks, self.params.segment_size, size)
         else:
-            pieces = split_segments(chunks, self.params.segment_size)
+            pieces = split_segments(chunks, self.params.segment_size, size)
         if self.workers == 1:
             results: Iterator[EncodedSegment] = (self._code(*piece) for piece in pieces)
         else:
@@ -231,11 +243,11 @@ class ObjectEncoder:
 
 
 def _sealed_pieces(
-    chunks: Iterable[Buffer], segment_size: int
+    chunks: Iterable[Buffer], segment_size: int, total: int | None
 ) -> Iterator[tuple[int, memoryview, bool]]:
     """A sealed stream cut into its segments. Every segment but the last is whole by
     construction; the last must hold at least one plaintext byte besides its tag."""
-    for index, sealed, is_last in split_segments(chunks, segment_size + TAG_SIZE):
+    for index, sealed, is_last in split_segments(chunks, segment_size + TAG_SIZE, total):
         if len(sealed) <= TAG_SIZE:
             raise SealedStreamError(
                 f"sealed segment {index} is {len(sealed)} bytes: a sealed segment holds "

@@ -6,6 +6,12 @@ gives it back when the segment has left (pushed to the miners, written to the cl
 the validator's memory is bounded by the budget, not by how many transfers run, and one
 transfer alone gets the whole depth (docs/benchmarks.md, "Memory with a 4 GiB object").
 
+An upload's pipeline cannot take its segments one grant at a time (the encoder needs a few
+segments in hand before it lets one go, so two uploads each holding part of what they need
+could wait on each other forever): it asks once for its whole window, as a wish and a least
+(a shallower pipeline), and is granted the wish, or what is free if that is at least the
+least. So one transfer alone gets the full depth, and many share the budget.
+
 Fairness: grants are handed in the order asked, except that a user already holding
 ``per_user`` bytes waits without holding up anyone else. A request larger than what a user
 may hold is cut to that, so every request is granted eventually.
@@ -37,6 +43,7 @@ class Grant:
 class _Waiter:
     user: int
     size: int
+    least: int
     future: asyncio.Future[Grant] = field(repr=False)
 
 
@@ -53,10 +60,12 @@ class TransferBudget:
     def held_by(self, user: int) -> int:
         return self._held.get(user, 0)
 
-    async def take(self, user: int, size: int) -> Grant:
-        """A grant of ``size`` bytes (at most ``per_user``), once they are free."""
+    async def take(self, user: int, size: int, least: int | None = None) -> Grant:
+        """A grant of ``size`` bytes (at most ``per_user``), once they are free; with
+        ``least``, of what is free as soon as that is at least ``least`` bytes."""
         size = max(0, min(size, self.per_user))
-        waiter = _Waiter(user, size, asyncio.get_running_loop().create_future())
+        least = size if least is None else max(0, min(least, size))
+        waiter = _Waiter(user, size, least, asyncio.get_running_loop().create_future())
         self._waiting.append(waiter)
         self._wake()  # granted at once when it fits and nobody it may not overtake waits
         try:
@@ -88,9 +97,10 @@ class TransferBudget:
             if waiter.future.cancelled():  # its task is being cancelled: it asks for nothing
                 self._waiting.remove(waiter)
                 continue
-            if self.held_by(waiter.user) + waiter.size > self.per_user:
+            room = min(self.free, self.per_user - self.held_by(waiter.user))
+            if waiter.least > self.per_user - self.held_by(waiter.user):
                 continue  # this user waits on its own grants, not on the others
-            if waiter.size > self.free:
+            if waiter.least > room:
                 return  # first come, first served: no one overtakes a larger request
             self._waiting.remove(waiter)
-            waiter.future.set_result(self._grant(waiter.user, waiter.size))
+            waiter.future.set_result(self._grant(waiter.user, min(waiter.size, room)))

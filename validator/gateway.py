@@ -75,7 +75,7 @@ class Gateway:
         network_prefix: int = 0,
         unproven_bytes: int = DEFAULT_UNPROVEN_BYTES,
         upload_slots_per_user: int = 1,
-        downloads: TransferBudget | None = None,
+        budget: TransferBudget | None = None,
     ) -> None:
         self.sessions = sessions
         self.miners = miners
@@ -87,8 +87,9 @@ class Gateway:
             self.candidates,
             network_prefix=network_prefix,
             slots_per_user=upload_slots_per_user,
+            budget=budget,
         )
-        self.downloader = Downloader(sessions, miners, budget=downloads)
+        self.downloader = Downloader(sessions, miners, budget=budget)
 
     # --- directories -----------------------------------------------------------------
 

@@ -60,12 +60,14 @@ class ValidatorSettings:
     upload_stall_seconds: float = 30.0
     upload_min_rate: int = field(default=16 * 2**10, metadata=SIZE)
     upload_slots_per_user: int = 1
-    # Segments held for downloads at once (being fetched or sent), all readers together and
-    # per user: a reader that reads slowly or not at all holds its share, never more; one
-    # that takes under upload_min_rate over upload_stall_seconds spent waiting on it (the
-    # pace an upload's body must keep) is cut off.
-    download_memory: int = field(default=192 * 2**20, metadata=SIZE)
-    download_memory_per_user: int = field(default=96 * 2**20, metadata=SIZE)
+    # Segments held for transfers at once, uploads and downloads together, and per user: an
+    # upload asks for its pipeline's whole window (a shallower one when that is what is free),
+    # a download for each segment it fetches or sends. A reader that reads slowly or not at
+    # all holds its share, never more; one that takes under upload_min_rate over
+    # upload_stall_seconds spent waiting on it (the pace an upload's body must keep) is cut
+    # off. 192 MiB is one upload at full depth (160 MiB, 4-of-8) beside one download.
+    transfer_memory: int = field(default=192 * 2**20, metadata=SIZE)
+    transfer_memory_per_user: int = field(default=192 * 2**20, metadata=SIZE)
     signature_window_ms: int = 8_000
     # The chain: when set, the validator registers, places on the metagraph's miners
     # (besides any listed above) and sends weights there. e.g. http://127.0.0.1:9944
@@ -141,8 +143,8 @@ class ValidatorSettings:
             raise ValueError("upload_stall_seconds must be positive, upload_min_rate >= 0")
         if self.upload_slots_per_user < 1:
             raise FieldError("upload_slots_per_user", "must be >= 1")
-        if self.download_memory < 1 or not self.download_memory_per_user >= 1:
-            raise FieldError("download_memory", "download_memory and its per-user part are > 0")
+        if self.transfer_memory < 1 or not self.transfer_memory_per_user >= 1:
+            raise FieldError("transfer_memory", "transfer_memory and its per-user part are > 0")
         if self.challenge_batch < 1 or self.challenge_leaves < 1 or self.retrieval_every < 1:
             raise ValueError("challenge_batch, challenge_leaves and retrieval_every are >= 1")
 

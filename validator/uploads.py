@@ -34,8 +34,10 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from erasure import EncodedSegment, ErasureParams, ObjectEncoder
+from erasure.crypto import TAG_SIZE
 from protocol.memory import trim
 from protocol.wire import StorageReceipt
+from validator.budget import TransferBudget
 from validator.miner_client import MinerAddress, MinerClient, MinerError
 from validator.models import Miner, Placement, RepairItem, Segment, Shard, StoredObject
 from validator.placement import Candidate, pick, rank
@@ -50,13 +52,49 @@ PUSH_ATTEMPTS = 3  # miners tried per shard before it goes to the repair queue
 # must not hold a segment (and the upload) for MinerClient's whole timeout.
 PUSH_FLOOR_SECONDS = 10.0
 PUSH_MIN_BYTES_PER_SECOND = 2_000_000
-SEGMENTS_IN_FLIGHT = 2  # segments being pushed at once, per upload
-UPLOAD_SLOTS = 2  # uploads encoding at once; more wait, so memory stays bounded
+SEGMENTS_IN_FLIGHT = 2  # segments being pushed at once, per upload, when memory allows
+UPLOAD_SLOTS = 2  # uploads encoding at once (CPU); memory is the budget's to bound
 ABANDON_TRIES, ABANDON_FIRST_DELAY = 7, 0.25  # a failed upload's rows: ~16 s of retries
 
 
 def push_deadline(size: int) -> float:
     return PUSH_FLOOR_SECONDS + size / PUSH_MIN_BYTES_PER_SECOND
+
+
+@dataclass(frozen=True, slots=True)
+class Depth:
+    """How deep one upload's pipeline runs: segments coded at once, and pushed at once."""
+
+    workers: int
+    in_flight: int
+
+
+LEAST_DEPTH = Depth(1, 1)
+
+
+def upload_window(options: UploadOptions, depth: Depth) -> int:
+    """Bytes of segments one upload holds at most at ``depth``: what it asks of the budget.
+
+    In hand at once: ``in_flight`` segments being pushed, one handed over from the encoder,
+    ``workers`` being coded or waiting to be handed (one of them being cut from the body),
+    each with its check shares; the plaintext beside the ciphertext of each segment the
+    validator seals; and, when the body's length is unknown, a whole segment held back until
+    the next byte shows it is not the last (``erasure.split_segments``). Never more
+    segments than the object has."""
+    params = options.params
+    cut = params.segment_size + (TAG_SIZE if options.presealed else 0)
+    size = options.size
+    segments = depth.in_flight + 1 + depth.workers
+    if size is not None:
+        segments = min(segments, max(1, -(-size // cut)))
+        cut = min(cut, max(1, size))
+    coded = cut + (params.m - params.k) * params.shard_size(cut)
+    window = segments * coded
+    if options.encrypt and not options.presealed:
+        window += min(segments, depth.workers) * cut
+    if size is None:
+        window += cut
+    return window
 
 
 class UploadError(Exception):
@@ -79,6 +117,10 @@ class UploadOptions:
     presealed: bool = False
     content_sha256: str | None = None  # of the body, as signed; checked before the commit
     mode: int | None = None  # the uploaded file's permission bits, for downloads to restore
+    # The body's length when known (Content-Length): each segment goes on as soon as it is
+    # cut, and a small object asks the budget for what it is. A hint: the caller refuses a
+    # body of another length before the commit.
+    size: int | None = None
 
     @property
     def sealed_by(self) -> str:
@@ -128,6 +170,7 @@ class Uploader:
         workers: int = 2,
         network_prefix: int = 0,
         slots_per_user: int = 1,
+        budget: TransferBudget | None = None,
     ) -> None:
         self.sessions = sessions
         self.miners = miners
@@ -136,6 +179,7 @@ class Uploader:
         self.rng = rng or random.Random()  # noqa: S311 - placement spread, not a secret
         self.workers = workers
         self.slots = UploadSlots(UPLOAD_SLOTS, slots_per_user)
+        self.budget = budget  # segments in hand, shared with downloads (None: unbounded)
 
     async def upload(
         self,
@@ -156,14 +200,33 @@ class Uploader:
             # A slot is taken only once the body flows: a client that sends nothing (it is
             # timed out by the body's own pace) holds no slot meanwhile.
             first = await anext(body, None)
-            async with self.slots.hold(owner_id):
+            async with self.slots.hold(owner_id), self._window(owner_id, options) as depth:
                 flowing = _resumed(first, body)
-                return await self._run(object_id, name, flowing, options, pushed, before_commit)
+                return await self._run(
+                    object_id, name, flowing, options, depth, pushed, before_commit
+                )
         except BaseException:
             await asyncio.shield(self._abandon(object_id, pushed))
             raise
         finally:
             await asyncio.to_thread(trim)
+
+    @contextlib.asynccontextmanager
+    async def _window(self, owner_id: int, options: UploadOptions) -> AsyncIterator[Depth]:
+        """The deepest pipeline the budget grants this upload now (one grant, for its whole
+        window: see ``validator/budget.py``), held until the upload ends."""
+        deepest = Depth(self.workers, SEGMENTS_IN_FLIGHT)
+        if self.budget is None:
+            yield deepest
+            return
+        grant = await self.budget.take(
+            owner_id, upload_window(options, deepest), least=upload_window(options, LEAST_DEPTH)
+        )
+        try:
+            choices = (deepest, Depth(self.workers, 1), LEAST_DEPTH)
+            yield next(d for d in choices if upload_window(options, d) <= grant.size)
+        finally:
+            grant.release()
 
     def _begin(self, owner_id: int, name: str, options: UploadOptions) -> str:
         params = options.params
@@ -211,16 +274,17 @@ class Uploader:
         name: str,
         body: AsyncIterator[bytes],
         options: UploadOptions,
+        depth: Depth,
         pushed: list[tuple[MinerAddress, str]],
         before_commit: Callable[[], None],
     ) -> UploadResult:
         encoder = ObjectEncoder(
             options.params,
             encrypt=options.encrypt,
-            workers=self.workers,
+            workers=depth.workers,
             presealed=options.presealed,
         )
-        bridge = _EncodingBridge(encoder, asyncio.get_running_loop())
+        bridge = _EncodingBridge(encoder, asyncio.get_running_loop(), options.size)
         encoding = asyncio.create_task(asyncio.to_thread(bridge.run))
         feeding = asyncio.create_task(bridge.feed(body))
         storing: set[asyncio.Task[int]] = set()
@@ -232,7 +296,7 @@ class Uploader:
                 # waits here on top of those in the queue (memory: docs/benchmarks.md).
                 # Each wait also watches the body: when it fails the upload ends now, not
                 # after waiting for a segment that will never come.
-                while len(storing) >= SEGMENTS_IN_FLIGHT:
+                while len(storing) >= depth.in_flight:
                     done, storing = await _pushes_done(storing, feeding)
                     stored += _collect(done)
                 if (item := await _next_segment(bridge.segments, feeding)) is None:
@@ -566,9 +630,12 @@ class _EncodingBridge:
 
     POLL = 0.1
 
-    def __init__(self, encoder: ObjectEncoder, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, encoder: ObjectEncoder, loop: asyncio.AbstractEventLoop, size: int | None
+    ) -> None:
         self.encoder = encoder
         self.loop = loop
+        self.size = size
         self.chunks: queue.Queue[bytes | None] = queue.Queue(CHUNK_QUEUE)
         self.segments: asyncio.Queue[EncodedSegment | Exception | None] = asyncio.Queue(1)
         self.stop = threading.Event()
@@ -618,7 +685,7 @@ class _EncodingBridge:
 
     def run(self) -> None:
         try:
-            for segment in self.encoder.encode(self._source()):
+            for segment in self.encoder.encode(self._source(), self.size):
                 self._hand(segment)
                 if self.stop.is_set():
                     return

@@ -316,8 +316,11 @@ def test_only_the_k_lowest_shares_are_used() -> None:
     st.integers(0, 5000),
     st.integers(1, 700),
     st.lists(st.integers(0, 900), min_size=1, max_size=10).filter(any),
+    st.booleans(),
 )
-def test_split_segments(size: int, segment_size: int, chunk_sizes: list[int]) -> None:
+def test_split_segments(
+    size: int, segment_size: int, chunk_sizes: list[int], length_known: bool
+) -> None:
     data = payload(size, seed=size)
 
     def chunks() -> Iterator[bytes | bytearray | memoryview]:
@@ -329,7 +332,7 @@ def test_split_segments(size: int, segment_size: int, chunk_sizes: list[int]) ->
             i += 1
         yield b""  # a trailing empty chunk does not make an empty last segment
 
-    out = list(split_segments(chunks(), segment_size))
+    out = list(split_segments(chunks(), segment_size, size if length_known else None))
     count = -(-size // segment_size)
     assert [index for index, _, _ in out] == list(range(count))
     assert [last for _, _, last in out] == [False] * (count - 1) + [True] * (count > 0)
@@ -337,6 +340,28 @@ def test_split_segments(size: int, segment_size: int, chunk_sizes: list[int]) ->
     if out:
         assert 1 <= len(out[-1][1]) <= segment_size
     assert b"".join(bytes(seg) for _, seg, _ in out) == data
+
+
+def test_a_segment_of_a_stream_of_known_length_goes_on_before_the_next_byte() -> None:
+    """With the length known nothing is held back: the memory of one segment less."""
+
+    def cut(total: int | None) -> list[tuple[int, bytes, bool, int]]:
+        """Each segment, and how many chunks had been read when it was handed on."""
+        pulled = 0
+
+        def chunks() -> Iterator[bytes]:
+            nonlocal pulled
+            for piece in (b"abcd", b"efgh", b"ij"):
+                pulled += 1
+                yield piece
+
+        return [
+            (i, bytes(seg), last, pulled) for i, seg, last in split_segments(chunks(), 4, total)
+        ]
+
+    assert cut(10) == [(0, b"abcd", False, 1), (1, b"efgh", False, 2), (2, b"ij", True, 3)]
+    # Without the length, each waits for the next segment to be whole (or the end).
+    assert cut(None) == [(0, b"abcd", False, 2), (1, b"efgh", False, 3), (2, b"ij", True, 3)]
 
 
 @pytest.mark.parametrize(

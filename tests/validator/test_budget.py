@@ -90,3 +90,26 @@ async def test_a_release_while_a_cancelled_waiter_unwinds_skips_it() -> None:
 def test_a_budget_has_room() -> None:
     with pytest.raises(ValueError, match="at least one byte"):
         TransferBudget(0)
+
+
+async def test_a_window_gets_its_wish_or_what_is_free_down_to_its_least() -> None:
+    budget = TransferBudget(100)
+    alone = await budget.take(1, 80, least=50)
+    assert alone.size == 80  # alone: the whole wish
+    alone.release()
+    download = await budget.take(2, 40)
+    second = await asyncio.wait_for(budget.take(1, 80, least=50), 1)
+    assert second.size == 60  # not the wish, but more than the least: what is free
+    third = asyncio.create_task(budget.take(3, 80, least=50))
+    behind = asyncio.create_task(budget.take(2, 10))
+    await settle()
+    assert not third.done() and not behind.done()  # 0 free < 50; and nobody overtakes it
+    download.release()
+    await settle()
+    assert not third.done()  # 40 free is still under its least
+    second.release()
+    await settle()
+    assert third.result().size == 80 and behind.result().size == 10
+    third.result().release()
+    behind.result().release()
+    assert budget.free == 100
