@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import io
 import secrets
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from minio.error import S3Error
 from storage_miner.store import ShardKey, ShardNotFound, StoreError, StoreUnavailable
 
 READ_CHUNK = 1024 * 1024
+BUCKET_SETTLE_TRIES = 6  # ~1.5 s in all: see S3ShardStore.settled
 _MISSING = {"NoSuchKey", "NoSuchObject", "ResourceNotFound"}
 
 
@@ -55,10 +57,8 @@ class S3ShardWriter:
         self._file.close()
         name = self._store.object_name(self._key)
         self._store.put_bytes(name + ".tree", tree)
-        try:
-            self._store.client.fput_object(self._store.bucket, name, str(self._part))
-        except S3Error as exc:
-            raise StoreError(f"S3 refused the shard: {exc.code}") from exc
+        store = self._store
+        store.settled(name, lambda: store.client.fput_object(store.bucket, name, str(self._part)))
         self._part.unlink(missing_ok=True)
         self._done = True
 
@@ -116,10 +116,24 @@ class S3ShardStore:
         return f"{folder}/{key.namespace_dir}/{key.shard_id}"
 
     def put_bytes(self, name: str, data: bytes) -> None:
-        try:
-            self.client.put_object(self.bucket, name, io.BytesIO(data), len(data))
-        except S3Error as exc:
-            raise StoreError(f"S3 refused {name}: {exc.code}") from exc
+        self.settled(
+            name, lambda: self.client.put_object(self.bucket, name, io.BytesIO(data), len(data))
+        )
+
+    @staticmethod
+    def settled(name: str, write: Callable[[], object]) -> None:
+        """``write``, tried again for a moment while the store says the bucket does not
+        exist: one just made may not take writes yet (SeaweedFS's S3 server learns of new
+        buckets asynchronously: CI saw a first write refused right after the probe made it)."""
+        for attempt in range(BUCKET_SETTLE_TRIES):
+            try:
+                write()
+            except S3Error as exc:
+                if exc.code != "NoSuchBucket" or attempt == BUCKET_SETTLE_TRIES - 1:
+                    raise StoreError(f"S3 refused {name}: {exc.code}") from exc
+                time.sleep(0.05 * 2**attempt)
+            else:
+                return
 
     def writer(self, key: ShardKey) -> S3ShardWriter:
         return S3ShardWriter(self, key)
