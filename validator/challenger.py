@@ -41,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import time
 from collections import defaultdict, deque
@@ -55,10 +54,16 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from erasure import hash_leaf, leaf_count_for
-from erasure.merkle import HASH_SIZE, root_of
+from erasure.merkle import root_of
 from validator import verified
 from validator.audit_log import LogEntry, proof_digest
-from validator.challenges import deadline, derive_indices, judge_hashes, new_nonce
+from validator.challenges import (
+    answer_bytes,
+    deadline,
+    derive_indices,
+    judge_hashes,
+    new_nonce,
+)
 from validator.log_store import ChallengeLogStore
 from validator.miner_client import MinerAddress, MinerClient, MinerError, gather_limited
 from validator.models import Miner, Placement, RepairItem, Segment, Shard, StoredObject
@@ -515,7 +520,7 @@ class Challenger:
             for nonce, t in zip(nonces, targets, strict=True)
         ]
         reply_bytes = sum(
-            len(ix) * (t.leaf_size + HASH_SIZE * max(1, math.ceil(math.log2(t.leaf_count + 1))))
+            answer_bytes(len(ix), t.leaf_size, t.leaf_count)
             for ix, t in zip(indices, targets, strict=True)
         )
         allowed = self._allowed(plan.address.hotkey, reply_bytes)
@@ -531,7 +536,7 @@ class Challenger:
         blobs: list[bytes] = []
         try:
             async with asyncio.timeout(allowed):
-                answers, blobs = await self.miners.challenge(plan.address, request)
+                answers, blobs = await self.miners.challenge(plan.address, request, reply_bytes)
         except TimeoutError:
             failure = f"no answer within {allowed:.3f}s"
         except MinerError as exc:
@@ -674,7 +679,7 @@ class Challenger:
         common: dict[str, Any] = {"kind": "retrieval", "issued_at": issued}
         try:
             async with asyncio.timeout(allowed):
-                data = await self.miners.get_shard(plan.address, target.shard_id)
+                data = await self.miners.get_shard(plan.address, target.shard_id, size=target.size)
         except TimeoutError:
             outcome = self._entry(
                 plan,

@@ -20,6 +20,7 @@ from typing import Literal
 from blake3 import blake3
 
 from erasure import BadProofError, MerkleProof, hash_leaf, verify_leaf_hashes
+from erasure.merkle import HASH_SIZE
 
 NONCE_BYTES = 16
 _INDEX_KEY = blake3(b"storage-subnet challenge indices v1").digest()
@@ -54,6 +55,12 @@ def derive_indices(nonce: bytes, shard_id: str, leaf_count: int, count: int) -> 
             if len(chosen) == wanted:
                 break
     return tuple(chosen)
+
+
+def answer_bytes(leaves: int, leaf_size: int, leaf_count: int) -> int:
+    """What an honest answer to ``leaves`` leaves of a shard brings: the leaves, and a proof
+    of at most one hash per leaf per level of its tree."""
+    return leaves * (leaf_size + HASH_SIZE * max(1, math.ceil(math.log2(leaf_count + 1))))
 
 
 def deadline(

@@ -201,8 +201,8 @@ class Downloader:
             plan.sources[index],
             key=lambda s: (not s.active, s.share >= k, self.latency.get(s.miner.hotkey, 0.5)),
         )
-        good: dict[int, bytes] = {}
-        waiting: set[asyncio.Task[tuple[Source, bytes | None]]] = set()
+        good: dict[int, bytes | bytearray] = {}
+        waiting: set[asyncio.Task[tuple[Source, bytes | bytearray | None]]] = set()
         queue = list(ordered)
 
         def launch(count: int) -> None:
@@ -271,10 +271,11 @@ class Downloader:
 
     async def _fetch(
         self, manifest: Manifest, index: int, source: Source
-    ) -> tuple[Source, bytes | None]:
+    ) -> tuple[Source, bytes | bytearray | None]:
         started = time.perf_counter()
         try:
-            data = await self.miners.get_shard(source.miner, source.shard_id)
+            size = manifest.segments[index].shard_size
+            data = await self.miners.get_shard(source.miner, source.shard_id, size=size)
         except MinerError as exc:
             log.info("shard fetch failed", extra={"miner": source.miner.hotkey, "why": exc.kind})
             self.latency[source.miner.hotkey] = 10.0  # try it last next time
@@ -300,7 +301,7 @@ class Downloader:
             self.reads(source.miner.hotkey, source.shard_id, served=served, why=why)
 
 
-def _matches(data: bytes, leaf_size: int, shard_id: str) -> bool:
+def _matches(data: bytes | bytearray, leaf_size: int, shard_id: str) -> bool:
     return MerkleTree.build(data, leaf_size).root.hex() == shard_id
 
 

@@ -8,17 +8,25 @@ and root we sent; fetched bytes are checked by the caller against the shard id.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
 
+from erasure.crypto import TAG_SIZE
+from erasure.params import MAX_SEGMENT_SIZE
 from protocol.http import SigningClient
 from protocol.wire import StorageReceipt, WireError, decode_frame
 
 Buffer = bytes | bytearray | memoryview
 SEND_CHUNK = 1024 * 1024
+# What a miner's reply may hold, at most: a miner is not trusted to send what was asked, and
+# a body read whole would let one hold any amount of the validator's memory.
+MAX_SHARD_BYTES = MAX_SEGMENT_SIZE + TAG_SIZE  # a shard is never larger than its segment
+MAX_JSON_BYTES = 1 << 20  # receipts, refusals, /v1/info
+ANSWER_OVERHEAD_BYTES = 4096  # per challenge: the answer's JSON beside its leaves and proof
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +120,17 @@ class MinerClient:
         return receipt
 
     async def get_shard(
-        self, miner: MinerAddress, shard_id: str, *, start: int = 0, end: int | None = None
-    ) -> bytes:
+        self,
+        miner: MinerAddress,
+        shard_id: str,
+        *,
+        start: int = 0,
+        end: int | None = None,
+        size: int = MAX_SHARD_BYTES,
+    ) -> bytes | bytearray:
+        """The shard's bytes ``start..end``; ``size``, the shard's as recorded: a body longer
+        than the bytes asked for is refused (``bad_reply``) before it is held."""
+        wanted = (size if end is None else min(end, size)) - start
         headers = {}
         if start or end is not None:
             headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
@@ -129,7 +146,7 @@ class MinerClient:
             ):
                 if response.status not in (200, 206):
                     await self._json(miner, response)
-                return await response.read()
+                return await _read_at_most(miner, response, max(wanted, 0))
         except TimeoutError:
             raise MinerError(miner, "timeout", "fetching a shard") from None
         except aiohttp.ClientError as exc:
@@ -149,9 +166,12 @@ class MinerClient:
             raise MinerError(miner, "unreachable", str(exc) or "timeout") from None
 
     async def challenge(
-        self, miner: MinerAddress, challenges: list[dict[str, Any]]
+        self, miner: MinerAddress, challenges: list[dict[str, Any]], reply_bytes: int
     ) -> tuple[list[dict[str, Any]], list[bytes]]:
-        """The per-challenge metadata and the blobs (leaves then proof, per answer)."""
+        """The per-challenge metadata and the blobs (leaves then proof, per answer);
+        ``reply_bytes``, what honest answers take (leaves and proofs): a longer reply is
+        refused (``bad_reply``) before it is held."""
+        limit = reply_bytes + ANSWER_OVERHEAD_BYTES * (len(challenges) + 1)
         try:
             async with (
                 self._deadline(),
@@ -164,7 +184,7 @@ class MinerClient:
             ):
                 if response.status != 200:
                     await self._json(miner, response)
-                raw = await response.read()
+                raw = bytes(await _read_at_most(miner, response, limit))  # small: leaves
         except TimeoutError:
             raise MinerError(miner, "timeout", "answering challenges") from None
         except aiohttp.ClientError as exc:
@@ -190,9 +210,10 @@ class MinerClient:
 
     @staticmethod
     async def _json(miner: MinerAddress, response: aiohttp.ClientResponse) -> dict[str, Any]:
+        raw = await _read_at_most(miner, response, MAX_JSON_BYTES)
         try:
-            body = await response.json(content_type=None)
-        except (ValueError, aiohttp.ContentTypeError):
+            body = json.loads(raw)
+        except ValueError:
             body = None
         if not isinstance(body, dict):
             # A refusal is a refusal whatever its body; its status says which kind.
@@ -208,6 +229,37 @@ class MinerClient:
                 response.status,
             )
         return body
+
+
+async def _read_at_most(
+    miner: MinerAddress, response: aiohttp.ClientResponse, limit: int
+) -> bytes | bytearray:
+    """The body, or ``bad_reply`` as soon as it is known to be longer than ``limit`` (from
+    its Content-Length, else as it arrives). A declared length is read into one buffer of
+    that size: no list of chunks joined into a second copy."""
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        raise MinerError(miner, "bad_reply", f"a {declared}-byte reply; at most {limit} expected")
+    if declared is not None:
+        body = bytearray(declared)
+        view, filled = memoryview(body), 0
+        while filled < declared:
+            chunk = await response.content.readany()
+            if not chunk:
+                break  # cut short: the caller sees the length
+            view[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+        view.release()
+        del body[filled:]
+        return body
+    chunks: list[bytes] = []
+    held = 0
+    while chunk := await response.content.readany():
+        held += len(chunk)
+        if held > limit:
+            raise MinerError(miner, "bad_reply", f"a reply longer than the {limit} bytes expected")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def gather_limited(limit: int, jobs: Sequence[Any]) -> list[Any]:

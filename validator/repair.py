@@ -870,13 +870,13 @@ class Repairer:
         await self._delete_best_effort(drop)
         return f"{len(placed)} of {len(missing)} missing shares rebuilt and placed"
 
-    async def _fetch(self, plan: _Plan) -> tuple[dict[int, bytes], tuple[str, ...]]:
+    async def _fetch(self, plan: _Plan) -> tuple[dict[int, bytes | bytearray], tuple[str, ...]]:
         """k verified shares, primaries first (decoding them is a join); a share whose
         holder fails is tried on its other holders, then another share is asked for."""
         queue = sorted((s for s in plan.shares if s.healthy), key=lambda s: s.share)
-        good: dict[int, bytes] = {}
+        good: dict[int, bytes | bytearray] = {}
         sources: list[str] = []
-        running: set[asyncio.Task[tuple[int, bytes | None, str | None]]] = set()
+        running: set[asyncio.Task[tuple[int, bytes | bytearray | None, str | None]]] = set()
         try:
             while len(good) < plan.k and (queue or running):
                 while queue and len(good) + len(running) < plan.k:
@@ -894,12 +894,14 @@ class Repairer:
 
     async def _fetch_share(
         self, plan: _Plan, share: _Share
-    ) -> tuple[int, bytes | None, str | None]:
+    ) -> tuple[int, bytes | bytearray | None, str | None]:
         holders = share.healthy
         self.rng.shuffle(holders)
         for holder in holders:
             try:
-                data = await self.miners.get_shard(holder.address, share.shard_id)
+                data = await self.miners.get_shard(
+                    holder.address, share.shard_id, size=plan.shard_size
+                )
             except MinerError as exc:
                 log.info(
                     "repair fetch failed", extra={"miner": holder.address.hotkey, "why": exc.kind}
@@ -1063,7 +1065,7 @@ def _address(candidate: Candidate) -> MinerAddress:
     return MinerAddress(candidate.hotkey, candidate.host, candidate.port)
 
 
-def _matches(data: bytes, leaf_size: int, shard_id: str) -> bool:
+def _matches(data: bytes | bytearray, leaf_size: int, shard_id: str) -> bool:
     return MerkleTree.build(data, leaf_size).root.hex() == shard_id
 
 

@@ -84,6 +84,7 @@ def main(behaviour_spec: str, config_file: Path | None, **flags: object) -> None
       hide:F         loses a fraction F; hangs on batches and reads naming a lost shard
       turn:F@T       honest for T seconds after its first store, then loses a fraction F
       late:S         answers Merkle batches S seconds late; serves reads at once
+      flood          answers every signed request with bytes that never end
     Adversaries default to --scrub-rate 0.
     """
     try:

@@ -56,6 +56,8 @@ BEHAVIOURS = (
     "hide",
     "turn",
     "late",
+    # Replies without end, to make the validator hold what it never asked for.
+    "flood",
 )
 _NEEDS_PARAMETER = {
     "drop",
@@ -493,12 +495,19 @@ _CLASSES: dict[str, type[Adversary]] = {
     "hide": Hiding,
     "turn": Turning,
     "late": Late,
+    "flood": Adversary,  # the real service; its replies are the middleware's (app_hooks)
 }
+FLOOD_CHUNK = b"\0" * (1 << 20)
+FLOOD_DECLARED = 1 << 40  # what a flooding shard GET says it sends
 
 
 def app_hooks(behaviour: Behaviour) -> list[Any]:
     """Middlewares a behaviour adds innermost to the real app (after the signature check):
-    ``nulls`` answers ``POST /v1/challenges`` with a frame of ``null`` entries."""
+    ``nulls`` answers ``POST /v1/challenges`` with a frame of ``null`` entries; ``flood``
+    answers every signed request with bytes that never end: a shard GET under a 1 TiB
+    Content-Length, everything else chunked, with no length at all."""
+    if behaviour.name == "flood":
+        return [_flood]
     if behaviour.name != "nulls":
         return []
 
@@ -512,6 +521,24 @@ def app_hooks(behaviour: Behaviour) -> list[Any]:
         return web.Response(body=frame, content_type="application/octet-stream")
 
     return [null_answers]
+
+
+@web.middleware
+async def _flood(request: web.Request, handler: Any) -> web.StreamResponse:
+    if request.path in {"/health", "/metrics", "/v1/info"} or not request.path.startswith("/v1/"):
+        return cast(web.StreamResponse, await handler(request))
+    await request.read()  # take the whole request, so the reply is read as the reply
+    response = web.StreamResponse(status=200)
+    response.content_type = "application/octet-stream"
+    if request.method == "GET":
+        response.content_length = FLOOD_DECLARED
+    else:
+        response.enable_chunked_encoding()
+    await response.prepare(request)
+    with contextlib.suppress(ConnectionError):
+        while True:  # until the reader hangs up
+            await response.write(FLOOD_CHUNK)
+    return response
 
 
 def adversary_settings(behaviour: Behaviour, flags: dict[str, object]) -> dict[str, object]:

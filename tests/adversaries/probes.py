@@ -14,7 +14,7 @@ from typing import Any
 
 from erasure import MerkleTree
 from protocol.wire import StorageReceipt
-from validator.challenges import ChallengeResult, derive_indices, judge, new_nonce
+from validator.challenges import ChallengeResult, answer_bytes, derive_indices, judge, new_nonce
 from validator.miner_client import MinerAddress, MinerClient
 
 LEAF = 16 * 1024
@@ -89,7 +89,11 @@ async def challenge(
         for s, nonce, idx in zip(shards, nonces, indices, strict=True)
     ]
     started = time.perf_counter()
-    answers, blobs = await client.challenge(miner, wire)
+    expected = sum(
+        answer_bytes(len(idx), s.tree.leaf_size, s.leaf_count)
+        for s, idx in zip(shards, indices, strict=True)
+    )
+    answers, blobs = await client.challenge(miner, wire, expected)
     latency = time.perf_counter() - started
     probes = []
     position = 0

@@ -6,6 +6,7 @@ All the miners start once, in parallel, for the module.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -16,7 +17,7 @@ from bittensor_wallet import Keypair
 
 from protocol.http import SigningClient
 from tests.adversaries import CLAIMED_CAPACITY, Behaviour, flipped_leaves, is_dropped
-from tests.adversaries.probes import Probe, SampleShard, challenge, make_shard, store
+from tests.adversaries.probes import LEAF, Probe, SampleShard, challenge, make_shard, store
 from tests.adversaries.process import MinerProcess, running_miners
 from validator.challenges import derive_indices, new_nonce
 from validator.miner_client import MinerClient, MinerError
@@ -34,6 +35,7 @@ SPECS = {
     "slow": f"slow:{SLOW}",
     "rebuild": "rebuild:4",
     "fakecap": f"fakecap:{FAKECAP}",
+    "flood": "flood",
 }
 
 Miners = dict[str, MinerProcess]
@@ -238,3 +240,25 @@ async def test_the_fakes_still_speak_the_real_protocol(miners: Miners, client: M
         for name in ("honest", "drop"):
             with pytest.raises(MinerError, match="403 unknown_hotkey"):
                 await store(outsider, miners[name].address, make_shard(16384, seed=900))
+
+
+async def test_a_miner_whose_replies_never_end_is_refused_without_being_held(
+    miners: Miners, client: MinerClient
+) -> None:
+    """A reply longer than what was asked is a bad reply as soon as that shows (a declared
+    length, or the bytes as they come), never read whole: else one miner could make the
+    validator hold any amount of memory."""
+    fake = miners["flood"].address
+    item = make_shard(64 * 1024, seed=900)
+    wire = [{"shard_id": item.id, "nonce": "00" * 16, "indices": [0]}]
+    calls = {
+        "put_shard": client.put_shard(fake, item.id, [item.data], item.size, LEAF),
+        "get_shard": client.get_shard(fake, item.id, size=item.size),
+        "challenge": client.challenge(fake, wire, LEAF + 1024),
+    }
+    for name, call in calls.items():
+        started = time.perf_counter()
+        with pytest.raises(MinerError) as caught:
+            await asyncio.wait_for(call, 20)
+        assert caught.value.kind == "bad_reply", (name, caught.value)
+        assert time.perf_counter() - started < 10, name  # refused early, not at a timeout

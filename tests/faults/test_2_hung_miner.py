@@ -44,7 +44,7 @@ async def test_a_hung_miner_is_contained_then_recovers(
         "info": lambda: client.info(address),
         "put_shard": lambda: client.put_shard(address, shard_id, [data], len(data), LEAF),
         "get_shard": lambda: client.get_shard(address, shard_id),
-        "challenge": lambda: client.challenge(address, [challenge]),
+        "challenge": lambda: client.challenge(address, [challenge], LEAF + 1024),
         "delete_shard": lambda: client.delete_shard(address, shard_id),
     }
 

@@ -60,7 +60,7 @@ async def test_round_trip_push_fetch_challenge_delete(
     assert await client.get_shard(miner, sid) == data
     assert await client.get_shard(miner, sid, start=10, end=30) == data[10:30]
     answers, blobs = await client.challenge(
-        miner, [{"shard_id": sid, "nonce": "n", "indices": [3, 1]}]
+        miner, [{"shard_id": sid, "nonce": "n", "indices": [3, 1]}], 2 * LEAF + 1024
     )
     assert answers[0]["status"] == 200
     verify(tree.root, tree.leaf_count, [3, 1], blobs[:2], MerkleProof.from_bytes(blobs[2]))
