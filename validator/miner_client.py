@@ -26,6 +26,7 @@ SEND_CHUNK = 1024 * 1024
 # a body read whole would let one hold any amount of the validator's memory.
 MAX_SHARD_BYTES = MAX_SEGMENT_SIZE + TAG_SIZE  # a shard is never larger than its segment
 MAX_JSON_BYTES = 1 << 20  # receipts, refusals, /v1/info
+MAX_QUARANTINE_BYTES = 32 << 20  # ~200k records of shards set aside
 ANSWER_OVERHEAD_BYTES = 4096  # per challenge: the answer's JSON beside its leaves and proof
 
 
@@ -197,6 +198,35 @@ class MinerClient:
         if not isinstance(answers, list) or len(answers) != len(challenges):
             raise MinerError(miner, "bad_reply", "answers do not match the challenges")
         return answers, blobs
+
+    async def quarantined(self, miner: MinerAddress) -> dict[str, str]:
+        """shard id -> the scrubber's reason, for this validator's shards the miner set
+        aside (``GET /v1/quarantine``)."""
+        try:
+            async with (
+                self._deadline(),
+                self.signer.request(
+                    "GET", f"{miner.url}/v1/quarantine", signed_for=miner.hotkey
+                ) as response,
+            ):
+                raw = await _read_at_most(miner, response, MAX_QUARANTINE_BYTES)
+                status = response.status
+        except TimeoutError:
+            raise MinerError(miner, "timeout", "listing quarantined shards") from None
+        except aiohttp.ClientError as exc:
+            raise MinerError(miner, "unreachable", str(exc)) from None
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        records = body.get("quarantined") if isinstance(body, dict) else None
+        if status != 200 or not isinstance(records, list):
+            raise MinerError(miner, "bad_reply", f"HTTP {status} from /v1/quarantine", status)
+        return {
+            str(r["shard_id"]): str(r.get("reason") or "quarantined")
+            for r in records
+            if isinstance(r, dict) and isinstance(r.get("shard_id"), str)
+        }
 
     async def info(self, miner: MinerAddress) -> dict[str, Any]:
         try:

@@ -41,9 +41,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import aiohttp
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import ColumnElement, and_, case, delete, func, not_, or_, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -609,26 +607,8 @@ class Repairer:
 
     async def _quarantine(self, miner: MinerAddress) -> dict[str, str]:
         """shard id -> the scrubber's reason, for our shards this miner set aside."""
-        # MinerClient has no method for this route yet; the request is the same shape.
-        try:
-            async with (
-                asyncio.timeout(CALL_TIMEOUT),
-                self.miners.signer.request(
-                    "GET", f"{miner.url}/v1/quarantine", signed_for=miner.hotkey
-                ) as response,
-            ):
-                body: Any = await response.json(content_type=None)
-                status = response.status
-        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            raise MinerError(miner, "unreachable", str(exc) or "timeout") from None
-        records = body.get("quarantined") if isinstance(body, dict) else None
-        if status != 200 or not isinstance(records, list):
-            raise MinerError(miner, "bad_reply", f"HTTP {status} from /v1/quarantine", status)
-        return {
-            str(r["shard_id"]): str(r.get("reason") or "quarantined")
-            for r in records
-            if isinstance(r, dict) and isinstance(r.get("shard_id"), str)
-        }
+        async with asyncio.timeout(CALL_TIMEOUT):
+            return await self.miners.quarantined(miner)
 
     def _mark_quarantined(self, found: Mapping[int, Mapping[str, str]]) -> int:
         marked = 0

@@ -255,6 +255,7 @@ async def test_a_miner_whose_replies_never_end_is_refused_without_being_held(
         "put_shard": client.put_shard(fake, item.id, [item.data], item.size, LEAF),
         "get_shard": client.get_shard(fake, item.id, size=item.size),
         "challenge": client.challenge(fake, wire, LEAF + 1024),
+        "quarantined": client.quarantined(fake),
     }
     for name, call in calls.items():
         started = time.perf_counter()
