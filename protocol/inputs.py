@@ -169,27 +169,32 @@ class ReaderTooSlow(Exception):
     closed (the status is long sent)."""
 
 
+async def prepend(
+    first: bytes | memoryview, rest: AsyncIterator[memoryview] | AsyncIterator[bytes]
+) -> AsyncIterator[bytes | memoryview]:
+    """``first``, then ``rest``; no chunk is kept once it is handed on (a view kept alive
+    keeps its whole buffer: a shard of a segment whose grant went back)."""
+    if first:
+        yield first
+    del first
+    async for chunk in rest:
+        yield chunk
+        del chunk
+
+
 async def write_paced(
     response: web.StreamResponse,
-    chunks: AsyncIterator[memoryview] | AsyncIterator[bytes],
+    chunks: AsyncIterator[memoryview] | AsyncIterator[bytes] | AsyncIterator[bytes | memoryview],
     *,
-    first: bytes | memoryview = b"",
     window: float = BODY_WINDOW_SECONDS,
     min_rate: int = BODY_MIN_RATE,
 ) -> None:
-    """Write ``first`` and then ``chunks`` to a client that must take ``min_rate`` bytes/s
-    over every ``window`` seconds spent waiting on it (time spent making the chunks does
-    not count); else :class:`ReaderTooSlow`."""
+    """Write ``chunks`` to a client that must take ``min_rate`` bytes/s over every
+    ``window`` seconds spent waiting on it (time spent making the chunks does not count);
+    else :class:`ReaderTooSlow`."""
     loop = asyncio.get_running_loop()
     waited, taken = 0.0, 0
-
-    async def everything() -> AsyncIterator[bytes | memoryview]:
-        if first:
-            yield first
-        async for chunk in chunks:
-            yield chunk
-
-    async for chunk in everything():
+    async for chunk in chunks:
         started = loop.time()
         try:
             async with asyncio.timeout(window - waited):
@@ -198,6 +203,7 @@ async def write_paced(
             raise ReaderTooSlow(f"the reader took under {min_rate} bytes/s") from None
         waited += loop.time() - started
         taken += len(chunk)
+        del chunk  # not held while the next one is made
         if waited >= window:
             if taken < min_rate * window:
                 raise ReaderTooSlow(f"the reader took under {min_rate} bytes/s")

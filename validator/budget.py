@@ -23,6 +23,50 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 
+from erasure import ErasureParams
+from erasure.crypto import TAG_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class Depth:
+    """How deep one upload's pipeline runs: segments coded at once, and pushed at once."""
+
+    workers: int
+    in_flight: int
+
+
+LEAST_DEPTH = Depth(1, 1)
+
+
+def download_charge(params: ErasureParams) -> int:
+    """What one segment in hand costs a download (``Downloader.stream`` charges the same)."""
+    return params.segment_size + TAG_SIZE
+
+
+def upload_window(
+    params: ErasureParams, depth: Depth, *, size: int | None, presealed: bool, seals: bool
+) -> int:
+    """Bytes of segments one upload holds at most at ``depth``: what it asks of the budget.
+
+    In hand at once: ``in_flight`` segments being pushed, one handed over from the encoder,
+    ``workers`` being coded or waiting to be handed (one of them being cut from the body),
+    each with its check shares; the plaintext beside the ciphertext of each segment the
+    validator ``seals``; and, when the body's length (``size``) is unknown, a whole segment
+    held back until the next byte shows it is not the last (``erasure.split_segments``).
+    Never more segments than the object has."""
+    cut = params.segment_size + (TAG_SIZE if presealed else 0)
+    segments = depth.in_flight + 1 + depth.workers
+    if size is not None:
+        segments = min(segments, max(1, -(-size // cut)))
+        cut = min(cut, max(1, size))
+    coded = cut + (params.m - params.k) * params.shard_size(cut)
+    window = segments * coded
+    if seals:
+        window += min(segments, depth.workers) * cut
+    if size is None:
+        window += cut
+    return window
+
 
 @dataclass(eq=False)
 class Grant:

@@ -157,7 +157,10 @@ class Downloader:
                         at += len(piece)
                         for off in range(0, len(view), OUT_CHUNK):
                             yield view[off : off + OUT_CHUNK]
+                        del view, piece
                 finally:
+                    # The segment goes with its grant, not when the next one has come.
+                    pieces.clear()
                     if grant is not None:
                         grant.release()
         finally:

@@ -17,6 +17,7 @@ from erasure import ErasureParams, InvalidParamsError
 from erasure.params import MAX_SHARES
 from protocol.settings import SIZE, FieldError, LogFormat, LogLevel
 from protocol.wallet import DEFAULT_WALLET_PATH
+from validator.budget import LEAST_DEPTH, upload_window
 
 ENV_PREFIX = "SUBNET_VALIDATOR"
 DEFAULT_DATA_DIR = Path("~/.subnet/validator").expanduser()
@@ -143,8 +144,21 @@ class ValidatorSettings:
             raise ValueError("upload_stall_seconds must be positive, upload_min_rate >= 0")
         if self.upload_slots_per_user < 1:
             raise FieldError("upload_slots_per_user", "must be >= 1")
-        if self.transfer_memory < 1 or not self.transfer_memory_per_user >= 1:
-            raise FieldError("transfer_memory", "transfer_memory and its per-user part are > 0")
+        least = upload_window(
+            ErasureParams(k=self.k, m=self.m, segment_size=self.segment_size),
+            LEAST_DEPTH,
+            size=None,
+            presealed=False,
+            seals=True,
+        )
+        for name in ("transfer_memory", "transfer_memory_per_user"):
+            if getattr(self, name) < least:
+                raise FieldError(
+                    name,
+                    f"at least {least / 2**20:.0f}MiB: one upload's segments in hand at "
+                    f"{self.k}-of-{self.m} with {self.segment_size / 2**20:g}MiB segments "
+                    "(or smaller segments: segment_size)",
+                )
         if self.challenge_batch < 1 or self.challenge_leaves < 1 or self.retrieval_every < 1:
             raise ValueError("challenge_batch, challenge_leaves and retrieval_every are >= 1")
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator, Mapping
 
 from aiohttp import web
 
-from protocol.inputs import ReaderTooSlow, write_paced
+from protocol.inputs import ReaderTooSlow, prepend, write_paced
 from validator.downloads import DownloadError
 from validator.settings import ValidatorSettings
 
@@ -31,11 +31,12 @@ async def send_stream(
     async with contextlib.aclosing(chunks):  # its segments' grants go back at once
         first = await anext(chunks, b"")
         await response.prepare(request)
+        everything = prepend(first, chunks)
+        del first  # else it would keep its buffer for the whole download
         try:
             await write_paced(
                 response,
-                chunks,
-                first=first,
+                everything,
                 window=settings.upload_stall_seconds,
                 min_rate=settings.upload_min_rate,
             )

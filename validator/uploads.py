@@ -34,10 +34,9 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from erasure import EncodedSegment, ErasureParams, ObjectEncoder
-from erasure.crypto import TAG_SIZE
 from protocol.memory import trim
 from protocol.wire import StorageReceipt
-from validator.budget import TransferBudget
+from validator.budget import LEAST_DEPTH, Depth, TransferBudget, download_charge, upload_window
 from validator.miner_client import MinerAddress, MinerClient, MinerError
 from validator.models import Miner, Placement, RepairItem, Segment, Shard, StoredObject
 from validator.placement import Candidate, pick, rank
@@ -59,42 +58,6 @@ ABANDON_TRIES, ABANDON_FIRST_DELAY = 7, 0.25  # a failed upload's rows: ~16 s of
 
 def push_deadline(size: int) -> float:
     return PUSH_FLOOR_SECONDS + size / PUSH_MIN_BYTES_PER_SECOND
-
-
-@dataclass(frozen=True, slots=True)
-class Depth:
-    """How deep one upload's pipeline runs: segments coded at once, and pushed at once."""
-
-    workers: int
-    in_flight: int
-
-
-LEAST_DEPTH = Depth(1, 1)
-
-
-def upload_window(options: UploadOptions, depth: Depth) -> int:
-    """Bytes of segments one upload holds at most at ``depth``: what it asks of the budget.
-
-    In hand at once: ``in_flight`` segments being pushed, one handed over from the encoder,
-    ``workers`` being coded or waiting to be handed (one of them being cut from the body),
-    each with its check shares; the plaintext beside the ciphertext of each segment the
-    validator seals; and, when the body's length is unknown, a whole segment held back until
-    the next byte shows it is not the last (``erasure.split_segments``). Never more
-    segments than the object has."""
-    params = options.params
-    cut = params.segment_size + (TAG_SIZE if options.presealed else 0)
-    size = options.size
-    segments = depth.in_flight + 1 + depth.workers
-    if size is not None:
-        segments = min(segments, max(1, -(-size // cut)))
-        cut = min(cut, max(1, size))
-    coded = cut + (params.m - params.k) * params.shard_size(cut)
-    window = segments * coded
-    if options.encrypt and not options.presealed:
-        window += min(segments, depth.workers) * cut
-    if size is None:
-        window += cut
-    return window
 
 
 class UploadError(Exception):
@@ -153,6 +116,16 @@ class UploadResult:
             f"{self.m - self.k}; run more miners, each on its own host (--external-host), "
             "and repair adds the missing shares"
         )
+
+
+def _window_bytes(options: UploadOptions, depth: Depth) -> int:
+    return upload_window(
+        options.params,
+        depth,
+        size=options.size,
+        presealed=options.presealed,
+        seals=options.encrypt and not options.presealed,
+    )
 
 
 def now() -> datetime:
@@ -219,12 +192,17 @@ class Uploader:
         if self.budget is None:
             yield deepest
             return
-        grant = await self.budget.take(
-            owner_id, upload_window(options, deepest), least=upload_window(options, LEAST_DEPTH)
-        )
+        least = _window_bytes(options, LEAST_DEPTH)
+        # Uploads leave downloads room for two segments in hand: an upload never waits on
+        # them for long, but a download behind a long upload would.
+        room = self.budget.total - 2 * download_charge(options.params)
+        wish = max(least, min(_window_bytes(options, deepest), room))
+        grant = await self.budget.take(owner_id, wish, least=least)
         try:
-            choices = (deepest, Depth(self.workers, 1), LEAST_DEPTH)
-            yield next(d for d in choices if upload_window(options, d) <= grant.size)
+            choices = (deepest, Depth(self.workers, 1))
+            fits = (d for d in choices if _window_bytes(options, d) <= grant.size)
+            # A budget set below the least window (the settings refuse that) still runs.
+            yield next(fits, LEAST_DEPTH)
         finally:
             grant.release()
 
