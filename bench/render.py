@@ -430,6 +430,30 @@ def s3(report: dict[str, Any]) -> str:
     return f"{_caption(report)}\n\n{_table(rows)}\n{textwrap.fill(' '.join(notes), 95)}\n"
 
 
+def memory(report: dict[str, Any]) -> str:
+    size = f"{report['object_mib']:,} MiB"
+    aim = report["aim_peak_rss_mib"]
+    peak, alone = report["validator_peak_rss_mib_mix"], report["validator_peak_rss_mib_one_upload"]
+    met = "met" if peak < aim else "missed"
+    rows = [
+        ("validator peak RSS, 4 uploads + 2 downloads at once", _num(peak, "MiB"),
+         f"aim: under {aim} MiB ({met})", _ratio(peak, aim), "1 run"),
+        ("validator peak RSS, one upload alone", _num(alone, "MiB"),
+         f"at rest: {_num(report['validator_rss_mib_at_rest'], 'MiB')}",
+         _ratio(alone, report["validator_rss_mib_at_rest"]), "1 run"),
+        ("4 uploads + 2 downloads, all bytes moved", _num(report["mix_mb_s"], "MB/s"),
+         f"one upload alone: {_num(report['one_upload_mb_s'], 'MB/s')}",
+         _ratio(report["mix_mb_s"], report["one_upload_mb_s"]), "1 run"),
+    ]  # fmt: skip
+    notes = (
+        f"Each object {size}; {report['k']}-of-{report['m']} on {report['miners']} miners, "
+        "client-sealed (the CLI's default)."
+    )
+    if isinstance(load := report.get("load_average_1min"), dict):
+        notes += f" Load average (1 min) at start/end: {load['start']:.1f}/{load['end']:.1f}."
+    return f"{_caption(report)}\n\n{_table(rows)}\n{textwrap.fill(notes, 95)}\n"
+
+
 def generic(report: dict[str, Any]) -> str:
     return f"{_caption(report)} No table renderer for this report: see its JSON and section.\n"
 
@@ -448,6 +472,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "repair_time": repair_time,
     "incentives": incentives,
     "s3": s3,
+    "memory": memory,
 }
 ORDER = ["peers", "erasure", "miner", "epoch_core", "epoch", "gateway"]
 

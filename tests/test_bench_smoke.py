@@ -130,6 +130,17 @@ def check_s3(report: dict[str, Any]) -> None:
     assert "| 16 KiB PUTs, 16 threads, our S3 API |" in render_report(report)
 
 
+def check_memory(report: dict[str, Any]) -> None:
+    assert (report["k"], report["m"], report["object_mib"]) == (2, 4, 8)
+    assert (report["uploads"], report["downloads"]) == (4, 2)
+    assert_positive(report, [
+        "validator_rss_mib_at_rest", "validator_peak_rss_mib_one_upload",
+        "validator_peak_rss_mib_mix", "one_upload_mb_s", "mix_mb_s",
+    ])  # fmt: skip
+    assert report["validator_peak_rss_mib_mix"] >= report["validator_rss_mib_at_rest"]
+    assert "| validator peak RSS, 4 uploads + 2 downloads at once |" in render_report(report)
+
+
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "cpu_split": check_cpu_split,
     "dashboard": check_dashboard,
@@ -140,6 +151,7 @@ CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "gateway": check_gateway,
     "durability": check_durability,
     "s3": check_s3,
+    "memory": check_memory,
 }
 
 

@@ -69,6 +69,13 @@ def test_bad_lists_are_refused_before_the_database_is_made(tmp_path: Path) -> No
     config.write_text('users = ["alice=notakey"]\n')
     one_clear_line(run(*base, "--config", str(config)), f"users (from {config})", "ss58")
     one_clear_line(run(*base, "--k", "6", "--m", "4"), "m (from --m)", "1 <= k <= m")
+    # A transfer budget that could not hold one upload's least window names the least.
+    one_clear_line(
+        run(*base, "--transfer-memory", "64MiB"),
+        "transfer_memory (from --transfer-memory)",
+        "at least 128MiB",
+        "4-of-8 with 16MiB segments",
+    )
     assert not data.exists()
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import pytest
 from sqlalchemy import func, select
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from erasure import Capability, ErasureParams, Manifest, decode_segment_shares
 from tests.validator.conftest import DatabaseOutage, LiveMiner
 from validator import uploads
+from validator.budget import LEAST_DEPTH, Depth, TransferBudget, download_charge, upload_window
 from validator.miner_client import MinerAddress, MinerClient, MinerError
 from validator.models import Placement, RepairItem, Shard, StoredObject
 from validator.placement import Candidate
@@ -209,3 +211,87 @@ async def test_a_commit_whose_reply_is_lost_never_loses_the_shards_of_a_listed_o
         manifest = Manifest.from_json(row.manifest_json or "")
     held = sum(m.service.index.counts()["ok"] for m in live_miners)
     assert held == PARAMS.m * len(manifest.segments)  # nothing was dropped
+
+
+def window(options: UploadOptions, depth: Depth) -> int:
+    return upload_window(
+        options.params, depth, size=options.size, presealed=False, seals=options.encrypt
+    )
+
+
+async def held_at_most(budget: TransferBudget, work: Awaitable[object]) -> int:
+    """The most of ``budget`` held while ``work`` runs (sampled every event-loop turn)."""
+    peak = 0
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        peak = max(peak, budget.total - budget.free)
+        await asyncio.sleep(0)
+    await task
+    return peak
+
+
+async def test_an_upload_asks_the_budget_once_for_its_window_and_gives_it_back(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    seeded: int,
+) -> None:
+    data = random.Random(31).randbytes(3 * 2**20)  # 12 segments: deeper than any window
+    options = UploadOptions(PARAMS, size=len(data))
+    deepest, shallower = Depth(2, 2), Depth(2, 1)
+    reserve = 2 * download_charge(PARAMS)  # what uploads leave to downloads
+    budget = TransferBudget(window(options, deepest) + reserve)
+    up = Uploader(sessions, miner_client, lambda: [m.candidate for m in live_miners], budget=budget)
+    alone = await held_at_most(budget, up.upload(seeded, "alone", stream(data), options))
+    assert alone == window(options, deepest)
+    assert budget.free == budget.total
+    # A download holds part of it: the upload runs one segment shallower, and completes.
+    download = await budget.take(2, budget.total - window(options, shallower))
+    beside = await held_at_most(budget, up.upload(seeded, "beside", stream(data), options))
+    assert beside - download.size == window(options, shallower)
+    download.release()
+    assert budget.free == budget.total
+    # A small object asks for what it is, not for a window of whole segments.
+    small = UploadOptions(PARAMS, size=1000)
+    tiny = await held_at_most(budget, up.upload(seeded, "small", stream(b"x" * 1000), small))
+    assert tiny == window(small, deepest) < 10_000
+
+
+async def test_uploads_and_downloads_on_a_tight_budget_all_finish(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    seeded: int,
+) -> None:
+    """Room for one upload at its least depth and a little more: three uploads and a
+    stream of download grants share it, in turn, and every one finishes (no upload waits
+    on another's grant while holding its own)."""
+    options = UploadOptions(PARAMS, size=2 * 2**20)
+    budget = TransferBudget(window(options, LEAST_DEPTH) + download_charge(PARAMS))
+    up = Uploader(
+        sessions, miner_client, lambda: [m.candidate for m in live_miners], budget=budget,
+        slots_per_user=3,
+    )  # fmt: skip
+    stop = asyncio.Event()
+
+    async def downloads() -> int:
+        taken = 0
+        while not stop.is_set():
+            grant = await budget.take(7, download_charge(PARAMS))
+            await asyncio.sleep(0.01)
+            grant.release()
+            taken += 1
+        return taken
+
+    reader = asyncio.create_task(downloads())
+    data = [random.Random(40 + i).randbytes(2 * 2**20) for i in range(3)]
+    results = await asyncio.wait_for(
+        asyncio.gather(*(
+            up.upload(seeded, f"tight-{i}", stream(d), options) for i, d in enumerate(data)
+        )),
+        120,
+    )  # fmt: skip
+    stop.set()
+    assert await reader > 0
+    assert [r.size for r in results] == [len(d) for d in data]
+    assert budget.free == budget.total
