@@ -38,9 +38,15 @@ class Depth:
 LEAST_DEPTH = Depth(1, 1)
 
 
-def download_charge(params: ErasureParams) -> int:
-    """What one segment in hand costs a download (``Downloader.stream`` charges the same)."""
-    return params.segment_size + TAG_SIZE
+HEDGE = 2  # shares a download asks for beyond k when the first k are slow (downloads.py)
+
+
+def download_charge(params: ErasureParams, *, hedge: int = HEDGE, decoded: bool = False) -> int:
+    """What one segment in hand costs a download: the shares it may fetch at once (k, and
+    ``hedge`` more when they are slow), and the decoded segment beside them if it decodes."""
+    stored = params.segment_size + TAG_SIZE
+    shares = params.shard_size(stored) * (params.k + hedge)
+    return shares + (stored if decoded else 0)
 
 
 def upload_window(

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from erasure import DecryptionError, Manifest, MerkleTree, decode_segment_shares
 from erasure.objects import Buffer
 from protocol.memory import trim
-from validator.budget import Grant, TransferBudget
+from validator.budget import HEDGE, Grant, TransferBudget, download_charge
 from validator.miner_client import MinerAddress, MinerClient, MinerError, ReadObserver
 from validator.models import Placement, Segment, Shard, StoredObject
 
@@ -64,7 +64,7 @@ class Downloader:
         miners: MinerClient,
         *,
         hedge_after: float = 0.5,
-        hedge: int = 2,
+        hedge: int = HEDGE,
         reads: ReadObserver | None = None,
         budget: TransferBudget | None = None,
     ) -> None:
@@ -134,8 +134,9 @@ class Downloader:
         if start >= end:
             return
         first, last = start // seg_size, (end - 1) // seg_size
-        # A decoded segment is held beside the shares it came from.
-        charge = seg_size * (1 if sealed or not (key or plan.stored_key) else 2)
+        # The shares in flight (hedged ones too), and a decoded segment beside them.
+        decoded = not (sealed or not (key or plan.stored_key))
+        charge = download_charge(manifest.params, hedge=self.hedge, decoded=decoded)
 
         def fetch(index: int) -> asyncio.Task[tuple[Grant | None, list[Buffer]]]:
             return asyncio.create_task(self._held_pieces(reader, charge, plan, index, key, sealed))

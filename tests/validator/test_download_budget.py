@@ -13,13 +13,14 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from erasure import ErasureParams
 from protocol.epistula import sign_headers
 from protocol.http import SigningClient, wall_clock_ms
 from tests.rawhttp import request_head
 from tests.validator.conftest import VALIDATOR, LiveMiner
 from tests.validator.test_hardening import ALICE, BOB, LiveApi, serve_api, upload
 from validator.app import GATEWAY
-from validator.budget import TransferBudget
+from validator.budget import TransferBudget, download_charge
 from validator.miner_client import MinerClient
 
 MiB = 2**20
@@ -75,8 +76,10 @@ async def drain_all(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
 
 async def test_stalled_readers_hold_their_share_only_and_are_cut_off(api: LiveApi) -> None:
     downloader = api.app[GATEWAY].downloader
-    # Four decrypted segments in all, two per user (a decrypted segment is charged twice).
-    budget = downloader.budget = TransferBudget(8 * SEGMENT, per_user=4 * SEGMENT)
+    # Four decrypted segments in all, two per user (each charged its shares, hedged ones
+    # too, and the decoded segment beside them).
+    charge = download_charge(ErasureParams(segment_size=SEGMENT), decoded=True)
+    budget = downloader.budget = TransferBudget(4 * charge, per_user=2 * charge)
     data = random.Random(7).randbytes(12 * MiB)
     stored = await upload(api, ALICE, "big.bin", data)
     assert stored.status == 201, stored.body
