@@ -480,7 +480,8 @@ def _unix_seconds(request: web.Request, name: str) -> float | None:
 
 
 async def get_audit_log(request: web.Request) -> web.Response:
-    """A page of the challenge log, oldest first; ``next`` is the ``after`` for the next page."""
+    """A page of the challenge log, oldest first; ``next`` is the ``after`` for the next page
+    (None at the end)."""
     challenger = request.app[CHALLENGER]
     after_given = query_int(request, "after", low=-1)  # -1: from the start
     limit_given = query_int(request, "limit", low=1, high=PAGE)
@@ -500,7 +501,7 @@ async def get_audit_log(request: web.Request) -> web.Response:
         until=_unix_seconds(request, "until"),
     )
     store = challenger.log_store
-    entries = await asyncio.to_thread(store.read, where, after=after, limit=limit)
+    entries, following = await asyncio.to_thread(store.page, where, after=after, limit=limit)
     prev = None
     if entries and where == LogFilter():
         prev = await asyncio.to_thread(store.previous_hash, entries[0].seq)
@@ -509,7 +510,9 @@ async def get_audit_log(request: web.Request) -> web.Response:
             "validator": challenger.hotkey,
             "entries": [json.loads(e.to_json()) for e in entries],
             "prev_hash": prev,
-            "next": entries[-1].seq if len(entries) == limit else None,
+            # Where the next page starts; a filtered page may be short (even empty) and
+            # still have one: it looked through a bounded stretch of the log.
+            "next": following,
         }
     )
 

@@ -25,6 +25,9 @@ from validator.models import ChallengeRecord
 
 HASH = 32
 PAGE = 1000
+# Seqs one filtered page looks through at most: a filter that matches rarely must not make
+# one request read the whole log. The page then says where to go on from (``page``).
+SCAN = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,28 @@ class ChallengeLogStore:
             query = where.apply(select(ChallengeRecord).where(ChallengeRecord.seq > after))
             rows = session.scalars(query.order_by(ChallengeRecord.seq).limit(limit))
             return [to_entry(row) for row in rows]
+
+    def page(
+        self, where: LogFilter = LogFilter(), *, after: int = -1, limit: int = PAGE
+    ) -> tuple[list[LogEntry], int | None]:
+        """Up to ``limit`` entries with seq > ``after``, looking through at most ``SCAN`` seqs
+        when filtered; and the ``after`` a next page starts from (None: the log's end)."""
+        if where == LogFilter():
+            entries = self.read(where, after=after, limit=limit)
+            return entries, entries[-1].seq if len(entries) == limit else None
+        with self.sessions() as session:
+            last = _last(session)
+            query = where.apply(
+                select(ChallengeRecord).where(
+                    ChallengeRecord.seq > after, ChallengeRecord.seq <= after + SCAN
+                )
+            )
+            rows = session.scalars(query.order_by(ChallengeRecord.seq).limit(limit))
+            entries = [to_entry(row) for row in rows]
+        if len(entries) == limit:
+            return entries, entries[-1].seq
+        looked_to = after + SCAN
+        return entries, looked_to if last is not None and looked_to < last[0] else None
 
     def iterate(self, where: LogFilter = LogFilter(), *, after: int = -1) -> Iterator[LogEntry]:
         """Every matching entry, a page at a time."""

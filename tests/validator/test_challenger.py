@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage_miner.fs_store import FsShardStore
 from storage_miner.store import ShardKey
 from tests.validator.conftest import VALIDATOR, LiveMiner
+from validator import log_store
 from validator.app import make_app
 from validator.audit_log import verify_log
 from validator.challenger import ChallengePolicy, Challenger, Plan, Target
@@ -311,6 +312,35 @@ async def test_the_audit_api_pages_filters_and_summarises(
     metrics = await (await client.get("/metrics")).text()
     assert 'validator_challenges_total{kind="merkle",verdict="pass"} 48.0' in metrics
     assert "validator_challenge_latency_seconds_count" in metrics
+
+
+async def test_a_filtered_log_page_looks_through_a_bounded_stretch(
+    audit_api: tuple[TestClient[Any, Any], Challenger],
+    live_miners: list[LiveMiner],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A filter that matches rarely cannot make one request read the whole log: each page
+    looks through at most SCAN seqs and says where to go on from, even when it found none."""
+    client, checker = audit_api
+    await checker.run_round()
+    await checker.run_round()
+    hotkey = live_miners[2].key.ss58_address
+    whole = await (await client.get("/v1/audit/log", params={"miner": hotkey})).json()
+    monkeypatch.setattr(log_store, "SCAN", 7)
+    found, after, requests, short = [], -1, 0, 0
+    while True:
+        page = await (
+            await client.get("/v1/audit/log", params={"miner": hotkey, "after": after})
+        ).json()
+        requests += 1
+        assert all(after < e["seq"] <= after + 7 for e in page["entries"])
+        found.extend(page["entries"])
+        if page["next"] is None:
+            break
+        short += len(page["entries"]) < 1000
+        after = page["next"]
+    assert found == whole["entries"] and len(found) == 6
+    assert requests >= 48 // 7 and short > 0
 
 
 @pytest.mark.parametrize(
