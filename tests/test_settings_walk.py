@@ -39,6 +39,9 @@ SPECIAL: dict[str, tuple[str, object]] = {
     "segment_size": ("32MiB", 32 * 2**20),
     "placement_network_prefix": ("16", 16),
     "s3_port": ("9000", 9000),
+    # At least one upload's least window (the settings refuse less).
+    "transfer_memory": ("300MiB", 300 * 2**20),
+    "transfer_memory_per_user": ("200MiB", 200 * 2**20),
 }
 FRACTIONS = {"synthetic_share", "reputation_lambda", "disqualify_below", "suspend_below"}
 # Settings that need a companion to be valid.

@@ -47,7 +47,7 @@ async def build_app(settings: ValidatorSettings) -> web.Application:
         network_prefix=settings.placement_network_prefix,
         unproven_bytes=settings.placement_unproven_bytes,
         upload_slots_per_user=settings.upload_slots_per_user,
-        budget=TransferBudget(settings.transfer_memory, settings.transfer_memory_per_user),
+        budget=TransferBudget(*settings.transfer_budget),
     )
     gateway.sync_users(settings.users)
     gateway.sync_tokens(settings.tokens)

@@ -17,10 +17,13 @@ from erasure import ErasureParams, InvalidParamsError
 from erasure.params import MAX_SHARES
 from protocol.settings import SIZE, FieldError, LogFormat, LogLevel
 from protocol.wallet import DEFAULT_WALLET_PATH
-from validator.budget import LEAST_DEPTH, upload_window
+from validator.budget import LEAST_DEPTH, download_charge, upload_window
 
 ENV_PREFIX = "SUBNET_VALIDATOR"
 DEFAULT_DATA_DIR = Path("~/.subnet/validator").expanduser()
+
+
+DEFAULT_TRANSFER_MEMORY = 192 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +69,11 @@ class ValidatorSettings:
     # a download for each segment it fetches or sends. A reader that reads slowly or not at
     # all holds its share, never more; one that takes under upload_min_rate over
     # upload_stall_seconds spent waiting on it (the pace an upload's body must keep) is cut
-    # off. 192 MiB is one upload at full depth (160 MiB, 4-of-8) beside one download.
-    transfer_memory: int = field(default=192 * 2**20, metadata=SIZE)
-    transfer_memory_per_user: int = field(default=192 * 2**20, metadata=SIZE)
+    # off. 0: automatic, 192 MiB (one upload at full depth, 160 MiB at 4-of-8, beside one
+    # download) or, with larger segments, what one upload at its least depth and two
+    # download segments take. The per-user part: 0 is the whole.
+    transfer_memory: int = field(default=0, metadata=SIZE)
+    transfer_memory_per_user: int = field(default=0, metadata=SIZE)
     signature_window_ms: int = 8_000
     # The chain: when set, the validator registers, places on the metagraph's miners
     # (besides any listed above) and sends weights there. e.g. http://127.0.0.1:9944
@@ -144,15 +149,9 @@ class ValidatorSettings:
             raise ValueError("upload_stall_seconds must be positive, upload_min_rate >= 0")
         if self.upload_slots_per_user < 1:
             raise FieldError("upload_slots_per_user", "must be >= 1")
-        least = upload_window(
-            ErasureParams(k=self.k, m=self.m, segment_size=self.segment_size),
-            LEAST_DEPTH,
-            size=None,
-            presealed=False,
-            seals=True,
-        )
+        least = self._least_upload_window()
         for name in ("transfer_memory", "transfer_memory_per_user"):
-            if getattr(self, name) < least:
+            if 0 < getattr(self, name) < least:
                 raise FieldError(
                     name,
                     f"at least {least / 2**20:.0f}MiB: one upload's segments in hand at "
@@ -161,6 +160,20 @@ class ValidatorSettings:
                 )
         if self.challenge_batch < 1 or self.challenge_leaves < 1 or self.retrieval_every < 1:
             raise ValueError("challenge_batch, challenge_leaves and retrieval_every are >= 1")
+
+    def _least_upload_window(self) -> int:
+        params = ErasureParams(k=self.k, m=self.m, segment_size=self.segment_size)
+        return upload_window(params, LEAST_DEPTH, size=None, presealed=False, seals=True)
+
+    @property
+    def transfer_budget(self) -> tuple[int, int]:
+        """(bytes in all, bytes per user) of the transfer budget, 0s resolved."""
+        params = ErasureParams(k=self.k, m=self.m, segment_size=self.segment_size)
+        automatic = max(
+            DEFAULT_TRANSFER_MEMORY, self._least_upload_window() + 2 * download_charge(params)
+        )
+        total = self.transfer_memory or automatic
+        return total, min(total, self.transfer_memory_per_user or total)
 
     def _check_chain(self) -> None:
         choice = chain_choice_error(self.chain_url, self.network, self.netuid)

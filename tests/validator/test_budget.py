@@ -7,7 +7,9 @@ import asyncio
 
 import pytest
 
-from validator.budget import TransferBudget
+from erasure import ErasureParams
+from validator.budget import LEAST_DEPTH, TransferBudget, download_charge, upload_window
+from validator.settings import ValidatorSettings
 
 
 async def settle() -> None:
@@ -113,3 +115,15 @@ async def test_a_window_gets_its_wish_or_what_is_free_down_to_its_least() -> Non
     third.result().release()
     behind.result().release()
     assert budget.free == 100
+
+
+def test_the_default_budget_holds_one_upload_beside_two_download_segments() -> None:
+    assert ValidatorSettings().transfer_budget == (192 * 2**20, 192 * 2**20)
+    # Larger segments: the automatic budget grows with them, a set one is kept as set.
+    big = ValidatorSettings(segment_size=64 * 2**20)
+    params = ErasureParams(segment_size=64 * 2**20)
+    least = upload_window(params, LEAST_DEPTH, size=None, presealed=False, seals=True)
+    assert big.transfer_budget[0] == least + 2 * download_charge(params) > 192 * 2**20
+    assert ValidatorSettings(
+        transfer_memory=300 * 2**20, transfer_memory_per_user=200 * 2**20
+    ).transfer_budget == (300 * 2**20, 200 * 2**20)
