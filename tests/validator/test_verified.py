@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import psycopg
+import pytest
 from aiohttp.test_utils import TestServer
-from sqlalchemy import select, update
+from sqlalchemy import func, make_url, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage_miner.app import make_app
@@ -180,3 +184,183 @@ async def test_the_running_total_equals_a_recount_after_every_step(
     )
     await recounting.run_round()  # its first round recounts
     assert_exact(sessions, "recount after a drift")
+
+
+# --- what the sequence above missed: rows that go by cascade, and writers that race ---------
+
+
+async def test_a_challenged_upload_that_fails_takes_its_credit_with_it(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    seeded: int,
+) -> None:
+    """A pending upload's placements are challenged like any other, and pass; when the
+    upload then fails its rows go by cascade, and what they counted must go with them (else
+    a miner keeps credit for bytes it was asked to drop)."""
+    up = Uploader(
+        sessions, miner_client, lambda: [m.candidate for m in live_miners], rng=random.Random(1)
+    )
+    resume = asyncio.Event()
+
+    async def hangs_up() -> AsyncIterator[bytes]:
+        yield random.Random(5).randbytes(4 * PARAMS.segment_size)
+        await resume.wait()
+        raise ConnectionResetError("the client hung up")
+
+    upload = asyncio.create_task(up.upload(seeded, "dropped", hangs_up(), UploadOptions(PARAMS)))
+    for _ in range(600):  # until a segment's shards are placed (and the body waits)
+        assert not upload.done()
+        if sum(placed(sessions).values()) >= PARAMS.m:
+            break
+        await asyncio.sleep(0.05)
+    checker = Challenger(sessions, miner_client, ChallengeLogStore(sessions, VALIDATOR), POLICY)
+    report = await checker.run_round()
+    assert report.verdicts["pass"] >= PARAMS.m
+    assert sum(assert_exact(sessions, "a pending upload's shards pass").values()) > 0
+
+    resume.set()
+    with pytest.raises(ConnectionResetError):
+        await upload
+    assert placed(sessions) == {}
+    assert sum(assert_exact(sessions, "the failed upload's rows are gone").values()) == 0
+
+
+def placed(sessions: sessionmaker[Session]) -> dict[int, int]:
+    with sessions() as session:
+        return dict(
+            session.execute(
+                select(Placement.miner_id, func.count()).group_by(Placement.miner_id)
+            ).all()
+        )
+
+
+# Races, on PostgreSQL (READ COMMITTED), made certain rather than hoped for: a test holds a
+# miner's row, so that each writer stops at the point where it changes that miner's total,
+# and lets go only once both wait.
+
+
+class MinerRowHeld:
+    """A transaction of the test's own holding one miner's row (FOR UPDATE)."""
+
+    def __init__(self, url: str, miner_id: int) -> None:
+        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.conn = psycopg.connect(dsn)
+        self.conn.execute("SELECT 1 FROM miners WHERE id = %s FOR UPDATE", (miner_id,))
+
+    def waiting(self) -> int:
+        """Other sessions of this database waiting for a lock."""
+        with psycopg.connect(self.conn.info.dsn, autocommit=True) as probe:
+            row = probe.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    async def until_waiting(self, count: int, pending: Sequence[asyncio.Task[Any]]) -> None:
+        for _ in range(600):
+            for task in pending:
+                if task.done():
+                    task.result()  # a writer that failed instead of waiting says why
+                    raise AssertionError("a writer finished while the miner's row was held")
+            if self.waiting() >= count:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{count} writers never waited for the held row")
+
+    def release(self) -> None:
+        self.conn.rollback()
+        self.conn.close()
+
+
+def miner_id(sessions: sessionmaker[Session], miner: LiveMiner) -> int:
+    with sessions() as session:
+        found = session.scalar(select(Miner.id).where(Miner.hotkey == miner.key.ss58_address))
+        assert found is not None
+        return found
+
+
+async def one_segment_all_passed(
+    sessions: sessionmaker[Session],
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    owner: int,
+) -> tuple[str, Challenger]:
+    up = Uploader(
+        sessions, miner_client, lambda: [m.candidate for m in live_miners], rng=random.Random(1)
+    )
+    data = random.Random(9).randbytes(100_000)
+    result = await up.upload(owner, "one", stream(data), UploadOptions(PARAMS))
+    checker = Challenger(sessions, miner_client, ChallengeLogStore(sessions, VALIDATOR), POLICY)
+    assert dict((await checker.run_round()).verdicts) == {"pass": PARAMS.m}
+    assert_exact(sessions, "all pass")
+    return result.object_id, checker
+
+
+async def test_a_delete_racing_a_failed_challenge_takes_the_shard_off_once(
+    sessions: sessionmaker[Session],
+    db_url: str,
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    seeded: int,
+) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("the race is staged with PostgreSQL's row locks")
+    object_id, checker = await one_segment_all_passed(sessions, miner_client, live_miners, seeded)
+    holder = next(m for m in live_miners if on(sessions, m))
+    shard_file(holder, on(sessions, holder)[0].shard_id).unlink()
+
+    held = MinerRowHeld(db_url, miner_id(sessions, holder))
+    try:
+        challenging = asyncio.create_task(checker.run_round())
+        await held.until_waiting(1, [challenging])
+        deleting = asyncio.create_task(Gateway(sessions, miner_client).delete(seeded, object_id))
+        await held.until_waiting(2, [challenging, deleting])
+    finally:
+        held.release()
+    report, _ = await asyncio.gather(challenging, deleting)
+    assert report.verdicts["missing"] == 1
+    assert_exact(sessions, "a delete raced a failed challenge")
+
+
+async def test_a_repair_racing_a_failed_challenge_takes_the_shard_off_once(
+    sessions: sessionmaker[Session],
+    db_url: str,
+    miner_client: MinerClient,
+    live_miners: list[LiveMiner],
+    seeded: int,
+) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("the race is staged with PostgreSQL's row locks")
+    _, checker = await one_segment_all_passed(sessions, miner_client, live_miners, seeded)
+    holder = next(m for m in live_miners if on(sessions, m))
+    shard_file(holder, on(sessions, holder)[0].shard_id).unlink()
+    # Unseen for a day: the repairer replaces its share while the challenger finds it missing.
+    with sessions.begin() as session:
+        session.execute(
+            update(Miner)
+            .where(Miner.hotkey == holder.key.ss58_address)
+            .values(last_seen=datetime.now(UTC) - timedelta(days=1))
+        )
+    here = [m for m in live_miners if m is not holder]
+    fixer = Repairer(
+        sessions,
+        miner_client,
+        lambda: [m.candidate for m in here],
+        unseen_after=3600,
+        retry_after=0,
+        rng=random.Random(3),
+    )
+
+    held = MinerRowHeld(db_url, miner_id(sessions, holder))
+    try:
+        challenging = asyncio.create_task(checker.run_round())
+        await held.until_waiting(1, [challenging])
+        repairing = asyncio.create_task(fixer.run_once())
+        await held.until_waiting(2, [challenging, repairing])
+    finally:
+        held.release()
+    report, repaired = await asyncio.gather(challenging, repairing)
+    assert report.verdicts["missing"] == 1
+    assert repaired.shards_rebuilt == 1
+    assert_exact(sessions, "a repair raced a failed challenge")
