@@ -67,7 +67,7 @@ def test_0004_upgrades_and_downgrades_with_rows_kept(db_url: str) -> None:
         ),
         Segment(id=1, object_id="o" * 32, index=0, size=1, padding=0, shard_size=1),
         Shard(id=1, segment_id=1, share=0, shard_id="s", size=1),
-        Placement(
+        insert(Placement).values(
             id=1, shard_id=1, miner_id=1, state="stored", receipt_json="{}", stored_at=now,
             containment=2,
         ),
