@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Insert, insert, inspect, select, text
+from sqlalchemy import Insert, insert, inspect, select, text, update
 from sqlalchemy.orm import Session
 
 from protocol.db import alembic_config, make_engine, upgrade
@@ -162,5 +162,78 @@ def test_0006_marks_earlier_objects_sealed_by_the_validator_or_nobody(db_url: st
     finally:
         engine.dispose()
     command.downgrade(config, "0004_validator")
+    command.upgrade(config, "head")
+    test_upgrade_head_has_no_drift_from_the_models(db_url)
+
+
+def test_0012_copies_shard_sizes_and_the_database_keeps_verified_bytes(db_url: str) -> None:
+    config = alembic_config(db_url, "validator")
+    command.upgrade(config, "0011_validator")
+    engine = make_engine(db_url)
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        connection.execute(OLD_MINER)
+        connection.execute(text("UPDATE miners SET verified_bytes = 999"))  # drifted before
+        connection.execute(insert(User).values(id=1, name="u", created_at=now))
+        connection.execute(
+            insert(StoredObject).values(
+                id="o" * 32, owner_id=1, name="n", state="committed", k=1, m=1,
+                segment_size=1, leaf_size=1, encryption="none", created_at=now,
+            )
+        )  # fmt: skip
+        connection.execute(
+            insert(Segment).values(
+                id=1, object_id="o" * 32, index=0, size=1, padding=0, shard_size=1
+            )
+        )
+        for n, (size, state, verdict) in enumerate(
+            [(100, "stored", "pass"), (20, "stored", None), (3, "lost", "missing")], start=1
+        ):
+            connection.execute(
+                insert(Shard).values(id=n, segment_id=1, share=n, shard_id=f"s{n}", size=size)
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO placements (id, shard_id, miner_id, state, receipt_json,"
+                    " stored_at, last_verdict, containment) VALUES (:n, :n, 1, :state, '{}',"
+                    " :now, :verdict, 0)"
+                ),
+                {"n": n, "state": state, "verdict": verdict, "now": now},
+            )
+    engine.dispose()
+
+    command.upgrade(config, "0012_validator")
+    engine = make_engine(db_url)
+
+    def verified_bytes() -> int:
+        with engine.connect() as connection:
+            return int(connection.scalar(select(Miner.verified_bytes)) or 0)
+
+    try:
+        with engine.connect() as connection:
+            sizes = dict(connection.execute(select(Placement.id, Placement.size)).all())
+        assert sizes == {1: 100, 2: 20, 3: 3}
+        assert verified_bytes() == 100  # recounted: the triggers start from the rows
+        with engine.begin() as connection:  # a pass, then a failure, then a delete
+            connection.execute(
+                update(Placement).where(Placement.id == 2).values(last_verdict="pass")
+            )
+        assert verified_bytes() == 120
+        with engine.begin() as connection:
+            connection.execute(update(Placement).where(Placement.id == 1).values(state="lost"))
+        assert verified_bytes() == 20
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM objects"))  # placements go by cascade
+        assert verified_bytes() == 0
+    finally:
+        engine.dispose()
+    command.downgrade(config, "0011_validator")
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            columns = {c["name"] for c in inspect(connection).get_columns("placements")}
+    finally:
+        engine.dispose()
+    assert "size" not in columns
     command.upgrade(config, "head")
     test_upgrade_head_has_no_drift_from_the_models(db_url)
