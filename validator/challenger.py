@@ -106,8 +106,8 @@ class ChallengePolicy:
     # round itself); rechecks of failed reads per miner per round.
     retrieval_spread: float = 0.0
     recheck_reads: int = 2
-    # Verified bytes are a running total (validator/verified.py), recounted from the rows in
-    # the first round and every this many after; 0: never.
+    # Verified bytes are a running total the database keeps (validator/verified.py), checked
+    # against a recount from the rows in the first round and every this many after; 0: never.
     verified_recount_rounds: int = 20
 
     @classmethod

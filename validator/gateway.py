@@ -171,9 +171,11 @@ class Gateway:
         those that answered and are neither disqualified nor suspended, each weighed by the
         free space it claims only up to what it has proven (``credible_free``)."""
         with self.sessions() as session:
+            # In id order: each row is written as it is read (autoflush), and every writer
+            # of miners' rows takes them in id order (verified.hold), so none waits crosswise.
             rows = [
                 (m.id, MinerAddress(m.hotkey, m.host, m.port))
-                for m in session.scalars(select(Miner))
+                for m in session.scalars(select(Miner).order_by(Miner.id))
             ]
         infos = await asyncio.gather(
             *(self.miners.info(address) for _, address in rows), return_exceptions=True

@@ -296,35 +296,46 @@ def miner_id(sessions: sessionmaker[Session], miner: LiveMiner) -> int:
         return found
 
 
-async def one_segment_all_passed(
+async def one_segment(
     sessions: sessionmaker[Session],
     miner_client: MinerClient,
     live_miners: list[LiveMiner],
     owner: int,
+    *,
+    challenged: bool = True,
 ) -> tuple[str, Challenger]:
+    """A one-segment object (one shard per miner holding it), all passed if ``challenged``."""
     up = Uploader(
         sessions, miner_client, lambda: [m.candidate for m in live_miners], rng=random.Random(1)
     )
     data = random.Random(9).randbytes(100_000)
     result = await up.upload(owner, "one", stream(data), UploadOptions(PARAMS))
     checker = Challenger(sessions, miner_client, ChallengeLogStore(sessions, VALIDATOR), POLICY)
-    assert dict((await checker.run_round()).verdicts) == {"pass": PARAMS.m}
-    assert_exact(sessions, "all pass")
+    if challenged:
+        assert dict((await checker.run_round()).verdicts) == {"pass": PARAMS.m}
+        assert_exact(sessions, "all pass")
     return result.object_id, checker
 
 
-async def test_a_delete_racing_a_failed_challenge_takes_the_shard_off_once(
+@pytest.mark.parametrize("answer", ["missing", "pass"])
+async def test_a_delete_racing_a_challenge_takes_off_exactly_what_counted(
     sessions: sessionmaker[Session],
     db_url: str,
     miner_client: MinerClient,
     live_miners: list[LiveMiner],
     seeded: int,
+    answer: str,
 ) -> None:
+    """missing: a counted shard fails while its object is deleted (it was taken off twice);
+    pass: a new shard passes while its object is deleted (its credit outlived it)."""
     if not db_url.startswith("postgresql"):
         pytest.skip("the race is staged with PostgreSQL's row locks")
-    object_id, checker = await one_segment_all_passed(sessions, miner_client, live_miners, seeded)
+    object_id, checker = await one_segment(
+        sessions, miner_client, live_miners, seeded, challenged=answer == "missing"
+    )
     holder = next(m for m in live_miners if on(sessions, m))
-    shard_file(holder, on(sessions, holder)[0].shard_id).unlink()
+    if answer == "missing":
+        shard_file(holder, on(sessions, holder)[0].shard_id).unlink()
 
     held = MinerRowHeld(db_url, miner_id(sessions, holder))
     try:
@@ -335,8 +346,9 @@ async def test_a_delete_racing_a_failed_challenge_takes_the_shard_off_once(
     finally:
         held.release()
     report, _ = await asyncio.gather(challenging, deleting)
-    assert report.verdicts["missing"] == 1
-    assert_exact(sessions, "a delete raced a failed challenge")
+    assert report.verdicts[answer] == (1 if answer == "missing" else PARAMS.m)
+    assert placed(sessions) == {}
+    assert sum(assert_exact(sessions, f"a delete raced a {answer}").values()) == 0
 
 
 async def test_a_repair_racing_a_failed_challenge_takes_the_shard_off_once(
@@ -348,7 +360,7 @@ async def test_a_repair_racing_a_failed_challenge_takes_the_shard_off_once(
 ) -> None:
     if not db_url.startswith("postgresql"):
         pytest.skip("the race is staged with PostgreSQL's row locks")
-    _, checker = await one_segment_all_passed(sessions, miner_client, live_miners, seeded)
+    _, checker = await one_segment(sessions, miner_client, live_miners, seeded)
     holder = next(m for m in live_miners if on(sessions, m))
     shard_file(holder, on(sessions, holder)[0].shard_id).unlink()
     # Unseen for a day: the repairer replaces its share while the challenger finds it missing.
