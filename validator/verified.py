@@ -34,10 +34,10 @@ def hold(session: Session, miner_ids: Iterable[int] | None = None) -> None:
     rows and then wants miner rows; one that took miner rows in another order could wait on
     a second writer that waits on it (a deadlock, seen as a delete racing a challenge
     round). Every writer of placements takes its miners first, in id order, so none ever
-    waits holding what another needs. ``FOR NO KEY UPDATE``: an
-    upload's new placements (a foreign key's share lock on their miners) do not wait.
-    SQLite has one writer, and no FOR UPDATE: a write takes its lock, and the reads after
-    it then see what this transaction will change (nothing commits in between).
+    waits holding what another needs. ``FOR NO KEY UPDATE``: an upload's new placements (a
+    foreign key's share lock on their miners) do not wait. SQLite has one writer and no
+    FOR UPDATE: a write takes its lock, and the reads after it then see what this
+    transaction will change (nothing commits in between).
     """
     if session.get_bind().dialect.name == "sqlite":
         session.execute(update(Miner).where(false()).values(verified_bytes=Miner.verified_bytes))
