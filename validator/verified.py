@@ -10,6 +10,19 @@ cascade. A trigger sees the row as it was and as it becomes, under the row's loc
 writers racing on one placement cannot both take it off (or add it twice), which writers
 computing their own change from rows read earlier did.
 
+Every change of a placement's (state, last_verdict), and what the triggers do with it:
+
+- inserted ``(stored, None)`` by an upload or a repair: nothing until it passes;
+- a challenge's pass -> ``(stored, pass)``: + its size, unless it had passed already;
+- a timeout within containment -> ``(stored, contained[-read])``, a failure beyond it, a
+  quarantine or a repair giving it up -> ``(lost, ...)``: - its size, if it counted;
+- revived by a repair on its old miner -> ``(stored, None)``: - its size, if it counted;
+- deleted (an object deleted, a failed or interrupted upload, by cascade): - its size, if
+  it counted.
+
+A shard's size never changes (its id is its Merkle root), and a miner's row is never
+replaced or renamed (rows are matched by hotkey).
+
 The challenger still recounts every miner from the rows in its first round and every
 ``ChallengePolicy.verified_recount_rounds`` rounds after: a check, not a repair of routine
 drift. What it finds off (a row changed with the triggers missing, by hand or by a migration
