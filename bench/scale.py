@@ -298,7 +298,7 @@ class Loader:
                         elif draw < LOST_FRACTION + CONTAINED_FRACTION:
                             verdict, containment = "contained", 1
                     placement_rows.append(
-                        (self.placements, self.shards, miner_id, state,
+                        (self.placements, self.shards, miner_id, state, self.shard_size,
                          self._receipt(shard_id, miner_id), now, last, verdict, containment)
                     )  # fmt: skip
         self._insert(
@@ -314,7 +314,7 @@ class Loader:
         self._insert(conn, "shards", ("id", "segment_id", "share", "shard_id", "size"), shard_rows)
         self._insert(
             conn, "placements",
-            ("id", "shard_id", "miner_id", "state", "receipt_json", "stored_at",
+            ("id", "shard_id", "miner_id", "state", "size", "receipt_json", "stored_at",
              "last_challenged_at", "last_verdict", "containment"),
             placement_rows,
         )  # fmt: skip

@@ -111,8 +111,8 @@ class ChallengePolicy:
     # round itself); rechecks of failed reads per miner per round.
     retrieval_spread: float = 0.0
     recheck_reads: int = 2
-    # Verified bytes are a running total (validator/verified.py), recounted from the rows in
-    # the first round and every this many after; 0: never.
+    # Verified bytes are a running total the database keeps (validator/verified.py), checked
+    # against a recount from the rows in the first round and every this many after; 0: never.
     verified_recount_rounds: int = 20
 
     @classmethod
@@ -732,8 +732,8 @@ class Challenger:
 
         def work(session: Session) -> list[LogEntry]:
             now = datetime.now(UTC)
+            verified.hold(session)  # before any placement changes (see verified.hold)
             evidence: dict[int, Evidence] = defaultdict(Evidence)
-            change: dict[int, int] = defaultdict(int)  # verified bytes gained or lost
             placements = _rows(session, Placement, [o.target.placement_id for o in outcomes])
             for outcome in outcomes:
                 touched[outcome.miner_id] = outcome.entry.miner
@@ -742,10 +742,8 @@ class Challenger:
                 # missing: the log keeps the answer, the miner's standing does not see it.
                 # Judged before settling, which marks a failed placement lost.
                 stands = placement is not None and placement.state == "stored"
-                before = verified.counts(placement)
+                # (What it does to the miner's verified bytes, the database's triggers add.)
                 kept = self._settle(session, outcome, placement, now)
-                gained = verified.counts(placement) - before
-                change[outcome.miner_id] += gained * outcome.target.size
                 if stands:
                     evidence[outcome.miner_id].add(outcome.entry, kept, silent=outcome.silent)
                 report.verdicts[kept] += 1
@@ -768,13 +766,20 @@ class Challenger:
                     self._update_reputation(miners[miner_id], seen, now)
             self._end_suspensions(session, now)
             if recount:
-                # Every miner from the rows (an aggregate over all placements): takes in
-                # placements deleted with their objects, which no running total sees.
+                # A check of the triggers' running totals against the rows (an aggregate
+                # over all placements): any difference is a change made behind their backs.
                 totals.update(verified.recount(session))
-                verified.store(session, totals)
+                drift = verified.store(session, totals)
                 touched.update(session.execute(select(Miner.id, Miner.hotkey)).all())
+                if drift:
+                    log.error(
+                        "verified bytes drifted from the placements; recounted",
+                        extra={
+                            "miners": len(drift),
+                            "drift": {touched[m]: d for m, d in drift.items()},
+                        },
+                    )
             else:
-                verified.add(session, change)
                 totals.update(verified.stored(session, touched))
             return [o.entry for o in outcomes]
 

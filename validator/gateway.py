@@ -172,9 +172,11 @@ class Gateway:
         those that answered and are neither disqualified nor suspended, each weighed by the
         free space it claims only up to what it has proven (``credible_free``)."""
         with self.sessions() as session:
+            # In id order: each row is written as it is read (autoflush), and every writer
+            # of miners' rows takes them in id order (verified.hold), so none waits crosswise.
             rows = [
                 (m.id, MinerAddress(m.hotkey, m.host, m.port))
-                for m in session.scalars(select(Miner))
+                for m in session.scalars(select(Miner).order_by(Miner.id))
             ]
         infos = await asyncio.gather(
             *(self.miners.info(address) for _, address in rows), return_exceptions=True
@@ -285,23 +287,17 @@ class Gateway:
             with self.sessions.begin() as session:
                 row = self._owned(session, owner_id, object_id)
                 held = session.execute(
-                    select(
-                        Miner.id, Miner.hotkey, Miner.host, Miner.port, Shard.shard_id,
-                        Shard.size, Placement.state, Placement.last_verdict,
-                    )
+                    select(Miner.id, Miner.hotkey, Miner.host, Miner.port, Shard.shard_id)
                     .join(Placement, Placement.miner_id == Miner.id)
                     .join(Shard, Shard.id == Placement.shard_id)
                     .join(Segment, Segment.id == Shard.segment_id)
                     .where(Segment.object_id == object_id)
-                ).all()  # fmt: skip
-                # The placements go by cascade: take what counted off the running totals.
-                change: dict[int, int] = {}
-                for miner_id, *_, size, state, verdict in held:
-                    if verified.counted(state, verdict):
-                        change[miner_id] = change.get(miner_id, 0) - size
-                verified.add(session, change)
+                ).all()
+                # The placements go by cascade; the database's triggers take what they
+                # counted off their miners' verified bytes (validator/verified.py).
+                verified.hold(session, {m for m, *_ in held})
                 session.delete(row)
-                return [(MinerAddress(h, host, port), sid) for _, h, host, port, sid, *_ in held]
+                return [(MinerAddress(h, host, port), sid) for _, h, host, port, sid in held]
 
         held = await asyncio.to_thread(remove)
         results = await asyncio.gather(

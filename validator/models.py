@@ -81,8 +81,8 @@ class Miner(Base):
     serving_beta: Mapped[float] = mapped_column(Float, default=0.0)
     last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     active: Mapped[bool] = mapped_column(default=True)
-    # Bytes of stored placements whose latest challenge passed: a running total that every
-    # writer changing that keeps exact (validator/verified.py).
+    # Bytes of stored placements whose latest challenge passed: a running total the
+    # database's triggers on placements keep exact (validator/verified.py).
     verified_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     # Set when it left the metagraph (its shards go to repair); cleared if it comes back.
     deregistered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -173,6 +173,9 @@ class Placement(Base):
     shard_id: Mapped[int] = mapped_column(ForeignKey("shards.id", ondelete="CASCADE"))
     miner_id: Mapped[int] = mapped_column(ForeignKey("miners.id", ondelete="CASCADE"), index=True)
     state: Mapped[str] = mapped_column(String(16), index=True)  # stored | lost
+    # The shard's size, copied: what the verified-bytes triggers add and take off (migration
+    # 0012), which still have it when the shard row went first (a cascade).
+    size: Mapped[int] = mapped_column(Integer)
     receipt_json: Mapped[str] = mapped_column(Text)
     stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Challenges: the latest verdict, when, and how many full-retrieval rechecks a timeout

@@ -613,11 +613,11 @@ class Repairer:
     def _mark_quarantined(self, found: Mapping[int, Mapping[str, str]]) -> int:
         marked = 0
         now = datetime.now(UTC)
-        lost_bytes: dict[int, int] = defaultdict(int)
         with self.sessions.begin() as session:
+            verified.hold(session, found)  # before any placement changes (verified.hold)
             for miner_id, shards in found.items():
                 rows = session.execute(
-                    select(Placement, Miner.hotkey, Shard.size)
+                    select(Placement, Miner.hotkey)
                     .join(Shard, Shard.id == Placement.shard_id)
                     .join(Miner, Miner.id == Placement.miner_id)
                     .where(
@@ -626,9 +626,7 @@ class Repairer:
                         Shard.shard_id.in_(list(shards)),
                     )
                 ).all()
-                for placement, hotkey, size in rows:
-                    if verified.counts(placement):
-                        lost_bytes[miner_id] -= size
+                for placement, hotkey in rows:
                     placement.state = "lost"
                     placement.last_verdict = "quarantined"
                     marked += 1
@@ -645,7 +643,6 @@ class Repairer:
                         )
                     # Flush per row: the same shard may be quarantined on two miners.
                     session.flush()
-            verified.add(session, lost_bytes)
         if marked:
             log.warning("miners quarantined shards; queued for repair", extra={"count": marked})
         return marked
@@ -962,8 +959,13 @@ class Repairer:
         (miner, shard id) copies to ask their miners to drop."""
         now = datetime.now(UTC)
         drop: list[tuple[MinerAddress, str]] = []
-        lost_bytes: dict[int, int] = defaultdict(int)
         with self.sessions.begin() as session:
+            # Before any placement changes (verified.hold): the holders' and the new homes'.
+            verified.hold(
+                session,
+                {h.miner_id for s in plan.shares for h in s.holders}
+                | {plan.miner_ids[c.hotkey] for c, _ in placed.values()},
+            )
             for share in plan.shares:
                 if share.share not in placed:
                     continue
@@ -986,8 +988,6 @@ class Repairer:
                         continue
                     if row.state == "stored":
                         # Not healthy when planned (its miner went away): kept, as lost.
-                        if verified.counts(row):
-                            lost_bytes[row.miner_id] -= shard.size
                         row.state = "lost"
                         row.last_verdict = (holder.why_unhealthy or "replaced")[:16]
                     if not self._held_elsewhere(session, holder, share):
@@ -998,12 +998,12 @@ class Repairer:
                             shard_id=share.row_id,
                             miner_id=plan.miner_ids[candidate.hotkey],
                             state="stored",
+                            size=shard.size,  # counts once it passes (verified.py)
                             receipt_json=_receipt_json(receipt),
                             stored_at=now,
                         )
                     )
                 session.execute(delete(RepairItem).where(RepairItem.shard_id == share.row_id))
-            verified.add(session, lost_bytes)  # the new placements count once they pass
             unplaced = [s.row_id for s in plan.shares if not s.healthy and s.share not in placed]
             for item in session.scalars(
                 select(RepairItem).where(RepairItem.shard_id.in_(unplaced))

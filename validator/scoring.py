@@ -143,8 +143,8 @@ def capacity(samples: Sequence[tuple[float, int]], now: float, window: float) ->
     if not samples:
         return 0.0
     latest = max(samples)[1]
-    # Never below zero: a running total can lag below it until the next recount, and a
-    # negative figure is refused by the chain with every other miner's weights.
+    # Never below zero: a negative figure is refused by the chain with every other miner's
+    # weights (the running total is exact, validator/verified.py; this guards a hand edit).
     return max(0.0, min(float(latest), time_weighted(samples, now, window)))
 
 

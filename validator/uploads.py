@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from erasure import EncodedSegment, ErasureParams, ObjectEncoder
 from protocol.memory import trim
 from protocol.wire import StorageReceipt
+from validator import verified
 from validator.budget import LEAST_DEPTH, Depth, TransferBudget, download_charge, upload_window
 from validator.miner_client import MinerAddress, MinerClient, MinerError
 from validator.models import Miner, Placement, RepairItem, Segment, Shard, StoredObject
@@ -420,6 +421,7 @@ class Uploader:
                         Placement(
                             miner=miners[candidate.hotkey],
                             state="stored",
+                            size=shard.size,
                             receipt_json=_receipt_json(receipt),
                             stored_at=now(),
                         )
@@ -513,6 +515,15 @@ class Uploader:
 
     def _delete_rows(self, object_id: str) -> None:
         with self.sessions.begin() as session:
+            # Its placements go by cascade, and a challenge may have passed them meanwhile:
+            # the triggers take that off (validator/verified.py), their miners held first.
+            held = session.scalars(
+                select(Placement.miner_id)
+                .join(Shard, Shard.id == Placement.shard_id)
+                .join(Segment, Segment.id == Shard.segment_id)
+                .where(Segment.object_id == object_id)
+            )
+            verified.hold(session, set(held))
             session.execute(delete(StoredObject).where(StoredObject.id == object_id))
 
 

@@ -2,73 +2,88 @@
 passed (what capacity, and so weight, is made of).
 
 ``miners.verified_bytes`` is a running total rather than a sum over the placements each round
-(that sum reads every placement: seconds per round at 1M of them). Every writer that changes
-whether a placement counts adds its change in the same transaction: the challenger's
-verdicts (``challenger.py``), and repair and quarantines marking placements lost
-(``repair.py``). The change is added in SQL (``verified_bytes = verified_bytes + :change``),
-so two transactions changing one miner's total never overwrite each other's change.
+(that sum reads every placement: seconds per round at 1M of them). The database keeps it:
+row triggers on ``placements`` (migration 0012) add a placement's ``size`` when it comes to
+count and take it off when it stops, whoever changes the row and however: the challenger's
+verdicts, repair, quarantine, an object's delete and a failed upload's rows going by
+cascade. A trigger sees the row as it was and as it becomes, under the row's lock, so two
+writers racing on one placement cannot both take it off (or add it twice), which writers
+computing their own change from rows read earlier did.
 
-Deleting an object (``Gateway.delete``) takes its counted placements off before they go by
-cascade. The challenger also recounts every miner from the rows in its first round and every
-``ChallengePolicy.verified_recount_rounds`` rounds after, so a writer that forgets cannot
-leave a total wrong for long.
+Every change of a placement's (state, last_verdict), and what the triggers do with it:
+
+- inserted ``(stored, None)`` by an upload or a repair: nothing until it passes;
+- a challenge's pass -> ``(stored, pass)``: + its size, unless it had passed already;
+- a timeout within containment -> ``(stored, contained[-read])``, a failure beyond it, a
+  quarantine or a repair giving it up -> ``(lost, ...)``: - its size, if it counted;
+- revived by a repair on its old miner -> ``(stored, None)``: - its size, if it counted;
+- deleted (an object deleted, a failed or interrupted upload, by cascade): - its size, if
+  it counted.
+
+A shard's size never changes (its id is its Merkle root), and a miner's row is never
+replaced or renamed (rows are matched by hotkey).
+
+The challenger still recounts every miner from the rows in its first round and every
+``ChallengePolicy.verified_recount_rounds`` rounds after: a check, not a repair of routine
+drift. What it finds off (a row changed with the triggers missing, by hand or by a migration
+that rebuilt the table) is logged as drift, not silently overwritten.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, false, func, select, update
 from sqlalchemy.orm import Session
 
-from validator.models import Miner, Placement, Shard
+from validator.models import Miner, Placement
 
 
-def counted(state: str, last_verdict: str | None) -> bool:
-    """Whether a placement in this state, with this latest verdict, counts as verified."""
-    return state == "stored" and last_verdict == "pass"
+def hold(session: Session, miner_ids: Iterable[int] | None = None) -> None:
+    """Take these miners' rows (every miner's if None) for the transaction, in id order,
+    before changing or deleting any of their placements.
 
-
-def counts(placement: Placement | None) -> bool:
-    """Whether a placement's bytes count as verified."""
-    return placement is not None and counted(placement.state, placement.last_verdict)
-
-
-def add(session: Session, change: Mapping[int, int]) -> None:
-    """Add ``change`` (miner id -> bytes gained, negative for lost) to the running totals."""
-    # In id order, the order the ORM flushes miners rows and recount() locks them: two
-    # transactions doing either never wait on each other's rows crosswise (a deadlock).
-    rows = [{"miner": miner_id, "change": change[miner_id]} for miner_id in sorted(change)]
-    rows = [row for row in rows if row["change"]]
-    if rows:
-        # Core executemany on the session's connection: one statement for all miners, and
-        # the ORM's copies of these rows (stale now) are never written back over it.
-        session.connection().execute(
-            update(Miner)
-            .where(Miner.id == bindparam("miner"))
-            .values(verified_bytes=Miner.verified_bytes + bindparam("change")),
-            rows,
-        )
+    The triggers write a miner's row as its placements change, so a writer holds placement
+    rows and then wants miner rows; one that took miner rows in another order could wait on
+    a second writer that waits on it (a deadlock, seen as a delete racing a challenge
+    round). Every writer of placements takes its miners first, in id order, so none ever
+    waits holding what another needs. ``FOR NO KEY UPDATE``: an upload's new placements (a
+    foreign key's share lock on their miners) do not wait. SQLite has one writer and no
+    FOR UPDATE: a write takes its lock, and the reads after it then see what this
+    transaction will change (nothing commits in between).
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(Miner).where(false()).values(verified_bytes=Miner.verified_bytes))
+        return
+    query = select(Miner.id).order_by(Miner.id).with_for_update(key_share=True)
+    if miner_ids is None:
+        session.scalars(query).all()
+        return
+    ids = sorted(set(miner_ids))
+    for start in range(0, len(ids), 500):
+        session.scalars(query.where(Miner.id.in_(ids[start : start + 500]))).all()
 
 
 def recount(session: Session, miner_ids: Iterable[int] | None = None) -> dict[int, int]:
     """Miner id -> verified bytes summed from the placements (every miner if ``miner_ids``
     is None; a miner with none counts 0).
 
-    Every miner's row is locked first (PostgreSQL; SQLite has one writer anyway): a change
-    another transaction added meanwhile is then either committed before the sum is read, and
-    in it, or added after this transaction stores the sum, on top of it; never lost.
+    The miners' rows are held first (:func:`hold`): a change another transaction's trigger
+    added meanwhile is then either committed before the sum is read, and in it (READ
+    COMMITTED reads the sum after the wait), or added after this transaction stores the
+    sum, on top of it; never lost.
     """
     query = (
-        select(Placement.miner_id, func.sum(Shard.size))
-        .join(Shard, Shard.id == Placement.shard_id)
+        select(Placement.miner_id, func.sum(Placement.size))
         .where(Placement.state == "stored", Placement.last_verdict == "pass")
         .group_by(Placement.miner_id)
     )
-    if miner_ids is None:
-        ids = list(session.scalars(select(Miner.id).order_by(Miner.id).with_for_update()))
+    chosen = None if miner_ids is None else sorted(set(miner_ids))
+    hold(session, chosen)
+    if chosen is None:
+        ids = list(session.scalars(select(Miner.id).order_by(Miner.id)))
     else:
-        ids = list(miner_ids)
+        ids = chosen
         query = query.where(Placement.miner_id.in_(ids))
     if not ids:
         return {}
@@ -76,15 +91,23 @@ def recount(session: Session, miner_ids: Iterable[int] | None = None) -> dict[in
     return {miner_id: int(sums.get(miner_id) or 0) for miner_id in ids}
 
 
-def store(session: Session, totals: Mapping[int, int]) -> None:
-    """Set the running totals to ``totals`` (miner id -> bytes), e.g. a recount."""
-    if totals:
-        session.connection().execute(  # (rows locked by recount())
+def store(session: Session, totals: Mapping[int, int]) -> dict[int, int]:
+    """Set the running totals to ``totals`` (miner id -> bytes, from :func:`recount`, whose
+    locks this relies on); returns miner id -> how far its running total was off (only the
+    miners that were)."""
+    drift = {
+        miner_id: running - totals[miner_id]
+        for miner_id, running in stored(session, totals).items()
+        if running != totals[miner_id]
+    }
+    if drift:
+        session.connection().execute(
             update(Miner)
             .where(Miner.id == bindparam("miner"))
             .values(verified_bytes=bindparam("total")),
-            [{"miner": miner_id, "total": total} for miner_id, total in totals.items()],
+            [{"miner": miner_id, "total": totals[miner_id]} for miner_id in sorted(drift)],
         )
+    return drift
 
 
 def stored(session: Session, miner_ids: Iterable[int]) -> dict[int, int]:

@@ -524,7 +524,7 @@ async def test_only_at_risk_segments_are_read_and_none_is_missed(
         assert elsewhere is not None
         session.add(
             Placement(
-                shard_id=again, miner_id=elsewhere, state="lost", receipt_json="{}",
+                shard_id=again, miner_id=elsewhere, state="lost", size=0, receipt_json="{}",
                 stored_at=datetime.now(UTC),
             )
         )  # fmt: skip
