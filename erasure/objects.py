@@ -65,31 +65,42 @@ class EncodedSegment:
     shards: tuple[Shard, ...]
 
 
+GROW_LIMIT = 2**20  # a segment's buffer grows with the data up to here
+
+
 def split_segments(
-    chunks: Iterable[Buffer], segment_size: int
+    chunks: Iterable[Buffer], segment_size: int, size_hint: int | None = None
 ) -> Iterator[tuple[int, memoryview, bool]]:
     """Cut a stream of chunks into ``(index, segment, is_last)``.
 
     Each segment is copied into a buffer of its own, so callers may reuse their chunk
     buffers. One segment is held back until the next byte (or the end) shows whether it is
-    the last, because the last one is sealed differently.
+    the last, because the last one is sealed differently. ``size_hint``, the stream's length
+    if known, sizes the last segment's buffer: a wrong hint costs copies, never bytes.
     """
     index = 0
     held: memoryview | None = None
-    buf = bytearray(segment_size)
-    filled = 0
+    buf, filled, before = bytearray(), 0, 0  # before: the bytes of the segments cut so far
     for chunk in chunks:
         view = memoryview(chunk).cast("B")
         while view:
             take = min(len(view), segment_size - filled)
-            buf[filled : filled + take] = view[:take]
+            if len(buf) < filled + take and filled + take > GROW_LIMIT:
+                # Past a small start, the rest of the segment at once: one allocation, not a
+                # copy per growth step, and a small object never pays for zeroing 16 MiB.
+                left = segment_size if size_hint is None else size_hint - before
+                whole = bytearray(max(filled + take, min(segment_size, left)))
+                whole[:filled] = buf[:filled]
+                buf = whole
+            buf[filled : filled + take] = view[:take]  # grows the buffer when it is short
             filled += take
             view = view[take:]
             if filled == segment_size:
                 if held is not None:
                     yield index, held, False
                     index += 1
-                held, buf, filled = memoryview(buf), bytearray(segment_size), 0
+                held, buf, filled = memoryview(buf), bytearray(), 0
+                before += segment_size
         view.release()  # let the caller resize or reuse its buffer before the next chunk
     if filled:
         if held is not None:
@@ -155,6 +166,7 @@ class ObjectEncoder:
         key: bytes | None = None,
         workers: int = 1,
         presealed: bool = False,
+        size_hint: int | None = None,
     ) -> None:
         if key is not None and (not encrypt or presealed):
             raise ValueError(
@@ -169,6 +181,7 @@ class ObjectEncoder:
         sealing = encrypt and not presealed
         self.key = (new_key() if key is None else key) if sealing else None
         self.workers = max(1, workers)
+        self.size_hint = size_hint  # the stream's length, if known: sizes buffers only
         self._segments: list[SegmentInfo] = []
         self._done = False
 
@@ -176,9 +189,9 @@ class ObjectEncoder:
         if self._done or self._segments:
             raise ErasureError("an ObjectEncoder encodes one object; make a new one")
         if self.presealed:
-            pieces = _sealed_pieces(chunks, self.params.segment_size)
+            pieces = _sealed_pieces(chunks, self.params.segment_size, self.size_hint)
         else:
-            pieces = split_segments(chunks, self.params.segment_size)
+            pieces = split_segments(chunks, self.params.segment_size, self.size_hint)
         if self.workers == 1:
             results: Iterator[EncodedSegment] = (self._code(*piece) for piece in pieces)
         else:
@@ -231,11 +244,11 @@ class ObjectEncoder:
 
 
 def _sealed_pieces(
-    chunks: Iterable[Buffer], segment_size: int
+    chunks: Iterable[Buffer], segment_size: int, size_hint: int | None = None
 ) -> Iterator[tuple[int, memoryview, bool]]:
     """A sealed stream cut into its segments. Every segment but the last is whole by
     construction; the last must hold at least one plaintext byte besides its tag."""
-    for index, sealed, is_last in split_segments(chunks, segment_size + TAG_SIZE):
+    for index, sealed, is_last in split_segments(chunks, segment_size + TAG_SIZE, size_hint):
         if len(sealed) <= TAG_SIZE:
             raise SealedStreamError(
                 f"sealed segment {index} is {len(sealed)} bytes: a sealed segment holds "

@@ -1,13 +1,16 @@
 """The byte budget downloads share: first come first served, one user's cap holds up nobody
-else, and a cancelled wait or a released grant gives every byte back."""
+else, and a cancelled wait or a released grant gives every byte back; and upload slots,
+which are weighed over one."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
 from validator.budget import TransferBudget
+from validator.uploads import SLOT_PARTS, UploadSlots
 
 
 async def settle() -> None:
@@ -90,3 +93,32 @@ async def test_a_release_while_a_cancelled_waiter_unwinds_skips_it() -> None:
 def test_a_budget_has_room() -> None:
     with pytest.raises(ValueError, match="at least one byte"):
         TransferBudget(0)
+
+
+async def test_upload_slots_weigh_an_upload_by_its_declared_size() -> None:
+    """An upload under a segment takes its share of a slot: one user's small uploads (S3
+    parts, small PUTs) run side by side, large ones still one per user, two in all."""
+    segment = 16 * 2**20
+    assert UploadSlots.parts(None, segment) == SLOT_PARTS  # unknown size: a whole slot
+    assert UploadSlots.parts(segment, segment) == UploadSlots.parts(10 * segment, segment)
+    assert UploadSlots.parts(segment // 2, segment) == SLOT_PARTS // 4  # an 8 MiB part
+    assert UploadSlots.parts(16 * 1024, segment) == 1  # at least one part
+    slots = UploadSlots(total=2, per_user=1)
+    opened: list[contextlib.AbstractAsyncContextManager[None]] = []
+
+    async def enter(user: int, parts: int) -> None:
+        hold = slots.hold(user, parts)
+        await hold.__aenter__()
+        opened.append(hold)
+
+    for _ in range(4):  # alice: four 8 MiB parts at once fill her one slot...
+        await asyncio.wait_for(enter(1, UploadSlots.parts(segment // 2, segment)), 1)
+    fifth = asyncio.create_task(enter(1, 1))  # ...so even a tiny fifth waits
+    await asyncio.wait_for(enter(2, SLOT_PARTS), 1)  # bob's large upload does not
+    await settle()
+    assert not fifth.done() and slots.held == 5
+    await opened.pop(0).__aexit__(None, None, None)  # one of alice's parts is stored
+    await asyncio.wait_for(fifth, 1)
+    for hold in opened:
+        await hold.__aexit__(None, None, None)
+    assert slots.held == 0

@@ -19,9 +19,10 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, unquote_to_bytes
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http import HttpVersion11
 from aiohttp.typedefs import Handler
 from sqlalchemy.exc import DBAPIError
 
@@ -33,7 +34,9 @@ from validator.s3.body import BodyReader
 from validator.s3.errors import S3Error
 from validator.s3.keys import KEY_FILE, AccessKeys
 from validator.s3.service import (
+    MAX_BUCKETS,
     MAX_PARTS,
+    MAX_UPLOADS,
     ObjectMeta,
     S3Service,
     check_bucket_name,
@@ -106,13 +109,48 @@ async def s3_errors(  # noqa: PLR0911 - the one place every error becomes S3 XML
     return response
 
 
-@web.middleware
-async def s3_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+def _check_uri(request: web.Request) -> None:
+    """A path that is not UTF-8 once unquoted names no bucket or key: 400, as S3 (yarl
+    would leave the bytes quoted, making it a key that is never found)."""
+    try:
+        unquote_to_bytes(request.raw_path.partition("?")[0]).decode()
+    except UnicodeDecodeError:
+        raise S3Error("InvalidURI", "the request's path is not valid UTF-8") from None
+
+
+async def _authorize(request: web.Request) -> web.StreamResponse:
     keys = request.app[KEYS]
     request[AUTH] = await asyncio.to_thread(
         verify, request.method, request.raw_path, request.headers, keys.secret, datetime.now(UTC)
     )
+    return _GO_ON
+
+
+@web.middleware
+async def s3_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    _check_uri(request)
+    if AUTH not in request:  # else checked already, before "100 Continue" (below)
+        await _authorize(request)
     return await handler(request)
+
+
+_GO_ON = web.Response()  # _authorize's answer: nothing to say, go on
+
+
+async def expect_continue(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` (botocore's PutObject and UploadPart send it): the signature
+    is checked before the client is told to send its body, so a refused request is answered
+    without the body ever being sent, as S3 does. aiohttp's own handler says continue at
+    once, before any middleware has run."""
+    answer = await s3_errors(request, _authorize)
+    if answer is not _GO_ON:
+        return answer  # the S3 error, and aiohttp closes the connection on the unread body
+    if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+        return _error_response(request, S3Error("InvalidRequest", "Expect is 100-continue"))
+    if request.version == HttpVersion11:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer's own size is counted from here, as aiohttp
+    return None
 
 
 _CUSTOMER_KEY = ("x-amz-server-side-encryption-customer-algorithm",
@@ -156,6 +194,14 @@ def _int(request: web.Request, name: str, default: int, top: int) -> int:
     if not (raw.isascii() and raw.isdigit()):
         raise S3Error("InvalidArgument", f"{name} must be a whole number")
     return min(int(raw), top)
+
+
+def _from_token(token: str) -> str:
+    """The name a continuation token stands for (base64url of it); anything else is a 400."""
+    try:
+        return base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise S3Error("InvalidArgument", "the continuation token is not valid") from None
 
 
 def _xml(root: str, body: list[str], status: int = 200) -> web.Response:
@@ -216,7 +262,16 @@ async def _small_body(request: web.Request) -> bytes:
 
 async def list_buckets(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    buckets = await asyncio.to_thread(service.list_buckets, _owner(request))
+    query = request.query
+    prefix = query.get("prefix", "")
+    limit = _int(request, "max-buckets", MAX_BUCKETS, MAX_BUCKETS)
+    if limit < 1:
+        raise S3Error("InvalidArgument", f"max-buckets is 1..{MAX_BUCKETS}")
+    token = query.get("continuation-token")
+    after = "" if token is None else _from_token(token)
+    buckets, truncated = await asyncio.to_thread(
+        service.list_buckets, _owner(request), prefix=prefix, after=after, limit=limit
+    )
     owner = element("ID", request[AUTH].access_key) + element(
         "DisplayName", request[AUTH].access_key
     )
@@ -224,9 +279,13 @@ async def list_buckets(request: web.Request) -> web.Response:
         f"<Bucket>{element('Name', name)}{element('CreationDate', xml.timestamp(at))}</Bucket>"
         for name, at in buckets
     )
-    return _xml(
-        "ListAllMyBucketsResult", [f"<Owner>{owner}</Owner>", f"<Buckets>{entries}</Buckets>"]
-    )
+    body = [f"<Owner>{owner}</Owner>", f"<Buckets>{entries}</Buckets>"]
+    if truncated:  # the last name given, opaque to the client as S3's token is
+        next_token = base64.urlsafe_b64encode(buckets[-1][0].encode()).decode()
+        body.append(element("ContinuationToken", next_token))
+    if "prefix" in query:
+        body.append(element("Prefix", prefix))
+    return _xml("ListAllMyBucketsResult", body)
 
 
 async def put_bucket(request: web.Request) -> web.Response:
@@ -295,10 +354,7 @@ async def _list_objects(  # noqa: PLR0912 - V1 and V2 share all but their marker
         start_after = query.get("start-after", "")
         after = start_after
         if token is not None:
-            try:
-                after = base64.urlsafe_b64decode(token.encode()).decode()
-            except (ValueError, UnicodeDecodeError):
-                raise S3Error("InvalidArgument", "the continuation token is not valid") from None
+            after = _from_token(token)
     else:
         after = query.get("marker", "")
     listing = await asyncio.to_thread(
@@ -407,19 +463,44 @@ async def _list_versions(request: web.Request) -> web.Response:
 
 async def _list_uploads(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    prefix = request.query.get("prefix", "")
-    uploads = await asyncio.to_thread(
-        service.list_uploads, _owner(request), _bucket(request), prefix
+    query = request.query
+    prefix = query.get("prefix", "")
+    key_marker = query.get("key-marker", "")
+    # S3 reads upload-id-marker only beside a key-marker.
+    id_marker = query.get("upload-id-marker", "") if key_marker else ""
+    max_uploads = _int(request, "max-uploads", MAX_UPLOADS, MAX_UPLOADS)
+    if max_uploads < 1:
+        raise S3Error("InvalidArgument", f"max-uploads is 1..{MAX_UPLOADS}")
+    url = query.get("encoding-type") == "url"
+
+    def enc(text: str) -> str:
+        return quote(text, safe="/") if url else text
+
+    uploads, truncated = await asyncio.to_thread(
+        service.list_uploads,
+        _owner(request),
+        _bucket(request),
+        prefix=prefix,
+        key_marker=key_marker,
+        upload_id_marker=id_marker,
+        max_uploads=max_uploads,
     )
     body = [
         element("Bucket", _bucket(request)),
-        element("Prefix", prefix),
-        element("MaxUploads", 1000),
-        element("IsTruncated", "false"),
+        element("KeyMarker", enc(key_marker)),
+        element("UploadIdMarker", id_marker),
+        element("Prefix", enc(prefix)),
+        element("MaxUploads", max_uploads),
+        element("IsTruncated", "true" if truncated else "false"),
     ]
+    if truncated:
+        body.append(element("NextKeyMarker", enc(uploads[-1].key)))
+        body.append(element("NextUploadIdMarker", uploads[-1].upload_id))
+    if url:
+        body.append(element("EncodingType", "url"))
     body.extend(
         "<Upload>"
-        + element("Key", u.key)
+        + element("Key", enc(u.key))
         + element("UploadId", u.upload_id)
         + element("Initiated", xml.timestamp(u.created_at))
         + element("StorageClass", "STANDARD")
@@ -468,7 +549,7 @@ async def put_object(request: web.Request) -> web.Response:
     owner, bucket, key = _owner(request), _bucket(request), _key(request)
     await asyncio.to_thread(service.head_bucket, owner, bucket)
     reader = BodyReader(request.content, request.headers, request[AUTH], service.max_part)
-    stored = await service.store_part(owner, reader.chunks(), reader.check)
+    stored = await service.store_part(owner, reader.chunks(), reader.check, reader.declared)
     meta = _new_meta(request, key)
     meta = ObjectMeta(
         key, reader.size, reader.etag, meta.content_type, meta.metadata,
@@ -531,7 +612,7 @@ async def _copy_object(request: web.Request) -> web.Response:
         )
     md5 = hashlib.md5()  # noqa: S324 - S3's ETag
     stored = await service.store_part(
-        owner, _hashed(service.read(owner, source, 0, source.size), md5), lambda: None
+        owner, _hashed(service.read(owner, source, 0, source.size), md5), lambda: None, source.size
     )
     etag = f'"{md5.hexdigest()}"'
     fresh = _new_meta(request, key)
@@ -795,7 +876,7 @@ async def _upload_part(request: web.Request) -> web.Response:
         raise S3Error("NotImplemented", "UploadPartCopy is not supported")
     await asyncio.to_thread(service.check_upload, owner, bucket, key, upload_id)
     reader = BodyReader(request.content, request.headers, request[AUTH], service.max_part)
-    stored = await service.store_part(owner, reader.chunks(), reader.check)
+    stored = await service.store_part(owner, reader.chunks(), reader.check, reader.declared)
     try:
         replaced = await asyncio.to_thread(
             service.add_part, owner, bucket, key, upload_id, number,
@@ -861,17 +942,17 @@ def make_s3_app(gateway: Gateway, settings: ValidatorSettings, keys: AccessKeys)
     app[KEYS] = keys
     app.router.add_get("/", list_buckets)
     for path in ("/{bucket}", "/{bucket}/"):
-        app.router.add_put(path, put_bucket)
+        app.router.add_put(path, put_bucket, expect_handler=expect_continue)
         app.router.add_get(path, get_bucket, allow_head=False)
         app.router.add_head(path, head_bucket)
         app.router.add_delete(path, delete_bucket)
-        app.router.add_post(path, post_bucket)
+        app.router.add_post(path, post_bucket, expect_handler=expect_continue)
     obj = "/{bucket}/{key:.+}"
-    app.router.add_put(obj, put_object)
+    app.router.add_put(obj, put_object, expect_handler=expect_continue)
     app.router.add_get(obj, get_object, allow_head=False)
     app.router.add_head(obj, head_object)
     app.router.add_delete(obj, delete_object)
-    app.router.add_post(obj, post_object)
+    app.router.add_post(obj, post_object, expect_handler=expect_continue)
     app.cleanup_ctx.append(_sweep_orphans)
     return app
 

@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,6 +40,8 @@ NAME_PREFIX = "s3:"  # gateway object names of S3 parts
 MAX_PARTS = 10_000
 MIN_PART = 5 * 2**20  # every part but the last, as S3
 MAX_PART = 5 * 2**30  # one PUT or one part, as S3
+MAX_BUCKETS = 10_000  # ListBuckets' largest page, as S3
+MAX_UPLOADS = 1000  # ListMultipartUploads' largest page, as S3
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -138,12 +140,17 @@ class S3Service:
             raise S3Error("NoSuchBucket", "the specified bucket does not exist", resource=name)
         return row
 
-    def list_buckets(self, owner: int) -> list[tuple[str, datetime]]:
+    def list_buckets(
+        self, owner: int, *, prefix: str = "", after: str = "", limit: int = MAX_BUCKETS
+    ) -> tuple[list[tuple[str, datetime]], bool]:
+        """The owner's buckets by name after ``after``, at most ``limit``; and whether more
+        are left (ListBuckets pages since 2024: max-buckets, continuation-token)."""
         with self.sessions() as session:
-            rows = session.scalars(
-                select(S3Bucket).where(S3Bucket.owner_id == owner).order_by(S3Bucket.name)
-            )
-            return [(b.name, b.created_at) for b in rows]
+            query = select(S3Bucket).where(S3Bucket.owner_id == owner, S3Bucket.name > after)
+            if prefix:
+                query = query.where(S3Bucket.name.startswith(prefix, autoescape=True))
+            rows = session.scalars(query.order_by(S3Bucket.name).limit(limit + 1)).all()
+            return [(b.name, b.created_at) for b in rows[:limit]], len(rows) > limit
 
     def create_bucket(self, owner: int, name: str) -> None:
         check_bucket_name(name)
@@ -194,21 +201,32 @@ class S3Service:
             )
             return _meta(row, parts)
 
-    def _options(self) -> UploadOptions:
+    def _options(self, size: int | None) -> UploadOptions:
         s = self.settings
         params = ErasureParams(
             k=s.k, m=s.m, segment_size=s.segment_size, leaf_size=s.leaf_size, codec=s.codec
         )
         # Sealed by the validator, which keeps the key: an S3 client cannot seal.
-        return UploadOptions(params, extra_receipts=s.extra_receipts, encrypt=True, keep_key=True)
+        return UploadOptions(
+            params,
+            extra_receipts=s.extra_receipts,
+            encrypt=True,
+            keep_key=True,
+            declared_size=size,
+        )
 
     async def store_part(
-        self, owner: int, body: AsyncIterator[bytes], before_commit: Callable[[], None]
+        self,
+        owner: int,
+        body: AsyncIterator[bytes],
+        before_commit: Callable[[], None],
+        size: int | None,
     ) -> str:
-        """Stream ``body`` into the pipeline as one gateway object; returns its id."""
+        """Stream ``body`` (``size`` bytes, if known) into the pipeline as one gateway
+        object; returns its id."""
         name = NAME_PREFIX + uuid.uuid4().hex
         result = await self.gateway.uploader.upload(
-            owner, name, body, self._options(), before_commit=before_commit
+            owner, name, body, self._options(size), before_commit=before_commit
         )
         return result.object_id
 
@@ -440,10 +458,13 @@ class S3Service:
     ) -> tuple[str, list[str]]:
         """Link the chosen parts as the object; returns (etag, stored objects to delete)."""
         numbers = [n for n, _ in chosen]
-        if numbers != sorted(set(numbers)):
+        if numbers != sorted(numbers):
             raise S3Error(
                 "InvalidPartOrder", "the list of parts was not in ascending order", resource=key
             )
+        # A part named twice (a client that listed a re-sent part again): its last entry
+        # counts, as S3 takes it.
+        chosen = list({number: (number, etag) for number, etag in chosen}.values())
         with self.sessions.begin() as session:
             upload = self._upload(session, owner, bucket, key, upload_id)
             parts = {
@@ -527,14 +548,44 @@ class S3Service:
             infos = [PartInfo(p.number, p.size, p.etag, p.created_at) for p in rows]
             return infos[:max_parts], len(infos) > max_parts
 
-    def list_uploads(self, owner: int, bucket: str, prefix: str) -> list[UploadInfo]:
+    def list_uploads(
+        self,
+        owner: int,
+        bucket: str,
+        *,
+        prefix: str,
+        key_marker: str,
+        upload_id_marker: str,
+        max_uploads: int,
+    ) -> tuple[list[UploadInfo], bool]:
+        """Uploads in progress by key (UTF-8 binary order), then by when they began, after
+        ``key_marker`` (and, within that key, after upload ``upload_id_marker``, as S3
+        pages); and whether more are left."""
         with self.sessions() as session:
             b = self._bucket(session, owner, bucket)
+            key = S3Upload.key
+            if session.get_bind().dialect.name == "postgresql":
+                key = S3Upload.key.collate("C")  # type: ignore[assignment]
             query = select(S3Upload).where(S3Upload.bucket_id == b.id)
             if prefix:
                 query = query.where(S3Upload.key.startswith(prefix, autoescape=True))
-            rows = session.scalars(query.order_by(S3Upload.key, S3Upload.created_at).limit(1000))
-            return [UploadInfo(u.id, u.key, u.created_at) for u in rows]
+            marker = session.get(S3Upload, upload_id_marker) if upload_id_marker else None
+            if key_marker and marker is not None and marker.key == key_marker:
+                query = query.where(
+                    (key > key_marker)
+                    | (
+                        (key == key_marker)
+                        & tuple_(S3Upload.created_at, S3Upload.id).__gt__(
+                            tuple_(marker.created_at, marker.id)
+                        )
+                    )
+                )
+            elif key_marker:
+                query = query.where(key > key_marker)
+            order = query.order_by(key, S3Upload.created_at, S3Upload.id)
+            rows = session.scalars(order.limit(max_uploads + 1)).all()
+            infos = [UploadInfo(u.id, u.key, u.created_at) for u in rows]
+            return infos[:max_uploads], len(infos) > max_uploads
 
     # --- housekeeping ----------------------------------------------------------------
 
