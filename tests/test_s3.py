@@ -896,3 +896,51 @@ def test_a_path_that_is_not_utf8_is_invalid_uri(s3net: S3Net) -> None:
     s3.put_object(Bucket="utf8", Key="ünïcode", Body=b"fine")  # UTF-8, quoted, is a key
     assert s3.get_object(Bucket="utf8", Key="ünïcode")["Body"].read() == b"fine"
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="utf8")["Contents"]] == ["ünïcode"]
+
+
+def test_composite_multipart_checksums(s3net: S3Net) -> None:
+    """As S3: a multipart object's checksum is the algorithm over its parts' checksums,
+    "-N", given by CompleteMultipartUpload and by HEAD/GET with ChecksumMode."""
+    s3 = s3net.client()
+    s3.create_bucket(Bucket="composite")
+    parts = [os.urandom(5 * MiB), os.urandom(5 * MiB), b"tail"]
+    for algorithm, digest in (
+        ("SHA256", lambda b: hashlib.sha256(b).digest()),
+        ("CRC32", lambda b: zlib.crc32(b).to_bytes(4, "big")),
+    ):
+        key = f"k-{algorithm}"
+        upload = s3.create_multipart_upload(
+            Bucket="composite", Key=key, ChecksumAlgorithm=algorithm
+        )["UploadId"]
+        listed = []
+        for number, data in enumerate(parts, start=1):
+            sent = s3.upload_part(
+                Bucket="composite", Key=key, UploadId=upload, PartNumber=number, Body=data,
+                ChecksumAlgorithm=algorithm,
+            )  # fmt: skip
+            assert sent[f"Checksum{algorithm}"] == base64.b64encode(digest(data)).decode()
+            listed.append({"PartNumber": number, "ETag": sent["ETag"],
+                           f"Checksum{algorithm}": sent[f"Checksum{algorithm}"]})  # fmt: skip
+        whole = digest(b"".join(digest(data) for data in parts))
+        expected = f"{base64.b64encode(whole).decode()}-{len(parts)}"
+        done = s3.complete_multipart_upload(
+            Bucket="composite", Key=key, UploadId=upload, MultipartUpload={"Parts": listed}
+        )
+        assert (done[f"Checksum{algorithm}"], done["ChecksumType"]) == (expected, "COMPOSITE")
+        head = s3.head_object(Bucket="composite", Key=key, ChecksumMode="ENABLED")
+        assert (head[f"Checksum{algorithm}"], head["ChecksumType"]) == (expected, "COMPOSITE")
+        got = s3.get_object(Bucket="composite", Key=key, ChecksumMode="ENABLED")
+        assert got[f"Checksum{algorithm}"] == expected
+        assert got["Body"].read() == b"".join(parts)
+    # A part sent without a checksum: the object has none, as S3 (nothing to compose).
+    plain = s3net.client(checksums="when_required")
+    upload = plain.create_multipart_upload(Bucket="composite", Key="none")["UploadId"]
+    sent = plain.upload_part(
+        Bucket="composite", Key="none", UploadId=upload, PartNumber=1, Body=b"x"
+    )
+    plain.complete_multipart_upload(
+        Bucket="composite", Key="none", UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": sent["ETag"]}]},
+    )  # fmt: skip
+    head = plain.head_object(Bucket="composite", Key="none", ChecksumMode="ENABLED")
+    assert not [name for name in head if name.startswith("Checksum")]

@@ -557,11 +557,7 @@ async def put_object(request: web.Request) -> web.Response:
     )  # fmt: skip
     replaced = await _link(request, meta, [(stored, reader.size, reader.etag)])
     await service.delete_stored(owner, replaced)
-    headers = {"ETag": reader.etag}
-    if reader.checksum_value:
-        algorithm, _, value = reader.checksum_value.partition(":")
-        headers[f"x-amz-checksum-{algorithm}"] = value
-    return web.Response(headers=headers)
+    return web.Response(headers={"ETag": reader.etag, **_checksum_header(reader.checksum_value)})
 
 
 async def _link(
@@ -678,6 +674,16 @@ def _date(value: str | None) -> datetime | None:
         return None  # S3 ignores a condition it cannot parse
 
 
+def _checksum_header(checksum: str | None) -> dict[str, str]:
+    """``x-amz-checksum-<algorithm>`` of a stored "algorithm:value", and its type: a
+    multipart object's is COMPOSITE (the value ends in "-N"), a single PUT's FULL_OBJECT."""
+    if checksum is None:
+        return {}
+    algorithm, _, value = checksum.partition(":")
+    kind = "COMPOSITE" if "-" in value else "FULL_OBJECT"
+    return {f"x-amz-checksum-{algorithm}": value, "x-amz-checksum-type": kind}
+
+
 def _object_headers(request: web.Request, meta: ObjectMeta) -> dict[str, str]:
     headers = {
         "ETag": meta.etag,
@@ -689,9 +695,8 @@ def _object_headers(request: web.Request, meta: ObjectMeta) -> dict[str, str]:
     headers.update(meta.headers)
     for name, value in meta.metadata.items():
         headers[f"x-amz-meta-{name}"] = value
-    if meta.checksum and request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
-        algorithm, _, value = meta.checksum.partition(":")
-        headers[f"x-amz-checksum-{algorithm}"] = value
+    if request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+        headers.update(_checksum_header(meta.checksum))
     if "-" in meta.etag:
         headers["x-amz-mp-parts-count"] = str(len(meta.parts))
     for name, header in _RESPONSE_OVERRIDES.items():  # what a presigned URL asks to be served
@@ -803,7 +808,8 @@ async def get_object(request: web.Request) -> web.StreamResponse:
         start, stop = span
         status = 206
         headers["Content-Range"] = f"bytes {start}-{stop - 1}/{meta.size}"
-        headers.pop(next((h for h in headers if h.startswith("x-amz-checksum-")), ""), None)
+        for name in [h for h in headers if h.startswith("x-amz-checksum-")]:
+            del headers[name]  # the whole object's, not the range's
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = stop - start
     if stop == start:
@@ -845,23 +851,27 @@ async def post_object(request: web.Request) -> web.Response:
         )
     if "uploadId" in request.query:
         upload_id = request.query["uploadId"]
-        etag = await asyncio.to_thread(service.completed, owner, bucket, key, upload_id)
-        if etag is None:
+        done = await asyncio.to_thread(service.completed, owner, bucket, key, upload_id)
+        if done is None:
             await asyncio.to_thread(service.check_upload, owner, bucket, key, upload_id)
             chosen = xml.parse_complete(await _small_body(request))
-            etag, unused = await asyncio.to_thread(
+            etag, checksum, unused = await asyncio.to_thread(
                 service.complete, owner, bucket, key, upload_id, chosen
             )
             await service.delete_stored(owner, unused)
-        return _xml(
-            "CompleteMultipartUploadResult",
-            [
-                element("Location", f"/{bucket}/{quote(key)}"),
-                element("Bucket", bucket),
-                element("Key", key),
-                element("ETag", etag),
-            ],
-        )
+            done = etag, checksum
+        etag, checksum = done
+        body = [
+            element("Location", f"/{bucket}/{quote(key)}"),
+            element("Bucket", bucket),
+            element("Key", key),
+            element("ETag", etag),
+        ]
+        if checksum is not None:
+            algorithm, _, value = checksum.partition(":")
+            body.append(element(f"Checksum{algorithm.upper()}", value))
+            body.append(element("ChecksumType", "COMPOSITE"))
+        return _xml("CompleteMultipartUploadResult", body)
     raise S3Error("NotImplemented", "of POST on an object, only ?uploads and ?uploadId=")
 
 
@@ -880,13 +890,13 @@ async def _upload_part(request: web.Request) -> web.Response:
     try:
         replaced = await asyncio.to_thread(
             service.add_part, owner, bucket, key, upload_id, number,
-            (stored, reader.size, reader.etag),
+            (stored, reader.size, reader.etag), reader.checksum_value,
         )  # fmt: skip
     except BaseException:
         await asyncio.shield(service.delete_stored(owner, [stored]))
         raise
     await service.delete_stored(owner, replaced)
-    return web.Response(headers={"ETag": reader.etag})
+    return web.Response(headers={"ETag": reader.etag, **_checksum_header(reader.checksum_value)})
 
 
 async def _list_parts(request: web.Request) -> web.Response:

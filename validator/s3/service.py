@@ -13,6 +13,7 @@ another user's buckets or objects (names are per user).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -30,6 +31,7 @@ from sqlalchemy.orm import Session
 from erasure import ErasureParams
 from validator.gateway import Gateway
 from validator.models import S3_KEY, S3Bucket, S3Object, S3Part, S3Upload, StoredObject
+from validator.s3.body import new_checksum
 from validator.s3.errors import S3Error
 from validator.settings import ValidatorSettings
 from validator.uploads import UploadOptions
@@ -101,6 +103,24 @@ def multipart_etag(etags: list[str]) -> str:
     """S3's ETag of a multipart object: md5 of the parts' binary md5s, dash, part count."""
     joined = b"".join(bytes.fromhex(e.strip('"')) for e in etags)
     return f'"{hashlib.md5(joined).hexdigest()}-{len(etags)}"'  # noqa: S324 - S3's ETag
+
+
+# CRC64NVME is never composite in S3 (its multipart checksum is of the full object).
+COMPOSITE = ("crc32", "crc32c", "sha1", "sha256")
+
+
+def composite_checksum(parts: list[str | None]) -> str | None:
+    """S3's checksum of a multipart object: the algorithm over the parts' binary checksums
+    in order, then ``-N`` ("crc32:<base64>-3"). Only when every part has one, all of the
+    same algorithm (else, as for parts sent without, the object has none)."""
+    algorithms = {p.partition(":")[0] if p else None for p in parts}
+    if len(algorithms) != 1 or (algorithm := algorithms.pop()) not in COMPOSITE:
+        return None
+    whole = new_checksum(algorithm)
+    for part in parts:
+        assert part is not None  # the algorithm of each is a COMPOSITE one
+        whole.update(base64.b64decode(part.partition(":")[2]))
+    return f"{algorithm}:{base64.b64encode(whole.digest()).decode()}-{len(parts)}"
 
 
 def _now() -> datetime:
@@ -428,8 +448,10 @@ class S3Service:
         upload_id: str,
         number: int,
         part: tuple[str, int, str],
+        checksum: str | None = None,
     ) -> list[str]:
-        """Record a stored part; returns what it replaced (same number), to delete."""
+        """Record a stored part (id, size, etag) and its checksum ("crc32:<base64>", if one
+        was sent); returns what it replaced (same number), to delete."""
         stored_id, size, etag = part
         with self.sessions.begin() as session:
             self._upload(session, owner, bucket, key, upload_id)
@@ -448,6 +470,7 @@ class S3Service:
                     stored_id=stored_id,
                     size=size,
                     etag=etag,
+                    checksum=checksum,
                     created_at=_now(),
                 )
             )
@@ -455,8 +478,9 @@ class S3Service:
 
     def complete(
         self, owner: int, bucket: str, key: str, upload_id: str, chosen: list[tuple[int, str]]
-    ) -> tuple[str, list[str]]:
-        """Link the chosen parts as the object; returns (etag, stored objects to delete)."""
+    ) -> tuple[str, str | None, list[str]]:
+        """Link the chosen parts as the object; returns (etag, composite checksum if any,
+        stored objects to delete)."""
         numbers = [n for n, _ in chosen]
         if numbers != sorted(numbers):
             raise S3Error(
@@ -494,7 +518,7 @@ class S3Service:
                 etag=etag,
                 content_type=upload.content_type,
                 metadata=json.loads(upload.metadata_json),
-                checksum=None,
+                checksum=composite_checksum([p.checksum for p in picked]),
                 modified_at=_now(),
                 headers=json.loads(upload.headers_json),
             )
@@ -509,21 +533,24 @@ class S3Service:
             )
             assert row is not None  # just written, in this transaction
             row.upload_id = upload_id  # a retried Complete is answered from it
-            return etag, unused + replaced
+            return etag, meta.checksum, unused + replaced
 
-    def completed(self, owner: int, bucket: str, key: str, upload_id: str) -> str | None:
-        """The ETag of the object this upload became, if it is still the key's object: a
-        client retrying CompleteMultipartUpload (its first answer lost) gets it again, as
-        S3 answers."""
+    def completed(
+        self, owner: int, bucket: str, key: str, upload_id: str
+    ) -> tuple[str, str | None] | None:
+        """The ETag and checksum of the object this upload became, if it is still the key's
+        object: a client retrying CompleteMultipartUpload (its first answer lost) gets them
+        again, as S3 answers."""
         with self.sessions() as session:
             b = self._bucket(session, owner, bucket)
-            return session.scalar(
-                select(S3Object.etag).where(
+            row = session.execute(
+                select(S3Object.etag, S3Object.checksum).where(
                     S3Object.bucket_id == b.id,
                     S3Object.key == key,
                     S3Object.upload_id == upload_id,
                 )
-            )
+            ).first()
+            return None if row is None else (row.etag, row.checksum)
 
     def abort(self, owner: int, bucket: str, key: str, upload_id: str) -> list[str]:
         with self.sessions.begin() as session:
