@@ -147,8 +147,11 @@ class Uploader:
         body: AsyncIterator[bytes],
         options: UploadOptions,
         before_commit: Callable[[], None] = lambda: None,
+        in_commit: Callable[[Session, str], None] | None = None,
     ) -> UploadResult:
         """Store ``body`` as ``name``; ``before_commit`` may still refuse (e.g. a bad hash).
+        ``in_commit(session, object_id)`` runs in the commit's own transaction (rows that
+        make the object visible elsewhere, as the S3 API's): both land, or neither.
 
         A body that fails (the client hung up, or stalled: the body raises) ends the upload
         at once: its rows go, its name is free, its miners are asked to drop what they got.
@@ -162,7 +165,9 @@ class Uploader:
             parts = UploadSlots.parts(options.declared_size, options.params.segment_size)
             async with self.slots.hold(owner_id, parts):
                 flowing = _resumed(first, body)
-                return await self._run(object_id, name, flowing, options, pushed, before_commit)
+                return await self._run(
+                    object_id, name, flowing, options, pushed, before_commit, in_commit
+                )
         except BaseException:
             await asyncio.shield(self._abandon(object_id, pushed))
             raise
@@ -217,6 +222,7 @@ class Uploader:
         options: UploadOptions,
         pushed: list[tuple[MinerAddress, str]],
         before_commit: Callable[[], None],
+        in_commit: Callable[[Session, str], None] | None,
     ) -> UploadResult:
         encoder = ObjectEncoder(
             options.params,
@@ -267,6 +273,7 @@ class Uploader:
             manifest.verifier_hash().hex(),
             manifest.size,
             encoder.key if options.keep_key else None,
+            in_commit,
         )
         return UploadResult(
             object_id=object_id,
@@ -414,7 +421,13 @@ class Uploader:
                 )
 
     def _commit(
-        self, object_id: str, manifest: str, verifier: str, size: int, key: bytes | None
+        self,
+        object_id: str,
+        manifest: str,
+        verifier: str,
+        size: int,
+        key: bytes | None,
+        in_commit: Callable[[Session, str], None] | None = None,
     ) -> None:
         with self.sessions.begin() as session:
             done = session.execute(
@@ -431,6 +444,8 @@ class Uploader:
             )
             if done.rowcount != 1:  # type: ignore[attr-defined]
                 raise UploadError("gone", "the upload was removed while it ran")
+            if in_commit is not None:
+                in_commit(session, object_id)
 
     async def recover(self) -> int:
         """Abandon uploads a previous process left ``pending`` (it died mid-upload): their

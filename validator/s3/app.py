@@ -25,6 +25,7 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 from aiohttp.typedefs import Handler
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from validator.downloads import DownloadError
 from validator.gateway import Gateway
@@ -549,30 +550,18 @@ async def put_object(request: web.Request) -> web.Response:
     owner, bucket, key = _owner(request), _bucket(request), _key(request)
     await asyncio.to_thread(service.head_bucket, owner, bucket)
     reader = BodyReader(request.content, request.headers, request[AUTH], service.max_part)
-    stored = await service.store_part(owner, reader.chunks(), reader.check, reader.declared)
-    meta = _new_meta(request, key)
-    meta = ObjectMeta(
-        key, reader.size, reader.etag, meta.content_type, meta.metadata,
-        reader.checksum_value, datetime.now(UTC), headers=meta.headers,
-    )  # fmt: skip
-    replaced = await _link(request, meta, [(stored, reader.size, reader.etag)])
+    fresh = _new_meta(request, key)
+
+    def link(session: Session, stored: str) -> list[str]:  # once the whole body is read
+        meta = ObjectMeta(
+            key, reader.size, reader.etag, fresh.content_type, fresh.metadata,
+            reader.checksum_value, datetime.now(UTC), headers=fresh.headers,
+        )  # fmt: skip
+        return service.link(session, owner, bucket, key, meta, [(stored, reader.size, reader.etag)])
+
+    replaced = await service.store_part(owner, reader.chunks(), reader.check, reader.declared, link)
     await service.delete_stored(owner, replaced)
     return web.Response(headers={"ETag": reader.etag, **_checksum_header(reader.checksum_value)})
-
-
-async def _link(
-    request: web.Request, meta: ObjectMeta, stored: list[tuple[str, int, str]]
-) -> list[str]:
-    """Link stored parts as the object; if that fails (the bucket went), drop them."""
-    service = request.app[SERVICE]
-    owner = _owner(request)
-    try:
-        return await asyncio.to_thread(
-            service.link, owner, _bucket(request), meta.key, meta, stored
-        )
-    except BaseException:
-        await asyncio.shield(service.delete_stored(owner, [s for s, _, _ in stored]))
-        raise
 
 
 def _copy_source(request: web.Request) -> tuple[str, str]:
@@ -607,26 +596,30 @@ async def _copy_object(request: web.Request) -> web.Response:
             "without changing the object's metadata",
         )
     md5 = hashlib.md5()  # noqa: S324 - S3's ETag
-    stored = await service.store_part(
-        owner, _hashed(service.read(owner, source, 0, source.size), md5), lambda: None, source.size
-    )
-    etag = f'"{md5.hexdigest()}"'
     fresh = _new_meta(request, key)
-    meta = ObjectMeta(
-        key,
-        source.size,
-        etag,
-        fresh.content_type if replace else source.content_type,
-        fresh.metadata if replace else source.metadata,
-        source.checksum,
-        datetime.now(UTC),
-        headers=fresh.headers if replace else source.headers,
-    )
-    replaced = await _link(request, meta, [(stored, source.size, etag)])
+    copied: list[ObjectMeta] = []
+
+    def link(session: Session, stored: str) -> list[str]:  # once every byte is copied
+        meta = ObjectMeta(
+            key,
+            source.size,
+            f'"{md5.hexdigest()}"',
+            fresh.content_type if replace else source.content_type,
+            fresh.metadata if replace else source.metadata,
+            source.checksum,
+            datetime.now(UTC),
+            headers=fresh.headers if replace else source.headers,
+        )
+        copied.append(meta)
+        return service.link(session, owner, bucket, key, meta, [(stored, meta.size, meta.etag)])
+
+    body = _hashed(service.read(owner, source, 0, source.size), md5)
+    replaced = await service.store_part(owner, body, lambda: None, source.size, link)
     await service.delete_stored(owner, replaced)
+    meta = copied[0]
     return _xml(
         "CopyObjectResult",
-        [element("LastModified", xml.timestamp(meta.modified_at)), element("ETag", etag)],
+        [element("LastModified", xml.timestamp(meta.modified_at)), element("ETag", meta.etag)],
     )
 
 
@@ -886,15 +879,14 @@ async def _upload_part(request: web.Request) -> web.Response:
         raise S3Error("NotImplemented", "UploadPartCopy is not supported")
     await asyncio.to_thread(service.check_upload, owner, bucket, key, upload_id)
     reader = BodyReader(request.content, request.headers, request[AUTH], service.max_part)
-    stored = await service.store_part(owner, reader.chunks(), reader.check, reader.declared)
-    try:
-        replaced = await asyncio.to_thread(
-            service.add_part, owner, bucket, key, upload_id, number,
-            (stored, reader.size, reader.etag), reader.checksum_value,
-        )  # fmt: skip
-    except BaseException:
-        await asyncio.shield(service.delete_stored(owner, [stored]))
-        raise
+
+    def add(session: Session, stored: str) -> list[str]:  # once the whole body is read
+        part = (stored, reader.size, reader.etag)
+        return service.add_part(
+            session, owner, bucket, key, upload_id, number, part, reader.checksum_value
+        )
+
+    replaced = await service.store_part(owner, reader.chunks(), reader.check, reader.declared, add)
     await service.delete_stored(owner, replaced)
     return web.Response(headers={"ETag": reader.etag, **_checksum_header(reader.checksum_value)})
 

@@ -241,14 +241,22 @@ class S3Service:
         body: AsyncIterator[bytes],
         before_commit: Callable[[], None],
         size: int | None,
-    ) -> str:
+        record: Callable[[Session, str], list[str]],
+    ) -> list[str]:
         """Stream ``body`` (``size`` bytes, if known) into the pipeline as one gateway
-        object; returns its id."""
+        object. ``record(session, object_id)`` makes it part of S3's rows (``link``,
+        ``add_part``) in the same transaction as its commit: an S3 part is visible exactly
+        when it is stored, never stored unlinked. Returns what ``record`` replaced."""
         name = NAME_PREFIX + uuid.uuid4().hex
-        result = await self.gateway.uploader.upload(
-            owner, name, body, self._options(size), before_commit=before_commit
+        replaced: list[str] = []
+
+        def in_commit(session: Session, object_id: str) -> None:
+            replaced.extend(record(session, object_id))
+
+        await self.gateway.uploader.upload(
+            owner, name, body, self._options(size), before_commit, in_commit
         )
-        return result.object_id
+        return replaced
 
     async def delete_stored(self, owner: int, stored: list[str]) -> None:
         for object_id in stored:
@@ -259,6 +267,7 @@ class S3Service:
 
     def link(
         self,
+        session: Session,
         owner: int,
         bucket: str,
         key: str,
@@ -266,10 +275,9 @@ class S3Service:
         stored: list[tuple[str, int, str]],
     ) -> list[str]:
         """Make ``key`` the object made of ``stored`` (id, size, etag) parts, replacing any
-        object there in the same transaction; returns the replaced object's parts."""
-        with self.sessions.begin() as session:
-            b = self._bucket(session, owner, bucket)
-            return self._replace(session, b.id, key, meta, stored)
+        object there, in ``session``'s transaction; returns the replaced object's parts."""
+        b = self._bucket(session, owner, bucket)
+        return self._replace(session, b.id, key, meta, stored)
 
     def _replace(
         self,
@@ -442,6 +450,7 @@ class S3Service:
 
     def add_part(
         self,
+        session: Session,
         owner: int,
         bucket: str,
         key: str,
@@ -451,30 +460,29 @@ class S3Service:
         checksum: str | None = None,
     ) -> list[str]:
         """Record a stored part (id, size, etag) and its checksum ("crc32:<base64>", if one
-        was sent); returns what it replaced (same number), to delete."""
+        was sent), in ``session``'s transaction; returns what it replaced (same number)."""
         stored_id, size, etag = part
-        with self.sessions.begin() as session:
-            self._upload(session, owner, bucket, key, upload_id)
-            old = session.scalar(
-                select(S3Part).where(S3Part.upload_id == upload_id, S3Part.number == number)
+        self._upload(session, owner, bucket, key, upload_id)
+        old = session.scalar(
+            select(S3Part).where(S3Part.upload_id == upload_id, S3Part.number == number)
+        )
+        replaced = []
+        if old is not None:
+            replaced.append(old.stored_id)
+            session.delete(old)
+            session.flush()
+        session.add(
+            S3Part(
+                upload_id=upload_id,
+                number=number,
+                stored_id=stored_id,
+                size=size,
+                etag=etag,
+                checksum=checksum,
+                created_at=_now(),
             )
-            replaced = []
-            if old is not None:
-                replaced.append(old.stored_id)
-                session.delete(old)
-                session.flush()
-            session.add(
-                S3Part(
-                    upload_id=upload_id,
-                    number=number,
-                    stored_id=stored_id,
-                    size=size,
-                    etag=etag,
-                    checksum=checksum,
-                    created_at=_now(),
-                )
-            )
-            return replaced
+        )
+        return replaced
 
     def complete(
         self, owner: int, bucket: str, key: str, upload_id: str, chosen: list[tuple[int, str]]
@@ -618,7 +626,8 @@ class S3Service:
 
     def orphans(self) -> list[tuple[int, str]]:
         """(owner, object) of committed S3 parts that no S3 row names: left by a validator
-        stopped between storing a part and linking it. Run at start, when none is in flight."""
+        that stopped between storing a part and linking it (versions before the link moved
+        into the part's own commit). Run at start, when none is in flight."""
         with self.sessions() as session:
             rows = session.execute(
                 select(StoredObject.owner_id, StoredObject.id).where(
