@@ -405,6 +405,12 @@ def s3(report: dict[str, Any]) -> str:
         rows.append((f"{size} {step}, boto3 through our S3 API", _num(ours, "MB/s"),
                      f"SeaweedFS S3, boto3: {_num(weed, 'MB/s')}", _ratio(ours, weed),
                      runs))  # fmt: skip
+        if f"s3_{step}_cpu_s" in large:  # under load, wall time tracks CPU
+            rows.append((f"{size} {step}: CPU, validator and miners, S3 API",
+                         _num(large[f"s3_{step}_cpu_s"], "CPU-s"),
+                         f"native CLI: {_num(large[f'cli_{step}_cpu_s'], 'CPU-s')}",
+                         _ratio(large[f"s3_{step}_cpu_s"], large[f"cli_{step}_cpu_s"]),
+                         runs))  # fmt: skip
         rows.append((f"{size} {step}: validator peak RSS, S3 API",
                      _num(large[f"validator_peak_rss_mib_s3_{step}"], "MiB"),
                      f"native CLI: {_num(large[f'validator_peak_rss_mib_cli_{step}'], 'MiB')}",

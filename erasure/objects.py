@@ -65,41 +65,50 @@ class EncodedSegment:
     shards: tuple[Shard, ...]
 
 
+GROW_LIMIT = 2**20  # a segment's buffer grows with the data up to here
+
+
 def split_segments(
-    chunks: Iterable[Buffer], segment_size: int, total: int | None = None
+    chunks: Iterable[Buffer], segment_size: int, size_hint: int | None = None
 ) -> Iterator[tuple[int, memoryview, bool]]:
     """Cut a stream of chunks into ``(index, segment, is_last)``.
 
     Each segment is copied into a buffer of its own, so callers may reuse their chunk
     buffers. The last segment is sealed differently, so a segment must be known to be last
-    or not before it is handed on: with the stream's ``total`` length (a hint: a stream of
-    another length is cut all the same, and the caller refuses it) that is arithmetic;
-    without it, a whole segment is held back until the next byte (or the end) shows it.
+    or not before it is handed on: with ``size_hint``, the stream's length, that is
+    arithmetic and each segment goes on as soon as it is whole; without it, a whole segment
+    is held back until the next byte (or the end) shows it. The hint also sizes the buffers
+    (a small object never zeroes a whole segment). A stream of another length than its hint
+    is cut all the same, its flags then maybe wrong: the caller refuses it before storing.
     """
     index = 0
     held: memoryview | None = None
-    buf = bytearray(segment_size)
-    filled = 0
-    offset = 0  # bytes cut before ``buf``
+    buf, filled, before = bytearray(), 0, 0  # before: the bytes of the segments cut so far
     for chunk in chunks:
         view = memoryview(chunk).cast("B")
         while view:
             take = min(len(view), segment_size - filled)
-            buf[filled : filled + take] = view[:take]
+            if len(buf) < filled + take and filled + take > GROW_LIMIT:
+                # Past a small start, the rest of the segment at once: one allocation, not a
+                # copy per growth step, and a small object never pays for zeroing 16 MiB.
+                left = segment_size if size_hint is None else size_hint - before
+                whole = bytearray(max(filled + take, min(segment_size, left)))
+                whole[:filled] = buf[:filled]
+                buf = whole
+            buf[filled : filled + take] = view[:take]  # grows the buffer when it is short
             filled += take
             view = view[take:]
             if filled == segment_size:
-                offset += filled
-                if total is not None:
-                    # Known length: handed on at once, one segment less in memory.
-                    yield index, memoryview(buf), offset >= total
+                before += segment_size
+                if size_hint is not None:  # known length: on at once, one segment less held
+                    yield index, memoryview(buf), before >= size_hint
                     index += 1
-                    buf, filled = bytearray(segment_size), 0
+                    buf, filled = bytearray(), 0
                     continue
                 if held is not None:
                     yield index, held, False
                     index += 1
-                held, buf, filled = memoryview(buf), bytearray(segment_size), 0
+                held, buf, filled = memoryview(buf), bytearray(), 0
         view.release()  # let the caller resize or reuse its buffer before the next chunk
     if filled:
         if held is not None:
@@ -165,6 +174,7 @@ class ObjectEncoder:
         key: bytes | None = None,
         workers: int = 1,
         presealed: bool = False,
+        size_hint: int | None = None,
     ) -> None:
         if key is not None and (not encrypt or presealed):
             raise ValueError(
@@ -179,18 +189,19 @@ class ObjectEncoder:
         sealing = encrypt and not presealed
         self.key = (new_key() if key is None else key) if sealing else None
         self.workers = max(1, workers)
+        self.size_hint = size_hint  # the stream's length, if known (split_segments)
         self._segments: list[SegmentInfo] = []
         self._done = False
 
-    def encode(self, chunks: Iterable[Buffer], size: int | None = None) -> Iterator[EncodedSegment]:
-        """The coded segments of the stream ``chunks``; ``size``, the stream's length when
-        known, lets each segment go on as soon as it is cut (see :func:`split_segments`)."""
+    def encode(self, chunks: Iterable[Buffer]) -> Iterator[EncodedSegment]:
+        """The coded segments of the stream ``chunks`` (with ``size_hint``, each goes on as
+        soon as it is cut: see :func:`split_segments`)."""
         if self._done or self._segments:
             raise ErasureError("an ObjectEncoder encodes one object; make a new one")
         if self.presealed:
-            pieces = _sealed_pieces(chunks, self.params.segment_size, size)
+            pieces = _sealed_pieces(chunks, self.params.segment_size, self.size_hint)
         else:
-            pieces = split_segments(chunks, self.params.segment_size, size)
+            pieces = split_segments(chunks, self.params.segment_size, self.size_hint)
         if self.workers == 1:
             results: Iterator[EncodedSegment] = (self._code(*piece) for piece in pieces)
         else:
@@ -243,11 +254,11 @@ class ObjectEncoder:
 
 
 def _sealed_pieces(
-    chunks: Iterable[Buffer], segment_size: int, total: int | None
+    chunks: Iterable[Buffer], segment_size: int, size_hint: int | None = None
 ) -> Iterator[tuple[int, memoryview, bool]]:
     """A sealed stream cut into its segments. Every segment but the last is whole by
     construction; the last must hold at least one plaintext byte besides its tag."""
-    for index, sealed, is_last in split_segments(chunks, segment_size + TAG_SIZE, total):
+    for index, sealed, is_last in split_segments(chunks, segment_size + TAG_SIZE, size_hint):
         if len(sealed) <= TAG_SIZE:
             raise SealedStreamError(
                 f"sealed segment {index} is {len(sealed)} bytes: a sealed segment holds "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 import platform
@@ -29,6 +30,7 @@ M_MMAP_THRESHOLD = -3  # from glibc's malloc.h
 THRESHOLD = 1024 * 1024
 
 
+@functools.cache  # find_library runs `ldconfig -p`: a process per call, once per upload
 def _libc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     if not name:

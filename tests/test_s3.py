@@ -4,6 +4,7 @@ s3cmd. Every transfer is sha256-checked."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import gzip
 import hashlib
@@ -11,14 +12,17 @@ import http.client
 import io
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import botocore.auth
 import pytest
@@ -315,49 +319,84 @@ def test_aws_cli_cp_ls_sync_rm(s3net: S3Net, tmp_path: Path) -> None:
 
 
 class _StreamingSigner(botocore.auth.S3SigV4Auth):  # type: ignore[misc]
+    mode = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+
     def payload(self, request: AWSRequest) -> str:
-        return "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+        return self.mode
 
 
-def _signed_chunks(s3net: S3Net, path: str, data: bytes, chunk: int, tamper: bool) -> int:
-    """PUT ``data`` as aws-chunked with signed chunks (what minio-go sends over HTTP)."""
+class _TrailerSigner(_StreamingSigner):
+    mode = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+
+
+def _signed_chunks(
+    s3net: S3Net, path: str, data: bytes, chunk: int, tamper: bool,
+    trailer: str | None = None, trailer_signature: str = "right",
+) -> int:  # fmt: skip
+    """PUT ``data`` as aws-chunked with signed chunks (what minio-go sends over HTTP); with
+    ``trailer`` (a CRC32 to send: "right" or "wrong"), signed trailers too (the checksum,
+    then ``x-amz-trailer-signature``: "right", "wrong" or "missing")."""
     access, secret = s3net.keys["user"]
     pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)] + [b""]
-    framed_length = sum(
-        len(f"{len(p):x};chunk-signature=".encode()) + 64 + 2 + len(p) + 2 for p in pieces
+    headers = {
+        "Content-Encoding": "aws-chunked",
+        "x-amz-decoded-content-length": str(len(data)),
+    }
+    if trailer:
+        headers["x-amz-trailer"] = "x-amz-checksum-crc32"
+    request = AWSRequest(method="PUT", url=s3net.endpoint + path, headers=headers)
+    signer = (_TrailerSigner if trailer else _StreamingSigner)(
+        Credentials(access, secret), "s3", "us-east-1"
     )
-    request = AWSRequest(
-        method="PUT",
-        url=s3net.endpoint + path,
-        headers={
-            "Content-Encoding": "aws-chunked",
-            "x-amz-decoded-content-length": str(len(data)),
-            "Content-Length": str(framed_length),
-        },
-    )
-    signer = _StreamingSigner(Credentials(access, secret), "s3", "us-east-1")
+    # The signature covers Content-Length: the framing is sized before it is signed.
+    signatures = ["0" * 64] * len(pieces)
+    framed = _framed(pieces, signatures, tamper)
+    tail = b"\r\n"  # no trailers: an empty line
+    if trailer:
+        crc = zlib.crc32(data if trailer == "right" else data + b"!")
+        checksum = f"x-amz-checksum-crc32:{base64.b64encode(crc.to_bytes(4, 'big')).decode()}"
+        tail = f"{checksum}\r\nx-amz-trailer-signature:{'0' * 64}\r\n\r\n".encode()
+        if trailer_signature == "missing":
+            tail = f"{checksum}\r\n\r\n".encode()
+    request.headers["Content-Length"] = str(len(framed) + len(tail))
     signer.add_auth(request)
     previous = request.headers["Authorization"].rpartition("Signature=")[2]
     scope = signer.credential_scope(request)
-    body = b""
-    for piece in pieces:
+    for i, piece in enumerate(pieces):
         sts = "\n".join(
             ("AWS4-HMAC-SHA256-PAYLOAD", request.context["timestamp"], scope, previous,
              hashlib.sha256(b"").hexdigest(), hashlib.sha256(piece).hexdigest())
         )  # fmt: skip
-        previous = signer.signature(sts, request)
-        sent = piece[:-1] + b"X" if tamper and piece else piece
-        body += f"{len(piece):x};chunk-signature={previous}\r\n".encode() + sent + b"\r\n"
+        previous = signatures[i] = signer.signature(sts, request)
+    body = _framed(pieces, signatures, tamper)
+    if trailer:
+        sts = "\n".join(
+            ("AWS4-HMAC-SHA256-TRAILER", request.context["timestamp"], scope, previous,
+             hashlib.sha256(f"{checksum}\n".encode()).hexdigest())
+        )  # fmt: skip
+        signature = signer.signature(sts, request)
+        if trailer_signature == "wrong":
+            signature = signature[::-1]
+        tail = tail.replace(b"0" * 64, signature.encode())
     context = ssl.create_default_context(cafile=s3net.cafile)
     port = int(s3net.endpoint.rsplit(":", 1)[1])
     connection = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
     connection.putrequest("PUT", path, skip_accept_encoding=True)
     for name, value in request.headers.items():
         connection.putheader(name, value)
-    connection.endheaders(body)
+    connection.endheaders(body + tail)
     status = connection.getresponse().status
     connection.close()
     return status
+
+
+def _framed(pieces: list[bytes], signatures: list[str], tamper: bool) -> bytes:
+    body = b""
+    for piece, signature in zip(pieces, signatures, strict=True):
+        sent = piece[:-1] + b"X" if tamper and piece else piece
+        body += f"{len(piece):x};chunk-signature={signature}\r\n".encode() + sent
+        body += b"\r\n" if piece else b""  # the last (empty) chunk's line ends the chunks
+    return body
 
 
 def test_signed_chunks_are_checked(s3net: S3Net) -> None:
@@ -368,6 +407,18 @@ def test_signed_chunks_are_checked(s3net: S3Net) -> None:
     assert sha(s3.get_object(Bucket="chunks", Key="good")["Body"].read()) == sha(data)
     assert _signed_chunks(s3net, "/chunks/bad", data, 65536, tamper=True) == 403
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="chunks")["Contents"]] == ["good"]
+    # STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER: the trailers are signed too.
+    assert _signed_chunks(s3net, "/chunks/trailed", data, 65536, False, "right") == 200
+    assert sha(s3.get_object(Bucket="chunks", Key="trailed")["Body"].read()) == sha(data)
+    head = s3.head_object(Bucket="chunks", Key="trailed", ChecksumMode="ENABLED")
+    crc = zlib.crc32(data).to_bytes(4, "big")
+    assert head["ChecksumCRC32"] == base64.b64encode(crc).decode()
+    for signature in ("wrong", "missing"):
+        status = _signed_chunks(s3net, "/chunks/x", data, 65536, False, "right", signature)
+        assert status == 403, signature
+    assert _signed_chunks(s3net, "/chunks/x", data, 65536, False, "wrong") == 400  # BadDigest
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="chunks")["Contents"]]
+    assert keys == ["good", "trailed"]
 
 
 def _tree(root: Path, files: dict[str, bytes]) -> None:
@@ -675,3 +726,221 @@ def test_encryption_sse_s3_given_sse_c_and_kms_refused(s3net: S3Net) -> None:
             call()
         assert code(failed) == "NotImplemented"
     assert [o["Key"] for o in s3.list_objects_v2(Bucket="sse")["Contents"]] == ["k"]
+
+
+def test_list_multipart_uploads_pages(s3net: S3Net) -> None:
+    s3 = s3net.client()
+    s3.create_bucket(Bucket="uploads-paged")
+    made = [
+        (key, s3.create_multipart_upload(Bucket="uploads-paged", Key=key)["UploadId"])
+        for key in ["b", "a", "c/d", "a", "é", "c/d", "z"]
+    ]
+    # By key in UTF-8 byte order, then in the order the uploads began, as S3 lists them.
+    expected = sorted(made, key=lambda pair: (pair[0].encode(), made.index(pair)))
+    seen, pages, marker = [], 0, {}
+    while True:
+        page = s3.list_multipart_uploads(Bucket="uploads-paged", MaxUploads=2, **marker)
+        pages += 1
+        assert page["MaxUploads"] == 2
+        seen += [(u["Key"], u["UploadId"]) for u in page.get("Uploads", [])]
+        if not page["IsTruncated"]:
+            break
+        assert (page["NextKeyMarker"], page["NextUploadIdMarker"]) == seen[-1]
+        marker = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+    assert seen == expected
+    assert pages == 4
+    # boto3's paginator walks the same markers; a key-marker alone skips that key's uploads.
+    paginator = s3.get_paginator("list_multipart_uploads")
+    walked = [
+        (u["Key"], u["UploadId"])
+        for page in paginator.paginate(Bucket="uploads-paged", PaginationConfig={"PageSize": 3})
+        for u in page.get("Uploads", [])
+    ]
+    assert walked == expected
+    after_a = s3.list_multipart_uploads(Bucket="uploads-paged", KeyMarker="a")["Uploads"]
+    assert [(u["Key"], u["UploadId"]) for u in after_a] == expected[2:]
+    in_c = s3.list_multipart_uploads(Bucket="uploads-paged", Prefix="c/", MaxUploads=1)
+    assert [u["Key"] for u in in_c["Uploads"]] == ["c/d"]
+    assert in_c["IsTruncated"] and in_c["Prefix"] == "c/"
+    status, data = _raw(s3net, "GET", "/uploads-paged?uploads&max-uploads=0", {})
+    assert (status, b"<Code>InvalidArgument</Code>" in data) == (400, True)
+    for key, upload_id in made:
+        s3.abort_multipart_upload(Bucket="uploads-paged", Key=key, UploadId=upload_id)
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket="uploads-paged")
+    s3.delete_bucket(Bucket="uploads-paged")
+
+
+def test_list_buckets_pages(s3net: S3Net) -> None:
+    s3 = s3net.client(user="bob")
+    names = [f"pg-{i}" for i in range(5)]
+    for name in reversed(names):
+        s3.create_bucket(Bucket=name)
+    s3.create_bucket(Bucket="other-one")
+    mine = {"other-one", *names}  # bob's buckets of other tests may be there too
+    unpaged = s3.list_buckets()
+    assert [b["Name"] for b in unpaged["Buckets"] if b["Name"] in mine] == ["other-one", *names]
+    assert "ContinuationToken" not in unpaged
+    seen, token = [], {}
+    while True:
+        page = s3.list_buckets(MaxBuckets=2, Prefix="pg-", **token)
+        assert page["Prefix"] == "pg-"
+        seen += [b["Name"] for b in page["Buckets"]]
+        if "ContinuationToken" not in page:
+            break
+        token = {"ContinuationToken": page["ContinuationToken"]}
+    assert seen == names
+    walked = [
+        b["Name"]
+        for page in s3.get_paginator("list_buckets").paginate(PaginationConfig={"PageSize": 4})
+        for b in page["Buckets"]
+        if b["Name"] in mine
+    ]
+    assert walked == ["other-one", *names]
+    for bad in ("max-buckets=0", "max-buckets=x", "continuation-token=%25%25%25"):
+        status, data = _raw(s3net, "GET", f"/?{bad}", {}, user="bob")
+        assert (status, b"<Code>InvalidArgument</Code>" in data) == (400, True), bad
+    for name in [*names, "other-one"]:
+        s3.delete_bucket(Bucket=name)
+
+
+def _expecting(s3net: S3Net, path: str, body: bytes, secret: str | None = None) -> tuple[str, Any]:
+    """A PUT sent as botocore sends one (``Expect: 100-continue``), its head only: the first
+    answer line, and the open connection to go on with."""
+    access, real = s3net.keys["user"]
+    headers = {"Expect": "100-continue", "Content-Length": str(len(body))}
+    request = AWSRequest(method="PUT", url=s3net.endpoint + path, data=body, headers=headers)
+    creds = Credentials(access, secret or real)
+    botocore.auth.S3SigV4Auth(creds, "s3", "us-east-1").add_auth(request)
+    context = ssl.create_default_context(cafile=s3net.cafile)
+    port = int(s3net.endpoint.rsplit(":", 1)[1])
+    sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                               server_hostname="127.0.0.1")  # fmt: skip
+    head = f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in request.headers.items()
+    )
+    sock.sendall(head.encode() + b"\r\n")
+    reader = sock.makefile("rb")
+    return reader.readline().decode().strip(), (sock, reader)
+
+
+def _rest_of_answer(reader: Any) -> bytes:
+    """The body of an answer whose status line was read."""
+    length = 0
+    while (line := reader.readline()) != b"\r\n":
+        name, _, value = line.decode().partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+    return bytes(reader.read(length))
+
+
+def test_expect_100_continue_checks_the_signature_before_the_body(s3net: S3Net) -> None:
+    s3 = s3net.client()
+    s3.create_bucket(Bucket="expect")
+    body = os.urandom(64 * 1024)
+    # A wrong signature is refused before the client sends a byte of its body.
+    line, (sock, reader) = _expecting(s3net, "/expect/refused", body, secret="wrong" * 8)
+    assert line == "HTTP/1.1 403 Forbidden"
+    assert b"<Code>SignatureDoesNotMatch</Code>" in _rest_of_answer(reader)
+    reader.close()
+    sock.close()
+    # A good one is told to continue, and the body sent then is stored.
+    line, (sock, reader) = _expecting(s3net, "/expect/taken", body)
+    assert line == "HTTP/1.1 100 Continue"
+    assert reader.readline() == b"\r\n"
+    sock.sendall(body)
+    assert reader.readline().decode().startswith("HTTP/1.1 200")
+    _rest_of_answer(reader)
+    reader.close()
+    sock.close()
+    assert s3.get_object(Bucket="expect", Key="taken")["Body"].read() == body
+    # boto3 sends file bodies with Expect: 100-continue; a refusal reaches it as S3's error.
+    with pytest.raises(ClientError) as exc:
+        s3net.client(secret="wrong" * 8).put_object(
+            Bucket="expect", Key="file", Body=io.BytesIO(body)
+        )
+    assert code(exc) == "SignatureDoesNotMatch"
+    s3.put_object(Bucket="expect", Key="file", Body=io.BytesIO(body))
+    assert s3.get_object(Bucket="expect", Key="file")["Body"].read() == body
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket="expect")["Contents"]) == [
+        "file",
+        "taken",
+    ]
+
+
+def test_a_part_listed_twice_in_complete_counts_once(s3net: S3Net) -> None:
+    """S3 takes the last entry of a part number listed twice (a re-sent part listed again);
+    parts out of order are still refused."""
+    s3 = s3net.client()
+    s3.create_bucket(Bucket="twice")
+    upload = s3.create_multipart_upload(Bucket="twice", Key="k")["UploadId"]
+    first, last = os.urandom(5 * MiB), b"the end"
+    e1 = s3.upload_part(Bucket="twice", Key="k", UploadId=upload, PartNumber=1, Body=first)
+    e2 = s3.upload_part(Bucket="twice", Key="k", UploadId=upload, PartNumber=2, Body=last)
+    parts = [{"PartNumber": 1, "ETag": e1["ETag"]}, {"PartNumber": 1, "ETag": e1["ETag"]},
+             {"PartNumber": 2, "ETag": e2["ETag"]}]  # fmt: skip
+    done = s3.complete_multipart_upload(
+        Bucket="twice", Key="k", UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+    md5s = hashlib.md5(first).digest() + hashlib.md5(last).digest()
+    assert done["ETag"] == f'"{hashlib.md5(md5s).hexdigest()}-2"'
+    assert s3.get_object(Bucket="twice", Key="k")["Body"].read() == first + last
+
+
+def test_a_path_that_is_not_utf8_is_invalid_uri(s3net: S3Net) -> None:
+    s3 = s3net.client()
+    s3.create_bucket(Bucket="utf8")
+    for method in ("GET", "PUT", "HEAD"):
+        status, data = _raw(s3net, method, "/utf8/bad%FFkey", {})
+        assert status == 400, (method, data)
+        assert method == "HEAD" or b"<Code>InvalidURI</Code>" in data
+    s3.put_object(Bucket="utf8", Key="ünïcode", Body=b"fine")  # UTF-8, quoted, is a key
+    assert s3.get_object(Bucket="utf8", Key="ünïcode")["Body"].read() == b"fine"
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="utf8")["Contents"]] == ["ünïcode"]
+
+
+def test_composite_multipart_checksums(s3net: S3Net) -> None:
+    """As S3: a multipart object's checksum is the algorithm over its parts' checksums,
+    "-N", given by CompleteMultipartUpload and by HEAD/GET with ChecksumMode."""
+    s3 = s3net.client()
+    s3.create_bucket(Bucket="composite")
+    parts = [os.urandom(5 * MiB), os.urandom(5 * MiB), b"tail"]
+    for algorithm, digest in (
+        ("SHA256", lambda b: hashlib.sha256(b).digest()),
+        ("CRC32", lambda b: zlib.crc32(b).to_bytes(4, "big")),
+    ):
+        key = f"k-{algorithm}"
+        upload = s3.create_multipart_upload(
+            Bucket="composite", Key=key, ChecksumAlgorithm=algorithm
+        )["UploadId"]
+        listed = []
+        for number, data in enumerate(parts, start=1):
+            sent = s3.upload_part(
+                Bucket="composite", Key=key, UploadId=upload, PartNumber=number, Body=data,
+                ChecksumAlgorithm=algorithm,
+            )  # fmt: skip
+            assert sent[f"Checksum{algorithm}"] == base64.b64encode(digest(data)).decode()
+            listed.append({"PartNumber": number, "ETag": sent["ETag"],
+                           f"Checksum{algorithm}": sent[f"Checksum{algorithm}"]})  # fmt: skip
+        whole = digest(b"".join(digest(data) for data in parts))
+        expected = f"{base64.b64encode(whole).decode()}-{len(parts)}"
+        done = s3.complete_multipart_upload(
+            Bucket="composite", Key=key, UploadId=upload, MultipartUpload={"Parts": listed}
+        )
+        assert (done[f"Checksum{algorithm}"], done["ChecksumType"]) == (expected, "COMPOSITE")
+        head = s3.head_object(Bucket="composite", Key=key, ChecksumMode="ENABLED")
+        assert (head[f"Checksum{algorithm}"], head["ChecksumType"]) == (expected, "COMPOSITE")
+        got = s3.get_object(Bucket="composite", Key=key, ChecksumMode="ENABLED")
+        assert got[f"Checksum{algorithm}"] == expected
+        assert got["Body"].read() == b"".join(parts)
+    # A part sent without a checksum: the object has none, as S3 (nothing to compose).
+    plain = s3net.client(checksums="when_required")
+    upload = plain.create_multipart_upload(Bucket="composite", Key="none")["UploadId"]
+    sent = plain.upload_part(
+        Bucket="composite", Key="none", UploadId=upload, PartNumber=1, Body=b"x"
+    )
+    plain.complete_multipart_upload(
+        Bucket="composite", Key="none", UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": sent["ETag"]}]},
+    )  # fmt: skip
+    head = plain.head_object(Bucket="composite", Key="none", ChecksumMode="ENABLED")
+    assert not [name for name in head if name.startswith("Checksum")]

@@ -323,7 +323,7 @@ async def put_object(request: web.Request) -> web.Response:
         keep_key=keep_key,
         presealed=seal == "client",
         content_sha256=declared.removeprefix(SHA256_PREFIX),
-        size=size,
+        declared_size=size,
     )
     # Looked up before: once the upload commits, no step may touch the database, or a
     # failure there (a restart) would report as failed an object that is stored and listed.

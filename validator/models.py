@@ -343,4 +343,7 @@ class S3Part(Base):
     stored_id: Mapped[str] = mapped_column(ForeignKey("objects.id", ondelete="CASCADE"), index=True)
     size: Mapped[int] = mapped_column(BigInteger)
     etag: Mapped[str] = mapped_column(String(64))
+    # The part's additional checksum as uploaded ("crc32:<base64>"), for the object's
+    # composite checksum at CompleteMultipartUpload (0012).
+    checksum: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

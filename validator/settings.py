@@ -60,7 +60,8 @@ class ValidatorSettings:
     # An upload body must bring upload_min_rate bytes/s over every upload_stall_seconds spent
     # waiting on it (so at least one byte in that time), else 408: a stalled or trickling
     # body must not hold an upload slot. Each user encodes at most upload_slots_per_user
-    # uploads at once (of the validator's two); more wait their turn.
+    # slots of uploads at once (of the validator's two); more wait their turn. An upload
+    # declared smaller than a segment takes only its share of a slot (uploads.UploadSlots).
     upload_stall_seconds: float = 30.0
     upload_min_rate: int = field(default=16 * 2**10, metadata=SIZE)
     upload_slots_per_user: int = 1

@@ -135,7 +135,7 @@ class SyntheticFiller:
             return False
         owner = await asyncio.to_thread(self._owner)
         name = f"{PREFIX}{index:08d}"
-        options = UploadOptions(self.params, encrypt=False, size=self.object_size)
+        options = UploadOptions(self.params, encrypt=False, declared_size=self.object_size)
         await self.uploader.upload(owner, name, self._body(index), options)
         log.info("synthetic object stored", extra={"object": name, "bytes": self.object_size})
         return True

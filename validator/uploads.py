@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -54,6 +54,7 @@ PUSH_FLOOR_SECONDS = 10.0
 PUSH_MIN_BYTES_PER_SECOND = 2_000_000
 SEGMENTS_IN_FLIGHT = 2  # segments being pushed at once, per upload, when memory allows
 UPLOAD_SLOTS = 2  # uploads encoding at once (CPU); memory is the budget's to bound
+SLOT_PARTS = 64  # an upload smaller than a segment takes its share of a slot, >= 1/64
 ABANDON_TRIES, ABANDON_FIRST_DELAY = 7, 0.25  # a failed upload's rows: ~16 s of retries
 
 
@@ -81,10 +82,10 @@ class UploadOptions:
     presealed: bool = False
     content_sha256: str | None = None  # of the body, as signed; checked before the commit
     mode: int | None = None  # the uploaded file's permission bits, for downloads to restore
-    # The body's length when known (Content-Length): each segment goes on as soon as it is
-    # cut, and a small object asks the budget for what it is. A hint: the caller refuses a
-    # body of another length before the commit.
-    size: int | None = None
+    # The body's length when known (Content-Length): what its slot weighs, and each
+    # segment goes on as soon as it is cut, and a small object asks the budget for what
+    # it is. A hint: the caller refuses a body of another length before the commit.
+    declared_size: int | None = None
 
     @property
     def sealed_by(self) -> str:
@@ -123,7 +124,7 @@ def _window_bytes(options: UploadOptions, depth: Depth) -> int:
     return upload_window(
         options.params,
         depth,
-        size=options.size,
+        size=options.declared_size,
         presealed=options.presealed,
         seals=options.encrypt and not options.presealed,
     )
@@ -162,8 +163,11 @@ class Uploader:
         body: AsyncIterator[bytes],
         options: UploadOptions,
         before_commit: Callable[[], None] = lambda: None,
+        in_commit: Callable[[Session, str], None] | None = None,
     ) -> UploadResult:
         """Store ``body`` as ``name``; ``before_commit`` may still refuse (e.g. a bad hash).
+        ``in_commit(session, object_id)`` runs in the commit's own transaction (rows that
+        make the object visible elsewhere, as the S3 API's): both land, or neither.
 
         A body that fails (the client hung up, or stalled: the body raises) ends the upload
         at once: its rows go, its name is free, its miners are asked to drop what they got.
@@ -174,10 +178,14 @@ class Uploader:
             # A slot is taken only once the body flows: a client that sends nothing (it is
             # timed out by the body's own pace) holds no slot meanwhile.
             first = await anext(body, None)
-            async with self.slots.hold(owner_id), self._window(owner_id, options) as depth:
+            parts = UploadSlots.parts(options.declared_size, options.params.segment_size)
+            async with (
+                self.slots.hold(owner_id, parts),
+                self._window(owner_id, options) as depth,
+            ):
                 flowing = _resumed(first, body)
                 return await self._run(
-                    object_id, name, flowing, options, depth, pushed, before_commit
+                    object_id, name, flowing, options, depth, pushed, before_commit, in_commit
                 )
         except BaseException:
             await asyncio.shield(self._abandon(object_id, pushed))
@@ -209,43 +217,43 @@ class Uploader:
 
     def _begin(self, owner_id: int, name: str, options: UploadOptions) -> str:
         params = options.params
-        with self.sessions.begin() as session:
-            existing = session.scalar(
-                select(StoredObject).where(
-                    StoredObject.owner_id == owner_id, StoredObject.name == name
-                )
-            )
-            if existing is not None:
-                if existing.state == "committed":
-                    raise UploadError(
-                        "already_exists",
-                        f"{name!r} is already stored as {existing.id}; delete it to replace it",
+        object_id = uuid.uuid4().hex
+        try:
+            with self.sessions.begin() as session:
+                # Inserted first: the unique (owner, name) refuses a taken name, so the
+                # usual case costs one statement; why it is taken is asked only then.
+                session.execute(
+                    insert(StoredObject).values(
+                        id=object_id,
+                        owner_id=owner_id,
+                        name=name,
+                        state="pending",
+                        k=params.k,
+                        m=params.m,
+                        segment_size=params.segment_size,
+                        leaf_size=params.leaf_size,
+                        codec=params.codec,
+                        encryption="aes-256-gcm" if options.encrypt else "none",
+                        sealed_by=options.sealed_by,
+                        content_sha256=options.content_sha256,
+                        mode=options.mode,
+                        created_at=now(),
                     )
-                raise UploadError("upload_in_progress", f"{name!r} is being uploaded already")
-            row = StoredObject(
-                id=uuid.uuid4().hex,
-                owner_id=owner_id,
-                name=name,
-                state="pending",
-                k=params.k,
-                m=params.m,
-                segment_size=params.segment_size,
-                leaf_size=params.leaf_size,
-                codec=params.codec,
-                encryption="aes-256-gcm" if options.encrypt else "none",
-                sealed_by=options.sealed_by,
-                content_sha256=options.content_sha256,
-                mode=options.mode,
-                created_at=now(),
-            )
-            session.add(row)
-            try:
-                session.flush()
-            except IntegrityError:
+                )
+        except IntegrityError:
+            with self.sessions() as session:
+                existing = session.execute(
+                    select(StoredObject.id, StoredObject.state).where(
+                        StoredObject.owner_id == owner_id, StoredObject.name == name
+                    )
+                ).first()
+            if existing is not None and existing.state == "committed":
                 raise UploadError(
-                    "upload_in_progress", f"{name!r} is being uploaded already"
+                    "already_exists",
+                    f"{name!r} is already stored as {existing.id}; delete it to replace it",
                 ) from None
-            return row.id
+            raise UploadError("upload_in_progress", f"{name!r} is being uploaded already") from None
+        return object_id
 
     async def _run(
         self,
@@ -256,15 +264,17 @@ class Uploader:
         depth: Depth,
         pushed: list[tuple[MinerAddress, str]],
         before_commit: Callable[[], None],
+        in_commit: Callable[[Session, str], None] | None,
     ) -> UploadResult:
         encoder = ObjectEncoder(
             options.params,
             encrypt=options.encrypt,
             workers=depth.workers,
             presealed=options.presealed,
+            size_hint=options.declared_size,
         )
-        bridge = _EncodingBridge(encoder, asyncio.get_running_loop(), options.size)
-        encoding = asyncio.create_task(asyncio.to_thread(bridge.run))
+        bridge = _EncodingBridge(encoder, asyncio.get_running_loop())
+        encoding = asyncio.create_task(_in_own_thread(bridge.run))
         feeding = asyncio.create_task(bridge.feed(body))
         storing: set[asyncio.Task[int]] = set()
         stored: list[int] = []  # shares stored, per segment
@@ -305,6 +315,7 @@ class Uploader:
             manifest.verifier_hash().hex(),
             manifest.size,
             encoder.key if options.keep_key else None,
+            in_commit,
         )
         return UploadResult(
             object_id=object_id,
@@ -396,58 +407,89 @@ class Uploader:
         segment: EncodedSegment,
         placed: dict[int, tuple[Candidate, StorageReceipt]],
     ) -> None:
+        # Core inserts, one statement per table: the ORM's unit of work cost more CPU than
+        # anything else in a small upload (docs/benchmarks.md).
         info = segment.info
+        stored_at = now()
         with self.sessions.begin() as session:
-            row = Segment(
-                object_id=object_id,
-                index=segment.index,
-                size=info.size,
-                padding=info.padding,
-                shard_size=info.shard_size,
-            )
-            session.add(row)
-            miners = {
-                m.hotkey: m
-                for m in session.scalars(
-                    select(Miner).where(Miner.hotkey.in_([c.hotkey for c, _ in placed.values()]))
+            segment_id = session.execute(
+                insert(Segment)
+                .values(
+                    object_id=object_id,
+                    index=segment.index,
+                    size=info.size,
+                    padding=info.padding,
+                    shard_size=info.shard_size,
                 )
-            }
-            for shard in segment.shards:
-                shard_row = Shard(share=shard.share, shard_id=shard.id, size=shard.size)
-                row.shards.append(shard_row)
-                if shard.share in placed:
-                    candidate, receipt = placed[shard.share]
-                    shard_row.placements.append(
-                        Placement(
-                            miner=miners[candidate.hotkey],
-                            state="stored",
-                            size=shard.size,
-                            receipt_json=_receipt_json(receipt),
-                            stored_at=now(),
-                        )
-                    )
-            session.flush()
-            for shard_row in row.shards:
-                if not shard_row.placements:
-                    session.add(
-                        RepairItem(
-                            shard_id=shard_row.id, reason="not placed at upload", created_at=now()
-                        )
-                    )
+                .returning(Segment.id)
+            ).scalar_one()
+            shard_rows = session.execute(
+                insert(Shard).returning(Shard.id, sort_by_parameter_order=True),
+                [
+                    {"segment_id": segment_id, "share": s.share, "shard_id": s.id, "size": s.size}
+                    for s in segment.shards
+                ],
+            ).scalars()
+            row_of = dict(zip((s.share for s in segment.shards), shard_rows, strict=True))
+            size_of = {s.share: s.size for s in segment.shards}
+            hotkeys = [c.hotkey for c, _ in placed.values()]
+            miner_of: dict[str, int] = dict(
+                session.execute(
+                    select(Miner.hotkey, Miner.id).where(Miner.hotkey.in_(hotkeys))
+                ).all()
+            )
+            if placed:
+                session.execute(
+                    insert(Placement),
+                    [
+                        {
+                            "shard_id": row_of[share],
+                            "miner_id": miner_of[candidate.hotkey],
+                            "state": "stored",
+                            "size": size_of[share],  # what the verified-bytes triggers count
+                            "receipt_json": _receipt_json(receipt),
+                            "stored_at": stored_at,
+                            "containment": 0,
+                        }
+                        for share, (candidate, receipt) in placed.items()
+                    ],
+                )
+            missing = [row_of[s.share] for s in segment.shards if s.share not in placed]
+            if missing:
+                session.execute(
+                    insert(RepairItem),
+                    [
+                        {"shard_id": sid, "reason": "not placed at upload", "created_at": stored_at}
+                        for sid in missing
+                    ],
+                )
 
     def _commit(
-        self, object_id: str, manifest: str, verifier: str, size: int, key: bytes | None
+        self,
+        object_id: str,
+        manifest: str,
+        verifier: str,
+        size: int,
+        key: bytes | None,
+        in_commit: Callable[[Session, str], None] | None = None,
     ) -> None:
         with self.sessions.begin() as session:
-            row = session.get(StoredObject, object_id)
-            if row is None:
+            done = session.execute(
+                update(StoredObject)
+                .where(StoredObject.id == object_id)
+                .values(
+                    manifest_json=manifest,
+                    verifier=verifier,
+                    size=size,
+                    key=key,
+                    state="committed",
+                    committed_at=now(),
+                )
+            )
+            if done.rowcount != 1:  # type: ignore[attr-defined]
                 raise UploadError("gone", "the upload was removed while it ran")
-            row.manifest_json = manifest
-            row.verifier = verifier
-            row.size = size
-            row.key = key
-            row.state = "committed"
-            row.committed_at = now()
+            if in_commit is not None:
+                in_commit(session, object_id)
 
     async def recover(self) -> int:
         """Abandon uploads a previous process left ``pending`` (it died mid-upload): their
@@ -528,33 +570,64 @@ class Uploader:
 
 
 class UploadSlots:
-    """At most ``total`` uploads encode at once, and at most ``per_user`` of them one
-    user's: one user's many uploads (or slow ones) cannot keep everyone else waiting."""
+    """At most ``total`` slots of uploads encode at once, and at most ``per_user`` of them
+    one user's: one user's many uploads (or slow ones) cannot keep everyone else waiting.
+
+    A slot bounds memory: a large upload's pipeline holds several segments (the one being
+    filled, those the encoder codes, the one queued, two being pushed), with their check
+    shares. An upload declared smaller than a segment has one segment, of its own size: its
+    buffer, sealed copy and check shares, about half what a large one holds at most. So it
+    takes ``declared / (2 * segment_size)`` of a slot (at least ``1 / SLOT_PARTS``): boto3's
+    ten concurrent 8 MiB parts, or a client's sixteen small PUTs, then run side by side
+    rather than one after another (alone, each waits mostly on its miners' fsyncs), while
+    large uploads still go two at once (docs/benchmarks.md, the S3 API).
+    """
 
     def __init__(self, total: int, per_user: int) -> None:
-        self._total = asyncio.Semaphore(total)
-        self._per_user = per_user
-        # Only users with an upload holding or waiting for a slot: bounded by connections.
-        self._users: dict[int, tuple[asyncio.Semaphore, int]] = {}
-        self.held = 0
+        self._budget = TransferBudget(total * SLOT_PARTS, per_user * SLOT_PARTS)
+        self.held = 0  # uploads holding a slot or part of one
+
+    @staticmethod
+    def parts(declared: int | None, segment_size: int) -> int:
+        """Parts of a slot an upload takes: all of them unless its declared size is less
+        than a segment (an unknown size is a whole slot)."""
+        if declared is None or declared >= segment_size:
+            return SLOT_PARTS
+        return max(1, -(-declared * SLOT_PARTS // (2 * segment_size)))
 
     @contextlib.asynccontextmanager
-    async def hold(self, user: int) -> AsyncIterator[None]:
-        mine, count = self._users.get(user, (asyncio.Semaphore(self._per_user), 0))
-        self._users[user] = (mine, count + 1)
+    async def hold(self, user: int, parts: int = SLOT_PARTS) -> AsyncIterator[None]:
+        grant = await self._budget.take(user, parts)
+        self.held += 1
         try:
-            async with mine, self._total:
-                self.held += 1
-                try:
-                    yield
-                finally:
-                    self.held -= 1
+            yield
         finally:
-            mine, count = self._users[user]
-            if count == 1:
-                del self._users[user]
-            else:
-                self._users[user] = (mine, count - 1)
+            self.held -= 1
+            grant.release()
+
+
+async def _in_own_thread(fn: Callable[[], None]) -> None:
+    """``fn()`` in a thread of its own. The encoder's bridge blocks for a whole upload: in
+    the default executor (a handful of threads) a few concurrent uploads would take every
+    worker, and the body's hashing and the database work they wait on could never run."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if not done.done():
+            done.set_exception(error) if error is not None else done.set_result(None)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody awaits it
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=run, name="upload-encoder", daemon=True).start()
+    await asyncio.shield(done)
 
 
 async def _resumed(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -619,12 +692,9 @@ class _EncodingBridge:
 
     POLL = 0.1
 
-    def __init__(
-        self, encoder: ObjectEncoder, loop: asyncio.AbstractEventLoop, size: int | None
-    ) -> None:
+    def __init__(self, encoder: ObjectEncoder, loop: asyncio.AbstractEventLoop) -> None:
         self.encoder = encoder
         self.loop = loop
-        self.size = size
         self.chunks: queue.Queue[bytes | None] = queue.Queue(CHUNK_QUEUE)
         self.segments: asyncio.Queue[EncodedSegment | Exception | None] = asyncio.Queue(1)
         self.stop = threading.Event()
@@ -674,7 +744,7 @@ class _EncodingBridge:
 
     def run(self) -> None:
         try:
-            for segment in self.encoder.encode(self._source(), self.size):
+            for segment in self.encoder.encode(self._source()):
                 self._hand(segment)
                 if self.stop.is_set():
                     return

@@ -27,6 +27,7 @@ from erasure import (
     split_segments,
 )
 from erasure.crypto import TAG_SIZE
+from erasure.objects import GROW_LIMIT
 from tests.erasure.helpers import chunked, flip_bit, object_sizes, payload, small_params
 
 BUFFER_TYPES = (bytes, bytearray, memoryview)
@@ -387,6 +388,24 @@ def test_split_segments_edges(
 ) -> None:
     out = [(i, bytes(seg), last) for i, seg, last in split_segments(chunks, segment_size)]
     assert out == expected
+
+
+@pytest.mark.parametrize("hint", [None, 0, 5 * 2**20, 7 * 2**20 + 3, 8 * 2**20, 64 * 2**20])
+def test_split_segments_past_the_small_start_whatever_the_size_hint(hint: int | None) -> None:
+    """Segments beyond GROW_LIMIT take one buffer of the rest of the segment (or of the
+    stream, by the hint); a hint too small or too large changes no byte. Which segment is
+    flagged last follows a hint (the caller refuses a stream whose length is not its hint),
+    so the flags are checked where the hint is true or absent."""
+    segment_size = 3 * 2**20
+    assert segment_size > GROW_LIMIT
+    data = payload(7 * 2**20 + 3, seed=11)
+    chunks = [data[i : i + 300_001] for i in range(0, len(data), 300_001)]
+    out = list(split_segments(chunks, segment_size, size_hint=hint))
+    cuts = range(0, len(data), segment_size)
+    if hint in (None, len(data)):
+        flags = [(i, i == len(cuts) - 1) for i in range(len(cuts))]
+        assert [(i, last) for i, _, last in out] == flags
+    assert [bytes(seg) for _, seg, _ in out] == [data[c : c + segment_size] for c in cuts]
 
 
 def test_split_segments_accepts_non_byte_buffers() -> None:

@@ -1,15 +1,18 @@
 """The byte budget downloads share: first come first served, one user's cap holds up nobody
-else, and a cancelled wait or a released grant gives every byte back."""
+else, and a cancelled wait or a released grant gives every byte back; and upload slots,
+which are weighed over one."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
 from erasure import ErasureParams
 from validator.budget import LEAST_DEPTH, TransferBudget, download_charge, upload_window
 from validator.settings import ValidatorSettings
+from validator.uploads import SLOT_PARTS, UploadSlots
 
 
 async def settle() -> None:
@@ -127,3 +130,32 @@ def test_the_default_budget_holds_one_upload_beside_two_download_segments() -> N
     assert ValidatorSettings(
         transfer_memory=300 * 2**20, transfer_memory_per_user=200 * 2**20
     ).transfer_budget == (300 * 2**20, 200 * 2**20)
+
+
+async def test_upload_slots_weigh_an_upload_by_its_declared_size() -> None:
+    """An upload under a segment takes its share of a slot: one user's small uploads (S3
+    parts, small PUTs) run side by side, large ones still one per user, two in all."""
+    segment = 16 * 2**20
+    assert UploadSlots.parts(None, segment) == SLOT_PARTS  # unknown size: a whole slot
+    assert UploadSlots.parts(segment, segment) == UploadSlots.parts(10 * segment, segment)
+    assert UploadSlots.parts(segment // 2, segment) == SLOT_PARTS // 4  # an 8 MiB part
+    assert UploadSlots.parts(16 * 1024, segment) == 1  # at least one part
+    slots = UploadSlots(total=2, per_user=1)
+    opened: list[contextlib.AbstractAsyncContextManager[None]] = []
+
+    async def enter(user: int, parts: int) -> None:
+        hold = slots.hold(user, parts)
+        await hold.__aenter__()
+        opened.append(hold)
+
+    for _ in range(4):  # alice: four 8 MiB parts at once fill her one slot...
+        await asyncio.wait_for(enter(1, UploadSlots.parts(segment // 2, segment)), 1)
+    fifth = asyncio.create_task(enter(1, 1))  # ...so even a tiny fifth waits
+    await asyncio.wait_for(enter(2, SLOT_PARTS), 1)  # bob's large upload does not
+    await settle()
+    assert not fifth.done() and slots.held == 5
+    await opened.pop(0).__aexit__(None, None, None)  # one of alice's parts is stored
+    await asyncio.wait_for(fifth, 1)
+    for hold in opened:
+        await hold.__aexit__(None, None, None)
+    assert slots.held == 0

@@ -215,7 +215,7 @@ async def test_a_commit_whose_reply_is_lost_never_loses_the_shards_of_a_listed_o
 
 def window(options: UploadOptions, depth: Depth) -> int:
     return upload_window(
-        options.params, depth, size=options.size, presealed=False, seals=options.encrypt
+        options.params, depth, size=options.declared_size, presealed=False, seals=options.encrypt
     )
 
 
@@ -237,7 +237,7 @@ async def test_an_upload_asks_the_budget_once_for_its_window_and_gives_it_back(
     seeded: int,
 ) -> None:
     data = random.Random(31).randbytes(3 * 2**20)  # 12 segments: deeper than any window
-    options = UploadOptions(PARAMS, size=len(data))
+    options = UploadOptions(PARAMS, declared_size=len(data))
     deepest, shallower = Depth(2, 2), Depth(2, 1)
     reserve = 2 * download_charge(PARAMS)  # what uploads leave to downloads
     budget = TransferBudget(window(options, deepest) + reserve)
@@ -252,7 +252,7 @@ async def test_an_upload_asks_the_budget_once_for_its_window_and_gives_it_back(
     download.release()
     assert budget.free == budget.total
     # A small object asks for what it is, not for a window of whole segments.
-    small = UploadOptions(PARAMS, size=1000)
+    small = UploadOptions(PARAMS, declared_size=1000)
     tiny = await held_at_most(budget, up.upload(seeded, "small", stream(b"x" * 1000), small))
     assert tiny == window(small, deepest) < 10_000
 
@@ -266,7 +266,7 @@ async def test_uploads_and_downloads_on_a_tight_budget_all_finish(
     """Room for one upload at its least depth and a little more: three uploads and a
     stream of download grants share it, in turn, and every one finishes (no upload waits
     on another's grant while holding its own)."""
-    options = UploadOptions(PARAMS, size=2 * 2**20)
+    options = UploadOptions(PARAMS, declared_size=2 * 2**20)
     budget = TransferBudget(window(options, LEAST_DEPTH) + download_charge(PARAMS))
     up = Uploader(
         sessions, miner_client, lambda: [m.candidate for m in live_miners], budget=budget,

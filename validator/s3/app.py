@@ -19,11 +19,13 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, unquote_to_bytes
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http import HttpVersion11
 from aiohttp.typedefs import Handler
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from validator.downloads import DownloadError
 from validator.gateway import Gateway
@@ -33,7 +35,9 @@ from validator.s3.body import BodyReader
 from validator.s3.errors import S3Error
 from validator.s3.keys import KEY_FILE, AccessKeys
 from validator.s3.service import (
+    MAX_BUCKETS,
     MAX_PARTS,
+    MAX_UPLOADS,
     ObjectMeta,
     S3Service,
     check_bucket_name,
@@ -106,13 +110,48 @@ async def s3_errors(  # noqa: PLR0911 - the one place every error becomes S3 XML
     return response
 
 
-@web.middleware
-async def s3_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+def _check_uri(request: web.Request) -> None:
+    """A path that is not UTF-8 once unquoted names no bucket or key: 400, as S3 (yarl
+    would leave the bytes quoted, making it a key that is never found)."""
+    try:
+        unquote_to_bytes(request.raw_path.partition("?")[0]).decode()
+    except UnicodeDecodeError:
+        raise S3Error("InvalidURI", "the request's path is not valid UTF-8") from None
+
+
+async def _authorize(request: web.Request) -> web.StreamResponse:
     keys = request.app[KEYS]
     request[AUTH] = await asyncio.to_thread(
         verify, request.method, request.raw_path, request.headers, keys.secret, datetime.now(UTC)
     )
+    return _GO_ON
+
+
+@web.middleware
+async def s3_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    _check_uri(request)
+    if AUTH not in request:  # else checked already, before "100 Continue" (below)
+        await _authorize(request)
     return await handler(request)
+
+
+_GO_ON = web.Response()  # _authorize's answer: nothing to say, go on
+
+
+async def expect_continue(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` (botocore's PutObject and UploadPart send it): the signature
+    is checked before the client is told to send its body, so a refused request is answered
+    without the body ever being sent, as S3 does. aiohttp's own handler says continue at
+    once, before any middleware has run."""
+    answer = await s3_errors(request, _authorize)
+    if answer is not _GO_ON:
+        return answer  # the S3 error, and aiohttp closes the connection on the unread body
+    if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+        return _error_response(request, S3Error("InvalidRequest", "Expect is 100-continue"))
+    if request.version == HttpVersion11:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer's own size is counted from here, as aiohttp
+    return None
 
 
 _CUSTOMER_KEY = ("x-amz-server-side-encryption-customer-algorithm",
@@ -156,6 +195,14 @@ def _int(request: web.Request, name: str, default: int, top: int) -> int:
     if not (raw.isascii() and raw.isdigit()):
         raise S3Error("InvalidArgument", f"{name} must be a whole number")
     return min(int(raw), top)
+
+
+def _from_token(token: str) -> str:
+    """The name a continuation token stands for (base64url of it); anything else is a 400."""
+    try:
+        return base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise S3Error("InvalidArgument", "the continuation token is not valid") from None
 
 
 def _xml(root: str, body: list[str], status: int = 200) -> web.Response:
@@ -216,7 +263,16 @@ async def _small_body(request: web.Request) -> bytes:
 
 async def list_buckets(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    buckets = await asyncio.to_thread(service.list_buckets, _owner(request))
+    query = request.query
+    prefix = query.get("prefix", "")
+    limit = _int(request, "max-buckets", MAX_BUCKETS, MAX_BUCKETS)
+    if limit < 1:
+        raise S3Error("InvalidArgument", f"max-buckets is 1..{MAX_BUCKETS}")
+    token = query.get("continuation-token")
+    after = "" if token is None else _from_token(token)
+    buckets, truncated = await asyncio.to_thread(
+        service.list_buckets, _owner(request), prefix=prefix, after=after, limit=limit
+    )
     owner = element("ID", request[AUTH].access_key) + element(
         "DisplayName", request[AUTH].access_key
     )
@@ -224,9 +280,13 @@ async def list_buckets(request: web.Request) -> web.Response:
         f"<Bucket>{element('Name', name)}{element('CreationDate', xml.timestamp(at))}</Bucket>"
         for name, at in buckets
     )
-    return _xml(
-        "ListAllMyBucketsResult", [f"<Owner>{owner}</Owner>", f"<Buckets>{entries}</Buckets>"]
-    )
+    body = [f"<Owner>{owner}</Owner>", f"<Buckets>{entries}</Buckets>"]
+    if truncated:  # the last name given, opaque to the client as S3's token is
+        next_token = base64.urlsafe_b64encode(buckets[-1][0].encode()).decode()
+        body.append(element("ContinuationToken", next_token))
+    if "prefix" in query:
+        body.append(element("Prefix", prefix))
+    return _xml("ListAllMyBucketsResult", body)
 
 
 async def put_bucket(request: web.Request) -> web.Response:
@@ -295,10 +355,7 @@ async def _list_objects(  # noqa: PLR0912 - V1 and V2 share all but their marker
         start_after = query.get("start-after", "")
         after = start_after
         if token is not None:
-            try:
-                after = base64.urlsafe_b64decode(token.encode()).decode()
-            except (ValueError, UnicodeDecodeError):
-                raise S3Error("InvalidArgument", "the continuation token is not valid") from None
+            after = _from_token(token)
     else:
         after = query.get("marker", "")
     listing = await asyncio.to_thread(
@@ -407,19 +464,44 @@ async def _list_versions(request: web.Request) -> web.Response:
 
 async def _list_uploads(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    prefix = request.query.get("prefix", "")
-    uploads = await asyncio.to_thread(
-        service.list_uploads, _owner(request), _bucket(request), prefix
+    query = request.query
+    prefix = query.get("prefix", "")
+    key_marker = query.get("key-marker", "")
+    # S3 reads upload-id-marker only beside a key-marker.
+    id_marker = query.get("upload-id-marker", "") if key_marker else ""
+    max_uploads = _int(request, "max-uploads", MAX_UPLOADS, MAX_UPLOADS)
+    if max_uploads < 1:
+        raise S3Error("InvalidArgument", f"max-uploads is 1..{MAX_UPLOADS}")
+    url = query.get("encoding-type") == "url"
+
+    def enc(text: str) -> str:
+        return quote(text, safe="/") if url else text
+
+    uploads, truncated = await asyncio.to_thread(
+        service.list_uploads,
+        _owner(request),
+        _bucket(request),
+        prefix=prefix,
+        key_marker=key_marker,
+        upload_id_marker=id_marker,
+        max_uploads=max_uploads,
     )
     body = [
         element("Bucket", _bucket(request)),
-        element("Prefix", prefix),
-        element("MaxUploads", 1000),
-        element("IsTruncated", "false"),
+        element("KeyMarker", enc(key_marker)),
+        element("UploadIdMarker", id_marker),
+        element("Prefix", enc(prefix)),
+        element("MaxUploads", max_uploads),
+        element("IsTruncated", "true" if truncated else "false"),
     ]
+    if truncated:
+        body.append(element("NextKeyMarker", enc(uploads[-1].key)))
+        body.append(element("NextUploadIdMarker", uploads[-1].upload_id))
+    if url:
+        body.append(element("EncodingType", "url"))
     body.extend(
         "<Upload>"
-        + element("Key", u.key)
+        + element("Key", enc(u.key))
         + element("UploadId", u.upload_id)
         + element("Initiated", xml.timestamp(u.created_at))
         + element("StorageClass", "STANDARD")
@@ -468,34 +550,18 @@ async def put_object(request: web.Request) -> web.Response:
     owner, bucket, key = _owner(request), _bucket(request), _key(request)
     await asyncio.to_thread(service.head_bucket, owner, bucket)
     reader = BodyReader(request.content, request.headers, request[AUTH], service.max_part)
-    stored = await service.store_part(owner, reader.chunks(), reader.check)
-    meta = _new_meta(request, key)
-    meta = ObjectMeta(
-        key, reader.size, reader.etag, meta.content_type, meta.metadata,
-        reader.checksum_value, datetime.now(UTC), headers=meta.headers,
-    )  # fmt: skip
-    replaced = await _link(request, meta, [(stored, reader.size, reader.etag)])
+    fresh = _new_meta(request, key)
+
+    def link(session: Session, stored: str) -> list[str]:  # once the whole body is read
+        meta = ObjectMeta(
+            key, reader.size, reader.etag, fresh.content_type, fresh.metadata,
+            reader.checksum_value, datetime.now(UTC), headers=fresh.headers,
+        )  # fmt: skip
+        return service.link(session, owner, bucket, key, meta, [(stored, reader.size, reader.etag)])
+
+    replaced = await service.store_part(owner, reader.chunks(), reader.check, reader.declared, link)
     await service.delete_stored(owner, replaced)
-    headers = {"ETag": reader.etag}
-    if reader.checksum_value:
-        algorithm, _, value = reader.checksum_value.partition(":")
-        headers[f"x-amz-checksum-{algorithm}"] = value
-    return web.Response(headers=headers)
-
-
-async def _link(
-    request: web.Request, meta: ObjectMeta, stored: list[tuple[str, int, str]]
-) -> list[str]:
-    """Link stored parts as the object; if that fails (the bucket went), drop them."""
-    service = request.app[SERVICE]
-    owner = _owner(request)
-    try:
-        return await asyncio.to_thread(
-            service.link, owner, _bucket(request), meta.key, meta, stored
-        )
-    except BaseException:
-        await asyncio.shield(service.delete_stored(owner, [s for s, _, _ in stored]))
-        raise
+    return web.Response(headers={"ETag": reader.etag, **_checksum_header(reader.checksum_value)})
 
 
 def _copy_source(request: web.Request) -> tuple[str, str]:
@@ -530,26 +596,30 @@ async def _copy_object(request: web.Request) -> web.Response:
             "without changing the object's metadata",
         )
     md5 = hashlib.md5()  # noqa: S324 - S3's ETag
-    stored = await service.store_part(
-        owner, _hashed(service.read(owner, source, 0, source.size), md5), lambda: None
-    )
-    etag = f'"{md5.hexdigest()}"'
     fresh = _new_meta(request, key)
-    meta = ObjectMeta(
-        key,
-        source.size,
-        etag,
-        fresh.content_type if replace else source.content_type,
-        fresh.metadata if replace else source.metadata,
-        source.checksum,
-        datetime.now(UTC),
-        headers=fresh.headers if replace else source.headers,
-    )
-    replaced = await _link(request, meta, [(stored, source.size, etag)])
+    copied: list[ObjectMeta] = []
+
+    def link(session: Session, stored: str) -> list[str]:  # once every byte is copied
+        meta = ObjectMeta(
+            key,
+            source.size,
+            f'"{md5.hexdigest()}"',
+            fresh.content_type if replace else source.content_type,
+            fresh.metadata if replace else source.metadata,
+            source.checksum,
+            datetime.now(UTC),
+            headers=fresh.headers if replace else source.headers,
+        )
+        copied.append(meta)
+        return service.link(session, owner, bucket, key, meta, [(stored, meta.size, meta.etag)])
+
+    body = _hashed(service.read(owner, source, 0, source.size), md5)
+    replaced = await service.store_part(owner, body, lambda: None, source.size, link)
     await service.delete_stored(owner, replaced)
+    meta = copied[0]
     return _xml(
         "CopyObjectResult",
-        [element("LastModified", xml.timestamp(meta.modified_at)), element("ETag", etag)],
+        [element("LastModified", xml.timestamp(meta.modified_at)), element("ETag", meta.etag)],
     )
 
 
@@ -597,6 +667,16 @@ def _date(value: str | None) -> datetime | None:
         return None  # S3 ignores a condition it cannot parse
 
 
+def _checksum_header(checksum: str | None) -> dict[str, str]:
+    """``x-amz-checksum-<algorithm>`` of a stored "algorithm:value", and its type: a
+    multipart object's is COMPOSITE (the value ends in "-N"), a single PUT's FULL_OBJECT."""
+    if checksum is None:
+        return {}
+    algorithm, _, value = checksum.partition(":")
+    kind = "COMPOSITE" if "-" in value else "FULL_OBJECT"
+    return {f"x-amz-checksum-{algorithm}": value, "x-amz-checksum-type": kind}
+
+
 def _object_headers(request: web.Request, meta: ObjectMeta) -> dict[str, str]:
     headers = {
         "ETag": meta.etag,
@@ -608,9 +688,8 @@ def _object_headers(request: web.Request, meta: ObjectMeta) -> dict[str, str]:
     headers.update(meta.headers)
     for name, value in meta.metadata.items():
         headers[f"x-amz-meta-{name}"] = value
-    if meta.checksum and request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
-        algorithm, _, value = meta.checksum.partition(":")
-        headers[f"x-amz-checksum-{algorithm}"] = value
+    if request.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+        headers.update(_checksum_header(meta.checksum))
     if "-" in meta.etag:
         headers["x-amz-mp-parts-count"] = str(len(meta.parts))
     for name, header in _RESPONSE_OVERRIDES.items():  # what a presigned URL asks to be served
@@ -722,7 +801,8 @@ async def get_object(request: web.Request) -> web.StreamResponse:
         start, stop = span
         status = 206
         headers["Content-Range"] = f"bytes {start}-{stop - 1}/{meta.size}"
-        headers.pop(next((h for h in headers if h.startswith("x-amz-checksum-")), ""), None)
+        for name in [h for h in headers if h.startswith("x-amz-checksum-")]:
+            del headers[name]  # the whole object's, not the range's
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = stop - start
     if stop == start:
@@ -764,23 +844,27 @@ async def post_object(request: web.Request) -> web.Response:
         )
     if "uploadId" in request.query:
         upload_id = request.query["uploadId"]
-        etag = await asyncio.to_thread(service.completed, owner, bucket, key, upload_id)
-        if etag is None:
+        done = await asyncio.to_thread(service.completed, owner, bucket, key, upload_id)
+        if done is None:
             await asyncio.to_thread(service.check_upload, owner, bucket, key, upload_id)
             chosen = xml.parse_complete(await _small_body(request))
-            etag, unused = await asyncio.to_thread(
+            etag, checksum, unused = await asyncio.to_thread(
                 service.complete, owner, bucket, key, upload_id, chosen
             )
             await service.delete_stored(owner, unused)
-        return _xml(
-            "CompleteMultipartUploadResult",
-            [
-                element("Location", f"/{bucket}/{quote(key)}"),
-                element("Bucket", bucket),
-                element("Key", key),
-                element("ETag", etag),
-            ],
-        )
+            done = etag, checksum
+        etag, checksum = done
+        body = [
+            element("Location", f"/{bucket}/{quote(key)}"),
+            element("Bucket", bucket),
+            element("Key", key),
+            element("ETag", etag),
+        ]
+        if checksum is not None:
+            algorithm, _, value = checksum.partition(":")
+            body.append(element(f"Checksum{algorithm.upper()}", value))
+            body.append(element("ChecksumType", "COMPOSITE"))
+        return _xml("CompleteMultipartUploadResult", body)
     raise S3Error("NotImplemented", "of POST on an object, only ?uploads and ?uploadId=")
 
 
@@ -795,17 +879,16 @@ async def _upload_part(request: web.Request) -> web.Response:
         raise S3Error("NotImplemented", "UploadPartCopy is not supported")
     await asyncio.to_thread(service.check_upload, owner, bucket, key, upload_id)
     reader = BodyReader(request.content, request.headers, request[AUTH], service.max_part)
-    stored = await service.store_part(owner, reader.chunks(), reader.check)
-    try:
-        replaced = await asyncio.to_thread(
-            service.add_part, owner, bucket, key, upload_id, number,
-            (stored, reader.size, reader.etag),
-        )  # fmt: skip
-    except BaseException:
-        await asyncio.shield(service.delete_stored(owner, [stored]))
-        raise
+
+    def add(session: Session, stored: str) -> list[str]:  # once the whole body is read
+        part = (stored, reader.size, reader.etag)
+        return service.add_part(
+            session, owner, bucket, key, upload_id, number, part, reader.checksum_value
+        )
+
+    replaced = await service.store_part(owner, reader.chunks(), reader.check, reader.declared, add)
     await service.delete_stored(owner, replaced)
-    return web.Response(headers={"ETag": reader.etag})
+    return web.Response(headers={"ETag": reader.etag, **_checksum_header(reader.checksum_value)})
 
 
 async def _list_parts(request: web.Request) -> web.Response:
@@ -861,17 +944,17 @@ def make_s3_app(gateway: Gateway, settings: ValidatorSettings, keys: AccessKeys)
     app[KEYS] = keys
     app.router.add_get("/", list_buckets)
     for path in ("/{bucket}", "/{bucket}/"):
-        app.router.add_put(path, put_bucket)
+        app.router.add_put(path, put_bucket, expect_handler=expect_continue)
         app.router.add_get(path, get_bucket, allow_head=False)
         app.router.add_head(path, head_bucket)
         app.router.add_delete(path, delete_bucket)
-        app.router.add_post(path, post_bucket)
+        app.router.add_post(path, post_bucket, expect_handler=expect_continue)
     obj = "/{bucket}/{key:.+}"
-    app.router.add_put(obj, put_object)
+    app.router.add_put(obj, put_object, expect_handler=expect_continue)
     app.router.add_get(obj, get_object, allow_head=False)
     app.router.add_head(obj, head_object)
     app.router.add_delete(obj, delete_object)
-    app.router.add_post(obj, post_object)
+    app.router.add_post(obj, post_object, expect_handler=expect_continue)
     app.cleanup_ctx.append(_sweep_orphans)
     return app
 

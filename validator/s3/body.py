@@ -38,6 +38,8 @@ STREAMING_SIGNED = {
     "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
 }
 STREAMING_UNSIGNED = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"  # chunks and trailers signed
+TRAILER_SIGNATURE = "x-amz-trailer-signature"
 
 
 class _Hash(Protocol):
@@ -244,6 +246,8 @@ class BodyReader:
             if await self.stream.readexactly(2) != b"\r\n":
                 raise S3Error("IncompleteBody", "a chunk does not end with CRLF")
         await self._trailers()
+        if self.auth.payload_hash == SIGNED_TRAILER:
+            self._check_trailer_signature(previous)
 
     async def _trailers(self) -> None:
         """Trailers, then an empty line (some clients just end the body)."""
@@ -255,6 +259,15 @@ class BodyReader:
             if not sep:
                 raise S3Error("IncompleteBody", "a trailer is not name:value")
             self.trailers[name.strip().lower()] = value.strip()
+
+    def _check_trailer_signature(self, previous: str) -> None:
+        """The trailers' own signature, chained from the last chunk's: over each trailer
+        but the signature as ``name:value\n``, in the order sent (AWS's canonical form)."""
+        given = self.trailers.pop(TRAILER_SIGNATURE, None)
+        canonical = "".join(f"{name}:{value}\n" for name, value in self.trailers.items())
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        if given != self.auth.trailer_signature(previous, digest):
+            raise S3Error("SignatureDoesNotMatch", "the trailers' signature does not match")
 
     def check(self) -> None:
         """Raise the first thing wrong with the body, once it has streamed."""

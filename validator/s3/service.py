@@ -13,6 +13,7 @@ another user's buckets or objects (names are per user).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -23,13 +24,14 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from erasure import ErasureParams
 from validator.gateway import Gateway
 from validator.models import S3_KEY, S3Bucket, S3Object, S3Part, S3Upload, StoredObject
+from validator.s3.body import new_checksum
 from validator.s3.errors import S3Error
 from validator.settings import ValidatorSettings
 from validator.uploads import UploadOptions
@@ -40,6 +42,8 @@ NAME_PREFIX = "s3:"  # gateway object names of S3 parts
 MAX_PARTS = 10_000
 MIN_PART = 5 * 2**20  # every part but the last, as S3
 MAX_PART = 5 * 2**30  # one PUT or one part, as S3
+MAX_BUCKETS = 10_000  # ListBuckets' largest page, as S3
+MAX_UPLOADS = 1000  # ListMultipartUploads' largest page, as S3
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -101,6 +105,24 @@ def multipart_etag(etags: list[str]) -> str:
     return f'"{hashlib.md5(joined).hexdigest()}-{len(etags)}"'  # noqa: S324 - S3's ETag
 
 
+# CRC64NVME is never composite in S3 (its multipart checksum is of the full object).
+COMPOSITE = ("crc32", "crc32c", "sha1", "sha256")
+
+
+def composite_checksum(parts: list[str | None]) -> str | None:
+    """S3's checksum of a multipart object: the algorithm over the parts' binary checksums
+    in order, then ``-N`` ("crc32:<base64>-3"). Only when every part has one, all of the
+    same algorithm (else, as for parts sent without, the object has none)."""
+    algorithms = {p.partition(":")[0] if p else None for p in parts}
+    if len(algorithms) != 1 or (algorithm := algorithms.pop()) not in COMPOSITE:
+        return None
+    whole = new_checksum(algorithm)
+    for part in parts:
+        assert part is not None  # the algorithm of each is a COMPOSITE one
+        whole.update(base64.b64decode(part.partition(":")[2]))
+    return f"{algorithm}:{base64.b64encode(whole.digest()).decode()}-{len(parts)}"
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -138,12 +160,17 @@ class S3Service:
             raise S3Error("NoSuchBucket", "the specified bucket does not exist", resource=name)
         return row
 
-    def list_buckets(self, owner: int) -> list[tuple[str, datetime]]:
+    def list_buckets(
+        self, owner: int, *, prefix: str = "", after: str = "", limit: int = MAX_BUCKETS
+    ) -> tuple[list[tuple[str, datetime]], bool]:
+        """The owner's buckets by name after ``after``, at most ``limit``; and whether more
+        are left (ListBuckets pages since 2024: max-buckets, continuation-token)."""
         with self.sessions() as session:
-            rows = session.scalars(
-                select(S3Bucket).where(S3Bucket.owner_id == owner).order_by(S3Bucket.name)
-            )
-            return [(b.name, b.created_at) for b in rows]
+            query = select(S3Bucket).where(S3Bucket.owner_id == owner, S3Bucket.name > after)
+            if prefix:
+                query = query.where(S3Bucket.name.startswith(prefix, autoescape=True))
+            rows = session.scalars(query.order_by(S3Bucket.name).limit(limit + 1)).all()
+            return [(b.name, b.created_at) for b in rows[:limit]], len(rows) > limit
 
     def create_bucket(self, owner: int, name: str) -> None:
         check_bucket_name(name)
@@ -194,23 +221,42 @@ class S3Service:
             )
             return _meta(row, parts)
 
-    def _options(self) -> UploadOptions:
+    def _options(self, size: int | None) -> UploadOptions:
         s = self.settings
         params = ErasureParams(
             k=s.k, m=s.m, segment_size=s.segment_size, leaf_size=s.leaf_size, codec=s.codec
         )
         # Sealed by the validator, which keeps the key: an S3 client cannot seal.
-        return UploadOptions(params, extra_receipts=s.extra_receipts, encrypt=True, keep_key=True)
+        return UploadOptions(
+            params,
+            extra_receipts=s.extra_receipts,
+            encrypt=True,
+            keep_key=True,
+            declared_size=size,
+        )
 
     async def store_part(
-        self, owner: int, body: AsyncIterator[bytes], before_commit: Callable[[], None]
-    ) -> str:
-        """Stream ``body`` into the pipeline as one gateway object; returns its id."""
+        self,
+        owner: int,
+        body: AsyncIterator[bytes],
+        before_commit: Callable[[], None],
+        size: int | None,
+        record: Callable[[Session, str], list[str]],
+    ) -> list[str]:
+        """Stream ``body`` (``size`` bytes, if known) into the pipeline as one gateway
+        object. ``record(session, object_id)`` makes it part of S3's rows (``link``,
+        ``add_part``) in the same transaction as its commit: an S3 part is visible exactly
+        when it is stored, never stored unlinked. Returns what ``record`` replaced."""
         name = NAME_PREFIX + uuid.uuid4().hex
-        result = await self.gateway.uploader.upload(
-            owner, name, body, self._options(), before_commit=before_commit
+        replaced: list[str] = []
+
+        def in_commit(session: Session, object_id: str) -> None:
+            replaced.extend(record(session, object_id))
+
+        await self.gateway.uploader.upload(
+            owner, name, body, self._options(size), before_commit, in_commit
         )
-        return result.object_id
+        return replaced
 
     async def delete_stored(self, owner: int, stored: list[str]) -> None:
         for object_id in stored:
@@ -221,6 +267,7 @@ class S3Service:
 
     def link(
         self,
+        session: Session,
         owner: int,
         bucket: str,
         key: str,
@@ -228,10 +275,9 @@ class S3Service:
         stored: list[tuple[str, int, str]],
     ) -> list[str]:
         """Make ``key`` the object made of ``stored`` (id, size, etag) parts, replacing any
-        object there in the same transaction; returns the replaced object's parts."""
-        with self.sessions.begin() as session:
-            b = self._bucket(session, owner, bucket)
-            return self._replace(session, b.id, key, meta, stored)
+        object there, in ``session``'s transaction; returns the replaced object's parts."""
+        b = self._bucket(session, owner, bucket)
+        return self._replace(session, b.id, key, meta, stored)
 
     def _replace(
         self,
@@ -404,46 +450,53 @@ class S3Service:
 
     def add_part(
         self,
+        session: Session,
         owner: int,
         bucket: str,
         key: str,
         upload_id: str,
         number: int,
         part: tuple[str, int, str],
+        checksum: str | None = None,
     ) -> list[str]:
-        """Record a stored part; returns what it replaced (same number), to delete."""
+        """Record a stored part (id, size, etag) and its checksum ("crc32:<base64>", if one
+        was sent), in ``session``'s transaction; returns what it replaced (same number)."""
         stored_id, size, etag = part
-        with self.sessions.begin() as session:
-            self._upload(session, owner, bucket, key, upload_id)
-            old = session.scalar(
-                select(S3Part).where(S3Part.upload_id == upload_id, S3Part.number == number)
+        self._upload(session, owner, bucket, key, upload_id)
+        old = session.scalar(
+            select(S3Part).where(S3Part.upload_id == upload_id, S3Part.number == number)
+        )
+        replaced = []
+        if old is not None:
+            replaced.append(old.stored_id)
+            session.delete(old)
+            session.flush()
+        session.add(
+            S3Part(
+                upload_id=upload_id,
+                number=number,
+                stored_id=stored_id,
+                size=size,
+                etag=etag,
+                checksum=checksum,
+                created_at=_now(),
             )
-            replaced = []
-            if old is not None:
-                replaced.append(old.stored_id)
-                session.delete(old)
-                session.flush()
-            session.add(
-                S3Part(
-                    upload_id=upload_id,
-                    number=number,
-                    stored_id=stored_id,
-                    size=size,
-                    etag=etag,
-                    created_at=_now(),
-                )
-            )
-            return replaced
+        )
+        return replaced
 
     def complete(
         self, owner: int, bucket: str, key: str, upload_id: str, chosen: list[tuple[int, str]]
-    ) -> tuple[str, list[str]]:
-        """Link the chosen parts as the object; returns (etag, stored objects to delete)."""
+    ) -> tuple[str, str | None, list[str]]:
+        """Link the chosen parts as the object; returns (etag, composite checksum if any,
+        stored objects to delete)."""
         numbers = [n for n, _ in chosen]
-        if numbers != sorted(set(numbers)):
+        if numbers != sorted(numbers):
             raise S3Error(
                 "InvalidPartOrder", "the list of parts was not in ascending order", resource=key
             )
+        # A part named twice (a client that listed a re-sent part again): its last entry
+        # counts, as S3 takes it.
+        chosen = list({number: (number, etag) for number, etag in chosen}.values())
         with self.sessions.begin() as session:
             upload = self._upload(session, owner, bucket, key, upload_id)
             parts = {
@@ -473,7 +526,7 @@ class S3Service:
                 etag=etag,
                 content_type=upload.content_type,
                 metadata=json.loads(upload.metadata_json),
-                checksum=None,
+                checksum=composite_checksum([p.checksum for p in picked]),
                 modified_at=_now(),
                 headers=json.loads(upload.headers_json),
             )
@@ -488,21 +541,24 @@ class S3Service:
             )
             assert row is not None  # just written, in this transaction
             row.upload_id = upload_id  # a retried Complete is answered from it
-            return etag, unused + replaced
+            return etag, meta.checksum, unused + replaced
 
-    def completed(self, owner: int, bucket: str, key: str, upload_id: str) -> str | None:
-        """The ETag of the object this upload became, if it is still the key's object: a
-        client retrying CompleteMultipartUpload (its first answer lost) gets it again, as
-        S3 answers."""
+    def completed(
+        self, owner: int, bucket: str, key: str, upload_id: str
+    ) -> tuple[str, str | None] | None:
+        """The ETag and checksum of the object this upload became, if it is still the key's
+        object: a client retrying CompleteMultipartUpload (its first answer lost) gets them
+        again, as S3 answers."""
         with self.sessions() as session:
             b = self._bucket(session, owner, bucket)
-            return session.scalar(
-                select(S3Object.etag).where(
+            row = session.execute(
+                select(S3Object.etag, S3Object.checksum).where(
                     S3Object.bucket_id == b.id,
                     S3Object.key == key,
                     S3Object.upload_id == upload_id,
                 )
-            )
+            ).first()
+            return None if row is None else (row.etag, row.checksum)
 
     def abort(self, owner: int, bucket: str, key: str, upload_id: str) -> list[str]:
         with self.sessions.begin() as session:
@@ -527,20 +583,51 @@ class S3Service:
             infos = [PartInfo(p.number, p.size, p.etag, p.created_at) for p in rows]
             return infos[:max_parts], len(infos) > max_parts
 
-    def list_uploads(self, owner: int, bucket: str, prefix: str) -> list[UploadInfo]:
+    def list_uploads(
+        self,
+        owner: int,
+        bucket: str,
+        *,
+        prefix: str,
+        key_marker: str,
+        upload_id_marker: str,
+        max_uploads: int,
+    ) -> tuple[list[UploadInfo], bool]:
+        """Uploads in progress by key (UTF-8 binary order), then by when they began, after
+        ``key_marker`` (and, within that key, after upload ``upload_id_marker``, as S3
+        pages); and whether more are left."""
         with self.sessions() as session:
             b = self._bucket(session, owner, bucket)
+            key = S3Upload.key
+            if session.get_bind().dialect.name == "postgresql":
+                key = S3Upload.key.collate("C")  # type: ignore[assignment]
             query = select(S3Upload).where(S3Upload.bucket_id == b.id)
             if prefix:
                 query = query.where(S3Upload.key.startswith(prefix, autoescape=True))
-            rows = session.scalars(query.order_by(S3Upload.key, S3Upload.created_at).limit(1000))
-            return [UploadInfo(u.id, u.key, u.created_at) for u in rows]
+            marker = session.get(S3Upload, upload_id_marker) if upload_id_marker else None
+            if key_marker and marker is not None and marker.key == key_marker:
+                query = query.where(
+                    (key > key_marker)
+                    | (
+                        (key == key_marker)
+                        & tuple_(S3Upload.created_at, S3Upload.id).__gt__(
+                            tuple_(marker.created_at, marker.id)
+                        )
+                    )
+                )
+            elif key_marker:
+                query = query.where(key > key_marker)
+            order = query.order_by(key, S3Upload.created_at, S3Upload.id)
+            rows = session.scalars(order.limit(max_uploads + 1)).all()
+            infos = [UploadInfo(u.id, u.key, u.created_at) for u in rows]
+            return infos[:max_uploads], len(infos) > max_uploads
 
     # --- housekeeping ----------------------------------------------------------------
 
     def orphans(self) -> list[tuple[int, str]]:
         """(owner, object) of committed S3 parts that no S3 row names: left by a validator
-        stopped between storing a part and linking it. Run at start, when none is in flight."""
+        that stopped between storing a part and linking it (versions before the link moved
+        into the part's own commit). Run at start, when none is in flight."""
         with self.sessions() as session:
             rows = session.execute(
                 select(StoredObject.owner_id, StoredObject.id).where(
