@@ -91,7 +91,9 @@ def check_gateway(report: dict[str, Any]) -> None:
 def check_dashboard(report: dict[str, Any]) -> None:
     assert set(report["pages"]) >= {"/", "/dashboard/miners", "/dashboard/log"}
     for page in report["pages"].values():
-        assert_positive(page, ["median_ms", "wall_median_ms"])
+        assert_positive(page, ["wall_median_ms"])
+        # The server's render time, to 0.1 ms: a page from its cache can take under 0.05 ms.
+        assert page["median_ms"] >= 0 and page["max_ms"] >= page["median_ms"]
 
 
 def check_durability(report: dict[str, Any]) -> None:
