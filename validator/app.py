@@ -72,7 +72,7 @@ from protocol.http import (
 )
 from protocol.inputs import paced_body, query_float, query_int
 from protocol.metrics import ServiceMetrics
-from validator import dashboard, health_routes
+from validator import budget, dashboard, health_routes
 from validator.audit import summarise
 from validator.chain_sync import ChainSync, ChainSyncMetrics
 from validator.challenger import Challenger, ChallengerMetrics
@@ -653,6 +653,8 @@ def make_app(
     app.router.add_get("/v1/shared/{verifier}", get_shared)
     app.router.add_get("/v1/info", get_info)
     health_routes.install(app, gateway, settings.repair_unseen_after)
+    if gateway.downloader.budget is not None:
+        budget.export_metrics(gateway.downloader.budget, metrics.registry)
     if challenger is not None:
         challenger.metrics = ChallengerMetrics(metrics.registry)
         app[CHALLENGER] = challenger

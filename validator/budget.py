@@ -23,6 +23,8 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 
+from prometheus_client import CollectorRegistry, Gauge
+
 from erasure import ErasureParams
 from erasure.crypto import TAG_SIZE
 
@@ -110,6 +112,11 @@ class TransferBudget:
     def held_by(self, user: int) -> int:
         return self._held.get(user, 0)
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a grant."""
+        return len(self._waiting)
+
     async def take(self, user: int, size: int, least: int | None = None) -> Grant:
         """A grant of ``size`` bytes (at most ``per_user``), once they are free; with
         ``least``, of what is free as soon as that is at least ``least`` bytes."""
@@ -154,3 +161,21 @@ class TransferBudget:
                 return  # first come, first served: no one overtakes a larger request
             self._waiting.remove(waiter)
             waiter.future.set_result(self._grant(waiter.user, min(waiter.size, room)))
+
+
+def export_metrics(budget: TransferBudget, registry: CollectorRegistry) -> None:
+    """The budget's state at each scrape: what operators watch to size ``transfer_memory``
+    (transfers that wait for a grant are waiting on memory, not on miners)."""
+    Gauge(
+        "validator_transfer_memory_bytes", "The transfer budget, bytes.", registry=registry
+    ).set_function(lambda: budget.total)
+    Gauge(
+        "validator_transfer_memory_held_bytes",
+        "Bytes of the transfer budget granted to uploads and downloads now.",
+        registry=registry,
+    ).set_function(lambda: budget.total - budget.free)
+    Gauge(
+        "validator_transfer_memory_waiting",
+        "Uploads' and downloads' requests waiting for a grant now.",
+        registry=registry,
+    ).set_function(lambda: budget.waiting)

@@ -21,6 +21,7 @@ from protocol.http import SigningClient
 from subnet.gateway_client import GatewayClient, GatewayError
 from tests.validator.conftest import VALIDATOR, DatabaseOutage, LiveMiner
 from validator.app import make_app
+from validator.budget import TransferBudget
 from validator.gateway import Gateway
 from validator.miner_client import MinerClient
 from validator.models import StoredObject
@@ -246,3 +247,36 @@ async def test_an_upload_whose_commit_landed_is_reported_stored_whatever_follows
         row = session.get(StoredObject, body["object_id"])
         assert row is not None
         assert row.state == "committed"
+
+
+async def test_the_transfer_budget_is_on_metrics(
+    aiohttp_client: Any, sessions: sessionmaker[Session], miner_client: MinerClient
+) -> None:
+    budget = TransferBudget(64 * 2**20)
+    gateway = Gateway(sessions, miner_client, budget=budget)
+    client = await aiohttp_client(
+        make_app(gateway, ValidatorSettings(), VALIDATOR.ss58_address, background=False)
+    )
+
+    async def figures() -> dict[str, float]:
+        text = await (await client.get("/metrics")).text()
+        return {
+            name: float(value)
+            for name, _, value in (line.partition(" ") for line in text.splitlines())
+            if name.startswith("validator_transfer_memory")
+        }
+
+    assert await figures() == {
+        "validator_transfer_memory_bytes": 64 * 2**20,
+        "validator_transfer_memory_held_bytes": 0,
+        "validator_transfer_memory_waiting": 0,
+    }
+    grant = await budget.take(1, 48 * 2**20)
+    waiting = asyncio.create_task(budget.take(2, 32 * 2**20))
+    await asyncio.sleep(0)
+    held = await figures()
+    assert held["validator_transfer_memory_held_bytes"] == 48 * 2**20
+    assert held["validator_transfer_memory_waiting"] == 1
+    grant.release()
+    (await waiting).release()
+    assert (await figures())["validator_transfer_memory_held_bytes"] == 0
