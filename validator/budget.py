@@ -1,16 +1,14 @@
 """One byte budget for the segments a validator holds, shared by every upload and download.
 
-Each transfer takes a grant for a segment before it starts to hold it (an upload when the
-segment's first byte is fed to the encoder, a download before its shares are fetched) and
-gives it back when the segment has left (pushed to the miners, written to the client). So
-the validator's memory is bounded by the budget, not by how many transfers run, and one
-transfer alone gets the whole depth (docs/benchmarks.md, "Memory with a 4 GiB object").
-
-An upload's pipeline cannot take its segments one grant at a time (the encoder needs a few
-segments in hand before it lets one go, so two uploads each holding part of what they need
-could wait on each other forever): it asks once for its whole window, as a wish and a least
-(a shallower pipeline), and is granted the wish, or what is free if that is at least the
-least. So one transfer alone gets the full depth, and many share the budget.
+A download takes a grant for each segment before it fetches its shares and gives it back
+once the segment is written to the client. An upload cannot take its segments one grant at
+a time (the encoder needs a few segments in hand before it lets one go, so two uploads each
+holding part of what they need could wait on each other forever): it asks once, with its
+slot, for its pipeline's whole window (:func:`upload_window`), as a wish and a least (a
+shallower pipeline), and is granted the wish, or what is free if that is at least the
+least. So the validator's memory is bounded by the budget, not by how many transfers run;
+one transfer alone gets the full depth, and many share (docs/benchmarks.md, "Memory with a
+4 GiB object").
 
 Fairness: grants are handed in the order asked, except that a user already holding
 ``per_user`` bytes waits without holding up anyone else. A request larger than what a user
