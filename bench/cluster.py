@@ -125,9 +125,18 @@ def random_file(path: Path, size: int) -> Path:
     return path
 
 
+def rss_mib(pid: int) -> float:
+    """The process's resident memory now (VmRSS), MiB."""
+    return _status_mib(pid, "VmRSS:")
+
+
 def peak_rss_mib(pid: int) -> float:
+    return _status_mib(pid, "VmHWM:")
+
+
+def _status_mib(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field):
             return int(line.split()[1]) / 1024
     return float("nan")
 

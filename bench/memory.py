@@ -25,20 +25,13 @@ from typing import Any
 
 import aiohttp
 
-from bench.cluster import local_subnet, peak_rss_mib, random_file, reset_peak_rss
+from bench.cluster import local_subnet, peak_rss_mib, random_file, reset_peak_rss, rss_mib
 from bench.report import command, emit
 from protocol.wallet import load_hotkey
 from subnet.gateway_client import GatewayClient
 
 UPLOADS, DOWNLOADS = 4, 2
 AIM_MIB = 300
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def mix(url: str, root: Path, sources: list[Path], pid: int) -> dict[str, float]:

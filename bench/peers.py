@@ -49,7 +49,7 @@ import aiohttp
 
 from bench.cluster import LocalSubnet, local_subnet, random_file
 from bench.report import command, emit
-from bench.seaweedfs_s3 import SeaweedS3, seaweedfs_s3, weed_version
+from bench.seaweedfs_s3 import S3Endpoint, seaweedfs_s3, weed_version
 from bench.tahoe import TahoeGrid, ensure_tahoe, tahoe_binary, tahoe_grid, tahoe_version
 from protocol.wallet import load_hotkey
 from subnet.gateway_client import GatewayClient
@@ -192,7 +192,7 @@ class Systems:
     names: list[str]
     ours: Ours | None = None
     tahoe: TahoeGrid | None = None
-    s3: SeaweedS3 | None = None
+    s3: S3Endpoint | None = None
 
 
 @dataclass
@@ -236,7 +236,7 @@ def run_tahoe(tahoe: TahoeGrid, file: Path, digest: str, out: Path, samples: Sam
 
 
 def run_seaweedfs(
-    s3: SeaweedS3, file: Path, digest: str, out: Path, tag: str, samples: Samples
+    s3: S3Endpoint, file: Path, digest: str, out: Path, tag: str, samples: Samples
 ) -> None:
     samples.add("seaweedfs_s3_put", timed(lambda: s3.put(file, tag), s3.pids)[0])
     samples.add("seaweedfs_s3_get", timed(lambda: s3.get(tag, out), s3.pids)[0])

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -46,12 +46,11 @@ from botocore.config import Config
 from bench.cluster import local_subnet, peak_rss_mib, random_file, reset_peak_rss
 from bench.peers import Ours, Samples, check_same, log, sha256_file, subnet_cli, timed
 from bench.report import command, emit
-from bench.seaweedfs_s3 import seaweedfs_s3, weed_version
+from bench.seaweedfs_s3 import BUCKET, S3Endpoint, seaweedfs_s3, weed_version
 from subnet.processes import free_port
 
 MiB = 2**20
 SMALL = 16 * 2**10
-BUCKET = "bench"
 AIM_VS_CLI = 0.8  # the S3 API's large transfers, against the native CLI's
 SYSTEMS = ("cli", "s3", "seaweedfs")
 NET = "127.0.4"  # apart from peers' 127.0.3.x and SeaweedFS's 127.0.2.x
@@ -60,21 +59,6 @@ T = TypeVar("T")
 
 def _terminated(_signum: int, _frame: object) -> NoReturn:
     raise SystemExit(143)  # unwinds the ExitStack: every server is stopped
-
-
-@dataclass(frozen=True, slots=True)
-class S3Endpoint:
-    """An S3 server and the boto3 client the bench drives it with."""
-
-    name: str
-    client: Any
-    pids: tuple[int, ...]
-
-    def put(self, path: Path, key: str) -> None:
-        self.client.upload_file(str(path), BUCKET, key)
-
-    def get(self, key: str, out: Path) -> None:
-        self.client.download_file(BUCKET, key, str(out))
 
 
 def s3_client(endpoint: str, access: str, secret: str, threads: int) -> Any:
@@ -194,17 +178,13 @@ def main() -> int:
         ))  # fmt: skip
         ours = Ours(net)
         access, secret = s3_keys(work / "ours" / "v")
-        s3 = S3Endpoint(
-            "our S3 API",
-            s3_client(f"http://{NET}.1:{s3_port}", access, secret, args.threads),
-            ours.pids,
-        )
+        url = f"http://{NET}.1:{s3_port}"
+        s3 = S3Endpoint("our S3 API", url, s3_client(url, access, secret, args.threads), ours.pids)
         s3.client.create_bucket(Bucket=BUCKET)
         log(f"starting SeaweedFS: a master, {args.m} volume servers, a filer with S3")
         weed = stack.enter_context(seaweedfs_s3(work / "seaweedfs", volumes=args.m))
-        seaweed = S3Endpoint(
-            "SeaweedFS S3", s3_client(weed.endpoint, "bench", "bench", args.threads), weed.pids
-        )
+        # The same boto3 settings as ours (threads, checksums), not the warm-up client's.
+        seaweed = replace(weed, client=s3_client(weed.endpoint, "bench", "bench", args.threads))
 
         samples, rss = Samples(), dict[str, list[float]]()
         for run in range(args.runs):

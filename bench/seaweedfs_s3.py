@@ -55,12 +55,16 @@ def weed_version() -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class SeaweedS3:
+class S3Endpoint:
+    """An S3 server and the boto3 client a bench drives it with (SeaweedFS's here; our S3
+    API's in ``bench.s3``)."""
+
+    name: str
     endpoint: str
     client: Any
     """A boto3 S3 client for ``endpoint``, bucket ``BUCKET`` created."""
     pids: tuple[int, ...]
-    """Every server's process: master, volume servers, filer."""
+    """Every server's process (SeaweedFS: master, volume servers, filer)."""
 
     def put(self, path: Path, key: str) -> None:
         self.client.upload_file(str(path), BUCKET, key)
@@ -99,7 +103,7 @@ def _wait(url: str, procs: list[tuple[subprocess.Popen[bytes], Path]], timeout: 
 @contextmanager
 def seaweedfs_s3(
     root: Path, *, volumes: int, replication: str = "001", timeout: float = 60.0
-) -> Iterator[SeaweedS3]:
+) -> Iterator[S3Endpoint]:
     """Start the cluster under ``root``, yield a client once a first object round-trips."""
     weed = weed_binary()
     root.mkdir(parents=True, exist_ok=True)
@@ -156,4 +160,4 @@ def seaweedfs_s3(
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
-        yield SeaweedS3(endpoint, client, tuple(proc.pid for proc, _ in started))
+        yield S3Endpoint("SeaweedFS S3", endpoint, client, tuple(p.pid for p, _ in started))

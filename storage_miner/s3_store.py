@@ -124,7 +124,8 @@ class S3ShardStore:
     def settled(name: str, write: Callable[[], object]) -> None:
         """``write``, tried again for a moment while the store says the bucket does not
         exist: one just made may not take writes yet (SeaweedFS's S3 server learns of new
-        buckets asynchronously: CI saw a first write refused right after the probe made it)."""
+        buckets asynchronously: CI saw a first write refused right after the probe made it).
+        Blocking, like every store call: it runs in a worker thread, never on the loop."""
         for attempt in range(BUCKET_SETTLE_TRIES):
             try:
                 write()

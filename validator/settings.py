@@ -163,16 +163,18 @@ class ValidatorSettings:
             raise ValueError("challenge_batch, challenge_leaves and retrieval_every are >= 1")
 
     def _least_upload_window(self) -> int:
-        params = ErasureParams(k=self.k, m=self.m, segment_size=self.segment_size)
-        return upload_window(params, LEAST_DEPTH, size=None, presealed=False, seals=True)
+        """The most one upload holds at its least depth (validator-sealed, length unknown)."""
+        return upload_window(self._params, LEAST_DEPTH, size=None, presealed=False, seals=True)
+
+    @property
+    def _params(self) -> ErasureParams:
+        return ErasureParams(k=self.k, m=self.m, segment_size=self.segment_size)
 
     @property
     def transfer_budget(self) -> tuple[int, int]:
         """(bytes in all, bytes per user) of the transfer budget, 0s resolved."""
-        params = ErasureParams(k=self.k, m=self.m, segment_size=self.segment_size)
-        automatic = max(
-            DEFAULT_TRANSFER_MEMORY, self._least_upload_window() + 2 * download_charge(params)
-        )
+        needed = self._least_upload_window() + 2 * download_charge(self._params)
+        automatic = max(DEFAULT_TRANSFER_MEMORY, needed)
         total = self.transfer_memory or automatic
         return total, min(total, self.transfer_memory_per_user or total)
 
