@@ -37,17 +37,25 @@ def encode_frame(metadata: dict[str, Any], blobs: Sequence[bytes]) -> bytes:
     return b"".join([_FRAME_HEADER.pack(FRAME_MAGIC, len(raw)), raw, *blobs])
 
 
-def decode_frame(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
-    if len(data) < _FRAME_HEADER.size:
+FRAME_HEADER_SIZE = _FRAME_HEADER.size
+
+
+def frame_metadata_length(header: bytes | bytearray | memoryview) -> int:
+    """The metadata's length from a frame's first :data:`FRAME_HEADER_SIZE` bytes."""
+    if len(header) < FRAME_HEADER_SIZE:
         raise WireError("frame shorter than its header")
-    magic, meta_len = _FRAME_HEADER.unpack_from(data)
+    magic, meta_len = _FRAME_HEADER.unpack_from(header)
     if magic != FRAME_MAGIC:
         raise WireError(f"not a frame (magic {magic!r}, expected {FRAME_MAGIC!r})")
-    if meta_len > MAX_FRAME_METADATA or _FRAME_HEADER.size + meta_len > len(data):
+    if meta_len > MAX_FRAME_METADATA:
         raise WireError("frame metadata length is out of bounds")
-    start = _FRAME_HEADER.size + meta_len
+    return int(meta_len)
+
+
+def frame_metadata(raw: bytes | bytearray | memoryview) -> tuple[dict[str, Any], list[int]]:
+    """A frame's metadata and its blobs' lengths, from the metadata's bytes."""
     try:
-        metadata = json.loads(data[_FRAME_HEADER.size : start])
+        metadata = json.loads(bytes(raw))
     except ValueError as exc:
         raise WireError(f"frame metadata is not JSON: {exc}") from None
     lengths = metadata.get("blobs") if isinstance(metadata, dict) else None
@@ -55,6 +63,18 @@ def decode_frame(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
         isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in lengths
     ):
         raise WireError("frame metadata lacks a valid 'blobs' length list")
+    assert isinstance(metadata, dict)
+    return metadata, lengths
+
+
+def decode_frame(data: bytes) -> tuple[dict[str, Any], list[bytes]]:
+    """A whole frame in memory; the validator reads challenge replies as they arrive
+    instead (``validator.miner_client``), with the same rules."""
+    meta_len = frame_metadata_length(data)
+    start = FRAME_HEADER_SIZE + meta_len
+    if start > len(data):
+        raise WireError("frame metadata length is out of bounds")
+    metadata, lengths = frame_metadata(memoryview(data)[FRAME_HEADER_SIZE:start])
     if start + sum(lengths) != len(data):
         raise WireError("frame blobs do not add up to the frame's length")
     view = memoryview(data)

@@ -53,7 +53,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from erasure import hash_leaf, leaf_count_for
+from erasure import leaf_count_for
 from erasure.merkle import root_of
 from validator import verified
 from validator.audit_log import LogEntry, proof_digest
@@ -65,7 +65,13 @@ from validator.challenges import (
     new_nonce,
 )
 from validator.log_store import ChallengeLogStore
-from validator.miner_client import MinerAddress, MinerClient, MinerError, gather_limited
+from validator.miner_client import (
+    Answered,
+    MinerAddress,
+    MinerClient,
+    MinerError,
+    gather_limited,
+)
 from validator.models import Miner, Placement, RepairItem, Segment, Shard, StoredObject
 from validator.scoring import (
     DISQUALIFY_BELOW,
@@ -533,10 +539,10 @@ class Challenger:
         failure: str | None = None
         verdict = "timeout"
         answers: list[dict[str, Any]] = []
-        blobs: list[bytes] = []
+        answered: list[Answered] = []
         try:
             async with asyncio.timeout(allowed):
-                answers, blobs = await self.miners.challenge(plan.address, request, reply_bytes)
+                answers, answered = await self.miners.challenge(plan.address, request, reply_bytes)
         except TimeoutError:
             failure = f"no answer within {allowed:.3f}s"
         except MinerError as exc:
@@ -567,7 +573,7 @@ class Challenger:
             nonces,
             indices,
             answers,
-            blobs,
+            answered,
             issued,
             latency,
             allowed,
@@ -580,18 +586,18 @@ class Challenger:
         nonces: Sequence[bytes],
         indices: Sequence[tuple[int, ...]],
         answers: Sequence[Any],
-        blobs: Sequence[Any],
+        answered: Sequence[Answered],
         issued: float,
         latency: float,
         allowed: float,
     ) -> list[Outcome]:
-        """One verdict per target, whatever the answers hold. The blobs are read in order
-        (each good answer's leaves, then its proof), so once an answer's count cannot be
-        trusted the positions of every later answer are unknown: those fail too."""
+        """One verdict per target, whatever the answers hold. ``answered`` is, in order, what
+        each answer with status 200 and a count brought (``MinerClient.challenge``): once an
+        answer's count cannot be trusted, where every later answer's leaves start is unknown,
+        so those fail too."""
         outcomes = []
-        position: int | None = 0
-        if len(answers) != len(targets) or not all(isinstance(b, bytes) for b in blobs):
-            position = None
+        brought = iter(answered)
+        trusted = len(answers) == len(targets)
         for n, (target, nonce, ix) in enumerate(zip(targets, nonces, indices, strict=True)):
             common: dict[str, Any] = {
                 "kind": "merkle",
@@ -602,7 +608,7 @@ class Challenger:
                 "latency_ms": latency * 1000,
             }
             answer = answers[n] if n < len(answers) else None
-            if position is None or not isinstance(answer, dict):
+            if not trusted or not isinstance(answer, dict):
                 outcomes.append(
                     self._entry(
                         plan,
@@ -618,7 +624,7 @@ class Challenger:
             echoed = (answer.get("shard_id"), answer.get("nonce")) == (target.shard_id, nonce.hex())
             counted = isinstance(count, int) and not isinstance(count, bool) and count >= 0
             if status == 200 and not counted:
-                position = None  # where this answer's blobs end is unknown
+                trusted = False  # where this answer's blobs end is unknown
             if status == 404 and echoed:
                 outcomes.append(
                     self._entry(
@@ -630,9 +636,9 @@ class Challenger:
                     )
                 )
                 continue
-            if position is None or status != 200 or not echoed or count != len(ix):
-                if position is not None and status == 200 and isinstance(count, int):
-                    position += count + 1
+            if not trusted or status != 200 or not echoed or count != len(ix):
+                if trusted and status == 200:
+                    next(brought, None)  # its leaves and proof, not judged
                 outcomes.append(
                     self._entry(
                         plan,
@@ -643,12 +649,10 @@ class Challenger:
                     )
                 )
                 continue
-            assert isinstance(count, int)
-            leaves = blobs[position : position + count]
-            proof = blobs[position + count] if position + count < len(blobs) else b""
-            position += count + 1
-            hashes = [hash_leaf(leaf) for leaf in leaves]
-            if len(leaves) != count:
+            brought_here = next(brought, Answered((), b""))
+            proof = brought_here.proof
+            hashes = list(brought_here.leaf_hashes)
+            if len(hashes) != count:
                 hashes = []
             result = judge_hashes(
                 root_hex=target.shard_id,

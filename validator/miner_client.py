@@ -16,9 +16,16 @@ from typing import Any, Protocol
 import aiohttp
 
 from erasure.crypto import TAG_SIZE
+from erasure.merkle import hash_leaf
 from erasure.params import MAX_SEGMENT_SIZE
 from protocol.http import SigningClient
-from protocol.wire import StorageReceipt, WireError, decode_frame
+from protocol.wire import (
+    FRAME_HEADER_SIZE,
+    StorageReceipt,
+    WireError,
+    frame_metadata,
+    frame_metadata_length,
+)
 
 Buffer = bytes | bytearray | memoryview
 # A push's body goes out in views of this size. What the socket does not take at once the
@@ -64,6 +71,97 @@ class MinerError(Exception):
         self.kind = kind  # unreachable | timeout | refused | bad_reply
         self.detail = detail
         self.status = status  # the HTTP status of a refusal
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """What one answer with leaves brought, as the judge needs it: each leaf's hash (taken
+    as the leaf arrived; the leaf itself is let go) and the proof."""
+
+    leaf_hashes: tuple[bytes, ...]
+    proof: bytes
+
+
+class _Frame:
+    """A challenge reply's frame (``protocol.wire``) read as it arrives, never past
+    ``limit`` bytes; a malformed frame is the miner's ``bad_reply``."""
+
+    def __init__(
+        self, miner: MinerAddress, content: aiohttp.StreamReader, declared: int | None, limit: int
+    ) -> None:
+        self.miner, self.content, self.declared, self.limit = miner, content, declared, limit
+        self.lengths: list[int] = []
+        self.taken = 0  # blobs read
+
+    def bad(self, detail: str) -> MinerError:
+        return MinerError(self.miner, "bad_reply", detail)
+
+    async def _exactly(self, n: int, what: str) -> bytes:
+        try:
+            return await self.content.readexactly(n)
+        except asyncio.IncompleteReadError:
+            raise self.bad(what) from None
+
+    async def metadata(self) -> dict[str, Any]:
+        if self.declared is not None and self.declared > self.limit:
+            raise self.bad(f"a {self.declared}-byte reply; at most {self.limit} expected")
+        try:
+            header = await self._exactly(FRAME_HEADER_SIZE, "frame shorter than its header")
+            meta_len = frame_metadata_length(header)
+        except WireError as exc:
+            raise self.bad(str(exc)) from None
+        if FRAME_HEADER_SIZE + meta_len > self.limit:
+            raise self.bad("frame metadata length is out of bounds")
+        raw = await self._exactly(meta_len, "frame metadata length is out of bounds")
+        try:
+            metadata, self.lengths = frame_metadata(raw)
+        except WireError as exc:
+            raise self.bad(str(exc)) from None
+        total = FRAME_HEADER_SIZE + meta_len + sum(self.lengths)
+        if total > self.limit:  # refused before its blobs are read
+            raise self.bad(f"a {total}-byte reply; at most {self.limit} expected")
+        if self.declared is not None and total != self.declared:
+            raise self.bad("frame blobs do not add up to the frame's length")
+        return metadata
+
+    async def blob(self) -> bytes | None:
+        """The next blob, or None when the frame lists no more."""
+        if self.taken == len(self.lengths):
+            return None
+        self.taken += 1
+        return await self._exactly(
+            self.lengths[self.taken - 1], "frame blobs do not add up to the frame's length"
+        )
+
+    async def finish(self) -> None:
+        """Read what the caller skipped; the frame must end where its metadata says."""
+        while await self.blob() is not None:
+            pass
+        if await self.content.read(1):
+            raise self.bad("frame blobs do not add up to the frame's length")
+
+
+async def _evidence(frame: _Frame, answers: Sequence[Any]) -> list[Answered]:
+    """Per answer with status 200 and a leaf count, in order: its leaves (hashed as they
+    arrive) and its proof. A reply's blobs are each such answer's leaves then its proof, so
+    once a count cannot be trusted where later answers' blobs start is unknown: no more
+    evidence is read (the judge fails those answers). A list that runs out early gives an
+    answer fewer leaves than it counts, or an empty proof: the judge fails it."""
+    found = []
+    for answer in answers:
+        if not isinstance(answer, dict) or answer.get("status") != 200:
+            continue
+        count = answer.get("leaves")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            break
+        hashes = []
+        for _ in range(count):
+            if (leaf := await frame.blob()) is None:
+                break
+            hashes.append(hash_leaf(leaf))  # ~10 us for a 16 KiB leaf: fine on the loop
+        proof = await frame.blob() if len(hashes) == count else None
+        found.append(Answered(tuple(hashes), proof or b""))
+    return found
 
 
 async def _pieces(pieces: Sequence[Buffer]) -> AsyncIterator[memoryview]:
@@ -171,10 +269,14 @@ class MinerClient:
 
     async def challenge(
         self, miner: MinerAddress, challenges: list[dict[str, Any]], reply_bytes: int
-    ) -> tuple[list[dict[str, Any]], list[bytes]]:
-        """The per-challenge metadata and the blobs (leaves then proof, per answer);
+    ) -> tuple[list[dict[str, Any]], list[Answered]]:
+        """The per-challenge answers and, per answer with leaves, its :class:`Answered`.
+
         ``reply_bytes``, what honest answers take (leaves and proofs): a longer reply is
-        refused (``bad_reply``) before it is held."""
+        refused (``bad_reply``) before it is held. The reply is read as it arrives and a
+        leaf is kept only as its hash: a round challenges many miners at once, and their
+        replies held whole (8 MiB each at the default batch) were most of a validator's
+        memory beyond its transfers (docs/benchmarks.md)."""
         limit = reply_bytes + ANSWER_OVERHEAD_BYTES * (len(challenges) + 1)
         try:
             async with (
@@ -188,19 +290,17 @@ class MinerClient:
             ):
                 if response.status != 200:
                     await self._json(miner, response)
-                raw = bytes(await _read_at_most(miner, response, limit))  # small: leaves
+                frame = _Frame(miner, response.content, response.content_length, limit)
+                answers = (await frame.metadata()).get("answers")
+                if not isinstance(answers, list) or len(answers) != len(challenges):
+                    raise MinerError(miner, "bad_reply", "answers do not match the challenges")
+                evidence = await _evidence(frame, answers)
+                await frame.finish()
         except TimeoutError:
             raise MinerError(miner, "timeout", "answering challenges") from None
         except aiohttp.ClientError as exc:
             raise MinerError(miner, "unreachable", str(exc)) from None
-        try:
-            meta, blobs = decode_frame(raw)
-        except WireError as exc:
-            raise MinerError(miner, "bad_reply", str(exc)) from None
-        answers = meta.get("answers")
-        if not isinstance(answers, list) or len(answers) != len(challenges):
-            raise MinerError(miner, "bad_reply", "answers do not match the challenges")
-        return answers, blobs
+        return answers, evidence
 
     async def quarantined(self, miner: MinerAddress) -> dict[str, str]:
         """shard id -> the scrubber's reason, for this validator's shards the miner set

@@ -14,7 +14,13 @@ from typing import Any
 
 from erasure import MerkleTree
 from protocol.wire import StorageReceipt
-from validator.challenges import ChallengeResult, answer_bytes, derive_indices, judge, new_nonce
+from validator.challenges import (
+    ChallengeResult,
+    answer_bytes,
+    derive_indices,
+    judge_hashes,
+    new_nonce,
+)
 from validator.miner_client import MinerAddress, MinerClient
 
 LEAF = 16 * 1024
@@ -93,24 +99,21 @@ async def challenge(
         answer_bytes(len(idx), s.tree.leaf_size, s.leaf_count)
         for s, idx in zip(shards, indices, strict=True)
     )
-    answers, blobs = await client.challenge(miner, wire, expected)
+    answers, answered = await client.challenge(miner, wire, expected)
     latency = time.perf_counter() - started
     probes = []
-    position = 0
+    brought = iter(answered)  # one per answer with status 200, in order
     for s, nonce, idx, entry in zip(shards, nonces, indices, answers, strict=True):
         status = int(entry["status"])
         result = None
         if status == 200:
-            count_back = int(entry["leaves"])
-            leaves = blobs[position : position + count_back]
-            proof = blobs[position + count_back]
-            position += count_back + 1
-            result = judge(
+            leaves = next(brought)
+            result = judge_hashes(
                 root_hex=s.id,
                 leaf_count=s.leaf_count,
                 indices=idx,
-                leaves=leaves,
-                proof=proof,
+                leaf_hashes=list(leaves.leaf_hashes),
+                proof=leaves.proof,
                 latency=latency,
                 allowed=allowed,
             )

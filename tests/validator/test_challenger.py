@@ -24,7 +24,7 @@ from validator.audit_log import verify_log
 from validator.challenger import ChallengePolicy, Challenger, Plan, Target
 from validator.gateway import Gateway
 from validator.log_store import ChallengeLogStore, LogFilter
-from validator.miner_client import MinerAddress, MinerClient
+from validator.miner_client import Answered, MinerAddress, MinerClient
 from validator.models import Miner, Placement, RepairItem, Shard, StoredObject
 from validator.scoring import SUSPEND_BELOW, weights
 from validator.settings import ValidatorSettings
@@ -381,13 +381,21 @@ _ANSWER = st.one_of(
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     st.lists(_ANSWER, max_size=5),
-    st.lists(st.binary(max_size=64) | st.none() | st.integers(), max_size=12),
+    st.lists(
+        st.builds(
+            Answered,
+            st.lists(st.binary(min_size=32, max_size=32), max_size=3).map(tuple),
+            st.binary(max_size=64),
+        ),
+        max_size=6,
+    ),
 )
 def test_any_answer_gets_a_verdict_for_every_shard_asked(
-    answers: list[Any], blobs: list[Any]
+    answers: list[Any], answered: list[Answered]
 ) -> None:
-    """Whatever a hostile miner sends back (nulls, wrong types, short or long lists, blobs
-    that are not bytes), every challenged shard gets its own verdict and none is a pass."""
+    """Whatever a hostile miner sends back (nulls, wrong types, short or long lists, leaves
+    and proofs that are not what was asked), every challenged shard gets its own verdict and
+    none is a pass."""
     checker = Challenger(
         cast(sessionmaker[Session], None),
         cast(MinerClient, None),
@@ -399,7 +407,7 @@ def test_any_answer_gets_a_verdict_for_every_shard_asked(
     nonces = [bytes([i]) * 16 for i in range(3)]
     indices = [(0, 1), (2, 3), (1, 2)]
     outcomes = checker._judge_batch(
-        plan, targets, nonces, indices, answers, blobs, time.time(), 0.01, 5.0
+        plan, targets, nonces, indices, answers, answered, time.time(), 0.01, 5.0
     )
     assert [o.target.placement_id for o in outcomes] == [0, 1, 2]
     assert {o.entry.verdict for o in outcomes} <= {"wrong", "missing"}
