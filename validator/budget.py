@@ -39,6 +39,10 @@ LEAST_DEPTH = Depth(1, 1)
 
 
 HEDGE = 2  # shares a download asks for beyond k when the first k are slow (downloads.py)
+# Body bytes an upload holds between the socket and its encoder thread. As received, a
+# body's chunks are up to ~1 MiB each (aiohttp joins what it buffered); a queue bounded by
+# count, not bytes, held up to ~30 MiB per upload outside any grant (bench/memory.py).
+BODY_QUEUE = 4 * 1024 * 1024
 
 
 def download_charge(params: ErasureParams, *, hedge: int = HEDGE, decoded: bool = False) -> int:
@@ -57,9 +61,10 @@ def upload_window(
     In hand at once: ``in_flight`` segments being pushed, one handed over from the encoder,
     ``workers`` being coded or waiting to be handed (one of them being cut from the body),
     each with its check shares; the plaintext beside the ciphertext of each segment the
-    validator ``seals``; and, when the body's length (``size``) is unknown, a whole segment
-    held back until the next byte shows it is not the last (``erasure.split_segments``).
-    Never more segments than the object has."""
+    validator ``seals``; when the body's length (``size``) is unknown, a whole segment
+    held back until the next byte shows it is not the last (``erasure.split_segments``);
+    and the body's chunks queued for the encoder (:data:`BODY_QUEUE`). Never more segments
+    than the object has."""
     cut = params.segment_size + (TAG_SIZE if presealed else 0)
     segments = depth.in_flight + 1 + depth.workers
     if size is not None:
@@ -71,7 +76,7 @@ def upload_window(
         window += min(segments, depth.workers) * cut
     if size is None:
         window += cut
-    return window
+    return window + (BODY_QUEUE if size is None else min(BODY_QUEUE, size))
 
 
 @dataclass(eq=False)

@@ -37,16 +37,20 @@ from erasure import EncodedSegment, ErasureParams, ObjectEncoder
 from protocol.memory import trim
 from protocol.wire import StorageReceipt
 from validator import verified
-from validator.budget import LEAST_DEPTH, Depth, TransferBudget, download_charge, upload_window
+from validator.budget import (
+    BODY_QUEUE,
+    LEAST_DEPTH,
+    Depth,
+    TransferBudget,
+    download_charge,
+    upload_window,
+)
 from validator.miner_client import MinerAddress, MinerClient, MinerError
 from validator.models import Miner, Placement, RepairItem, Segment, Shard, StoredObject
 from validator.placement import Candidate, pick, rank
 
 log = logging.getLogger(__name__)
 
-# Chunks buffered between the request body and the encoder thread. They come as received
-# (aiohttp hands over at most a few hundred KiB at once), so this holds ~10 MiB at most.
-CHUNK_QUEUE = 32
 PUSH_ATTEMPTS = 3  # miners tried per shard before it goes to the repair queue
 # A push slower than this is given up and the shard goes to a spare miner: a hung miner
 # must not hold a segment (and the upload) for MinerClient's whole timeout.
@@ -684,7 +688,9 @@ async def _next_segment(
 
 
 class _EncodingBridge:
-    """Chunks from the event loop to the encoder thread, segments back, both bounded.
+    """Chunks from the event loop to the encoder thread, segments back, both bounded: the
+    chunks by their bytes (:data:`~validator.budget.BODY_QUEUE`, part of the upload's
+    grant), the segments by count.
 
     Every wait polls ``stop``, so when either side fails the other winds down promptly and
     no thread is left blocked on a queue nobody reads.
@@ -695,25 +701,29 @@ class _EncodingBridge:
     def __init__(self, encoder: ObjectEncoder, loop: asyncio.AbstractEventLoop) -> None:
         self.encoder = encoder
         self.loop = loop
-        self.chunks: queue.Queue[bytes | None] = queue.Queue(CHUNK_QUEUE)
+        self.chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self.queued = 0  # bytes in `chunks`, under `room`
+        self.room = threading.Condition()
         self.segments: asyncio.Queue[EncodedSegment | Exception | None] = asyncio.Queue(1)
         self.stop = threading.Event()
 
+    def _reserve(self, size: int, *, wait: bool) -> bool:
+        """Count ``size`` more bytes as queued once they fit (a chunk larger than the bound
+        goes alone); without ``wait``, False when they do not fit now."""
+        with self.room:
+            while self.queued and self.queued + size > BODY_QUEUE:
+                if not wait or self.stop.is_set():
+                    return False
+                self.room.wait(self.POLL)
+            self.queued += size
+            return True
+
     async def feed(self, body: AsyncIterator[bytes]) -> None:
         async for chunk in body:
-            try:
-                self.chunks.put_nowait(chunk)  # no thread hop while the encoder keeps up
-            except queue.Full:
-                await asyncio.to_thread(self._put, chunk)
-        await asyncio.to_thread(self._put, None)
-
-    def _put(self, chunk: bytes | None) -> None:
-        while not self.stop.is_set():
-            try:
-                self.chunks.put(chunk, timeout=self.POLL)
-            except queue.Full:
-                continue
-            return
+            if not self._reserve(len(chunk), wait=False):  # no thread hop while it keeps up
+                await asyncio.to_thread(self._reserve, len(chunk), wait=True)
+            self.chunks.put(chunk)
+        self.chunks.put(None)
 
     def _source(self) -> Iterator[bytes]:
         while not self.stop.is_set():
@@ -723,6 +733,9 @@ class _EncodingBridge:
                 continue
             if chunk is None:
                 return
+            with self.room:
+                self.queued -= len(chunk)
+                self.room.notify()
             yield chunk
 
     def _hand(self, item: EncodedSegment | Exception | None) -> None:

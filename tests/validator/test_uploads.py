@@ -15,7 +15,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from erasure import Capability, ErasureParams, Manifest, decode_segment_shares
 from tests.validator.conftest import DatabaseOutage, LiveMiner
 from validator import uploads
-from validator.budget import LEAST_DEPTH, Depth, TransferBudget, download_charge, upload_window
+from validator.budget import (
+    BODY_QUEUE,
+    LEAST_DEPTH,
+    Depth,
+    TransferBudget,
+    download_charge,
+    upload_window,
+)
 from validator.miner_client import MinerAddress, MinerClient, MinerError
 from validator.models import Placement, RepairItem, Shard, StoredObject
 from validator.placement import Candidate
@@ -295,3 +302,27 @@ async def test_uploads_and_downloads_on_a_tight_budget_all_finish(
     assert await reader > 0
     assert [r.size for r in results] == [len(d) for d in data]
     assert budget.free == budget.total
+
+
+async def test_the_body_waiting_for_the_encoder_is_bounded_in_bytes() -> None:
+    """A body arrives faster than it is coded: what waits between the socket and the
+    encoder thread stays within ``BODY_QUEUE`` bytes (part of the upload's grant), however
+    large the chunks aiohttp hands over, and every byte still reaches the encoder in order."""
+    params = ErasureParams(k=2, m=4, segment_size=1 << 20, leaf_size=16384)
+    bridge = uploads._EncodingBridge(
+        uploads.ObjectEncoder(params, encrypt=False), asyncio.get_running_loop()
+    )
+    chunks = [bytes([n]) * (768 << 10) for n in range(24)]  # 18 MiB, as aiohttp joins them
+
+    async def body() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+
+    feeding = asyncio.create_task(bridge.feed(body()))
+    await asyncio.sleep(0.3)  # nothing reads yet: the feed waits for room
+    assert not feeding.done()
+    assert 0 < bridge.queued <= BODY_QUEUE
+    received = await asyncio.to_thread(lambda: b"".join(bridge._source()))
+    await feeding
+    assert received == b"".join(chunks)
+    assert bridge.queued == 0
