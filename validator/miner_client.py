@@ -18,7 +18,7 @@ import aiohttp
 from erasure.crypto import TAG_SIZE
 from erasure.merkle import hash_leaf
 from erasure.params import MAX_SEGMENT_SIZE
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 from protocol.wire import (
     FRAME_HEADER_SIZE,
     StorageReceipt,
