@@ -54,8 +54,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from bench.report import emit
 from erasure import ErasureParams, MerkleTree, hash_leaf
 from protocol.db import make_engine, upgrade
-from protocol.http import SigningClient
 from protocol.memory import return_large_buffers_to_the_os
+from protocol.signing import SigningClient
 from protocol.wallet import create_wallet
 from protocol.wire import decode_frame, encode_frame
 from storage_miner.fs_store import FsShardStore

@@ -37,8 +37,8 @@ from sqlalchemy.orm import sessionmaker
 from bench.report import command, emit
 from bench.scale import Loader, M, MinerRow, miner_host, random_segments
 from protocol.db import make_engine, upgrade
-from protocol.http import SigningClient
 from protocol.logs import configure_logging
+from protocol.signing import SigningClient
 from validator import challenge_stats
 from validator.app import make_app
 from validator.challenge_stats import Observation

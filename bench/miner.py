@@ -33,7 +33,7 @@ from bittensor_wallet import Keypair
 
 from bench.report import command, emit
 from erasure import MerkleTree
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 from protocol.wallet import create_wallet
 from protocol.wire import decode_frame
 from subnet.processes import free_port, stop, wait_healthy

@@ -25,8 +25,8 @@ import aiohttp
 from bittensor_wallet import Keypair
 
 from bench.report import command, emit
-from protocol.http import SigningClient
 from protocol.settings import parse_size
+from protocol.signing import SigningClient
 from tests.adversaries.probes import challenge, make_shard, store
 from tests.adversaries.process import MinerProcess, running_miners
 from validator.miner_client import MinerClient

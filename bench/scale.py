@@ -77,8 +77,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from bench.report import command, emit
 from erasure import ErasureParams, MerkleTree, ObjectEncoder
 from protocol.db import make_engine, upgrade
-from protocol.http import SigningClient
 from protocol.memory import return_large_buffers_to_the_os
+from protocol.signing import SigningClient
 from protocol.wire import StorageReceipt
 from storage_miner.app import make_app
 from storage_miner.fs_store import FsShardStore

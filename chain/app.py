@@ -55,10 +55,10 @@ from protocol.http import (
     epistula_middleware,
     service_app,
     verified,
-    wall_clock_ms,
 )
 from protocol.inputs import query_int, read_json
 from protocol.metrics import ServiceMetrics
+from protocol.signing import wall_clock_ms
 
 log = logging.getLogger(__name__)
 

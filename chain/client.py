@@ -20,7 +20,7 @@ from aiohttp import ClientSession
 from bittensor_wallet import Keypair
 
 from chain.metagraph import Metagraph
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 
 log = logging.getLogger(__name__)
 

@@ -10,65 +10,70 @@ This package imports nothing of the services (``erasure``, ``storage_miner``, ``
 ``chain``): they depend on it, never the other way round.
 """
 
-from protocol.epistula import (
-    ALLOW_ANY,
-    DEFAULT_MAX_REMEMBERED,
-    DEFAULT_WINDOW_MS,
-    HEADER_CONTENT_HASH,
-    HEADER_SIGNATURE,
-    HEADER_SIGNED_BY,
-    HEADER_SIGNED_FOR,
-    HEADER_TIMESTAMP,
-    HEADER_UUID,
-    HEADER_VERSION,
-    AllowAnyHotkey,
-    AnyOf,
-    BadSignature,
-    BodyMismatch,
-    EpistulaError,
-    EpistulaVerifier,
-    FutureTimestamp,
-    HotkeyPolicy,
-    MalformedHeader,
-    MissingHeader,
-    ReplayCacheFull,
-    ReplayedRequest,
-    StaleTimestamp,
-    StaticAllowlist,
-    UnexpectedContentHash,
-    UnknownHotkey,
-    UnsupportedVersion,
-    VerifiedRequest,
-    WrongRecipient,
-    body_sha256_hex,
-    sign_headers,
-)
-from protocol.http import (
-    DEFAULT_PUBLIC_PATHS,
-    VERIFIED,
-    ApiError,
-    BadRequest,
-    Conflict,
-    Forbidden,
-    InsufficientStorage,
-    NotFound,
-    PayloadTooLarge,
-    SigningClient,
-    epistula_middleware,
-    error_middleware,
-    streamed_body,
-    verified,
-    wall_clock_ms,
-)
-from protocol.wallet import (
-    DEFAULT_WALLET_PATH,
-    HotkeyInfo,
-    WalletError,
-    create_wallet,
-    hotkey_file,
-    hotkey_info,
-    load_hotkey,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from protocol.epistula import (
+        ALLOW_ANY,
+        DEFAULT_MAX_REMEMBERED,
+        DEFAULT_WINDOW_MS,
+        HEADER_CONTENT_HASH,
+        HEADER_SIGNATURE,
+        HEADER_SIGNED_BY,
+        HEADER_SIGNED_FOR,
+        HEADER_TIMESTAMP,
+        HEADER_UUID,
+        HEADER_VERSION,
+        AllowAnyHotkey,
+        AnyOf,
+        BadSignature,
+        BodyMismatch,
+        EpistulaError,
+        EpistulaVerifier,
+        FutureTimestamp,
+        HotkeyPolicy,
+        MalformedHeader,
+        MissingHeader,
+        ReplayCacheFull,
+        ReplayedRequest,
+        StaleTimestamp,
+        StaticAllowlist,
+        UnexpectedContentHash,
+        UnknownHotkey,
+        UnsupportedVersion,
+        VerifiedRequest,
+        WrongRecipient,
+        body_sha256_hex,
+        sign_headers,
+    )
+    from protocol.http import (
+        DEFAULT_PUBLIC_PATHS,
+        VERIFIED,
+        ApiError,
+        BadRequest,
+        Conflict,
+        Forbidden,
+        InsufficientStorage,
+        NotFound,
+        PayloadTooLarge,
+        epistula_middleware,
+        error_middleware,
+        streamed_body,
+        verified,
+    )
+    from protocol.signing import SigningClient, wall_clock_ms
+    from protocol.wallet import (
+        DEFAULT_WALLET_PATH,
+        HotkeyInfo,
+        WalletError,
+        create_wallet,
+        hotkey_file,
+        hotkey_info,
+        load_hotkey,
+    )
 
 __all__ = [
     "ALLOW_ANY",
@@ -125,3 +130,19 @@ __all__ = [
     "verified",
     "wall_clock_ms",
 ]
+
+# Looked for in this order: a name is imported from its module on first use, so importing
+# one submodule (the CLI needs protocol.wallet and protocol.signing) does not import them all,
+# aiohttp's server and the metrics with protocol.http.
+_MODULES = ("protocol.epistula", "protocol.signing", "protocol.wallet", "protocol.http")
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        for module_name in _MODULES:
+            module = importlib.import_module(module_name)
+            if hasattr(module, name):
+                value = getattr(module, name)
+                globals()[name] = value
+                return value
+    raise AttributeError(f"module 'protocol' has no attribute {name!r}")

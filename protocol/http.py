@@ -29,18 +29,14 @@ Bodies. A handler takes its body one of two ways, and the middleware enforces wh
 
 from __future__ import annotations
 
-import json as jsonlib
 import logging
-import time
-from collections.abc import AsyncIterable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, Final, TypeVar
 
-from aiohttp import ClientSession, hdrs, web
-from aiohttp.client import _RequestContextManager
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.typedefs import Handler, Middleware, StrOrURL
-from bittensor_wallet import Keypair
+from aiohttp.typedefs import Handler, Middleware
 
 from protocol.epistula import (
     HEADER_CONTENT_HASH,
@@ -54,7 +50,6 @@ from protocol.epistula import (
     UnknownHotkey,
     VerifiedRequest,
     body_sha256_hex,
-    sign_headers,
 )
 from protocol.metrics import ServiceMetrics
 
@@ -138,10 +133,6 @@ class PayloadTooLarge(ApiError):
 class InsufficientStorage(ApiError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(507, code, message)
-
-
-def wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def error_json(status: int, code: str, message: str) -> web.Response:
@@ -337,77 +328,6 @@ def verified(request: web.Request) -> VerifiedRequest:
             f"{request.path} has no verified signer: it is a public path, or the app lacks "
             "epistula_middleware"
         ) from None
-
-
-_NO_JSON: Final = object()
-
-
-class SigningClient:
-    """An aiohttp session whose requests carry Epistula v2 signatures by one hotkey.
-
-    Methods return what ``ClientSession.request`` does: use ``async with`` (or ``await``).
-    """
-
-    def __init__(
-        self,
-        session: ClientSession,
-        keypair: Keypair,
-        *,
-        clock_ms: Callable[[], int] = wall_clock_ms,
-    ) -> None:
-        self.session = session
-        self.keypair = keypair
-        self._clock_ms = clock_ms
-
-    @property
-    def hotkey(self) -> str:
-        return self.keypair.ss58_address
-
-    def request(
-        self,
-        method: str,
-        url: StrOrURL,
-        *,
-        signed_for: str,
-        body: bytes = b"",
-        json: object = _NO_JSON,
-        headers: Mapping[str, str] | None = None,
-    ) -> _RequestContextManager:
-        """Send ``body`` (or ``json``, serialised here so the signed bytes are the sent bytes)."""
-        extra = dict(headers or {})
-        if json is not _NO_JSON:
-            if body:
-                raise ValueError("pass body or json, not both")
-            body = jsonlib.dumps(json, separators=(",", ":")).encode()
-            extra.setdefault(hdrs.CONTENT_TYPE, "application/json")
-        signed = sign_headers(
-            self.keypair,
-            body_hash=SHA256_PREFIX + body_sha256_hex(body),
-            signed_for=signed_for,
-            now_ms=self._clock_ms(),
-            declared=True,
-        )
-        return self.session.request(method, url, data=body, headers={**extra, **signed})
-
-    def request_stream(
-        self,
-        method: str,
-        url: StrOrURL,
-        *,
-        signed_for: str,
-        content_hash: str,
-        body: AsyncIterable[bytes | memoryview] | bytes,
-        headers: Mapping[str, str] | None = None,
-    ) -> _RequestContextManager:
-        """Send a streamed body, signing its declared ``content_hash`` instead of its bytes."""
-        signed = sign_headers(
-            self.keypair,
-            body_hash=content_hash,
-            signed_for=signed_for,
-            now_ms=self._clock_ms(),
-            declared=True,
-        )
-        return self.session.request(method, url, data=body, headers={**(headers or {}), **signed})
 
 
 async def healthz(_request: web.Request) -> web.Response:

@@ -41,10 +41,10 @@ from protocol.http import (
     service_app,
     streamed_body,
     verified,
-    wall_clock_ms,
 )
 from protocol.inputs import paced_body, query_int, read_json
 from protocol.metrics import ServiceMetrics
+from protocol.signing import wall_clock_ms
 from protocol.wire import encode_frame
 from storage_miner import dashboard, health
 from storage_miner.on_chain import ChainPresence, embedded_chain, subtensor_chain

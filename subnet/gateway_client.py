@@ -44,7 +44,7 @@ from erasure import (
 )
 from erasure.crypto import TAG_SIZE, encrypt_segment_into
 from protocol.epistula import HEADER_CONTENT_HASH
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 from subnet.capability_store import DEFAULT_CAPS, CapabilityStore
 from subnet.dataset import sha256_of
 

@@ -68,10 +68,10 @@ from protocol.http import (
     service_app,
     streamed_body,
     verified,
-    wall_clock_ms,
 )
 from protocol.inputs import paced_body, query_float, query_int
 from protocol.metrics import ServiceMetrics
+from protocol.signing import wall_clock_ms
 from validator import budget, dashboard, health_routes
 from validator.audit import summarise
 from validator.chain_sync import ChainSync, ChainSyncMetrics

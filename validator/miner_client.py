@@ -18,7 +18,7 @@ import aiohttp
 from erasure.crypto import TAG_SIZE
 from erasure.merkle import hash_leaf
 from erasure.params import MAX_SEGMENT_SIZE
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 from protocol.wire import (
     FRAME_HEADER_SIZE,
     StorageReceipt,
@@ -141,12 +141,13 @@ class _Frame:
             raise self.bad("frame blobs do not add up to the frame's length")
 
 
-async def _evidence(frame: _Frame, answers: Sequence[Any]) -> list[Answered]:
+async def _read_answered(frame: _Frame, answers: Sequence[Any]) -> list[Answered]:
     """Per answer with status 200 and a leaf count, in order: its leaves (hashed as they
     arrive) and its proof. A reply's blobs are each such answer's leaves then its proof, so
-    once a count cannot be trusted where later answers' blobs start is unknown: no more
-    evidence is read (the judge fails those answers). A list that runs out early gives an
-    answer fewer leaves than it counts, or an empty proof: the judge fails it."""
+    once a count cannot be trusted where later answers' blobs start is unknown: nothing more
+    is taken (the judge fails those answers; the rest of the frame is read and dropped). A
+    list that runs out early gives an answer fewer leaves than it counts, or an empty proof:
+    the judge fails it."""
     found = []
     for answer in answers:
         if not isinstance(answer, dict) or answer.get("status") != 200:
@@ -294,13 +295,13 @@ class MinerClient:
                 answers = (await frame.metadata()).get("answers")
                 if not isinstance(answers, list) or len(answers) != len(challenges):
                     raise MinerError(miner, "bad_reply", "answers do not match the challenges")
-                evidence = await _evidence(frame, answers)
+                answered = await _read_answered(frame, answers)
                 await frame.finish()
         except TimeoutError:
             raise MinerError(miner, "timeout", "answering challenges") from None
         except aiohttp.ClientError as exc:
             raise MinerError(miner, "unreachable", str(exc)) from None
-        return answers, evidence
+        return answers, answered
 
     async def quarantined(self, miner: MinerAddress) -> dict[str, str]:
         """shard id -> the scrubber's reason, for this validator's shards the miner set

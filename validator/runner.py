@@ -12,9 +12,10 @@ from sqlalchemy.orm import sessionmaker
 from chain.client import Chain, ChainClient
 from erasure import ErasureParams
 from protocol.db import make_engine, upgrade
-from protocol.http import SHUTDOWN_GRACE_SECONDS, SigningClient
+from protocol.http import SHUTDOWN_GRACE_SECONDS
 from protocol.listen import check_free, explained
 from protocol.memory import return_large_buffers_to_the_os
+from protocol.signing import SigningClient
 from protocol.wallet import load_hotkey
 from validator.app import make_app
 from validator.budget import TransferBudget

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from bittensor_wallet import Keypair
 
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 from tests.adversaries import CLAIMED_CAPACITY, Behaviour, flipped_leaves, is_dropped
 from tests.adversaries.probes import LEAF, Probe, SampleShard, challenge, make_shard, store
 from tests.adversaries.process import MinerProcess, running_miners

@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from erasure import ErasureParams
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 from tests.adversaries.process import MinerProcess, running_miners
 from validator.challenger import ChallengePolicy, Challenger
 from validator.gateway import Gateway

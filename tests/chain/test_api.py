@@ -21,7 +21,7 @@ from chain.genesis import Genesis
 from chain.service import ChainService
 from chain.state import ChainParams, LocalChain
 from protocol.epistula import sign_headers
-from protocol.http import wall_clock_ms
+from protocol.signing import wall_clock_ms
 from tests.chain.conftest import open_chain
 
 Client = TestClient[Any, Any]

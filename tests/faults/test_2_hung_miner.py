@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from erasure.merkle import root_of
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 from tests.faults.harness import Harness
 from validator.miner_client import MinerAddress, MinerClient, MinerError
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 from tests.faults.harness import Harness
 from validator.miner_client import MinerAddress, MinerClient, MinerError
 

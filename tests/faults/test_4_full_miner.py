@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 from subnet.localnet import Service
 from tests.faults.harness import Harness
 

@@ -13,7 +13,7 @@ from urllib.parse import quote_from_bytes
 from hypothesis import strategies as st
 
 from protocol.epistula import sign_headers
-from protocol.http import wall_clock_ms
+from protocol.signing import wall_clock_ms
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from chain.service import ChainService
 from chain.state import ChainParams, LocalChain
 from erasure import MerkleTree
 from protocol.db import make_engine, upgrade
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 from storage_miner.app import make_app as miner_app
 from storage_miner.fs_store import FsShardStore
 from storage_miner.index import ShardIndex

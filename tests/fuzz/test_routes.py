@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 
 from protocol.epistula import sign_headers
-from protocol.http import wall_clock_ms
+from protocol.signing import wall_clock_ms
 from tests.fuzz.conftest import TOTALS
 from tests.fuzz.requests import (
     CHAIN_ROUTES,

@@ -23,13 +23,12 @@ from protocol.epistula import (
 from protocol.http import (
     ApiError,
     InsufficientStorage,
-    SigningClient,
     epistula_middleware,
     error_middleware,
     streamed_body,
     verified,
-    wall_clock_ms,
 )
+from protocol.signing import SigningClient, wall_clock_ms
 
 MAX_BODY = 4096
 

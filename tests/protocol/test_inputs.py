@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from protocol.epistula import ALLOW_ANY, EpistulaVerifier
-from protocol.http import ApiError, epistula_middleware, service_app, wall_clock_ms
+from protocol.http import ApiError, epistula_middleware, service_app
 from protocol.inputs import (
     MAX_JSON_DEPTH,
     MAX_QUERY_INT,
@@ -25,6 +25,7 @@ from protocol.inputs import (
     read_json,
 )
 from protocol.metrics import ServiceMetrics
+from protocol.signing import wall_clock_ms
 from tests.rawhttp import read_response, request_head, send
 
 

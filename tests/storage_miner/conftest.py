@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from bittensor_wallet import Keypair
 
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 from storage_miner.app import make_app
 from storage_miner.fs_store import FsShardStore
 from storage_miner.index import ShardIndex

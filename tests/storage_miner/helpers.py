@@ -8,7 +8,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from erasure import MerkleTree
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 
 LEAF = 16384
 

@@ -14,7 +14,7 @@ from yarl import URL
 
 from erasure import MerkleProof, verify
 from protocol.epistula import sign_headers
-from protocol.http import SigningClient, wall_clock_ms
+from protocol.signing import SigningClient, wall_clock_ms
 from protocol.wire import StorageReceipt, decode_frame
 from storage_miner.scrubber import scrub_batch
 from storage_miner.service import MinerService

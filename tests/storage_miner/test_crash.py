@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 from bittensor_wallet import Keypair
 
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 from protocol.wallet import create_wallet
 from subnet.processes import free_port, running, start_subnet_command, wait_healthy
 from tests.storage_miner.helpers import LEAF, shard

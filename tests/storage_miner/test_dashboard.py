@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 from storage_miner.service import MinerService
 from tests.dashboard.figures import figures
 from tests.storage_miner.helpers import put, shard

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 from storage_miner.service import MinerService
 from tests.storage_miner.helpers import LEAF, error_of, put, shard
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 from bittensor_wallet import Keypair
 
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 from protocol.wallet import create_wallet
 from subnet.processes import free_port
 from tests.dashboard.figures import figures

@@ -27,8 +27,8 @@ from chain.genesis import Genesis
 from chain.metagraph import Metagraph
 from chain.service import ChainService
 from chain.state import LocalChain
-from protocol.http import SigningClient
 from protocol.settings import SettingsError, load_settings
+from protocol.signing import SigningClient
 from protocol.wallet import create_wallet
 from storage_miner.app import make_app
 from storage_miner.fs_store import FsShardStore

@@ -9,7 +9,7 @@ from typing import Any
 from bittensor_wallet import Keypair
 
 from erasure import MerkleProof, verify
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 from protocol.wire import decode_frame
 from storage_miner.app import make_app
 from storage_miner.index import ShardIndex

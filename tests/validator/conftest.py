@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from protocol.db import make_engine, upgrade
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 from storage_miner.app import make_app
 from storage_miner.fs_store import FsShardStore
 from storage_miner.index import ShardIndex

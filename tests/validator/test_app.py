@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from yarl import URL
 
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 from subnet.gateway_client import GatewayClient, GatewayError
 from tests.validator.conftest import VALIDATOR, DatabaseOutage, LiveMiner
 from validator.app import make_app

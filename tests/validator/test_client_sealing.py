@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from erasure import Capability, Manifest, encrypt_segment, new_key, seal_segments, sealed_size
 from erasure.crypto import TAG_SIZE
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 from subnet.capability_store import CapabilityStore
 from subnet.gateway_client import (
     KEEP_SEGMENTS,

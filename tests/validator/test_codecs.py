@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from erasure import Capability, ErasureParams, Manifest, encode_segment_shards
 from protocol.db import alembic_config, make_engine, upgrade
-from protocol.http import SigningClient
 from protocol.settings import SettingsError, load_settings
+from protocol.signing import SigningClient
 from subnet.gateway_client import GatewayClient
 from subnet.objects_cmd import upload as upload_command
 from tests.validator.conftest import VALIDATOR, LiveMiner

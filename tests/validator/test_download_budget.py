@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from erasure import ErasureParams
 from protocol.epistula import sign_headers
-from protocol.http import SigningClient, wall_clock_ms
+from protocol.signing import SigningClient, wall_clock_ms
 from tests.rawhttp import request_head
 from tests.validator.conftest import VALIDATOR, LiveMiner
 from tests.validator.test_hardening import ALICE, BOB, LiveApi, serve_api, upload

@@ -24,7 +24,7 @@ from yarl import URL
 
 from erasure import Capability
 from protocol.epistula import sign_headers
-from protocol.http import SigningClient, wall_clock_ms
+from protocol.signing import SigningClient, wall_clock_ms
 from tests.rawhttp import RawResponse, read_response, request_head, send
 from tests.validator.conftest import VALIDATOR, LiveMiner
 from tests.validator.test_challenger import challenger

@@ -15,7 +15,7 @@ from bittensor_wallet import Keypair
 
 from erasure import MerkleProof, MerkleTree, hash_leaf
 from erasure.merkle import verify_leaf_hashes
-from protocol.http import SigningClient
+from protocol.signing import SigningClient
 from protocol.wire import StorageReceipt, encode_frame
 from storage_miner.app import make_app
 from storage_miner.fs_store import FsShardStore

@@ -16,7 +16,7 @@ from pathlib import Path
 from bittensor_wallet import Keypair
 
 from protocol.epistula import sign_headers
-from protocol.http import wall_clock_ms
+from protocol.signing import wall_clock_ms
 from protocol.wallet import create_wallet
 from tests.rawhttp import request_head
 
