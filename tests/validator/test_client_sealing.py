@@ -4,6 +4,7 @@ a lost reply loses nothing. Real validator app, real miner servers, the real cli
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -165,6 +166,31 @@ async def test_a_forged_last_segment_flag_fails_on_the_reader(api: Client, tmp_p
         await alice.download(None, tmp_path / "forged.bin", capability=str(cap))
     assert caught.value.code == "bad_ciphertext" and "segment 0" in caught.value.message
     assert not (tmp_path / "forged.bin").exists()
+
+
+async def test_a_forged_middle_segment_fails_with_nothing_written(
+    api: Client, tmp_path: Path
+) -> None:
+    """Segments are opened in a worker thread while the next one is read: a segment that
+    does not open (here segment 1, sealed under segment 2's number) still ends the download
+    at that segment, and no file appears, though segment 0 was written and segment 2 read."""
+    key = new_key()
+    data = random.Random(6).randbytes(2 * SEGMENT + 100)
+    body = (
+        encrypt_segment(key, 0, False, data[:SEGMENT])
+        + encrypt_segment(key, 2, False, data[SEGMENT : 2 * SEGMENT])
+        + encrypt_segment(key, 2, True, data[2 * SEGMENT :])
+    )
+    status, reply = await put_sealed(api, body, size=len(data), name="forged-middle")
+    assert status == 201, reply
+    verify_only = Capability.parse(reply["capability"])
+    cap = Capability(verify_only.verifier, verify_only.k, verify_only.m, len(data), key)
+    alice = await client_for(api, ALICE, tmp_path / "caps")
+    with pytest.raises(GatewayError) as caught:
+        await alice.download(None, tmp_path / "middle.bin", capability=str(cap))
+    assert caught.value.code == "bad_ciphertext" and "segment 1" in caught.value.message
+    assert not (tmp_path / "middle.bin").exists()
+    assert await asyncio.to_thread(lambda: sorted(tmp_path.glob(".middle*"))) == []
 
 
 async def test_a_capability_for_another_object_is_refused(api: Client, tmp_path: Path) -> None:
