@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from erasure import ErasureParams
+from validator.budget import LEAST_DEPTH, upload_window
+
 SUBNET = [sys.executable, "-m", "subnet"]
 HOTKEY = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
 
@@ -70,10 +73,12 @@ def test_bad_lists_are_refused_before_the_database_is_made(tmp_path: Path) -> No
     one_clear_line(run(*base, "--config", str(config)), f"users (from {config})", "ss58")
     one_clear_line(run(*base, "--k", "6", "--m", "4"), "m (from --m)", "1 <= k <= m")
     # A transfer budget that could not hold one upload's least window names the least.
+    params = ErasureParams(k=4, m=8, segment_size=16 * 2**20)
+    least = upload_window(params, LEAST_DEPTH, size=None, presealed=False, seals=True)
     one_clear_line(
         run(*base, "--transfer-memory", "64MiB"),
         "transfer_memory (from --transfer-memory)",
-        "at least 128MiB",
+        f"at least {least // 2**20}MiB",
         "4-of-8 with 16MiB segments",
     )
     assert not data.exists()
