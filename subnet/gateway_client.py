@@ -564,11 +564,7 @@ class GatewayClient:
         key: bytes, manifest: Manifest,
     ) -> int:  # fmt: skip
         """Open the ciphertext segment by segment as it arrives; each is authenticated
-        before a byte of it is written (a forged or reordered segment never lands).
-
-        The next segment is read while the one before is opened and written in a worker
-        thread: one after the other, the socket sat idle for every segment's decryption and
-        write (two segments in hand at most)."""
+        before a byte of it is written (a forged or reordered segment never lands)."""
         if response.status != 200:
             await self._json(response)
         segment, size = manifest.params.segment_size, manifest.size
@@ -581,34 +577,21 @@ class GatewayClient:
             return len(plain)
 
         written = 0
-        opening: asyncio.Future[int] | None = None  # the segment before, in its worker thread
-
-        async def opened() -> None:
-            nonlocal written, opening
-            if opening is not None:
-                done, opening = await opening, None
-                written += done
-                on_bytes(done)
-
         try:
             for index in range(count):
                 length = last if index == count - 1 else segment + TAG_SIZE
                 # One segment as one bytes (one copy out of the stream's buffers), opened and
-                # written in one thread hop, in order: one opening at a time.
+                # written in one thread hop.
                 sealed = await response.content.readexactly(length)
-                await opened()
-                opening = asyncio.ensure_future(asyncio.to_thread(open_and_write, index, sealed))
-                del sealed
-            await opened()
+                done = await asyncio.to_thread(open_and_write, index, sealed)
+                written += done
+                on_bytes(done)
         except asyncio.IncompleteReadError:
             raise GatewayError(502, "truncated", f"got {written} of {size} bytes") from None
         except ErasureError as exc:
             raise GatewayError(
                 502, "bad_ciphertext", f"the object does not open with that capability: {exc}"
             ) from None
-        finally:
-            if opening is not None:  # a failed read: the thread must be done with `out`
-                await asyncio.gather(opening, return_exceptions=True)
         if await response.content.read(1):
             raise GatewayError(502, "truncated", f"got more than the {size} bytes expected")
         return written

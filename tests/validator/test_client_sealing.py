@@ -171,9 +171,9 @@ async def test_a_forged_last_segment_flag_fails_on_the_reader(api: Client, tmp_p
 async def test_a_forged_middle_segment_fails_with_nothing_written(
     api: Client, tmp_path: Path
 ) -> None:
-    """Segments are opened in a worker thread while the next one is read: a segment that
-    does not open (here segment 1, sealed under segment 2's number) still ends the download
-    at that segment, and no file appears, though segment 0 was written and segment 2 read."""
+    """A segment past the first that does not open (here segment 1, sealed under segment
+    2's number) ends the download at that segment, and no file appears, though segment 0
+    was opened and written."""
     key = new_key()
     data = random.Random(6).randbytes(2 * SEGMENT + 100)
     body = (
