@@ -2,8 +2,10 @@
 
 - :mod:`protocol.epistula`: Epistula v2 signed requests (sr25519 hotkeys): signing headers,
   verifying them, the replay cache and every rejection reason. Pure: no I/O, no clock.
-- :mod:`protocol.http`: the aiohttp layer: one error middleware that maps every error to an
-  HTTP answer, one middleware that requires signatures, and a signing client.
+- :mod:`protocol.http`: the services' aiohttp layer: one error middleware that maps every
+  error to an HTTP answer, and one middleware that requires signatures.
+- :mod:`protocol.signing`: the client side, a session whose requests are signed; apart, so a
+  client imports none of the server.
 - :mod:`protocol.wallet`: hotkeys in the standard ``~/.bittensor/wallets`` layout.
 
 This package imports nothing of the services (``erasure``, ``storage_miner``, ``validator``,
