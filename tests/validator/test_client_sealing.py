@@ -148,6 +148,21 @@ async def test_bad_sealed_queries_are_named(api: Client, sessions: sessionmaker[
     assert committed(sessions) == 0
 
 
+async def _download_forged(
+    api: Client, tmp_path: Path, key: bytes, body: bytes, size: int, name: str
+) -> GatewayError:
+    """Store ``body`` as sealed by the client, then download it with the key into
+    ``tmp_path/<name>.bin``: the error the reader raised."""
+    status, reply = await put_sealed(api, body, size=size, name=name)
+    assert status == 201, reply
+    verify_only = Capability.parse(reply["capability"])
+    cap = Capability(verify_only.verifier, verify_only.k, verify_only.m, size, key)
+    alice = await client_for(api, ALICE, tmp_path / "caps")
+    with pytest.raises(GatewayError) as caught:
+        await alice.download(None, tmp_path / f"{name}.bin", capability=str(cap))
+    return caught.value
+
+
 async def test_a_forged_last_segment_flag_fails_on_the_reader(api: Client, tmp_path: Path) -> None:
     """The flag is inside the AEAD, so the validator (no key) cannot see it; a stream of the
     right length whose segment 0 was sealed as the last is stored, and the capability's
@@ -157,14 +172,8 @@ async def test_a_forged_last_segment_flag_fails_on_the_reader(api: Client, tmp_p
     body = encrypt_segment(key, 0, True, data[:SEGMENT]) + encrypt_segment(
         key, 1, True, data[SEGMENT:]
     )
-    status, reply = await put_sealed(api, body, size=len(data), name="forged")
-    assert status == 201, reply
-    verify_only = Capability.parse(reply["capability"])
-    cap = Capability(verify_only.verifier, verify_only.k, verify_only.m, len(data), key)
-    alice = await client_for(api, ALICE, tmp_path / "caps")
-    with pytest.raises(GatewayError) as caught:
-        await alice.download(None, tmp_path / "forged.bin", capability=str(cap))
-    assert caught.value.code == "bad_ciphertext" and "segment 0" in caught.value.message
+    caught = await _download_forged(api, tmp_path, key, body, len(data), "forged")
+    assert caught.code == "bad_ciphertext" and "segment 0" in caught.message
     assert not (tmp_path / "forged.bin").exists()
 
 
@@ -181,14 +190,8 @@ async def test_a_forged_middle_segment_fails_with_nothing_written(
         + encrypt_segment(key, 2, False, data[SEGMENT : 2 * SEGMENT])
         + encrypt_segment(key, 2, True, data[2 * SEGMENT :])
     )
-    status, reply = await put_sealed(api, body, size=len(data), name="forged-middle")
-    assert status == 201, reply
-    verify_only = Capability.parse(reply["capability"])
-    cap = Capability(verify_only.verifier, verify_only.k, verify_only.m, len(data), key)
-    alice = await client_for(api, ALICE, tmp_path / "caps")
-    with pytest.raises(GatewayError) as caught:
-        await alice.download(None, tmp_path / "middle.bin", capability=str(cap))
-    assert caught.value.code == "bad_ciphertext" and "segment 1" in caught.value.message
+    caught = await _download_forged(api, tmp_path, key, body, len(data), "middle")
+    assert caught.code == "bad_ciphertext" and "segment 1" in caught.message
     assert not (tmp_path / "middle.bin").exists()
     assert await asyncio.to_thread(lambda: sorted(tmp_path.glob(".middle*"))) == []
 

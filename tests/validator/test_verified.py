@@ -86,6 +86,21 @@ def disqualified(sessions: sessionmaker[Session], miner: LiveMiner) -> bool:
         return row.disqualified_at is not None
 
 
+def repairer_of(
+    sessions: sessionmaker[Session], client: MinerClient, miners: list[LiveMiner]
+) -> Repairer:
+    """A repairer that places on ``miners``, calls a miner unseen after an hour and retries
+    at once."""
+    return Repairer(
+        sessions,
+        client,
+        lambda: [m.candidate for m in miners],
+        unseen_after=3600,
+        retry_after=0,
+        rng=random.Random(3),
+    )
+
+
 async def test_the_running_total_equals_a_recount_after_every_step(
     sessions: sessionmaker[Session],
     miner_client: MinerClient,
@@ -155,14 +170,7 @@ async def test_the_running_total_equals_a_recount_after_every_step(
     scrubbed = await asyncio.to_thread(scrub_batch, rotten.service.store, rotten.service.index, 100)
     assert scrubbed.quarantined == (bad.shard_id,)
     here = [m for m in live_miners if m not in (silent, departed)]
-    fixer = Repairer(
-        sessions,
-        miner_client,
-        lambda: [m.candidate for m in here],
-        unseen_after=3600,
-        retry_after=0,
-        rng=random.Random(3),
-    )
+    fixer = repairer_of(sessions, miner_client, here)
     report = await fixer.run_once()
     assert report.quarantined == 1
     assert report.shards_rebuilt > 0
@@ -371,14 +379,7 @@ async def test_a_repair_racing_a_failed_challenge_takes_the_shard_off_once(
             .values(last_seen=datetime.now(UTC) - timedelta(days=1))
         )
     here = [m for m in live_miners if m is not holder]
-    fixer = Repairer(
-        sessions,
-        miner_client,
-        lambda: [m.candidate for m in here],
-        unseen_after=3600,
-        retry_after=0,
-        rng=random.Random(3),
-    )
+    fixer = repairer_of(sessions, miner_client, here)
 
     held = MinerRowHeld(db_url, miner_id(sessions, holder))
     try:
