@@ -395,7 +395,10 @@ class Uploader:
             return {c.hotkey for c, _ in placed.values()}
 
         targets: list[Candidate | None] = [*assigned, *[None] * (params.m - len(assigned))]
-        await asyncio.gather(*(push(i, t) for i, t in enumerate(targets)))
+        try:
+            await asyncio.gather(*(push(i, t) for i, t in enumerate(targets)))
+        finally:
+            segment.release()  # every push has ended: its buffer cuts a later segment
         if len(placed) < needed:
             raise UploadError(
                 "not_enough_receipts",

@@ -26,6 +26,7 @@ from erasure import (
     encode_segment_shards,
     split_segments,
 )
+from erasure.codec import decode_segment
 from erasure.crypto import TAG_SIZE
 from erasure.objects import GROW_LIMIT
 from tests.erasure.helpers import chunked, flip_bit, object_sizes, payload, small_params
@@ -471,3 +472,59 @@ def test_encoder_with_a_reused_chunk_buffer() -> None:
             return {n: held[index].shards[n].data for n in (4, 0, 2)}
 
         assert b"".join(decode_object(manifest, fetch, encoder.key)) == data
+
+
+# --- segment buffers, reused once released ----------------------------------------------------
+
+
+@pytest.mark.parametrize("presealed", [False, True])
+@pytest.mark.parametrize("hint", [True, False])
+def test_released_segments_buffers_cut_later_segments_and_nothing_is_lost(
+    presealed: bool, hint: bool
+) -> None:
+    """Each segment is decoded and then released: later segments are cut into the same
+    few buffers, and every segment still decodes to its own bytes."""
+    params = ErasureParams(3, 5, 2048, 128)
+    stride = params.segment_size + (TAG_SIZE if presealed else 0)
+    data = payload(stride * 9 + 100, seed=21)
+    for workers in (1, 2):
+        encoder = ObjectEncoder(
+            params, encrypt=presealed, presealed=presealed, workers=workers,
+            size_hint=len(data) if hint else None,
+        )
+        taken: list[bytearray] = []  # kept alive, so that ids name distinct buffers
+        take = encoder.buffers.take
+        encoder.buffers.take = lambda: taken.append(take()) or taken[-1]  # type: ignore[method-assign]
+        got = []
+        for segment in encoder.encode(chunked(data, (1000, 77, 4096))):
+            shares = {n: segment.shards[n].data for n in (4, 0, 2)}
+            got.append(bytes(decode_segment(shares, 3, 5, segment.info.size)))
+            segment.release()
+        assert b"".join(got) == data
+        # Every segment that is whole (without the length: that may be) was cut into one...
+        assert len(taken) == (9 if hint else 10)
+        assert len({id(b) for b in taken}) <= workers + 2  # ...of a few, reused
+
+
+def test_a_segment_not_released_is_never_overwritten() -> None:
+    """Without release, no buffer is reused: every segment held to the end stays intact."""
+    params = ErasureParams(2, 4, 1024, 64)
+    data = payload(1024 * 6, seed=5)
+    encoder = ObjectEncoder(params, encrypt=False, workers=2, size_hint=len(data))
+    held = list(encoder.encode(chunked(data, (333,))))
+    assert b"".join(s.shards[0].data + s.shards[1].data for s in held) == data
+    assert encoder.buffers._free == []
+
+
+def test_release_of_a_validator_sealed_segment_is_a_no_op_and_its_buffer_goes_back_at_once() -> (
+    None
+):
+    """Sealed by the encoder, the shards are of the ciphertext: the plaintext's buffer is
+    reused as soon as the segment is coded, before any release."""
+    params = ErasureParams(2, 4, 1024, 64)
+    data = payload(1024 * 4, seed=6)
+    encoder = ObjectEncoder(params, encrypt=True, size_hint=len(data))
+    segments = list(encoder.encode(chunked(data, (500,))))
+    assert len(encoder.buffers._free) == 1  # one buffer cut all four segments
+    fetch = lambda index, info: {n: segments[index].shards[n].data for n in (3, 1)}  # noqa: E731
+    assert b"".join(decode_object(encoder.manifest(), fetch, encoder.key)) == data
