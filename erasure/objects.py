@@ -252,13 +252,9 @@ class ObjectEncoder:
         if self._done or self._segments:
             raise ErasureError("an ObjectEncoder encodes one object; make a new one")
         if self.presealed:
-            pieces = _sealed_pieces(
-                chunks, self.params.segment_size, self.size_hint, self.buffers
-            )
+            pieces = _sealed_pieces(chunks, self.params.segment_size, self.size_hint, self.buffers)
         else:
-            pieces = split_segments(
-                chunks, self.params.segment_size, self.size_hint, self.buffers
-            )
+            pieces = split_segments(chunks, self.params.segment_size, self.size_hint, self.buffers)
         if self.workers == 1:
             results: Iterator[EncodedSegment] = (self._code(*piece) for piece in pieces)
         else:

@@ -477,33 +477,38 @@ def test_encoder_with_a_reused_chunk_buffer() -> None:
 # --- segment buffers, reused once released ----------------------------------------------------
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("presealed", [False, True])
 @pytest.mark.parametrize("hint", [True, False])
 def test_released_segments_buffers_cut_later_segments_and_nothing_is_lost(
-    presealed: bool, hint: bool
+    workers: int, presealed: bool, hint: bool
 ) -> None:
     """Each segment is decoded and then released: later segments are cut into the same
     few buffers, and every segment still decodes to its own bytes."""
     params = ErasureParams(3, 5, 2048, 128)
     stride = params.segment_size + (TAG_SIZE if presealed else 0)
     data = payload(stride * 9 + 100, seed=21)
-    for workers in (1, 2):
-        encoder = ObjectEncoder(
-            params, encrypt=presealed, presealed=presealed, workers=workers,
-            size_hint=len(data) if hint else None,
-        )
-        taken: list[bytearray] = []  # kept alive, so that ids name distinct buffers
-        take = encoder.buffers.take
-        encoder.buffers.take = lambda: taken.append(take()) or taken[-1]  # type: ignore[method-assign]
-        got = []
-        for segment in encoder.encode(chunked(data, (1000, 77, 4096))):
-            shares = {n: segment.shards[n].data for n in (4, 0, 2)}
-            got.append(bytes(decode_segment(shares, 3, 5, segment.info.size)))
-            segment.release()
-        assert b"".join(got) == data
-        # Every segment that is whole (without the length: that may be) was cut into one...
-        assert len(taken) == (9 if hint else 10)
-        assert len({id(b) for b in taken}) <= workers + 2  # ...of a few, reused
+    encoder = ObjectEncoder(
+        params, encrypt=presealed, presealed=presealed, workers=workers,
+        size_hint=len(data) if hint else None,
+    )  # fmt: skip
+    taken: list[bytearray] = []  # kept alive, so that ids name distinct buffers
+    take = encoder.buffers.take
+
+    def recording_take() -> bytearray:
+        taken.append(take())
+        return taken[-1]
+
+    encoder.buffers.take = recording_take  # type: ignore[method-assign]
+    got = []
+    for segment in encoder.encode(chunked(data, (1000, 77, 4096))):
+        shares = {n: segment.shards[n].data for n in (4, 0, 2)}
+        got.append(bytes(decode_segment(shares, 3, 5, segment.info.size)))
+        segment.release()
+    assert b"".join(got) == data
+    # Every segment that is whole (without the length: that may be) was cut into one...
+    assert len(taken) == (9 if hint else 10)
+    assert len({id(b) for b in taken}) <= workers + 2  # ...of a few, reused
 
 
 def test_a_segment_not_released_is_never_overwritten() -> None:
