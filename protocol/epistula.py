@@ -22,6 +22,14 @@ see a streamed body, so it hands the declared hash back in
 :attr:`VerifiedRequest.declared_content_hash` and the handler must check the bytes it streams
 against it (:meth:`VerifiedRequest.check_streamed_body`).
 
+A streamed body whose hash its sender learns only by sending it (sealing a file as it goes)
+declares ``"sha256:trailer"`` (:data:`TRAILING_SHA256`): its last :data:`TRAILER_SIZE` bytes
+are then a trailer, the sha256 of the bytes before it (32 bytes) and the signer's signature
+(64) of the message above with ``content_hash`` ``"sha256:<that hex>"`` and the headers' own
+uuid, timestamp and signed_for: what the headers would have signed, had the hash been known
+before the first byte (:func:`trailer`, :meth:`VerifiedRequest.check_trailer`). The uuid is
+spent by the headers, so a trailer is never a request's signature too.
+
 Every rejection is an :class:`EpistulaError` subclass with a stable ``reason`` code::
 
     EpistulaError
@@ -84,6 +92,8 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # separator, so one message can never be read as another.
 _DECLARED_HASH = re.compile(r"[A-Za-z0-9:_-]{1,256}")
 SHA256_PREFIX = "sha256:"
+TRAILING_SHA256 = "sha256:trailer"  # the body's sha256 and its signature end the body
+TRAILER_SIZE = 32 + 64
 
 
 class EpistulaError(Exception):
@@ -194,6 +204,11 @@ class VerifiedRequest:
     uuid: str
     timestamp_ms: int
     declared_content_hash: str | None
+    # What a trailer's signature covers besides the hash (the headers as sent); a request
+    # authenticated otherwise (an API token) is not ``signed``: its trailer's hash counts.
+    timestamp: str = ""
+    signed_for: str = ""
+    signed: bool = True
 
     def require_declared_hash(self) -> str:
         """The declared hash of a streamed body, or :class:`MissingHeader` if there is none."""
@@ -212,6 +227,54 @@ class VerifiedRequest:
                 f"the body's content hash is {actual_content_hash} but {HEADER_CONTENT_HASH} "
                 f"declared {declared}: send exactly the bytes whose hash you signed"
             )
+
+    def check_trailer(self, body_sha256: bytes, trailer: bytes) -> str:
+        """For a body declared :data:`TRAILING_SHA256`, once it is read: the hex sha256 of
+        the bytes before ``trailer``, or :class:`BodyMismatch` / :class:`BadSignature`."""
+        if self.declared_content_hash != TRAILING_SHA256:
+            raise UnexpectedContentHash(f"this body did not declare {TRAILING_SHA256}")
+        if len(trailer) != TRAILER_SIZE:
+            raise BodyMismatch(
+                f"the body is shorter than its {TRAILER_SIZE}-byte trailer: with "
+                f"{HEADER_CONTENT_HASH} {TRAILING_SHA256}, end the body with its sha256 and "
+                "the signature of it"
+            )
+        sent, signature = trailer[:32], trailer[32:]
+        if sent != body_sha256:
+            raise BodyMismatch(
+                f"the body's sha256 is {body_sha256.hex()} but its trailer says {sent.hex()}: "
+                "send exactly the bytes whose hash the trailer carries"
+            )
+        digest = sent.hex()
+        if self.signed:
+            message = signed_message(
+                SHA256_PREFIX + digest, self.uuid, self.timestamp, self.signed_for
+            )
+            try:
+                valid = Keypair(ss58_address=self.signed_by).verify(message, signature)
+            except ValueError:
+                valid = False
+            if not valid:
+                raise BadSignature(
+                    "the trailer's signature does not match: sign 'sha256:<hex of the body "
+                    "before the trailer>.<uuid>.<timestamp>.<signed_for>', as in the headers, "
+                    f"with the hotkey named in {HEADER_SIGNED_BY}"
+                )
+        return digest
+
+
+def trailer(keypair: Keypair | None, body_sha256: bytes, headers: Mapping[str, str]) -> bytes:
+    """The trailer that ends a body sent under ``headers`` (signed with
+    :data:`TRAILING_SHA256` by ``keypair``; None: not signed, as with an API token)."""
+    if keypair is None:
+        return body_sha256 + bytes(64)
+    message = signed_message(
+        SHA256_PREFIX + body_sha256.hex(),
+        headers[HEADER_UUID],
+        headers[HEADER_TIMESTAMP],
+        headers[HEADER_SIGNED_FOR],
+    )
+    return body_sha256 + keypair.sign(message)
 
 
 def body_sha256_hex(body: bytes) -> str:
@@ -366,6 +429,8 @@ class EpistulaVerifier:
             uuid=parsed.uuid,
             timestamp_ms=parsed.timestamp_ms,
             declared_content_hash=parsed.declared,
+            timestamp=parsed.timestamp,
+            signed_for=parsed.signed_for,
         )
 
     def _check_headers(

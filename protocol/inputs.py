@@ -20,6 +20,7 @@ A handler never calls ``int()`` on a query value, ``request.json()`` or
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import re
@@ -28,6 +29,7 @@ from typing import Any, Final
 
 from aiohttp import StreamReader, web
 
+from protocol.epistula import SHA256_PREFIX, TRAILER_SIZE, TRAILING_SHA256, VerifiedRequest
 from protocol.http import ApiError, BadRequest
 
 MAX_QUERY_INT: Final = 2**63 - 1  # a signed 64-bit column holds every accepted value
@@ -208,3 +210,85 @@ async def write_paced(
             if taken < min_rate * window:
                 raise ReaderTooSlow(f"the reader took under {min_rate} bytes/s")
             waited, taken = 0.0, 0
+
+
+HASH_BATCH = 1024 * 1024  # a signed body is hashed off the event loop this much at a time
+
+
+class SignedBody:
+    """A streamed body checked against what its sender signed: a declared ``sha256:<hex>``,
+    or (:data:`~protocol.epistula.TRAILING_SHA256`) the trailer its last bytes carry.
+
+    Iterate it for the object's bytes, the trailer held back, as received (re-cut chunks
+    would each be a fresh, page-faulting mapping) and hashed off the event loop about
+    :data:`HASH_BATCH` at a time; then :meth:`check` before anything becomes visible.
+    """
+
+    def __init__(
+        self, caller: VerifiedRequest, declared: str, length: int, chunks: AsyncIterator[bytes]
+    ) -> None:
+        if not declared.startswith(SHA256_PREFIX):
+            raise BadRequest(
+                "bad_hash",
+                "declare Epistula-Content-Hash as sha256:<hex of the body>, or "
+                f"{TRAILING_SHA256} and end the body with its hash and signature",
+            )
+        self.caller = caller
+        self.declared = declared
+        self.trailed = declared == TRAILING_SHA256
+        self.size = length - (TRAILER_SIZE if self.trailed else 0)  # the object's bytes
+        if self.size < 0:
+            raise BadRequest(
+                "bad_upload", f"the body is shorter than its {TRAILER_SIZE}-byte trailer"
+            )
+        self.received = 0
+        self._chunks = chunks
+        self._trailer = bytearray()
+        self._digest = hashlib.sha256()
+
+    @property
+    def declared_sha256(self) -> str | None:
+        """The body's sha256 (hex) as signed up front; None when a trailer will say it."""
+        return None if self.trailed else self.declared.removeprefix(SHA256_PREFIX)
+
+    def _hash(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self._digest.update(chunk)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        batch: list[bytes] = []
+        held = 0
+        async for received in self._chunks:
+            chunk = received
+            if self.received + len(chunk) > self.size:  # past the object: its trailer
+                within = self.size - self.received
+                room = TRAILER_SIZE if self.trailed else 0
+                if len(self._trailer) + len(chunk) - within > room:
+                    raise BadRequest("bad_upload", "the body is longer than Content-Length")
+                self._trailer.extend(memoryview(chunk)[within:])
+                chunk = chunk[:within]
+                if not chunk:
+                    continue
+            self.received += len(chunk)
+            batch.append(chunk)
+            held += len(chunk)
+            if held >= HASH_BATCH:
+                await asyncio.to_thread(self._hash, batch)
+                for piece in batch:
+                    yield piece
+                batch, held = [], 0
+        await asyncio.to_thread(self._hash, batch)
+        for piece in batch:
+            yield piece
+
+    def check(self) -> str | None:
+        """Once the body is read: raise unless it is whole and what its sender signed; the
+        body's sha256 (hex) when only its trailer told it."""
+        if self.received != self.size:
+            raise BadRequest(
+                "bad_upload", f"the body ended after {self.received} of {self.size} bytes"
+            )
+        if self.trailed:
+            return self.caller.check_trailer(self._digest.digest(), bytes(self._trailer))
+        self.caller.check_streamed_body(SHA256_PREFIX + self._digest.hexdigest())
+        return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json as jsonlib
 import time
-from collections.abc import AsyncIterable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Final
 
 from aiohttp import ClientSession, hdrs
@@ -17,7 +17,13 @@ from aiohttp.client import _RequestContextManager
 from aiohttp.typedefs import StrOrURL
 from bittensor_wallet import Keypair
 
-from protocol.epistula import SHA256_PREFIX, body_sha256_hex, sign_headers
+from protocol.epistula import (
+    SHA256_PREFIX,
+    TRAILING_SHA256,
+    body_sha256_hex,
+    sign_headers,
+    trailer,
+)
 
 
 def wall_clock_ms() -> int:
@@ -93,3 +99,35 @@ class SigningClient:
             declared=True,
         )
         return self.session.request(method, url, data=body, headers={**(headers or {}), **signed})
+
+    def request_trailed(
+        self,
+        method: str,
+        url: StrOrURL,
+        *,
+        signed_for: str,
+        body: AsyncIterable[bytes | memoryview],
+        body_sha256: Callable[[], bytes],
+        headers: Mapping[str, str] | None = None,
+    ) -> _RequestContextManager:
+        """Send a streamed body whose hash is known only at its end (``body_sha256``, asked
+        once ``body`` is spent), then its signed trailer (:data:`TRAILING_SHA256`). Count
+        :data:`~protocol.epistula.TRAILER_SIZE` in a Content-Length."""
+        signed = sign_headers(
+            self.keypair,
+            body_hash=TRAILING_SHA256,
+            signed_for=signed_for,
+            now_ms=self._clock_ms(),
+            declared=True,
+        )
+        data = trailed(body, lambda: trailer(self.keypair, body_sha256(), signed))
+        return self.session.request(method, url, data=data, headers={**(headers or {}), **signed})
+
+
+async def trailed(
+    body: AsyncIterable[bytes | memoryview], end: Callable[[], bytes]
+) -> AsyncIterator[bytes | memoryview]:
+    """``body``, then ``end()``, made once the body is spent."""
+    async for chunk in body:
+        yield chunk
+    yield end()

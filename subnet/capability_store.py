@@ -157,6 +157,16 @@ class CapabilityStore:
         self._change(add)
         return attempt
 
+    def record_sha256(self, attempt: str, sha256: str) -> None:
+        """The attempt's body is all sent but its trailer: keep the hash that names it, so
+        that a re-run recognises the object if the reply is lost."""
+
+        def record(data: dict[str, Any]) -> None:
+            if attempt in data["pending"]:
+                data["pending"][attempt]["sha256"] = sha256
+
+        self._change(record)
+
     def complete(
         self, object_id: str, name: str, capability: str, sha256: str | None,
         attempt: str | None = None,

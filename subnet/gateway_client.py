@@ -43,8 +43,8 @@ from erasure import (
     segment_count,
 )
 from erasure.crypto import TAG_SIZE, encrypt_segment_into
-from protocol.epistula import HEADER_CONTENT_HASH
-from protocol.signing import SigningClient
+from protocol.epistula import HEADER_CONTENT_HASH, TRAILER_SIZE, TRAILING_SHA256, trailer
+from protocol.signing import SigningClient, trailed
 from subnet.capability_store import DEFAULT_CAPS, CapabilityStore
 from subnet.dataset import sha256_of
 
@@ -52,9 +52,6 @@ __all__ = ["DEFAULT_CAPS", "CapabilityStore", "GatewayClient", "GatewayError", "
 
 CHUNK = 1024 * 1024
 SEALS = ("client", "validator", "none")
-# A file of at most this many segments is sealed once: the hashing pass keeps them to send.
-# That is no more than the sending pass holds anyway (a segment sent, one sealed ahead).
-KEEP_SEGMENTS = 2
 IN_PROGRESS_WAIT = 30.0  # a name another (dying) upload holds: how long to wait for it
 
 
@@ -92,11 +89,34 @@ def _discard(path: str) -> None:
     Path(path).unlink(missing_ok=True)
 
 
-def _plain_segments(src: IO[bytes], segment_size: int) -> Iterator[tuple[int, bytes, bool]]:
+def _changed(path: Path | str) -> GatewayError:
+    return GatewayError(
+        409, "file_changed", f"{path} changed while it was being uploaded; upload it again"
+    )
+
+
+def _plain_segments(
+    src: IO[bytes], segment_size: int, size: int | None = None
+) -> Iterator[tuple[int, bytes, bool]]:
     """``(index, plaintext, is_last)`` cut as :func:`erasure.seal_segments` cuts them, read
     one segment per call (a buffered read of n loops to n or the end; a fresh bytes is not
-    zero-filled, so a small file costs its size, not a segment; the next read shows whether
-    a segment is the last)."""
+    zero-filled, so a small file costs its size, not a segment). ``size``: the file's length
+    when the upload began; a file of another length now is refused (``file_changed``)
+    rather than sent in part. Without it, the file is read to its end (the next read shows
+    whether a segment is the last)."""
+    if size is not None:
+        index, left = 0, size
+        while left:
+            want = min(segment_size, left)
+            plain = src.read(want)
+            if len(plain) != want:
+                raise _changed(src.name)
+            left -= want
+            yield index, plain, not left
+            index += 1
+        if src.read(1):
+            raise _changed(src.name)
+        return
     held = src.read(segment_size)
     index = 0
     while held:
@@ -105,79 +125,73 @@ def _plain_segments(src: IO[bytes], segment_size: int) -> Iterator[tuple[int, by
         held, index = ahead, index + 1
 
 
-def _hash_pass(
-    path: Path, key: bytes, segment_size: int, keep: bool
-) -> tuple[str, int, list[bytes] | None]:
-    """(sha256 of the sealed stream, plaintext bytes, its sealed segments if ``keep`` and
-    there are at most KEEP_SEGMENTS of them, else None). Sealing is deterministic under one
-    key, so this is the hash of what an upload under ``key`` sends (signed up front)."""
+def sealed_digest(path: Path, key: bytes, segment_size: int) -> tuple[str, int]:
+    """(sha256 of the sealed stream, plaintext bytes) of ``path`` sealed under ``key``:
+    sealing is deterministic under one key, so the hash of what an upload under it sent."""
     digest = hashlib.sha256()
     size = 0
-    kept: list[bytes] | None = [] if keep else None
     scratch = bytearray()  # only hashed: one buffer for every segment, made when first needed
     with path.open("rb") as src:
         for index, plain, is_last in _plain_segments(src, segment_size):
             size += len(plain)
-            if kept is not None and len(kept) < KEEP_SEGMENTS:
-                sealed: bytes | memoryview = encrypt_segment(key, index, is_last, plain)
-                kept.append(bytes(sealed))
-            else:
-                kept = None  # too large to keep: it is sealed again as it is sent
-                if len(scratch) < len(plain) + TAG_SIZE:
-                    scratch = bytearray(segment_size + TAG_SIZE)
-                sealed = memoryview(scratch)[: len(plain) + TAG_SIZE]
-                encrypt_segment_into(key, index, is_last, plain, sealed)
+            if len(scratch) < len(plain) + TAG_SIZE:
+                scratch = bytearray(segment_size + TAG_SIZE)
+            sealed = memoryview(scratch)[: len(plain) + TAG_SIZE]
+            encrypt_segment_into(key, index, is_last, plain, sealed)
             digest.update(sealed)
-    return digest.hexdigest(), size, kept
+    return digest.hexdigest(), size
 
 
-def sealed_digest(path: Path, key: bytes, segment_size: int) -> tuple[str, int]:
-    """(sha256 of the sealed stream, plaintext bytes) of ``path`` sealed under ``key``."""
-    digest, size, _ = _hash_pass(path, key, segment_size, keep=False)
-    return digest, size
-
-
-def _sealed_segments(src: IO[bytes], key: bytes, segment_size: int) -> Iterator[bytes]:
-    for index, plain, is_last in _plain_segments(src, segment_size):
-        yield encrypt_segment(key, index, is_last, plain)
+def _sealed_segments(
+    src: IO[bytes], key: bytes, segment_size: int, size: int, digest: Any
+) -> Iterator[bytes]:
+    for index, plain, is_last in _plain_segments(src, segment_size, size):
+        sealed = encrypt_segment(key, index, is_last, plain)
+        digest.update(sealed)  # here, in the sealing thread, beside the network
+        yield sealed
 
 
 async def _sealed_chunks(
-    path: Path, key: bytes, segment_size: int, on_bytes: Callable[[int], None],
-    kept: list[bytes] | None = None,
+    path: Path, key: bytes, segment_size: int, size: int, on_bytes: Callable[[int], None],
+    digest: Any,
 ) -> AsyncIterator[memoryview]:  # fmt: skip
-    """The sealed stream: ``kept`` (the hashing pass's segments), or read and sealed again
-    in a thread one segment ahead of the network."""
-
-    async def send(sealed: bytes) -> AsyncIterator[memoryview]:
-        view = memoryview(sealed)
-        for at in range(0, len(view), CHUNK):
-            yield view[at : at + CHUNK]
-        on_bytes(len(sealed) - TAG_SIZE)
-
-    if kept is not None:
-        while kept:
-            async for chunk in send(kept.pop(0)):  # dropped once sent
-                yield chunk
-        return
+    """The first ``size`` bytes of ``path`` sealed, read and sealed in a thread one segment
+    ahead of the network; ``digest`` (a hashlib sha256) takes every sealed byte."""
     with path.open("rb") as src:
-        segments = _sealed_segments(src, key, segment_size)
+        segments = _sealed_segments(src, key, segment_size, size, digest)
         ahead = asyncio.ensure_future(asyncio.to_thread(next, segments, None))
         try:
             while (sealed := await ahead) is not None:
                 ahead = asyncio.ensure_future(asyncio.to_thread(next, segments, None))
-                async for chunk in send(sealed):
-                    yield chunk
+                view = memoryview(sealed)
+                for at in range(0, len(view), CHUNK):
+                    yield view[at : at + CHUNK]
+                on_bytes(len(sealed) - TAG_SIZE)
         finally:
             # The file closes when this returns: let a read in flight finish first.
             await asyncio.gather(ahead, return_exceptions=True)
 
 
-async def _file_chunks(path: Path, on_bytes: Callable[[int], None]) -> AsyncIterator[bytes]:
+async def _file_chunks(
+    path: Path, size: int, on_bytes: Callable[[int], None], digest: Any
+) -> AsyncIterator[bytes]:
+    """The first ``size`` bytes of ``path``, hashed into ``digest`` as they are read."""
+
+    def read(src: IO[bytes], want: int) -> bytes:
+        chunk = src.read(want) if want else src.read(1)
+        if len(chunk) != want:
+            raise _changed(path)
+        digest.update(chunk)
+        return chunk
+
     with path.open("rb") as src:
-        while chunk := await asyncio.to_thread(src.read, CHUNK):
+        left = size
+        while left:
+            chunk = await asyncio.to_thread(read, src, min(CHUNK, left))
+            left -= len(chunk)
             on_bytes(len(chunk))
             yield chunk
+        await asyncio.to_thread(read, src, 0)  # nothing more: the file did not grow
 
 
 class BearerClient:
@@ -194,14 +208,15 @@ class BearerClient:
         del signed_for  # tokens are not bound to a receiver
         return self.session.request(method, url, headers={**(headers or {}), **self.auth})
 
-    def request_stream(
-        self, method: str, url: StrOrURL, *, signed_for: str, content_hash: str,
-        body: AsyncIterable[bytes | memoryview] | bytes,
+    def request_trailed(
+        self, method: str, url: StrOrURL, *, signed_for: str,
+        body: AsyncIterable[bytes | memoryview], body_sha256: Callable[[], bytes],
         headers: Mapping[str, str] | None = None,
     ) -> Any:  # fmt: skip
         del signed_for
-        sent = {**(headers or {}), **self.auth, HEADER_CONTENT_HASH: content_hash}
-        return self.session.request(method, url, data=body, headers=sent)
+        sent = {**(headers or {}), **self.auth, HEADER_CONTENT_HASH: TRAILING_SHA256}
+        data = trailed(body, lambda: trailer(None, body_sha256(), sent))
+        return self.session.request(method, url, data=data, headers=sent)
 
 
 class GatewayClient:
@@ -261,54 +276,72 @@ class GatewayClient:
         seal = seal or ("client" if encrypt else "none")
         if seal not in SEALS:
             raise ValueError(f"seal is one of {', '.join(SEALS)}")
-        mode = stat.S_IMODE((await asyncio.to_thread(path.stat)).st_mode) & 0o777
+        info = await asyncio.to_thread(path.stat)
+        size, mode = info.st_size, stat.S_IMODE(info.st_mode) & 0o777
         query = {"name": name, "seal": seal, "mode": f"{mode:o}"}
         if codec is not None:
             query["codec"] = codec
+        digest = hashlib.sha256()
         if seal != "client":
-            digest, size = await asyncio.to_thread(lambda: (sha256_of(path), path.stat().st_size))
-            result = await self._put(query, digest, size, _file_chunks(path, on_bytes))
-            await asyncio.to_thread(
-                self.caps.complete, result["object_id"], name, result["capability"], digest
+            result = await self._put(
+                query, size, _file_chunks(path, size, on_bytes, digest), digest
             )
+            await asyncio.to_thread(
+                self.caps.complete,
+                result["object_id"], name, result["capability"], digest.hexdigest(),
+            )  # fmt: skip
             return result
         key = new_key()  # one key, one upload attempt: never reused for other bytes
-        small = (await asyncio.to_thread(path.stat)).st_size <= KEEP_SEGMENTS * self.segment_size
-        digest, size, kept = await asyncio.to_thread(
-            _hash_pass, path, key, self.segment_size, small
-        )
-        # The key is on disk before a byte leaves: whatever happens to the reply, a re-run
-        # can complete the capability.
-        attempt = await asyncio.to_thread(
-            self.caps.begin, name, key, digest, size, self.segment_size
-        )
+        # The key is on disk before a byte leaves, and the hash before the trailer that lets
+        # the validator commit: whatever happens to the reply, a re-run can complete the
+        # capability.
+        attempt = await asyncio.to_thread(self.caps.begin, name, key, "", size, self.segment_size)
         query |= {"size": str(size), "segment_size": str(self.segment_size)}
-        body = _sealed_chunks(path, key, self.segment_size, on_bytes, kept)
+        body = self._sealed_body(path, key, size, attempt, digest, on_bytes)
         try:
-            result = await self._put(query, digest, sealed_size(size, self.segment_size), body)
+            result = await self._put(query, sealed_size(size, self.segment_size), body, digest)
         except GatewayError:
-            # The validator answered, so it abandoned the attempt: nothing was committed.
+            # The validator answered, or the file changed before the trailer was sent: in
+            # both cases nothing was committed.
             await asyncio.to_thread(self.caps.discard, attempt)
             raise
         capability = _with_key(result["capability"], key, size)
         await asyncio.to_thread(
-            self.caps.complete, result["object_id"], name, capability, digest, attempt
-        )
+            self.caps.complete, result["object_id"], name, capability, digest.hexdigest(),
+            attempt,
+        )  # fmt: skip
         return {**result, "capability": capability}
 
+    async def _sealed_body(
+        self, path: Path, key: bytes, size: int, attempt: str, digest: Any,
+        on_bytes: Callable[[int], None],
+    ) -> AsyncIterator[memoryview]:  # fmt: skip
+        """``path`` sealed under ``key``; once it is all sent, and before its trailer lets
+        the validator commit, its hash goes into the pending ``attempt``."""
+        async for chunk in _sealed_chunks(path, key, self.segment_size, size, on_bytes, digest):
+            yield chunk
+        await asyncio.to_thread(self.caps.record_sha256, attempt, digest.hexdigest())
+
     async def _put(
-        self, query: dict[str, str], digest: str, length: int,
-        body: AsyncIterable[bytes | memoryview],
+        self, query: dict[str, str], length: int, body: AsyncIterable[bytes | memoryview],
+        digest: Any,
     ) -> dict[str, Any]:  # fmt: skip
-        async with self.signer.request_stream(
-            "PUT",
-            URL(f"{self.url}/v1/objects").with_query(query),
-            signed_for=self.validator,
-            content_hash=f"sha256:{digest}",
-            body=body,
-            headers={"Content-Length": str(length)},
-        ) as response:
-            return await self._json(response)
+        """PUT ``length`` bytes of ``body`` and its trailer (``digest``, the hashlib sha256
+        the body fills as it is read, signed once it is spent)."""
+        try:
+            async with self.signer.request_trailed(
+                "PUT",
+                URL(f"{self.url}/v1/objects").with_query(query),
+                signed_for=self.validator,
+                body=body,
+                body_sha256=digest.digest,
+                headers={"Content-Length": str(length + TRAILER_SIZE)},
+            ) as response:
+                return await self._json(response)
+        except aiohttp.ClientError as exc:
+            if isinstance(exc.__cause__, GatewayError):  # raised by the body: the file changed
+                raise exc.__cause__ from None
+            raise
 
     async def put(
         self, path: Path, name: str, listed: Mapping[str, Mapping[str, Any]], *,

@@ -258,16 +258,15 @@ def test_an_object_stored_without_a_mode_downloads_with_the_default(
         async with aiohttp.ClientSession() as session:
             client = GatewayClient(session, keypair, net["urls"]["full"])
             await client.connect()
-            digest = hashlib.sha256(source.read_bytes()).hexdigest()
             with pytest.raises(GatewayError) as refused:
                 await client._put(
-                    {"name": "bad-mode.bin", "seal": "none", "mode": "1777"}, digest, 1000,
-                    _chunks(source.read_bytes()),
+                    {"name": "bad-mode.bin", "seal": "none", "mode": "1777"}, 1000,
+                    _chunks(source.read_bytes()), hashlib.sha256(source.read_bytes()),
                 )  # fmt: skip
             assert (refused.value.status, refused.value.code) == (400, "bad_mode")
             await client._put(  # the request a client from before modes sent
-                {"name": "modeless.bin", "seal": "none"}, digest, 1000,
-                _chunks(source.read_bytes()),
+                {"name": "modeless.bin", "seal": "none"}, 1000,
+                _chunks(source.read_bytes()), hashlib.sha256(source.read_bytes()),
             )  # fmt: skip
 
     asyncio.run(upload_without_mode())

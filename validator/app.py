@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -50,7 +49,6 @@ from erasure.codec import codec_available
 from erasure.manifest import SEALERS
 from protocol.epistula import (
     HEADER_CONTENT_HASH,
-    SHA256_PREFIX,
     EpistulaVerifier,
     HotkeyPolicy,
     VerifiedRequest,
@@ -69,7 +67,7 @@ from protocol.http import (
     streamed_body,
     verified,
 )
-from protocol.inputs import paced_body, query_float, query_int
+from protocol.inputs import SignedBody, paced_body, query_float, query_int
 from protocol.metrics import ServiceMetrics
 from protocol.signing import wall_clock_ms
 from validator import budget, dashboard, health_routes
@@ -94,7 +92,6 @@ SETTINGS = web.AppKey("settings", ValidatorSettings)
 CHALLENGER = web.AppKey("challenger", Challenger)
 CHAIN_SYNC = web.AppKey("chain_sync", ChainSync)
 REFRESH_SECONDS = 30.0
-HASH_BATCH = 1024 * 1024  # an upload's body is hashed off the event loop this much at a time
 _UNAVAILABLE = {"not_enough_miners", "not_enough_receipts", "not_enough_shards"}
 MAX_TOKEN = 256  # characters of an API token
 MAX_CAPABILITY = 512  # characters of an X-Capability header (a real one is ~150)
@@ -133,6 +130,7 @@ async def api_tokens(request: web.Request, handler: Handler) -> web.StreamRespon
         uuid="",
         timestamp_ms=wall_clock_ms(),
         declared_content_hash=request.headers.get(HEADER_CONTENT_HASH),
+        signed=False,
     )
     return await handler(request)
 
@@ -260,54 +258,22 @@ async def put_object(request: web.Request) -> web.Response:
     name = request.query.get("name", "")
     if not 0 < len(name) <= MAX_NAME or "\x00" in name:
         raise BadRequest("bad_name", f"give ?name= with 1..{MAX_NAME} characters")
-    declared = caller.require_declared_hash()
-    if not declared.startswith(SHA256_PREFIX):
-        raise BadRequest("bad_hash", "declare Epistula-Content-Hash as sha256:<hex of the body>")
     codec = _codec(request, settings.codec)
-    size = request.content_length
-    if size is None:
+    if request.content_length is None:
         raise ApiError(411, "length_required", "send Content-Length")
-    seal, keep_key = _sealing(request, settings, size)
-    owner = await asyncio.to_thread(gateway.user_id, caller.signed_by)
-    digest = hashlib.sha256()
-    received = 0
-
-    def hash_all(chunks: list[bytes]) -> None:
-        for chunk in chunks:
-            digest.update(chunk)
-
-    async def body() -> AsyncIterator[bytes]:
-        # Chunks as received (re-cut 1 MiB chunks would each be a fresh, page-faulting
-        # mapping), hashed off the event loop ~1 MiB at a time. A body that stalls or
-        # trickles is refused (408), so it cannot hold an upload slot.
-        nonlocal received
-        batch: list[bytes] = []
-        held = 0
-        chunks = paced_body(
+    # A body that stalls or trickles is refused (408), so it cannot hold an upload slot.
+    body = SignedBody(
+        caller,
+        caller.require_declared_hash(),
+        request.content_length,
+        paced_body(
             request.content,
             window=settings.upload_stall_seconds,
             min_rate=settings.upload_min_rate,
-        )
-        async for chunk in chunks:
-            received += len(chunk)
-            if received > size:
-                raise BadRequest("bad_upload", "the body is longer than Content-Length")
-            batch.append(chunk)
-            held += len(chunk)
-            if held >= HASH_BATCH:
-                await asyncio.to_thread(hash_all, batch)
-                for piece in batch:
-                    yield piece
-                batch, held = [], 0
-        await asyncio.to_thread(hash_all, batch)
-        for piece in batch:
-            yield piece
-
-    def check() -> None:
-        if received != size:
-            raise BadRequest("bad_upload", f"the body ended after {received} of {size} bytes")
-        caller.check_streamed_body(SHA256_PREFIX + digest.hexdigest())
-
+        ),
+    )
+    seal, keep_key = _sealing(request, settings, body.size)
+    owner = await asyncio.to_thread(gateway.user_id, caller.signed_by)
     params = ErasureParams(
         k=settings.k,
         m=settings.m,
@@ -322,13 +288,15 @@ async def put_object(request: web.Request) -> web.Response:
         encrypt=seal != "none",
         keep_key=keep_key,
         presealed=seal == "client",
-        content_sha256=declared.removeprefix(SHA256_PREFIX),
-        declared_size=size,
+        content_sha256=body.declared_sha256,
+        declared_size=body.size,
     )
     # Looked up before: once the upload commits, no step may touch the database, or a
     # failure there (a restart) would report as failed an object that is stored and listed.
     user_name = await asyncio.to_thread(gateway.user_name, owner)
-    result = await gateway.uploader.upload(owner, name, body(), options, before_commit=check)
+    result = await gateway.uploader.upload(
+        owner, name, aiter(body), options, before_commit=body.check
+    )
     reply = asdict(result)
     reply["sealed_by"] = seal
     reply["warning"] = result.redundancy_warning

@@ -166,10 +166,11 @@ class Uploader:
         name: str,
         body: AsyncIterator[bytes],
         options: UploadOptions,
-        before_commit: Callable[[], None] = lambda: None,
+        before_commit: Callable[[], str | None] = lambda: None,
         in_commit: Callable[[Session, str], None] | None = None,
     ) -> UploadResult:
-        """Store ``body`` as ``name``; ``before_commit`` may still refuse (e.g. a bad hash).
+        """Store ``body`` as ``name``; ``before_commit`` may still refuse (e.g. a bad hash),
+        or name the body's sha256 (hex) when only its end told it (a trailer).
         ``in_commit(session, object_id)`` runs in the commit's own transaction (rows that
         make the object visible elsewhere, as the S3 API's): both land, or neither.
 
@@ -267,7 +268,7 @@ class Uploader:
         options: UploadOptions,
         depth: Depth,
         pushed: list[tuple[MinerAddress, str]],
-        before_commit: Callable[[], None],
+        before_commit: Callable[[], str | None],
         in_commit: Callable[[Session, str], None] | None,
     ) -> UploadResult:
         encoder = ObjectEncoder(
@@ -309,7 +310,7 @@ class Uploader:
             # Let pushes in flight finish (each is bounded by attempts and timeouts) rather
             # than cancel them: a cancelled push can still land, and would then leak.
             await asyncio.gather(encoding, feeding, *storing, return_exceptions=True)
-        before_commit()
+        content_sha256 = before_commit() or options.content_sha256
         manifest = encoder.manifest()
         capability = encoder.capability()
         await asyncio.to_thread(
@@ -319,6 +320,7 @@ class Uploader:
             manifest.verifier_hash().hex(),
             manifest.size,
             encoder.key if options.keep_key else None,
+            content_sha256,
             in_commit,
         )
         return UploadResult(
@@ -478,6 +480,7 @@ class Uploader:
         verifier: str,
         size: int,
         key: bytes | None,
+        content_sha256: str | None,
         in_commit: Callable[[Session, str], None] | None = None,
     ) -> None:
         with self.sessions.begin() as session:
@@ -489,6 +492,7 @@ class Uploader:
                     verifier=verifier,
                     size=size,
                     key=key,
+                    content_sha256=content_sha256,
                     state="committed",
                     committed_at=now(),
                 )

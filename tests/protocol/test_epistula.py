@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 import pytest
@@ -16,6 +17,8 @@ from protocol.epistula import (
     HEADER_TIMESTAMP,
     HEADER_UUID,
     HEADER_VERSION,
+    TRAILER_SIZE,
+    TRAILING_SHA256,
     BadSignature,
     BodyMismatch,
     EpistulaError,
@@ -28,10 +31,13 @@ from protocol.epistula import (
     StaleTimestamp,
     StaticAllowlist,
     UnknownHotkey,
+    UnexpectedContentHash,
     UnsupportedVersion,
+    VerifiedRequest,
     WrongRecipient,
     body_sha256_hex,
     sign_headers,
+    trailer,
 )
 
 NOW = 1_700_000_000_000
@@ -425,3 +431,98 @@ def test_each_request_gets_a_fresh_uuid(alice: Keypair, bob: Keypair) -> None:
     uuids = {signed(alice, bob)[HEADER_UUID] for _ in range(20)}
     assert len(uuids) == 20
     assert all(uuid.UUID(u).version == 4 for u in uuids)
+
+
+# --- trailers: a streamed body's hash and signature at its end ---------------------------------
+
+
+def trailed_request(
+    signer: Keypair, receiver: Keypair, body: bytes
+) -> tuple[VerifiedRequest, dict[str, str], bytes]:
+    """A verified request declaring a trailer, its headers, and the trailer its signer sends."""
+    headers = sign_headers(
+        signer,
+        body_hash=TRAILING_SHA256,
+        signed_for=receiver.ss58_address,
+        now_ms=NOW,
+        declared=True,
+    )
+    verified = EpistulaVerifier(window_ms=WINDOW).verify(
+        headers, body_sha256_hex=None, now_ms=NOW, expected_signed_for=receiver.ss58_address
+    )
+    return verified, headers, trailer(signer, hashlib.sha256(body).digest(), headers)
+
+
+def test_a_trailer_proves_the_body_and_names_its_hash(alice: Keypair, bob: Keypair) -> None:
+    verified, _, end = trailed_request(alice, bob, BODY)
+    assert len(end) == TRAILER_SIZE
+    assert verified.check_trailer(hashlib.sha256(BODY).digest(), end) == body_sha256_hex(BODY)
+
+
+def test_a_trailer_signs_what_the_headers_would_have(alice: Keypair, bob: Keypair) -> None:
+    """Its signature is of the Epistula message with the body's sha256 as content hash."""
+    _, headers, end = trailed_request(alice, bob, BODY)
+    message = f"sha256:{body_sha256_hex(BODY)}.{headers[HEADER_UUID]}.{headers[HEADER_TIMESTAMP]}"
+    assert alice.verify(f"{message}.{bob.ss58_address}".encode(), end[32:])
+
+
+@pytest.mark.parametrize(
+    ("forge", "refusal"),
+    [
+        ("other_body", BodyMismatch),  # the bytes changed on the way, the trailer did not
+        ("rehashed", BadSignature),  # the trailer's hash follows them, its signature cannot
+        ("other_signer", BadSignature),  # signed by another hotkey
+        ("other_request", BadSignature),  # a genuine trailer of another request of alice's
+        ("short", BodyMismatch),  # cut before its end
+        ("empty", BodyMismatch),
+    ],
+)
+def test_a_forged_trailer_is_refused(
+    alice: Keypair, bob: Keypair, mallory: Keypair, forge: str, refusal: type[EpistulaError]
+) -> None:
+    verified, headers, end = trailed_request(alice, bob, BODY)
+    sent = hashlib.sha256(BODY).digest()
+    other = hashlib.sha256(b"other bytes").digest()
+    if forge == "other_body":
+        sent = other
+    elif forge == "rehashed":
+        sent, end = other, other + end[32:]
+    elif forge == "other_signer":
+        end = trailer(mallory, sent, headers)
+    elif forge == "other_request":
+        _, _, end = trailed_request(alice, bob, BODY)
+    elif forge == "short":
+        end = end[:-1]
+    else:
+        end = b""
+    with pytest.raises(refusal) as refused:
+        verified.check_trailer(sent, end)
+    assert refused.value.message
+
+
+def test_a_trailer_is_refused_where_none_was_declared(alice: Keypair, bob: Keypair) -> None:
+    headers = sign_headers(
+        alice, body_hash="sha256:" + body_sha256_hex(BODY), signed_for=bob.ss58_address,
+        now_ms=NOW, declared=True,
+    )  # fmt: skip
+    verified = EpistulaVerifier(window_ms=WINDOW).verify(
+        headers, body_sha256_hex=None, now_ms=NOW, expected_signed_for=bob.ss58_address
+    )
+    digest = hashlib.sha256(BODY).digest()
+    with pytest.raises(UnexpectedContentHash):
+        verified.check_trailer(digest, trailer(alice, digest, headers))
+
+
+def test_an_unsigned_request_s_trailer_counts_for_its_hash_alone(alice: Keypair) -> None:
+    """A request authenticated otherwise (an API token) has no key to sign with: its
+    trailer's hash is checked, the rest is zeros."""
+    token_user = VerifiedRequest(
+        signed_by=alice.ss58_address, uuid="", timestamp_ms=NOW,
+        declared_content_hash=TRAILING_SHA256, signed=False,
+    )  # fmt: skip
+    digest = hashlib.sha256(BODY).digest()
+    end = trailer(None, digest, {})
+    assert end == digest + bytes(64)
+    assert token_user.check_trailer(digest, end) == digest.hex()
+    with pytest.raises(BodyMismatch):
+        token_user.check_trailer(hashlib.sha256(b"x").digest(), end)

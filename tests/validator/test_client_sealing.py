@@ -9,25 +9,21 @@ import base64
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bittensor_wallet import Keypair
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from erasure import Capability, Manifest, encrypt_segment, new_key, seal_segments, sealed_size
 from erasure.crypto import TAG_SIZE
-from protocol.signing import SigningClient
+from protocol.epistula import TRAILING_SHA256, sign_headers, trailer
+from protocol.signing import SigningClient, wall_clock_ms
 from subnet.capability_store import CapabilityStore
-from subnet.gateway_client import (
-    KEEP_SEGMENTS,
-    GatewayClient,
-    GatewayError,
-    _hash_pass,
-    _sealed_chunks,
-    sealed_digest,
-)
+from subnet.gateway_client import CHUNK, GatewayClient, GatewayError, _sealed_chunks, sealed_digest
 from tests.validator.conftest import VALIDATOR
 from tests.validator.test_app import ALICE, BOB, Client, api, upload
 from validator.models import StoredObject
@@ -232,12 +228,12 @@ async def test_a_lost_reply_is_recovered_by_a_rerun(
     source = tmp_path / "lost.bin"
     source.write_bytes(data)
     alice = await client_for(api, ALICE, tmp_path / "caps")
-    key = new_key()
-    digest, size = sealed_digest(source, key, SEGMENT)
-    alice.caps.begin("lost.bin", key, digest, size, SEGMENT)
+    key, size = new_key(), len(data)
+    attempt = alice.caps.begin("lost.bin", key, "", size, SEGMENT)  # as upload() does
     query = {"name": "lost.bin", "seal": "client", "size": str(size), "segment_size": str(SEGMENT)}
-    await alice._put(query, digest, sealed_size(size, SEGMENT),
-                     _sealed_chunks(source, key, SEGMENT, lambda _n: None))  # fmt: skip
+    digest = hashlib.sha256()
+    body = alice._sealed_body(source, key, size, attempt, digest, lambda _n: None)
+    await alice._put(query, sealed_size(size, SEGMENT), body, digest)  # its reply "lost"
     assert alice.caps.find("lost.bin") is None and len(alice.caps.pending()) == 1
     listed = {o["name"]: o for o in await alice.list()}
     done = await alice.put(source, "lost.bin", listed)
@@ -292,27 +288,131 @@ def test_the_digest_is_of_the_sealed_stream(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("segments", [0, 1, 2, 3])
 @pytest.mark.parametrize("tail", [-1, 0, 1])
-async def test_both_passes_send_what_seal_segments_makes(
+async def test_the_sending_pass_sends_and_hashes_what_seal_segments_makes(
     tmp_path: Path, segments: int, tail: int
 ) -> None:
-    """The hashing pass (kept or not) and the sending pass read the file their own way (one
-    read per segment, reused buffers): the bytes must be seal_segments' exactly."""
+    """The sending pass and the hashing pass of a re-run (sealed_digest) read the file
+    their own way (one read per segment, reused buffers): the bytes must be
+    seal_segments' exactly, and the hashes theirs."""
     size = max(0, segments * SEGMENT + tail)
     data = random.Random(size).randbytes(size)
     (tmp_path / "d").write_bytes(data)
     key = new_key()
     expected = b"".join(seal_segments(key, [data], SEGMENT))
-    digest = hashlib.sha256(expected).hexdigest()
-    for keep in (False, True):
-        got_digest, got_size, kept = _hash_pass(tmp_path / "d", key, SEGMENT, keep)
-        assert (got_digest, got_size) == (digest, size)
-        if keep and len(expected) <= KEEP_SEGMENTS * (SEGMENT + 16):
-            assert kept is not None and b"".join(kept) == expected
-        else:
-            assert kept is None
-        counted: list[int] = []
-        sent = [
-            bytes(c)
-            async for c in _sealed_chunks(tmp_path / "d", key, SEGMENT, counted.append, kept)
-        ]
-        assert b"".join(sent) == expected and sum(counted) == size
+    assert sealed_digest(tmp_path / "d", key, SEGMENT) == (
+        hashlib.sha256(expected).hexdigest(), size
+    )  # fmt: skip
+    counted: list[int] = []
+    digest = hashlib.sha256()
+    sent = [
+        bytes(c)
+        async for c in _sealed_chunks(tmp_path / "d", key, SEGMENT, size, counted.append, digest)
+    ]
+    assert b"".join(sent) == expected and sum(counted) == size
+    assert digest.hexdigest() == hashlib.sha256(expected).hexdigest()
+
+
+# --- the trailer: the body's hash and its signature at its end ---------------------------------
+
+
+async def put_trailed(
+    api: Client, signer: Keypair, name: str, body: bytes, end: Callable[[dict[str, str]], bytes],
+    **query: str,
+) -> tuple[int, dict[str, Any]]:  # fmt: skip
+    """PUT ``body`` then ``end(headers)``, under headers that declare a trailer."""
+    headers = sign_headers(
+        signer, body_hash=TRAILING_SHA256, signed_for=VALIDATOR.ss58_address,
+        now_ms=wall_clock_ms(), declared=True,
+    )  # fmt: skip
+    url = api.make_url("/v1/objects").with_query({"name": name, "seal": "none", **query})
+    async with api.session.put(url, data=body + end(headers), headers=headers) as r:
+        return r.status, await r.json()
+
+
+async def test_a_trailed_upload_is_stored_under_the_hash_its_trailer_signs(
+    api: Client, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    data = random.Random(5).randbytes(3 * SEGMENT + 7)
+    digest = hashlib.sha256(data).digest()
+    status, reply = await put_trailed(
+        api, ALICE, "t.bin", data, lambda h: trailer(ALICE, digest, h)
+    )
+    assert status == 201, reply
+    with sessions() as session:
+        row = session.get(StoredObject, reply["object_id"])
+        assert row is not None and row.content_sha256 == digest.hex()
+    alice = await client_for(api, ALICE, tmp_path / "caps")
+    await alice.download(reply["object_id"], tmp_path / "back")
+    assert (tmp_path / "back").read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    ("forge", "status", "code"),
+    [
+        ("changed_bytes", 401, "body_mismatch"),  # the trailer is of the bytes as signed
+        ("rehashed", 401, "bad_signature"),  # hash follows the changed bytes; signature can't
+        ("other_signer", 401, "bad_signature"),
+        ("no_trailer", 400, "bad_upload"),  # fewer bytes than a trailer
+    ],
+)
+async def test_a_forged_trailer_commits_nothing_and_frees_the_name(
+    api: Client, sessions: sessionmaker[Session], forge: str, status: int, code: str
+) -> None:
+    """Every segment is coded and pushed before the trailer arrives: a body the trailer does
+    not prove is refused at the end, its shards dropped, and the name is free again."""
+    data = random.Random(6).randbytes(2 * SEGMENT + 3)
+    sent, digest = data, hashlib.sha256(data).digest()
+    mallory = Keypair.create_from_uri("//Mallory")
+    changed = bytes([data[0] ^ 1]) + data[1:]
+    ends: dict[str, Callable[[dict[str, str]], bytes]] = {
+        "changed_bytes": lambda h: trailer(ALICE, digest, h),
+        "rehashed": lambda h: (
+            hashlib.sha256(changed).digest() + trailer(ALICE, digest, h)[32:]
+        ),
+        "other_signer": lambda h: trailer(mallory, digest, h),
+        "no_trailer": lambda h: b"",
+    }
+    if forge in {"changed_bytes", "rehashed"}:
+        sent = changed
+    if forge == "no_trailer":
+        sent = data[:50]
+    got = await put_trailed(api, ALICE, "forged.bin", sent, ends[forge])
+    assert (got[0], got[1]["error"]) == (status, code), got
+    assert committed(sessions) == 0
+    again = await put_trailed(
+        api, ALICE, "forged.bin", data, lambda h: trailer(ALICE, digest, h)
+    )
+    assert again[0] == 201, again
+
+
+async def test_a_file_that_changes_while_it_is_sent_is_refused_and_nothing_commits(
+    api: Client, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """The length is read before the first byte and the hash only at the end: a file that
+    grows or shrinks meanwhile must not be stored in part, nor under a hash of other bytes."""
+    alice = await client_for(api, ALICE, tmp_path / "caps")
+    for seal in ("client", "none"):
+        for change in (b"more", b""):
+            source = tmp_path / f"moving-{seal}-{len(change)}.bin"
+            source.write_bytes(random.Random(7).randbytes(3 * max(SEGMENT, CHUNK)))
+
+            def moved(_n: int, source: Path = source, change: bytes = change) -> None:
+                if change:
+                    with source.open("ab") as out:
+                        out.write(change)
+                else:
+                    with source.open("r+b") as out:
+                        out.truncate(SEGMENT)
+
+            with pytest.raises(GatewayError) as caught:
+                await alice.upload(source, source.name, seal=seal, on_bytes=moved)
+            assert caught.value.code == "file_changed", caught.value
+            assert source.name in caught.value.message
+    assert alice.caps.pending() == []
+    assert await alice.list() == []
+    # The validator learns of it when the body ends short: its rows go once it does.
+    for _ in range(100):
+        if committed(sessions) == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert committed(sessions) == 0
