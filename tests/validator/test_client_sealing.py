@@ -366,9 +366,7 @@ async def test_a_forged_trailer_commits_nothing_and_frees_the_name(
     changed = bytes([data[0] ^ 1]) + data[1:]
     ends: dict[str, Callable[[dict[str, str]], bytes]] = {
         "changed_bytes": lambda h: trailer(ALICE, digest, h),
-        "rehashed": lambda h: (
-            hashlib.sha256(changed).digest() + trailer(ALICE, digest, h)[32:]
-        ),
+        "rehashed": lambda h: hashlib.sha256(changed).digest() + trailer(ALICE, digest, h)[32:],
         "other_signer": lambda h: trailer(mallory, digest, h),
         "no_trailer": lambda h: b"",
     }
@@ -379,9 +377,7 @@ async def test_a_forged_trailer_commits_nothing_and_frees_the_name(
     got = await put_trailed(api, ALICE, "forged.bin", sent, ends[forge])
     assert (got[0], got[1]["error"]) == (status, code), got
     assert committed(sessions) == 0
-    again = await put_trailed(
-        api, ALICE, "forged.bin", data, lambda h: trailer(ALICE, digest, h)
-    )
+    again = await put_trailed(api, ALICE, "forged.bin", data, lambda h: trailer(ALICE, digest, h))
     assert again[0] == 201, again
 
 
