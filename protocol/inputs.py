@@ -258,8 +258,8 @@ class SignedBody:
     async def __aiter__(self) -> AsyncIterator[bytes]:
         batch: list[bytes] = []
         held = 0
-        async for received in self._chunks:
-            chunk = received
+        async for arrived in self._chunks:
+            chunk = arrived
             if self.received + len(chunk) > self.size:  # past the object: its trailer
                 within = self.size - self.received
                 room = TRAILER_SIZE if self.trailed else 0
