@@ -864,6 +864,9 @@ def _foreground(net: LocalNet, console: Console) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    # Ctrl-C is this loop's way out, even when started with SIGINT ignored (as a shell
+    # does to what it starts in the background): otherwise nothing would stop the net.
+    signal.signal(signal.SIGINT, interrupt)
     console.print("running; Ctrl-C stops every service", highlight=False)
     reported: set[str] = set()
     try:
