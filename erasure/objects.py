@@ -241,8 +241,9 @@ class ObjectEncoder:
         self.workers = max(1, workers)
         self.size_hint = size_hint  # the stream's length, if known (split_segments)
         stride = params.segment_size + (TAG_SIZE if presealed else 0)
-        # Segments coding, one being cut, one handed on, one sending: the steady state.
-        self.buffers = SegmentBuffers(stride, keep=self.workers + 3)
+        # One kept: the next segment is cut into the one just released (most of the gain,
+        # perf), and the pool holds at most a segment more than the pipeline's peak.
+        self.buffers = SegmentBuffers(stride, keep=1)
         self._segments: list[SegmentInfo] = []
         self._done = False
 
