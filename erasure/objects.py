@@ -241,8 +241,8 @@ class ObjectEncoder:
         self.workers = max(1, workers)
         self.size_hint = size_hint  # the stream's length, if known (split_segments)
         stride = params.segment_size + (TAG_SIZE if presealed else 0)
-        # One kept: the next segment is cut into the one just released (most of the gain,
-        # perf), and the pool holds at most a segment more than the pipeline's peak.
+        # One kept: the next segment is cut into the one just released (perf: as much reuse
+        # as keeping five), and an upload holds at most one idle buffer (bench.memory).
         self.buffers = SegmentBuffers(stride, keep=1)
         self._segments: list[SegmentInfo] = []
         self._done = False
