@@ -198,6 +198,18 @@ class ChallengerMetrics:
             "Placements given up on and queued for repair.",
             registry=registry,
         )
+        # Nonzero means a miner's credit was off from its placements between two recounts
+        # (the triggers bypassed): alert on it, the log line names the miners.
+        self.drift_miners = Counter(
+            "validator_verified_bytes_drift_miners",
+            "Miners whose verified bytes a recount found off from their placements.",
+            registry=registry,
+        )
+        self.drift_bytes = Counter(
+            "validator_verified_bytes_drift_bytes",
+            "Bytes by which recounts found miners' verified bytes off, either way.",
+            registry=registry,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -730,6 +742,7 @@ class Challenger:
         report = RoundReport()
         touched: dict[int, str] = {}
         totals: dict[int, int] = {}
+        drift: dict[int, int] = {}  # what a recount found off, by miner
         every = self.policy.verified_recount_rounds
         recount = every > 0 and (self.rounds - 1) % every == 0
         served = served or {}
@@ -773,7 +786,7 @@ class Challenger:
                 # A check of the triggers' running totals against the rows (an aggregate
                 # over all placements): any difference is a change made behind their backs.
                 totals.update(verified.recount(session))
-                drift = verified.store(session, totals)
+                drift.update(verified.store(session, totals))
                 touched.update(session.execute(select(Miner.id, Miner.hotkey)).all())
                 if drift:
                     log.error(
@@ -795,6 +808,8 @@ class Challenger:
             for outcome in outcomes:
                 self.metrics.challenges.labels(outcome.entry.kind, outcome.entry.verdict).inc()
             self.metrics.lost.inc(report.lost)
+            self.metrics.drift_miners.inc(len(drift))
+            self.metrics.drift_bytes.inc(sum(abs(d) for d in drift.values()))
         return report
 
     def _settle(

@@ -17,13 +17,14 @@ from typing import Any
 import psycopg
 import pytest
 from aiohttp.test_utils import TestServer
+from prometheus_client import CollectorRegistry
 from sqlalchemy import func, make_url, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage_miner.app import make_app
 from storage_miner.scrubber import scrub_batch
 from tests.validator.conftest import VALIDATOR, LiveMiner
-from validator.challenger import ChallengePolicy, Challenger
+from validator.challenger import ChallengePolicy, Challenger, ChallengerMetrics
 from validator.gateway import Gateway
 from validator.log_store import ChallengeLogStore
 from validator.miner_client import MinerClient
@@ -189,14 +190,17 @@ async def test_the_running_total_equals_a_recount_after_every_step(
     assert sum(assert_exact(sessions, "after a delete").values()) < before
 
     # The challenger's recount (its first round does one) finds nothing off...
+    registry = CollectorRegistry()
     recounting = Challenger(
         sessions,
         miner_client,
         checker.log_store,
         ChallengePolicy(batch=64, leaves=8, floor=5.0, retrieval_every=10**9),
+        ChallengerMetrics(registry),
     )
     await recounting.run_round()
     assert not drifts(caplog)
+    assert registry.get_sample_value("validator_verified_bytes_drift_miners_total") == 0
     # ...and a total gone wrong behind the triggers' backs (here: set by hand) is mended by
     # the next one, and reported as drift, miner by miner, rather than silently overwritten.
     with sessions.begin() as session:
@@ -208,6 +212,11 @@ async def test_the_running_total_equals_a_recount_after_every_step(
     (drifted,) = drifts(caplog)
     assert drifted.levelno == logging.ERROR
     assert drifted.__dict__["drift"] == {m.key.ss58_address: 12345 for m in live_miners}
+    # ...and counted where an operator's alert can see it.
+    miners_off = registry.get_sample_value("validator_verified_bytes_drift_miners_total")
+    assert miners_off == len(live_miners)
+    bytes_off = registry.get_sample_value("validator_verified_bytes_drift_bytes_total")
+    assert bytes_off == 12345 * len(live_miners)
 
 
 # --- what the sequence above missed: rows that go by cascade, and writers that race ---------
