@@ -131,8 +131,13 @@ def seaweedfs_s3(
                 f"-master={HOST}:{mport}", "-max=0", "-preStopSeconds=0",
             ])  # fmt: skip
         s3_port = free_port(HOST)
+        # The filer's own store, else it is ./filerldb2 in the caller's folder, kept from run
+        # to run: a later run then started on an earlier one's metadata, and its S3 API
+        # answered CreateBucket with the filer's JSON.
+        (root / "filer").mkdir()
         start("filer", [
             "filer", f"-ip={HOST}", f"-port={free_port(HOST)}", f"-master={HOST}:{mport}",
+            f"-defaultStoreDir={root / 'filer'}",
             f"-defaultReplicaPlacement={replication}", "-s3", f"-s3.port={s3_port}",
             # Side listeners on fixed ports would clash with another server: turn them off.
             "-s3.port.lance=0", "-s3.port.iceberg=0",
