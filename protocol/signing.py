@@ -80,6 +80,16 @@ class SigningClient:
         )
         return self.session.request(method, url, data=body, headers={**extra, **signed})
 
+    def _declaring(self, content_hash: str, signed_for: str) -> dict[str, str]:
+        """Headers signing the declared ``content_hash`` of a streamed body."""
+        return sign_headers(
+            self.keypair,
+            body_hash=content_hash,
+            signed_for=signed_for,
+            now_ms=self._clock_ms(),
+            declared=True,
+        )
+
     def request_stream(
         self,
         method: str,
@@ -91,13 +101,7 @@ class SigningClient:
         headers: Mapping[str, str] | None = None,
     ) -> _RequestContextManager:
         """Send a streamed body, signing its declared ``content_hash`` instead of its bytes."""
-        signed = sign_headers(
-            self.keypair,
-            body_hash=content_hash,
-            signed_for=signed_for,
-            now_ms=self._clock_ms(),
-            declared=True,
-        )
+        signed = self._declaring(content_hash, signed_for)
         return self.session.request(method, url, data=body, headers={**(headers or {}), **signed})
 
     def request_trailed(
@@ -113,13 +117,7 @@ class SigningClient:
         """Send a streamed body whose hash is known only at its end (``body_sha256``, asked
         once ``body`` is spent), then its signed trailer (:data:`TRAILING_SHA256`). Count
         :data:`~protocol.epistula.TRAILER_SIZE` in a Content-Length."""
-        signed = sign_headers(
-            self.keypair,
-            body_hash=TRAILING_SHA256,
-            signed_for=signed_for,
-            now_ms=self._clock_ms(),
-            declared=True,
-        )
+        signed = self._declaring(TRAILING_SHA256, signed_for)
         data = trailed(body, lambda: trailer(self.keypair, body_sha256(), signed))
         return self.session.request(method, url, data=data, headers={**(headers or {}), **signed})
 

@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
@@ -47,6 +47,9 @@ from protocol.epistula import HEADER_CONTENT_HASH, TRAILER_SIZE, TRAILING_SHA256
 from protocol.signing import SigningClient, trailed
 from subnet.capability_store import DEFAULT_CAPS, CapabilityStore
 from subnet.dataset import sha256_of
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
 
 __all__ = ["DEFAULT_CAPS", "CapabilityStore", "GatewayClient", "GatewayError", "PutResult"]
 
@@ -95,6 +98,20 @@ def _changed(path: Path | str) -> GatewayError:
     )
 
 
+def _read_exactly(src: IO[bytes], want: int) -> bytes:
+    """``want`` bytes of ``src``, or ``file_changed`` (it is shorter than it was)."""
+    data = src.read(want)
+    if len(data) != want:
+        raise _changed(src.name)
+    return data
+
+
+def _check_ended(src: IO[bytes]) -> None:
+    """``file_changed`` unless ``src`` has no byte left (it grew)."""
+    if src.read(1):
+        raise _changed(src.name)
+
+
 def _plain_segments(
     src: IO[bytes], segment_size: int, size: int | None = None
 ) -> Iterator[tuple[int, bytes, bool]]:
@@ -107,15 +124,11 @@ def _plain_segments(
     if size is not None:
         index, left = 0, size
         while left:
-            want = min(segment_size, left)
-            plain = src.read(want)
-            if len(plain) != want:
-                raise _changed(src.name)
-            left -= want
+            plain = _read_exactly(src, min(segment_size, left))
+            left -= len(plain)
             yield index, plain, not left
             index += 1
-        if src.read(1):
-            raise _changed(src.name)
+        _check_ended(src)
         return
     held = src.read(segment_size)
     index = 0
@@ -143,7 +156,7 @@ def sealed_digest(path: Path, key: bytes, segment_size: int) -> tuple[str, int]:
 
 
 def _sealed_segments(
-    src: IO[bytes], key: bytes, segment_size: int, size: int, digest: Any
+    src: IO[bytes], key: bytes, segment_size: int, size: int, digest: _Hash
 ) -> Iterator[bytes]:
     for index, plain, is_last in _plain_segments(src, segment_size, size):
         sealed = encrypt_segment(key, index, is_last, plain)
@@ -153,7 +166,7 @@ def _sealed_segments(
 
 async def _sealed_chunks(
     path: Path, key: bytes, segment_size: int, size: int, on_bytes: Callable[[int], None],
-    digest: Any,
+    digest: _Hash,
 ) -> AsyncIterator[memoryview]:  # fmt: skip
     """The first ``size`` bytes of ``path`` sealed, read and sealed in a thread one segment
     ahead of the network; ``digest`` (a hashlib sha256) takes every sealed byte."""
@@ -173,14 +186,12 @@ async def _sealed_chunks(
 
 
 async def _file_chunks(
-    path: Path, size: int, on_bytes: Callable[[int], None], digest: Any
+    path: Path, size: int, on_bytes: Callable[[int], None], digest: _Hash
 ) -> AsyncIterator[bytes]:
     """The first ``size`` bytes of ``path``, hashed into ``digest`` as they are read."""
 
     def read(src: IO[bytes], want: int) -> bytes:
-        chunk = src.read(want) if want else src.read(1)
-        if len(chunk) != want:
-            raise _changed(path)
+        chunk = _read_exactly(src, want)
         digest.update(chunk)
         return chunk
 
@@ -191,7 +202,7 @@ async def _file_chunks(
             left -= len(chunk)
             on_bytes(len(chunk))
             yield chunk
-        await asyncio.to_thread(read, src, 0)  # nothing more: the file did not grow
+        await asyncio.to_thread(_check_ended, src)
 
 
 class BearerClient:
@@ -313,7 +324,7 @@ class GatewayClient:
         return {**result, "capability": capability}
 
     async def _sealed_body(
-        self, path: Path, key: bytes, size: int, attempt: str, digest: Any,
+        self, path: Path, key: bytes, size: int, attempt: str, digest: _Hash,
         on_bytes: Callable[[int], None],
     ) -> AsyncIterator[memoryview]:  # fmt: skip
         """``path`` sealed under ``key``; once it is all sent, and before its trailer lets
@@ -324,7 +335,7 @@ class GatewayClient:
 
     async def _put(
         self, query: dict[str, str], length: int, body: AsyncIterable[bytes | memoryview],
-        digest: Any,
+        digest: _Hash,
     ) -> dict[str, Any]:  # fmt: skip
         """PUT ``length`` bytes of ``body`` and its trailer (``digest``, the hashlib sha256
         the body fills as it is read, signed once it is spent)."""
