@@ -55,7 +55,8 @@ async def service(chain: LocalChain) -> AsyncIterator[ChainService]:
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, service: ChainService) -> Client:
+async def client(service: ChainService, aiohttp_client: Any) -> Client:
+    # service first: set up before the app's client, so torn down after the app
     return await aiohttp_client(make_app(service, background=False))  # type: ignore[no-any-return]
 
 

@@ -56,7 +56,8 @@ def service(settings: MinerSettings, miner_key: Keypair) -> Iterator[MinerServic
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, service: MinerService) -> TestClient[Any, Any]:
+async def client(service: MinerService, aiohttp_client: Any) -> TestClient[Any, Any]:
+    # service first: set up before the app's client, so torn down after the app
     return await aiohttp_client(make_app(service, background=False))  # type: ignore[no-any-return]
 
 

@@ -40,6 +40,19 @@ class LiveMiner:
         return Candidate(self.key.ss58_address, self.server.host, self.server.port, 2**30, 1.0)
 
 
+@pytest.fixture(autouse=True)
+def _the_app_goes_first(request: pytest.FixtureRequest) -> None:
+    """Sets up what a test's validator app uses before the app, so that it is torn down
+    after it: pytest tears fixtures down in the reverse of their set-up, and tests name
+    ``aiohttp_client`` first. Else an upload still in flight at the end is cancelled, and
+    cleans up (database writes, shard deletes), after its database, miners and miner client
+    have gone: a connection opened on a disposed engine, left to the garbage collector,
+    failed a later test with a ResourceWarning."""
+    for name in ("sessions", "live_miners", "miner_client"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name)
+
+
 @pytest.fixture(params=DATABASES)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with database_url(request.param, tmp_path) as url:
