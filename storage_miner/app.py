@@ -43,6 +43,7 @@ from protocol.http import (
     verified,
 )
 from protocol.inputs import paced_body, query_int, read_json
+from protocol.loop import sendfile
 from protocol.metrics import ServiceMetrics
 from protocol.signing import wall_clock_ms
 from protocol.wire import encode_frame
@@ -129,7 +130,7 @@ async def _send_file(request: web.Request, file: BinaryIO, offset: int, count: i
     step per chunk. Returns what was sent: less than ``count`` if the file is short."""
     if request.transport is None:
         raise ConnectionResetError("the reader hung up")
-    return await asyncio.get_running_loop().sendfile(request.transport, file, offset, count)
+    return await sendfile(request.transport, file, offset, count)
 
 
 async def get_shard(request: web.Request) -> web.StreamResponse:

@@ -1,0 +1,102 @@
+"""The event loop the services and the CLI run on: uvloop where it is installed, else
+asyncio's own; and ``sendfile`` that works on either.
+
+uvloop cut the validator's and the miners' CPU per upload to ~0.9x (`docs/benchmarks.md`).
+``SUBNET_EVENT_LOOP=asyncio`` picks asyncio's loop instead (to compare, or to rule uvloop
+out when something misbehaves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Coroutine
+from typing import Any, BinaryIO, TypeVar
+
+T = TypeVar("T")
+CHOICE_ENV = "SUBNET_EVENT_LOOP"
+CHOICES = ("uvloop", "asyncio")
+
+
+def chosen() -> str:
+    """The loop ``$SUBNET_EVENT_LOOP`` names (default: uvloop), or ValueError naming the choices."""
+    choice = os.environ.get(CHOICE_ENV) or "uvloop"
+    if choice not in CHOICES:
+        raise ValueError(f"{CHOICE_ENV}={choice!r} is not a loop: use one of {', '.join(CHOICES)}")
+    return choice
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop of the :func:`chosen` kind; asyncio's if uvloop is not installed."""
+    if chosen() == "uvloop":
+        try:
+            import uvloop  # noqa: PLC0415 - optional: not built for every platform
+
+            return uvloop.new_event_loop()
+        except ImportError:
+            pass
+    return asyncio.new_event_loop()
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` on :func:`new_loop`."""
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        return runner.run(main)
+
+
+async def sendfile(
+    transport: asyncio.WriteTransport, file: BinaryIO, offset: int, count: int
+) -> int:
+    """Send ``count`` bytes of ``file`` from ``offset`` on ``transport`` with the kernel's
+    ``sendfile``, on any loop; returns what was sent (less than ``count`` if the file is short).
+
+    asyncio's loop does it itself. uvloop has no ``loop.sendfile``, so this sends on a
+    duplicate of the socket's descriptor, waiting for room with ``add_writer`` on that
+    duplicate: the transport's own descriptor stays the loop's, and if the peer hangs up
+    mid-send the duplicate still names this socket (never a reused number).
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        return await loop.sendfile(transport, file, offset, count)
+    except NotImplementedError:
+        pass
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        raise ConnectionResetError("the transport has no socket")
+    await _flushed(transport)  # what the transport holds (the headers) goes first
+    fd = os.dup(sock.fileno())
+    try:
+        sent = 0
+        while sent < count:
+            try:
+                n = os.sendfile(fd, file.fileno(), offset + sent, count - sent)
+            except BlockingIOError:
+                await _writable(loop, fd)
+                continue
+            if n == 0:  # the file ended early
+                break
+            sent += n
+        return sent
+    finally:
+        os.close(fd)
+
+
+async def _flushed(transport: asyncio.WriteTransport) -> None:
+    while transport.get_write_buffer_size():
+        if transport.is_closing():
+            raise ConnectionResetError("the reader hung up")
+        await asyncio.sleep(0.001)
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_writer(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_writer(fd)

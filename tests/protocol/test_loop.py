@@ -1,0 +1,185 @@
+"""The event loop the services and the CLI run on, and ``sendfile`` on either loop: real
+aiohttp servers on loopback, run by :func:`protocol.loop.run` as the services are."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import pytest
+import uvloop
+from aiohttp import web
+from click.testing import CliRunner
+
+from protocol.loop import CHOICE_ENV, chosen, new_loop, run, sendfile
+from subnet.cli import main
+
+LOOPS = ("uvloop", "asyncio")
+T = TypeVar("T")
+
+
+def bounded(main: Coroutine[Any, Any, T]) -> T:
+    """:func:`run`, failing after 30 s rather than hanging the suite."""
+
+    async def within() -> T:
+        async with asyncio.timeout(30):
+            return await main
+
+    return run(within())
+
+
+@pytest.mark.parametrize(("env", "kind"), [(None, uvloop.Loop), ("", uvloop.Loop),
+                                           ("uvloop", uvloop.Loop),
+                                           ("asyncio", asyncio.BaseEventLoop)])  # fmt: skip
+def test_the_loop_is_uvloop_unless_asyncio_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch, env: str | None, kind: type
+) -> None:
+    if env is None:
+        monkeypatch.delenv(CHOICE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(CHOICE_ENV, env)
+    loop = new_loop()
+    try:
+        assert isinstance(loop, kind)
+        assert isinstance(loop, uvloop.Loop) == (env != "asyncio")
+    finally:
+        loop.close()
+
+
+def test_an_unknown_loop_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CHOICE_ENV, "trio")
+    with pytest.raises(ValueError, match="uvloop, asyncio"):
+        chosen()
+    result = CliRunner().invoke(main, ["wallet", "list"], env={CHOICE_ENV: "trio"})
+    assert result.exit_code == 2
+    assert "SUBNET_EVENT_LOOP='trio' is not a loop: use one of uvloop, asyncio" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_run_runs_on_the_chosen_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def which() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    monkeypatch.setenv(CHOICE_ENV, "uvloop")
+    assert run(which()).startswith("uvloop")
+    monkeypatch.setenv(CHOICE_ENV, "asyncio")
+    assert run(which()).startswith("asyncio")
+
+
+async def _serving(
+    path: Path, offset: int, count: int, results: asyncio.Queue[int | BaseException]
+) -> tuple[web.AppRunner, str]:
+    """A server whose GET sends ``count`` bytes of ``path`` from ``offset`` by :func:`sendfile`
+    after its headers, and puts what it sent (or what it raised) on ``results``."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_length = count
+        await response.prepare(request)
+        assert request.transport is not None
+        try:
+            with path.open("rb") as file:
+                sent = await sendfile(request.transport, file, offset, count)
+        except BaseException as exc:
+            results.put_nowait(exc)
+            raise
+        results.put_nowait(sent)
+        if sent < count:  # as the miner does: the reader sees a cut body, not a wait
+            request.transport.close()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}/"
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize(("size", "offset", "count"), [
+    (5 * 2**20 + 3, 0, 5 * 2**20 + 3),  # more than a socket buffer: it waits for room
+    (5 * 2**20 + 3, 12_345, 2**20),  # a range
+    (1000, 10, 990),
+])  # fmt: skip
+def test_sendfile_sends_the_range_after_the_headers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, loop: str, size: int, offset: int, count: int
+) -> None:
+    monkeypatch.setenv(CHOICE_ENV, loop)
+    data = os.urandom(size)
+    path = tmp_path / "shard"
+    path.write_bytes(data)
+
+    async def go() -> tuple[int, bytes, int | BaseException]:
+        results: asyncio.Queue[int | BaseException] = asyncio.Queue()
+        runner, url = await _serving(path, offset, count, results)
+        try:
+            async with aiohttp.ClientSession() as session, session.get(url) as r:
+                # Read slowly at first, so the sender finds the socket full.
+                await asyncio.sleep(0.2)
+                body = await r.read()
+                return r.status, body, await results.get()
+        finally:
+            await runner.cleanup()
+
+    status, body, sent = bounded(go())
+    assert (status, sent) == (200, count)
+    assert body == data[offset : offset + count]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_sendfile_of_a_short_file_returns_what_it_sent(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, loop: str
+) -> None:
+    monkeypatch.setenv(CHOICE_ENV, loop)
+    path = tmp_path / "shard"
+    path.write_bytes(b"x" * 1000)  # the index says 5000: truncated behind the miner's back
+
+    async def go() -> int | BaseException:
+        results: asyncio.Queue[int | BaseException] = asyncio.Queue()
+        runner, url = await _serving(path, 0, 5000, results)
+        try:
+            async with aiohttp.ClientSession() as session, session.get(url) as r:
+                with pytest.raises(aiohttp.ClientPayloadError):
+                    await r.read()  # the server ends the response short
+            return await results.get()
+        finally:
+            await runner.cleanup()
+
+    assert bounded(go()) == 1000
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_reader_that_hangs_up_mid_send_ends_the_send(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, loop: str
+) -> None:
+    monkeypatch.setenv(CHOICE_ENV, loop)
+    path = tmp_path / "shard"
+    path.write_bytes(os.urandom(32 * 2**20))
+
+    async def go() -> Any:
+        results: asyncio.Queue[int | BaseException] = asyncio.Queue()
+        runner, url = await _serving(path, 0, 32 * 2**20, results)
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            await reader.read(65536)
+            writer.transport.abort()  # gone, with most of the file unsent
+            async with asyncio.timeout(10):
+                return await results.get()
+        finally:
+            await runner.cleanup()
+
+    outcome = bounded(go())
+    # The send ended: an error (the peer reset the connection), or a count short of the file.
+    assert isinstance(outcome, (OSError, asyncio.CancelledError)) or outcome < 32 * 2**20
