@@ -63,9 +63,13 @@ async def sendfile(
     sock = transport.get_extra_info("socket")
     if sock is None:
         raise ConnectionResetError("the transport has no socket")
-    await _flushed(transport)  # what the transport holds (the headers) goes first
     fd = os.dup(sock.fileno())
     try:
+        while transport.get_write_buffer_size():  # what it holds (the headers) goes first
+            if transport.is_closing():
+                raise ConnectionResetError("the reader hung up")
+            await _writable(loop, fd)  # room on the socket: the transport writes, then we do
+            await asyncio.sleep(0)
         sent = 0
         while sent < count:
             try:
@@ -79,13 +83,6 @@ async def sendfile(
         return sent
     finally:
         os.close(fd)
-
-
-async def _flushed(transport: asyncio.WriteTransport) -> None:
-    while transport.get_write_buffer_size():
-        if transport.is_closing():
-            raise ConnectionResetError("the reader hung up")
-        await asyncio.sleep(0.001)
 
 
 async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,17 +72,21 @@ def test_run_runs_on_the_chosen_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     assert run(which()).startswith("asyncio")
 
 
-async def _serving(
-    path: Path, offset: int, count: int, results: asyncio.Queue[int | BaseException]
-) -> tuple[web.AppRunner, str]:
-    """A server whose GET sends ``count`` bytes of ``path`` from ``offset`` by :func:`sendfile`
-    after its headers, and puts what it sent (or what it raised) on ``results``."""
+@asynccontextmanager
+async def serving(
+    path: Path, offset: int, count: int, prefix: bytes = b""
+) -> AsyncIterator[tuple[str, asyncio.Queue[int | BaseException]]]:
+    """(URL, results) of a server whose GET sends ``count`` bytes of ``path`` from ``offset``
+    by :func:`sendfile` after its headers and ``prefix`` (handed to the transport, which
+    holds what the socket cannot take yet), and puts what it sent (or raised) on results."""
+    results: asyncio.Queue[int | BaseException] = asyncio.Queue()
 
     async def handler(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()
-        response.content_length = count
+        response.content_length = len(prefix) + count
         await response.prepare(request)
         assert request.transport is not None
+        request.transport.write(prefix)  # not drained: the transport holds what won't fit
         try:
             with path.open("rb") as file:
                 sent = await sendfile(request.transport, file, offset, count)
@@ -99,86 +104,76 @@ async def _serving(
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = runner.addresses[0][1]
-    return runner, f"http://127.0.0.1:{port}/"
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/", results
+    finally:
+        await runner.cleanup()
 
 
-@pytest.mark.parametrize("loop", LOOPS)
-@pytest.mark.parametrize(("size", "offset", "count"), [
-    (5 * 2**20 + 3, 0, 5 * 2**20 + 3),  # more than a socket buffer: it waits for room
-    (5 * 2**20 + 3, 12_345, 2**20),  # a range
-    (1000, 10, 990),
+@pytest.fixture(params=LOOPS)
+def on_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test below runs once on each loop."""
+    monkeypatch.setenv(CHOICE_ENV, request.param)
+    return str(request.param)
+
+
+@pytest.mark.parametrize(("size", "offset", "count", "prefix"), [
+    (5 * 2**20 + 3, 0, 5 * 2**20 + 3, 0),  # more than a socket buffer: it waits for room
+    (5 * 2**20 + 3, 12_345, 2**20, 0),  # a range
+    (1000, 10, 990, 0),
+    (2**20, 0, 2**20, 8 * 2**20),  # the transport still holds bytes: they go first
 ])  # fmt: skip
-def test_sendfile_sends_the_range_after_the_headers(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, loop: str, size: int, offset: int, count: int
+def test_sendfile_sends_the_range_after_what_came_before(
+    on_loop: str, tmp_path: Path, size: int, offset: int, count: int, prefix: int
 ) -> None:
-    monkeypatch.setenv(CHOICE_ENV, loop)
+    before = os.urandom(prefix)
     data = os.urandom(size)
     path = tmp_path / "shard"
     path.write_bytes(data)
 
     async def go() -> tuple[int, bytes, int | BaseException]:
-        results: asyncio.Queue[int | BaseException] = asyncio.Queue()
-        runner, url = await _serving(path, offset, count, results)
-        try:
-            async with aiohttp.ClientSession() as session, session.get(url) as r:
-                # Read slowly at first, so the sender finds the socket full.
-                await asyncio.sleep(0.2)
-                body = await r.read()
-                return r.status, body, await results.get()
-        finally:
-            await runner.cleanup()
+        async with (
+            serving(path, offset, count, before) as (url, results),
+            aiohttp.ClientSession() as session,
+            session.get(url) as r,
+        ):
+            await asyncio.sleep(0.2)  # read late, so that the sender finds the socket full
+            body = await r.read()
+            return r.status, body, await results.get()
 
     status, body, sent = bounded(go())
     assert (status, sent) == (200, count)
-    assert body == data[offset : offset + count]
+    assert body == before + data[offset : offset + count]
 
 
-@pytest.mark.parametrize("loop", LOOPS)
-def test_sendfile_of_a_short_file_returns_what_it_sent(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, loop: str
-) -> None:
-    monkeypatch.setenv(CHOICE_ENV, loop)
+def test_sendfile_of_a_short_file_returns_what_it_sent(on_loop: str, tmp_path: Path) -> None:
     path = tmp_path / "shard"
     path.write_bytes(b"x" * 1000)  # the index says 5000: truncated behind the miner's back
 
     async def go() -> int | BaseException:
-        results: asyncio.Queue[int | BaseException] = asyncio.Queue()
-        runner, url = await _serving(path, 0, 5000, results)
-        try:
+        async with serving(path, 0, 5000) as (url, results):
             async with aiohttp.ClientSession() as session, session.get(url) as r:
                 with pytest.raises(aiohttp.ClientPayloadError):
                     await r.read()  # the server ends the response short
             return await results.get()
-        finally:
-            await runner.cleanup()
 
     assert bounded(go()) == 1000
 
 
-@pytest.mark.parametrize("loop", LOOPS)
-def test_a_reader_that_hangs_up_mid_send_ends_the_send(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, loop: str
-) -> None:
-    monkeypatch.setenv(CHOICE_ENV, loop)
+def test_a_reader_that_hangs_up_mid_send_ends_the_send(on_loop: str, tmp_path: Path) -> None:
     path = tmp_path / "shard"
     path.write_bytes(os.urandom(32 * 2**20))
 
     async def go() -> Any:
-        results: asyncio.Queue[int | BaseException] = asyncio.Queue()
-        runner, url = await _serving(path, 0, 32 * 2**20, results)
-        port = int(url.rsplit(":", 1)[1].strip("/"))
-        try:
+        async with serving(path, 0, 32 * 2**20) as (url, results):
+            port = int(url.rsplit(":", 1)[1].strip("/"))
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             sock = writer.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             await reader.read(65536)
             writer.transport.abort()  # gone, with most of the file unsent
-            async with asyncio.timeout(10):
-                return await results.get()
-        finally:
-            await runner.cleanup()
+            return await results.get()
 
     outcome = bounded(go())
     # The send ended: an error (the peer reset the connection), or a count short of the file.
