@@ -1,7 +1,7 @@
 """The event loop the services and the CLI run on: uvloop where it is installed, else
 asyncio's own; and ``sendfile`` that works on either.
 
-uvloop cut the validator's and the miners' CPU per upload to ~0.9x (`docs/benchmarks.md`).
+uvloop cut the miners' CPU per upload to ~0.89x (`docs/benchmarks.md`).
 ``SUBNET_EVENT_LOOP=asyncio`` picks asyncio's loop instead (to compare, or to rule uvloop
 out when something misbehaves).
 """
