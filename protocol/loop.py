@@ -1,5 +1,5 @@
 """The event loop the services and the CLI run on: uvloop where it is installed, else
-asyncio's own; and ``sendfile`` that works on either.
+asyncio's own; and ``sendfile`` that works on either, with a bound on a stalled reader.
 
 uvloop cut the miners' CPU per upload to ~0.89x (`docs/benchmarks.md`).
 ``SUBNET_EVENT_LOOP=asyncio`` picks asyncio's loop instead (to compare, or to rule uvloop
@@ -44,39 +44,48 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
+STALL_SECONDS = 60.0  # a reader that takes no bytes for this long is cut off
+
+
 async def sendfile(
-    transport: asyncio.WriteTransport, file: BinaryIO, offset: int, count: int
+    transport: asyncio.WriteTransport,
+    file: BinaryIO,
+    offset: int,
+    count: int,
+    *,
+    stall_seconds: float = STALL_SECONDS,
 ) -> int:
     """Send ``count`` bytes of ``file`` from ``offset`` on ``transport`` with the kernel's
-    ``sendfile``, on any loop; returns what was sent (less than ``count`` if the file is short).
+    ``sendfile``, on either loop; returns what was sent (less than ``count`` if the file is
+    short).
 
-    asyncio's loop does it itself. uvloop has no ``loop.sendfile``, so this sends on a
-    duplicate of the socket's descriptor, waiting for room with ``add_writer`` on that
-    duplicate: the transport's own descriptor stays the loop's, and if the peer hangs up
-    mid-send the duplicate still names this socket (never a reused number).
+    uvloop has no ``loop.sendfile``, and asyncio's has no bound on a reader that stops
+    reading, so this does what asyncio's does itself: ``os.sendfile`` on a duplicate of the
+    socket's descriptor, waiting for room with ``add_writer`` on that duplicate. The
+    transport keeps its own descriptor, and the duplicate never names a reused number. A
+    reader that hangs up, or takes nothing for ``stall_seconds``, is ConnectionResetError
+    (the connection is closed), which the services log as one line.
     """
     loop = asyncio.get_running_loop()
-    try:
-        return await loop.sendfile(transport, file, offset, count)
-    except NotImplementedError:
-        pass
     sock = transport.get_extra_info("socket")
-    if sock is None:
-        raise ConnectionResetError("the transport has no socket")
+    if sock is None or transport.is_closing():
+        raise ConnectionResetError("the reader hung up")
     fd = os.dup(sock.fileno())
     try:
         while transport.get_write_buffer_size():  # what it holds (the headers) goes first
             if transport.is_closing():
                 raise ConnectionResetError("the reader hung up")
-            await _writable(loop, fd)  # room on the socket: the transport writes, then we do
-            await asyncio.sleep(0)
+            await _writable(loop, fd, transport, stall_seconds)
+            await asyncio.sleep(0)  # room on the socket: the transport writes, then we do
         sent = 0
         while sent < count:
             try:
                 n = os.sendfile(fd, file.fileno(), offset + sent, count - sent)
             except BlockingIOError:
-                await _writable(loop, fd)
+                await _writable(loop, fd, transport, stall_seconds)
                 continue
+            except (BrokenPipeError, ConnectionResetError):
+                raise ConnectionResetError("the reader hung up") from None
             if n == 0:  # the file ended early
                 break
             sent += n
@@ -85,7 +94,9 @@ async def sendfile(
         os.close(fd)
 
 
-async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+async def _writable(
+    loop: asyncio.AbstractEventLoop, fd: int, transport: asyncio.WriteTransport, stall: float
+) -> None:
     ready: asyncio.Future[None] = loop.create_future()
 
     def wake() -> None:
@@ -94,6 +105,10 @@ async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
 
     loop.add_writer(fd, wake)
     try:
-        await ready
+        async with asyncio.timeout(stall):
+            await ready
+    except TimeoutError:
+        transport.abort()
+        raise ConnectionResetError(f"the reader took nothing for {stall:g} s") from None
     finally:
         loop.remove_writer(fd)

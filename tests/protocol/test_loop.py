@@ -4,8 +4,10 @@ aiohttp servers on loopback, run by :func:`protocol.loop.run` as the services ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -74,7 +76,7 @@ def test_run_runs_on_the_chosen_loop(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @asynccontextmanager
 async def serving(
-    path: Path, offset: int, count: int, prefix: bytes = b""
+    path: Path, offset: int, count: int, prefix: bytes = b"", stall: float = 30.0
 ) -> AsyncIterator[tuple[str, asyncio.Queue[int | BaseException]]]:
     """(URL, results) of a server whose GET sends ``count`` bytes of ``path`` from ``offset``
     by :func:`sendfile` after its headers and ``prefix`` (handed to the transport, which
@@ -89,7 +91,7 @@ async def serving(
         request.transport.write(prefix)  # not drained: the transport holds what won't fit
         try:
             with path.open("rb") as file:
-                sent = await sendfile(request.transport, file, offset, count)
+                sent = await sendfile(request.transport, file, offset, count, stall_seconds=stall)
         except BaseException as exc:
             results.put_nowait(exc)
             raise
@@ -176,5 +178,29 @@ def test_a_reader_that_hangs_up_mid_send_ends_the_send(on_loop: str, tmp_path: P
             return await results.get()
 
     outcome = bounded(go())
-    # The send ended: an error (the peer reset the connection), or a count short of the file.
-    assert isinstance(outcome, (OSError, asyncio.CancelledError)) or outcome < 32 * 2**20
+    assert isinstance(outcome, ConnectionResetError)  # one class for the services to log
+
+
+def test_a_reader_that_stops_reading_is_cut_off(on_loop: str, tmp_path: Path) -> None:
+    path = tmp_path / "shard"
+    path.write_bytes(os.urandom(32 * 2**20))
+
+    async def go() -> tuple[BaseException | int, float]:
+        async with serving(path, 0, 32 * 2**20, stall=0.5) as (url, results):
+            port = int(url.rsplit(":", 1)[1].strip("/"))
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            await reader.read(65536)  # then reads nothing more, and keeps the connection
+            started = time.monotonic()
+            outcome = await results.get()
+            waited = time.monotonic() - started
+            with contextlib.suppress(ConnectionError):
+                while await reader.read(2**20):  # what the socket held, then the end
+                    pass
+            writer.close()
+            return outcome, waited
+
+    outcome, waited = bounded(go())
+    assert isinstance(outcome, ConnectionResetError)
+    assert "took nothing for 0.5 s" in str(outcome)
+    assert 0.4 < waited < 10  # cut off after the stall, not at once and not never
