@@ -14,7 +14,6 @@ from chain.settings import DEFAULT_BLOCK_INTERVAL, ChainSettings
 from chain.state import ChainError, LocalChain
 from protocol.http import SHUTDOWN_GRACE_SECONDS
 from protocol.listen import check_free, explained
-from protocol.loop import new_loop
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,6 @@ def serve(settings: ChainSettings) -> None:
                 print=None,
                 handle_signals=True,
                 shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
-                loop=new_loop(),
             )
     finally:
         service.close()

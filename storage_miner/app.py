@@ -43,8 +43,8 @@ from protocol.http import (
     verified,
 )
 from protocol.inputs import paced_body, query_int, read_json
-from protocol.loop import sendfile
 from protocol.metrics import ServiceMetrics
+from protocol.sendfile import sendfile
 from protocol.signing import wall_clock_ms
 from protocol.wire import encode_frame
 from storage_miner import dashboard, health

@@ -8,7 +8,6 @@ from aiohttp import web
 
 from protocol.http import SHUTDOWN_GRACE_SECONDS
 from protocol.listen import check_free, explained
-from protocol.loop import new_loop
 from protocol.memory import return_large_buffers_to_the_os
 from protocol.wallet import load_hotkey
 from storage_miner.app import make_app
@@ -66,5 +65,4 @@ def serve(settings: MinerSettings) -> None:
             print=None,
             handle_signals=True,
             shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
-            loop=new_loop(),
         )

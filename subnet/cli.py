@@ -140,9 +140,3 @@ def main() -> None:
       subnet upload PATH...       store files and directories
       subnet download REF -o OUT  fetch them back
     """
-    from protocol.loop import chosen  # noqa: PLC0415 - the group's imports stay lazy
-
-    try:
-        chosen()
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None

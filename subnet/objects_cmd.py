@@ -24,7 +24,6 @@ from rich.progress import (
 from rich.table import Table
 
 from erasure import CODECS
-from protocol.loop import run
 from protocol.wallet import DEFAULT_WALLET_PATH, WalletError, load_hotkey
 from subnet.capability_store import StoreError
 from subnet.gateway_client import SEALS, GatewayClient, GatewayError
@@ -111,7 +110,7 @@ def _run(body: Callable[[GatewayClient], Awaitable[T]], conn: Connection) -> T:
             return await body(client)
 
     try:
-        return run(main())
+        return asyncio.run(main())
     except aiohttp.ClientConnectionError as exc:
         raise click.ClickException(f"cannot reach the validator at {conn.url}: {exc}") from None
     except GatewayError as exc:

@@ -14,7 +14,6 @@ from erasure import ErasureParams
 from protocol.db import make_engine, upgrade
 from protocol.http import SHUTDOWN_GRACE_SECONDS
 from protocol.listen import check_free, explained
-from protocol.loop import new_loop
 from protocol.memory import return_large_buffers_to_the_os
 from protocol.signing import SigningClient
 from protocol.wallet import load_hotkey
@@ -145,5 +144,4 @@ def serve(settings: ValidatorSettings) -> None:
             port=settings.port,
             print=None,
             shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
-            loop=new_loop(),
         )

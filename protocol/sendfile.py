@@ -1,48 +1,15 @@
-"""The event loop the services and the CLI run on: uvloop where it is installed, else
-asyncio's own; and ``sendfile`` that works on either, with a bound on a stalled reader.
+"""``sendfile`` with a bound on a reader that stops reading.
 
-uvloop cut the miners' CPU per upload to ~0.89x (`docs/benchmarks.md`).
-``SUBNET_EVENT_LOOP=asyncio`` picks asyncio's loop instead (to compare, or to rule uvloop
-out when something misbehaves).
+asyncio's ``loop.sendfile`` waits for room on the socket for as long as the reader takes,
+so a reader that stops reading held its connection and an open file for ever. This is what
+asyncio's does, with that bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Coroutine
-from typing import Any, BinaryIO, TypeVar
-
-T = TypeVar("T")
-CHOICE_ENV = "SUBNET_EVENT_LOOP"
-CHOICES = ("uvloop", "asyncio")
-
-
-def chosen() -> str:
-    """The loop ``$SUBNET_EVENT_LOOP`` names (default: uvloop), or ValueError naming the choices."""
-    choice = os.environ.get(CHOICE_ENV) or "uvloop"
-    if choice not in CHOICES:
-        raise ValueError(f"{CHOICE_ENV}={choice!r} is not a loop: use one of {', '.join(CHOICES)}")
-    return choice
-
-
-def new_loop() -> asyncio.AbstractEventLoop:
-    """A new event loop of the :func:`chosen` kind; asyncio's if uvloop is not installed."""
-    if chosen() == "uvloop":
-        try:
-            import uvloop  # noqa: PLC0415 - optional: not built for every platform
-
-            return uvloop.new_event_loop()
-        except ImportError:
-            pass
-    return asyncio.new_event_loop()
-
-
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)`` on :func:`new_loop`."""
-    with asyncio.Runner(loop_factory=new_loop) as runner:
-        return runner.run(main)
-
+from typing import BinaryIO
 
 STALL_SECONDS = 60.0  # a reader that takes no bytes for this long is cut off
 
@@ -56,12 +23,10 @@ async def sendfile(
     stall_seconds: float = STALL_SECONDS,
 ) -> int:
     """Send ``count`` bytes of ``file`` from ``offset`` on ``transport`` with the kernel's
-    ``sendfile``, on either loop; returns what was sent (less than ``count`` if the file is
-    short).
+    ``sendfile``; returns what was sent (less than ``count`` if the file is short).
 
-    uvloop has no ``loop.sendfile``, and asyncio's has no bound on a reader that stops
-    reading, so this does what asyncio's does itself: ``os.sendfile`` on a duplicate of the
-    socket's descriptor, waiting for room with ``add_writer`` on that duplicate. The
+    ``os.sendfile`` on a duplicate of the socket's descriptor, waiting for room with
+    ``add_writer`` on that duplicate, as asyncio's own does on the original. The
     transport keeps its own descriptor, and the duplicate never names a reused number. A
     reader that hangs up, or takes nothing for ``stall_seconds``, is ConnectionResetError
     (the connection is closed), which the services log as one line.

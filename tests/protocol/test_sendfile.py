@@ -1,5 +1,5 @@
-"""The event loop the services and the CLI run on, and ``sendfile`` on either loop: real
-aiohttp servers on loopback, run by :func:`protocol.loop.run` as the services are."""
+"""``protocol.sendfile``: a file's range after what the transport holds, a short file, and
+readers that hang up or stop reading; real aiohttp servers on loopback."""
 
 from __future__ import annotations
 
@@ -15,63 +15,21 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pytest
-import uvloop
 from aiohttp import web
-from click.testing import CliRunner
 
-from protocol.loop import CHOICE_ENV, chosen, new_loop, run, sendfile
-from subnet.cli import main
+from protocol.sendfile import sendfile
 
-LOOPS = ("uvloop", "asyncio")
 T = TypeVar("T")
 
 
 def bounded(main: Coroutine[Any, Any, T]) -> T:
-    """:func:`run`, failing after 30 s rather than hanging the suite."""
+    """``asyncio.run(main)``, failing after 30 s rather than hanging the suite."""
 
     async def within() -> T:
         async with asyncio.timeout(30):
             return await main
 
-    return run(within())
-
-
-@pytest.mark.parametrize(("env", "kind"), [(None, uvloop.Loop), ("", uvloop.Loop),
-                                           ("uvloop", uvloop.Loop),
-                                           ("asyncio", asyncio.BaseEventLoop)])  # fmt: skip
-def test_the_loop_is_uvloop_unless_asyncio_is_asked_for(
-    monkeypatch: pytest.MonkeyPatch, env: str | None, kind: type
-) -> None:
-    if env is None:
-        monkeypatch.delenv(CHOICE_ENV, raising=False)
-    else:
-        monkeypatch.setenv(CHOICE_ENV, env)
-    loop = new_loop()
-    try:
-        assert isinstance(loop, kind)
-        assert isinstance(loop, uvloop.Loop) == (env != "asyncio")
-    finally:
-        loop.close()
-
-
-def test_an_unknown_loop_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(CHOICE_ENV, "trio")
-    with pytest.raises(ValueError, match="uvloop, asyncio"):
-        chosen()
-    result = CliRunner().invoke(main, ["wallet", "list"], env={CHOICE_ENV: "trio"})
-    assert result.exit_code == 2
-    assert "SUBNET_EVENT_LOOP='trio' is not a loop: use one of uvloop, asyncio" in result.output
-    assert "Traceback" not in result.output
-
-
-def test_run_runs_on_the_chosen_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def which() -> str:
-        return type(asyncio.get_running_loop()).__module__
-
-    monkeypatch.setenv(CHOICE_ENV, "uvloop")
-    assert run(which()).startswith("uvloop")
-    monkeypatch.setenv(CHOICE_ENV, "asyncio")
-    assert run(which()).startswith("asyncio")
+    return asyncio.run(within())
 
 
 @asynccontextmanager
@@ -112,13 +70,6 @@ async def serving(
         await runner.cleanup()
 
 
-@pytest.fixture(params=LOOPS)
-def on_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Each test below runs once on each loop."""
-    monkeypatch.setenv(CHOICE_ENV, request.param)
-    return str(request.param)
-
-
 @pytest.mark.parametrize(("size", "offset", "count", "prefix"), [
     (5 * 2**20 + 3, 0, 5 * 2**20 + 3, 0),  # more than a socket buffer: it waits for room
     (5 * 2**20 + 3, 12_345, 2**20, 0),  # a range
@@ -126,7 +77,7 @@ def on_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     (2**20, 0, 2**20, 8 * 2**20),  # the transport still holds bytes: they go first
 ])  # fmt: skip
 def test_sendfile_sends_the_range_after_what_came_before(
-    on_loop: str, tmp_path: Path, size: int, offset: int, count: int, prefix: int
+    tmp_path: Path, size: int, offset: int, count: int, prefix: int
 ) -> None:
     before = os.urandom(prefix)
     data = os.urandom(size)
@@ -148,7 +99,7 @@ def test_sendfile_sends_the_range_after_what_came_before(
     assert body == before + data[offset : offset + count]
 
 
-def test_sendfile_of_a_short_file_returns_what_it_sent(on_loop: str, tmp_path: Path) -> None:
+def test_sendfile_of_a_short_file_returns_what_it_sent(tmp_path: Path) -> None:
     path = tmp_path / "shard"
     path.write_bytes(b"x" * 1000)  # the index says 5000: truncated behind the miner's back
 
@@ -162,7 +113,7 @@ def test_sendfile_of_a_short_file_returns_what_it_sent(on_loop: str, tmp_path: P
     assert bounded(go()) == 1000
 
 
-def test_a_reader_that_hangs_up_mid_send_ends_the_send(on_loop: str, tmp_path: Path) -> None:
+def test_a_reader_that_hangs_up_mid_send_ends_the_send(tmp_path: Path) -> None:
     path = tmp_path / "shard"
     path.write_bytes(os.urandom(32 * 2**20))
 
@@ -181,7 +132,7 @@ def test_a_reader_that_hangs_up_mid_send_ends_the_send(on_loop: str, tmp_path: P
     assert isinstance(outcome, ConnectionResetError)  # one class for the services to log
 
 
-def test_a_reader_that_stops_reading_is_cut_off(on_loop: str, tmp_path: Path) -> None:
+def test_a_reader_that_stops_reading_is_cut_off(tmp_path: Path) -> None:
     path = tmp_path / "shard"
     path.write_bytes(os.urandom(32 * 2**20))
 
