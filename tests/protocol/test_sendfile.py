@@ -8,10 +8,9 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -19,24 +18,12 @@ from aiohttp import web
 
 from protocol.sendfile import sendfile
 
-T = TypeVar("T")
-
-
-def bounded(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)``, failing after 30 s rather than hanging the suite."""
-
-    async def within() -> T:
-        async with asyncio.timeout(30):
-            return await main
-
-    return asyncio.run(within())
-
 
 @asynccontextmanager
 async def serving(
     path: Path, offset: int, count: int, prefix: bytes = b"", stall: float = 30.0
-) -> AsyncIterator[tuple[str, asyncio.Queue[int | BaseException]]]:
-    """(URL, results) of a server whose GET sends ``count`` bytes of ``path`` from ``offset``
+) -> AsyncIterator[tuple[int, asyncio.Queue[int | BaseException]]]:
+    """(port, results) of a server whose GET sends ``count`` bytes of ``path`` from ``offset``
     by :func:`sendfile` after its headers and ``prefix`` (handed to the transport, which
     holds what the socket cannot take yet), and puts what it sent (or raised) on results."""
     results: asyncio.Queue[int | BaseException] = asyncio.Queue()
@@ -65,7 +52,7 @@ async def serving(
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/", results
+        yield runner.addresses[0][1], results
     finally:
         await runner.cleanup()
 
@@ -76,7 +63,7 @@ async def serving(
     (1000, 10, 990, 0),
     (2**20, 0, 2**20, 8 * 2**20),  # the transport still holds bytes: they go first
 ])  # fmt: skip
-def test_sendfile_sends_the_range_after_what_came_before(
+async def test_sendfile_sends_the_range_after_what_came_before(
     tmp_path: Path, size: int, offset: int, count: int, prefix: int
 ) -> None:
     before = os.urandom(prefix)
@@ -84,74 +71,62 @@ def test_sendfile_sends_the_range_after_what_came_before(
     path = tmp_path / "shard"
     path.write_bytes(data)
 
-    async def go() -> tuple[int, bytes, int | BaseException]:
-        async with (
-            serving(path, offset, count, before) as (url, results),
-            aiohttp.ClientSession() as session,
-            session.get(url) as r,
-        ):
-            await asyncio.sleep(0.2)  # read late, so that the sender finds the socket full
-            body = await r.read()
-            return r.status, body, await results.get()
-
-    status, body, sent = bounded(go())
-    assert (status, sent) == (200, count)
+    async with (
+        serving(path, offset, count, before) as (port, results),
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/") as r,
+    ):
+        await asyncio.sleep(0.2)  # read late, so that the sender finds the socket full
+        body = await r.read()
+        sent = await results.get()
+    assert (r.status, sent) == (200, count)
     assert body == before + data[offset : offset + count]
 
 
-def test_sendfile_of_a_short_file_returns_what_it_sent(tmp_path: Path) -> None:
+async def test_sendfile_of_a_short_file_returns_what_it_sent(tmp_path: Path) -> None:
     path = tmp_path / "shard"
     path.write_bytes(b"x" * 1000)  # the index says 5000: truncated behind the miner's back
 
-    async def go() -> int | BaseException:
-        async with serving(path, 0, 5000) as (url, results):
-            async with aiohttp.ClientSession() as session, session.get(url) as r:
-                with pytest.raises(aiohttp.ClientPayloadError):
-                    await r.read()  # the server ends the response short
-            return await results.get()
+    async with (
+        serving(path, 0, 5000) as (port, results),
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/") as r,
+    ):
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await r.read()  # the server ends the response short
+        assert await results.get() == 1000
 
-    assert bounded(go()) == 1000
 
-
-def test_a_reader_that_hangs_up_mid_send_ends_the_send(tmp_path: Path) -> None:
+async def test_a_reader_that_hangs_up_mid_send_ends_the_send(tmp_path: Path) -> None:
     path = tmp_path / "shard"
     path.write_bytes(os.urandom(32 * 2**20))
 
-    async def go() -> Any:
-        async with serving(path, 0, 32 * 2**20) as (url, results):
-            port = int(url.rsplit(":", 1)[1].strip("/"))
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            sock = writer.get_extra_info("socket")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            await reader.read(65536)
-            writer.transport.abort()  # gone, with most of the file unsent
-            return await results.get()
-
-    outcome = bounded(go())
+    async with serving(path, 0, 32 * 2**20) as (port, results):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await reader.read(65536)
+        writer.transport.abort()  # gone, with most of the file unsent
+        outcome = await results.get()
     assert isinstance(outcome, ConnectionResetError)  # one class for the services to log
 
 
-def test_a_reader_that_stops_reading_is_cut_off(tmp_path: Path) -> None:
+async def test_a_reader_that_stops_reading_is_cut_off(tmp_path: Path) -> None:
     path = tmp_path / "shard"
     path.write_bytes(os.urandom(32 * 2**20))
 
-    async def go() -> tuple[BaseException | int, float]:
-        async with serving(path, 0, 32 * 2**20, stall=0.5) as (url, results):
-            port = int(url.rsplit(":", 1)[1].strip("/"))
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            await reader.read(65536)  # then reads nothing more, and keeps the connection
-            started = time.monotonic()
-            outcome = await results.get()
-            waited = time.monotonic() - started
-            with contextlib.suppress(ConnectionError):
-                while await reader.read(2**20):  # what the socket held, then the end
-                    pass
-            writer.close()
-            return outcome, waited
-
-    outcome, waited = bounded(go())
+    async with serving(path, 0, 32 * 2**20, stall=0.5) as (port, results):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await reader.read(65536)  # then reads nothing more, and keeps the connection
+        started = time.monotonic()
+        outcome = await results.get()
+        waited = time.monotonic() - started
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(2**20):  # what the socket held, then the end
+                pass
+        writer.close()
     assert isinstance(outcome, ConnectionResetError)
     assert "took nothing for 0.5 s" in str(outcome)
     assert 0.4 < waited < 10  # cut off after the stall, not at once and not never
