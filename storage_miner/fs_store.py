@@ -12,8 +12,8 @@ rename, so an acknowledged shard survives a crash.
 
 Shard bytes are cold: once durable they are read again only when challenged (a few leaves),
 scrubbed or downloaded. So a committed shard, and a scrubbed one, leaves the page cache
-(:func:`_uncache`): a miner's memory keeps its index and trees, not the bytes it last wrote,
-and each write reuses the pages the one before it freed instead of taking fresh ones.
+(:func:`protocol.page_cache.uncache`): a miner's memory keeps its index and trees, not the
+bytes it last wrote, and each write reuses the pages the one before it freed.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from protocol.page_cache import uncache
 from storage_miner.store import ShardKey, ShardNotFound
 
 READ_CHUNK = 1024 * 1024
@@ -35,13 +36,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _uncache(fd: int) -> None:
-    """Drop ``fd``'s clean pages from the page cache (a no-op where the platform has no
-    ``posix_fadvise``). Dirty pages are not dropped: call it after ``fsync``."""
-    if hasattr(os, "posix_fadvise"):
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def _move(src: Path, dst: Path) -> None:
@@ -64,7 +58,7 @@ class FsShardWriter:
     def commit(self, tree: bytes) -> None:
         self._file.flush()
         os.fsync(self._file.fileno())
-        _uncache(self._file.fileno())
+        uncache(self._file.fileno())
         self._file.close()
         tree_part = self._part.with_suffix(".tree")
         with tree_part.open("xb") as out:
@@ -131,7 +125,7 @@ class FsShardStore:
                 yield chunk
                 offset += len(chunk)
         finally:
-            _uncache(fd)
+            uncache(fd)
             os.close(fd)
 
     def open_file(self, key: ShardKey) -> BinaryIO:

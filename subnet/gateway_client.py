@@ -44,6 +44,7 @@ from erasure import (
 )
 from erasure.crypto import TAG_SIZE, encrypt_segment_into
 from protocol.epistula import HEADER_CONTENT_HASH, TRAILER_SIZE, TRAILING_SHA256, trailer
+from protocol.page_cache import WriteBehind
 from protocol.signing import SigningClient, trailed
 from subnet.capability_store import DEFAULT_CAPS, CapabilityStore
 from subnet.dataset import sha256_of
@@ -511,7 +512,8 @@ class GatewayClient:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
         try:
-            with os.fdopen(fd, "wb") as out:
+            with os.fdopen(fd, "wb") as file:
+                out = WriteBehind(file)
                 if cap is None:
                     assert ref is not None
                     written, mode = await self._download_plain(ref, out, on_bytes)
@@ -520,8 +522,8 @@ class GatewayClient:
                 # The uploaded file's mode; a new file's default for objects without one
                 # (mkstemp made it 0600).
                 mode = default_mode() if mode is None else mode
-                await asyncio.to_thread(os.chmod, out.fileno(), mode)
-                await asyncio.to_thread(_sync, out)
+                await asyncio.to_thread(os.chmod, file.fileno(), mode)
+                await asyncio.to_thread(_sync, file)
             await asyncio.to_thread(os.replace, tmp, target)
         except BaseException:
             await asyncio.to_thread(_discard, tmp)
@@ -540,7 +542,7 @@ class GatewayClient:
             )  # fmt: skip
 
     async def _download_plain(
-        self, ref: str, out: IO[bytes], on_bytes: Callable[[int], None]
+        self, ref: str, out: WriteBehind, on_bytes: Callable[[int], None]
     ) -> tuple[int, int | None]:
         """(bytes written, the uploaded file's mode if the validator recorded one)."""
         async with self.signer.request(
@@ -576,7 +578,7 @@ class GatewayClient:
         return manifest
 
     async def _download_capability(
-        self, cap: Capability, out: IO[bytes], on_bytes: Callable[[int], None],
+        self, cap: Capability, out: WriteBehind, on_bytes: Callable[[int], None],
         ref: str | None = None,
     ) -> tuple[int, int | None]:  # fmt: skip
         """By ``ref`` (the caller's own objects only, as without a capability), or by the
@@ -604,7 +606,7 @@ class GatewayClient:
             return written, _mode(response)
 
     async def _receive_sealed(
-        self, response: aiohttp.ClientResponse, out: IO[bytes], on_bytes: Callable[[int], None],
+        self, response: aiohttp.ClientResponse, out: WriteBehind, on_bytes: Callable[[int], None],
         key: bytes, manifest: Manifest,
     ) -> int:  # fmt: skip
         """Open the ciphertext segment by segment as it arrives; each is authenticated
@@ -641,7 +643,7 @@ class GatewayClient:
         return written
 
     async def _receive(
-        self, response: aiohttp.ClientResponse, out: IO[bytes], on_bytes: Callable[[int], None]
+        self, response: aiohttp.ClientResponse, out: WriteBehind, on_bytes: Callable[[int], None]
     ) -> int:
         if response.status != 200:
             await self._json(response)

@@ -1,10 +1,4 @@
-"""A miner's shard bytes leave the page cache once durable, and once scrubbed.
-
-Whether a page is cached is read with ``preadv(..., RWF_NOWAIT)``: the kernel answers from
-the page cache or refuses with EAGAIN rather than go to the disk. A file written and fsynced
-by hand first shows that the probe can see cached pages on this filesystem, so a test cannot
-pass because nothing is ever cached here.
-"""
+"""A miner's shard bytes leave the page cache once durable, and once scrubbed."""
 
 from __future__ import annotations
 
@@ -17,39 +11,18 @@ from erasure import MerkleTree
 from storage_miner.fs_store import FsShardStore
 from storage_miner.scrubber import find_corruption
 from storage_miner.store import ShardKey
+from tests.page_cache_probe import cached_bytes, needs_probe, require_visible_cache
 
 VALIDATOR = "5FPKneG8EgVf2B2S3916PWt2yMb8oLAzimf73f9vMCdHAMtR"
 LEAF = 16384
 SIZE = 64 * LEAF  # 1 MiB
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(os, "RWF_NOWAIT") or not hasattr(os, "posix_fadvise"),
-    reason="needs Linux's preadv(RWF_NOWAIT) and posix_fadvise",
-)
-
-
-def cached_bytes(path: Path) -> int:
-    """How many of ``path``'s first bytes the page cache holds (0: the first page is not)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        buffer = bytearray(os.fstat(fd).st_size)
-        try:
-            return os.preadv(fd, [buffer], 0, os.RWF_NOWAIT)
-        except BlockingIOError:
-            return 0
-    finally:
-        os.close(fd)
+pytestmark = needs_probe
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> FsShardStore:
-    control = tmp_path / "control"
-    with control.open("wb") as out:
-        out.write(os.urandom(SIZE))
-        out.flush()
-        os.fsync(out.fileno())
-    if cached_bytes(control) != SIZE:
-        pytest.skip("this filesystem does not report cached pages to RWF_NOWAIT")
+    require_visible_cache(tmp_path)
     return FsShardStore(tmp_path / "fs")
 
 
