@@ -62,9 +62,22 @@ def run_online() -> None:
     url = database_url()
     engine = make_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite's batch migrations rebuild a table: copy it, drop the old one, rename the
+            # copy. With foreign keys on (make_engine turns them on), that drop cascades to
+            # every child row: rebuilding `objects` would delete every segment, shard and
+            # placement. So keys are off while migrating (the pragma is ignored inside a
+            # transaction), and checked before the commit, as SQLite's docs prescribe.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
         context.configure(connection=connection, **options(url))  # type: ignore[arg-type]
         with context.begin_transaction():
             context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"the migration broke foreign keys: {broken[:5]}")
     engine.dispose()
 
 

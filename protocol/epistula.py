@@ -23,12 +23,16 @@ see a streamed body, so it hands the declared hash back in
 against it (:meth:`VerifiedRequest.check_streamed_body`).
 
 A streamed body whose hash its sender learns only by sending it (sealing a file as it goes)
-declares ``"sha256:trailer"`` (:data:`TRAILING_SHA256`): its last :data:`TRAILER_SIZE` bytes
-are then a trailer, the sha256 of the bytes before it (32 bytes) and the signer's signature
-(64) of the message above with ``content_hash`` ``"sha256:<that hex>"`` and the headers' own
-uuid, timestamp and signed_for: what the headers would have signed, had the hash been known
-before the first byte (:func:`trailer`, :meth:`VerifiedRequest.check_trailer`). The uuid is
-spent by the headers, so a trailer is never a request's signature too.
+declares ``"<algorithm>:trailer"`` (:data:`TRAILING_BLAKE3`, what our client sends, or
+:data:`TRAILING_SHA256`): its last :data:`TRAILER_SIZE` bytes are then a trailer, the hash
+of the bytes before it (32 bytes) and the signer's signature (64) of the message above with
+``content_hash`` ``"<algorithm>:<that hex>"`` and the headers' own uuid, timestamp and
+signed_for: what the headers would have signed, had the hash been known before the first
+byte (:func:`trailer`, :meth:`VerifiedRequest.check_trailer`). The uuid is spent by the
+headers, so a trailer is never a request's signature too. A streamed body's hash is
+sha256 or BLAKE3 (:data:`CONTENT_HASHES`), declared up front (``"blake3:<hex>"``) or in a
+trailer; BLAKE3 hashes about 2.5x faster here, and both the client and the validator hash
+every byte of an upload.
 
 Every rejection is an :class:`EpistulaError` subclass with a stable ``reason`` code::
 
@@ -57,11 +61,12 @@ import hashlib
 import heapq
 import re
 import uuid as uuidlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from bittensor_wallet import Keypair
+from blake3 import blake3
 
 VERSION = "2"
 DEFAULT_WINDOW_MS = 8_000
@@ -92,8 +97,32 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # separator, so one message can never be read as another.
 _DECLARED_HASH = re.compile(r"[A-Za-z0-9:_-]{1,256}")
 SHA256_PREFIX = "sha256:"
+BLAKE3_PREFIX = "blake3:"
 TRAILING_SHA256 = "sha256:trailer"  # the body's sha256 and its signature end the body
+TRAILING_BLAKE3 = "blake3:trailer"  # the same with the body's BLAKE3
 TRAILER_SIZE = 32 + 64
+
+
+class ContentHasher(Protocol):
+    @property
+    def name(self) -> str: ...  # its algorithm: a key of CONTENT_HASHES
+    def update(self, data: bytes | bytearray | memoryview, /) -> object: ...
+    def digest(self) -> bytes: ...
+    def hexdigest(self) -> str: ...
+
+
+# What a streamed body may be hashed with, by the name before the ":" of its declared hash.
+CONTENT_HASHES: dict[str, Callable[[], ContentHasher]] = {
+    "sha256": hashlib.sha256,
+    "blake3": blake3,
+}
+
+
+def content_algorithm(declared: str) -> str | None:
+    """The algorithm of a declared ``"<algorithm>:<hex>"`` or ``"<algorithm>:trailer"``;
+    None for any other declaration (a shard id, an unknown algorithm)."""
+    name, colon, _ = declared.partition(":")
+    return name if colon and name in CONTENT_HASHES else None
 
 
 class EpistulaError(Exception):
@@ -228,53 +257,58 @@ class VerifiedRequest:
                 f"declared {declared}: send exactly the bytes whose hash you signed"
             )
 
-    def check_trailer(self, body_sha256: bytes, trailer: bytes) -> str:
-        """For a body declared :data:`TRAILING_SHA256`, once it is read: the hex sha256 of
-        the bytes before ``trailer``, or :class:`BodyMismatch` / :class:`BadSignature`."""
-        if self.declared_content_hash != TRAILING_SHA256:
-            raise UnexpectedContentHash(f"this body did not declare {TRAILING_SHA256}")
+    def check_trailer(self, body_digest: bytes, trailer: bytes) -> str:
+        """For a body declared ``"<algorithm>:trailer"``, once it is read (``body_digest``,
+        its hash under that algorithm): its content hash ``"<algorithm>:<hex>"``, or
+        :class:`BodyMismatch` / :class:`BadSignature`."""
+        declared = self.declared_content_hash or ""
+        algorithm = content_algorithm(declared)
+        if algorithm is None or declared != f"{algorithm}:trailer":
+            raise UnexpectedContentHash(
+                f"this body did not declare {TRAILING_BLAKE3} or {TRAILING_SHA256}"
+            )
         if len(trailer) != TRAILER_SIZE:
             raise BodyMismatch(
                 f"the body is shorter than its {TRAILER_SIZE}-byte trailer: with "
-                f"{HEADER_CONTENT_HASH} {TRAILING_SHA256}, end the body with its sha256 and "
+                f"{HEADER_CONTENT_HASH} {declared}, end the body with its {algorithm} and "
                 "the signature of it"
             )
         sent, signature = trailer[:32], trailer[32:]
-        if sent != body_sha256:
+        if sent != body_digest:
             raise BodyMismatch(
-                f"the body's sha256 is {body_sha256.hex()} but its trailer says {sent.hex()}: "
-                "send exactly the bytes whose hash the trailer carries"
+                f"the body's {algorithm} is {body_digest.hex()} but its trailer says "
+                f"{sent.hex()}: send exactly the bytes whose hash the trailer carries"
             )
-        digest = sent.hex()
+        content_hash = f"{algorithm}:{sent.hex()}"
         if self.signed:
-            message = signed_message(
-                SHA256_PREFIX + digest, self.uuid, self.timestamp, self.signed_for
-            )
+            message = signed_message(content_hash, self.uuid, self.timestamp, self.signed_for)
             try:
                 valid = Keypair(ss58_address=self.signed_by).verify(message, signature)
             except ValueError:
                 valid = False
             if not valid:
                 raise BadSignature(
-                    "the trailer's signature does not match: sign 'sha256:<hex of the body "
-                    "before the trailer>.<uuid>.<timestamp>.<signed_for>', as in the headers, "
-                    f"with the hotkey named in {HEADER_SIGNED_BY}"
+                    f"the trailer's signature does not match: sign '{algorithm}:<hex of the "
+                    "body before the trailer>.<uuid>.<timestamp>.<signed_for>', as in the "
+                    f"headers, with the hotkey named in {HEADER_SIGNED_BY}"
                 )
-        return digest
+        return content_hash
 
 
-def trailer(keypair: Keypair | None, body_sha256: bytes, headers: Mapping[str, str]) -> bytes:
-    """The trailer that ends a body sent under ``headers`` (signed with
-    :data:`TRAILING_SHA256` by ``keypair``; None: not signed, as with an API token)."""
+def trailer(keypair: Keypair | None, body_digest: bytes, headers: Mapping[str, str]) -> bytes:
+    """The trailer that ends a body sent under ``headers``, which declare
+    ``"<algorithm>:trailer"``; ``body_digest`` is the body's hash under that algorithm
+    (signed by ``keypair``; None: not signed, as with an API token)."""
     if keypair is None:
-        return body_sha256 + bytes(64)
+        return body_digest + bytes(64)
+    algorithm = headers[HEADER_CONTENT_HASH].removesuffix(":trailer")
     message = signed_message(
-        SHA256_PREFIX + body_sha256.hex(),
+        f"{algorithm}:{body_digest.hex()}",
         headers[HEADER_UUID],
         headers[HEADER_TIMESTAMP],
         headers[HEADER_SIGNED_FOR],
     )
-    return body_sha256 + keypair.sign(message)
+    return body_digest + keypair.sign(message)
 
 
 def body_sha256_hex(body: bytes) -> str:

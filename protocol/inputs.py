@@ -20,7 +20,6 @@ A handler never calls ``int()`` on a query value, ``request.json()`` or
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import math
 import re
@@ -29,7 +28,13 @@ from typing import Any, Final
 
 from aiohttp import StreamReader, web
 
-from protocol.epistula import SHA256_PREFIX, TRAILER_SIZE, TRAILING_SHA256, VerifiedRequest
+from protocol.epistula import (
+    CONTENT_HASHES,
+    TRAILER_SIZE,
+    TRAILING_BLAKE3,
+    VerifiedRequest,
+    content_algorithm,
+)
 from protocol.http import ApiError, BadRequest
 
 MAX_QUERY_INT: Final = 2**63 - 1  # a signed 64-bit column holds every accepted value
@@ -216,8 +221,9 @@ HASH_BATCH = 1024 * 1024  # a signed body is hashed off the event loop this much
 
 
 class SignedBody:
-    """A streamed body checked against what its sender signed: a declared ``sha256:<hex>``,
-    or (:data:`~protocol.epistula.TRAILING_SHA256`) the trailer its last bytes carry.
+    """A streamed body checked against what its sender signed: a declared
+    ``"<algorithm>:<hex>"`` (sha256 or blake3), or (``"<algorithm>:trailer"``) the trailer
+    its last bytes carry.
 
     Iterate it for the object's bytes, the trailer held back, as received (re-cut chunks
     would each be a fresh, page-faulting mapping) and hashed off the event loop about
@@ -227,15 +233,16 @@ class SignedBody:
     def __init__(
         self, caller: VerifiedRequest, declared: str, length: int, chunks: AsyncIterator[bytes]
     ) -> None:
-        if not declared.startswith(SHA256_PREFIX):
+        algorithm = content_algorithm(declared)
+        if algorithm is None:
             raise BadRequest(
                 "bad_hash",
-                "declare Epistula-Content-Hash as sha256:<hex of the body>, or "
-                f"{TRAILING_SHA256} and end the body with its hash and signature",
+                "declare Epistula-Content-Hash as blake3:<hex of the body> (or sha256:<hex>), "
+                f"or {TRAILING_BLAKE3} and end the body with its hash and signature",
             )
         self.caller = caller
         self.declared = declared
-        self.trailed = declared == TRAILING_SHA256
+        self.trailed = declared == f"{algorithm}:trailer"
         self.size = length - (TRAILER_SIZE if self.trailed else 0)  # the object's bytes
         if self.size < 0:
             raise BadRequest(
@@ -244,12 +251,14 @@ class SignedBody:
         self.received = 0
         self._chunks = chunks
         self._trailer = bytearray()
-        self._digest = hashlib.sha256()
+        self._digest = CONTENT_HASHES[algorithm]()
+        self._algorithm = algorithm
 
     @property
-    def declared_sha256(self) -> str | None:
-        """The body's sha256 (hex) as signed up front; None when a trailer will say it."""
-        return None if self.trailed else self.declared.removeprefix(SHA256_PREFIX)
+    def declared_hash(self) -> str | None:
+        """The body's content hash (``"<algorithm>:<hex>"``) as signed up front; None when
+        a trailer will say it."""
+        return None if self.trailed else self.declared
 
     def _hash(self, chunks: list[bytes]) -> None:
         for chunk in chunks:
@@ -281,14 +290,15 @@ class SignedBody:
         for piece in batch:
             yield piece
 
-    def check(self) -> str | None:
-        """Once the body is read: raise unless it is whole and what its sender signed; the
-        body's sha256 (hex) when only its trailer told it."""
+    def check(self) -> str:
+        """Once the body is read: raise unless it is whole and what its sender signed; its
+        content hash, ``"<algorithm>:<hex>"``."""
         if self.received != self.size:
             raise BadRequest(
                 "bad_upload", f"the body ended after {self.received} of {self.size} bytes"
             )
         if self.trailed:
             return self.caller.check_trailer(self._digest.digest(), bytes(self._trailer))
-        self.caller.check_streamed_body(SHA256_PREFIX + self._digest.hexdigest())
-        return None
+        content_hash = f"{self._algorithm}:{self._digest.hexdigest()}"
+        self.caller.check_streamed_body(content_hash)
+        return content_hash

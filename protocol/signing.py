@@ -19,7 +19,7 @@ from bittensor_wallet import Keypair
 
 from protocol.epistula import (
     SHA256_PREFIX,
-    TRAILING_SHA256,
+    TRAILING_BLAKE3,
     body_sha256_hex,
     sign_headers,
     trailer,
@@ -111,14 +111,15 @@ class SigningClient:
         *,
         signed_for: str,
         body: AsyncIterable[bytes | memoryview],
-        body_sha256: Callable[[], bytes],
+        body_digest: Callable[[], bytes],
+        trailing: str = TRAILING_BLAKE3,
         headers: Mapping[str, str] | None = None,
     ) -> _RequestContextManager:
-        """Send a streamed body whose hash is known only at its end (``body_sha256``, asked
-        once ``body`` is spent), then its signed trailer (:data:`TRAILING_SHA256`). Count
-        :data:`~protocol.epistula.TRAILER_SIZE` in a Content-Length."""
-        signed = self._declaring(TRAILING_SHA256, signed_for)
-        data = trailed(body, lambda: trailer(self.keypair, body_sha256(), signed))
+        """Send a streamed body whose hash is known only at its end (``body_digest``, asked
+        once ``body`` is spent, under ``trailing``'s algorithm), then its signed trailer.
+        Count :data:`~protocol.epistula.TRAILER_SIZE` in a Content-Length."""
+        signed = self._declaring(trailing, signed_for)
+        data = trailed(body, lambda: trailer(self.keypair, body_digest(), signed))
         return self.session.request(method, url, data=data, headers={**(headers or {}), **signed})
 
 

@@ -5,15 +5,18 @@ One file per validator, ``<folder>/<validator hotkey>.json`` (default folder
 back it up. Format, versioned::
 
     {"version": 2,
-     "objects": {object id: {"name", "capability", "sha256"}},
+     "objects": {object id: {"name", "capability", "content_hash"}},
      "names":   {name: object id of its newest version},
-     "pending": {attempt id: {"name", "key", "sha256", "size", "segment_size", "started"}}}
+     "pending": {attempt id: {"name", "key", "content_hash", "size", "segment_size",
+                              "started"}}}
 
 An upload the client seals writes its key as a ``pending`` attempt *before* the first byte
 leaves, and makes it a capability once the validator has committed; if the reply is lost, a
-re-run finds the committed object by name and ``sha256`` (of the ciphertext, which the
-validator lists) and completes it. Every change is one atomic, fsynced rename under an
-exclusive lock, so two uploads (threads or processes) never lose each other's entries.
+re-run finds the committed object by name and ``content_hash`` (``"blake3:<hex>"`` of the
+ciphertext, which the validator lists) and completes it. Entries written before hashes
+named their algorithm hold a hex ``sha256`` instead, read as ``"sha256:<hex>"``. Every
+change is one atomic, fsynced rename under an exclusive lock, so two uploads (threads or
+processes) never lose each other's entries.
 Version 1 (a flat ``{id or "name:N": capability}``) is read and rewritten as version 2.
 """
 
@@ -46,7 +49,7 @@ class PendingUpload:
     attempt: str
     name: str
     key: bytes
-    sha256: str  # of the sealed stream sent
+    content_hash: str  # of the sealed stream sent, "<algorithm>:<hex>" ("" until it is all sent)
     size: int
     segment_size: int
 
@@ -59,6 +62,15 @@ def _unb32(text: str) -> bytes:
     return base64.b32decode(text.upper() + "=" * (-len(text) % 8))
 
 
+def _pending_hash(pending: dict[str, Any]) -> str:
+    """A pending attempt's content hash; an entry from before hashes named their algorithm
+    holds a hex sha256."""
+    if "content_hash" in pending:
+        return str(pending["content_hash"])
+    sha256 = pending.get("sha256")
+    return f"sha256:{sha256}" if sha256 else ""
+
+
 def _empty() -> dict[str, Any]:
     return {"version": STORE_VERSION, "objects": {}, "names": {}, "pending": {}}
 
@@ -68,7 +80,7 @@ def _upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     data = _empty()
     ids = {k: str(v) for k, v in raw.items() if not k.startswith("name:")}
     for object_id, capability in ids.items():
-        data["objects"][object_id] = {"name": None, "capability": capability, "sha256": None}
+        data["objects"][object_id] = {"name": None, "capability": capability}
     by_capability = {capability: object_id for object_id, capability in ids.items()}
     for key, value in raw.items():
         owner = by_capability.get(str(value))
@@ -144,31 +156,31 @@ class CapabilityStore:
 
     # --- what uploads and downloads ask --------------------------------------------------
 
-    def begin(self, name: str, key: bytes, sha256: str, size: int, segment_size: int) -> str:
+    def begin(self, name: str, key: bytes, content_hash: str, size: int, segment_size: int) -> str:
         """Record a key before its upload sends anything; returns the attempt's id."""
         attempt = uuid.uuid4().hex
 
         def add(data: dict[str, Any]) -> None:
             data["pending"][attempt] = {
-                "name": name, "key": _b32(key), "sha256": sha256, "size": size,
+                "name": name, "key": _b32(key), "content_hash": content_hash, "size": size,
                 "segment_size": segment_size, "started": datetime.now(UTC).isoformat(),
             }  # fmt: skip
 
         self._change(add)
         return attempt
 
-    def record_sha256(self, attempt: str, sha256: str) -> None:
+    def record_hash(self, attempt: str, content_hash: str) -> None:
         """The attempt's body is all sent but its trailer: keep the hash that names it, so
         that a re-run recognises the object if the reply is lost."""
 
         def record(data: dict[str, Any]) -> None:
             if attempt in data["pending"]:
-                data["pending"][attempt]["sha256"] = sha256
+                data["pending"][attempt]["content_hash"] = content_hash
 
         self._change(record)
 
     def complete(
-        self, object_id: str, name: str, capability: str, sha256: str | None,
+        self, object_id: str, name: str, capability: str, content_hash: str | None,
         attempt: str | None = None,
     ) -> None:  # fmt: skip
         """The validator committed ``object_id``: keep its capability. Every pending attempt
@@ -176,7 +188,7 @@ class CapabilityStore:
 
         def done(data: dict[str, Any]) -> None:
             data["objects"][object_id] = {
-                "name": name, "capability": capability, "sha256": sha256
+                "name": name, "capability": capability, "content_hash": content_hash
             }  # fmt: skip
             data["names"][name] = object_id
             stale = [a for a, p in data["pending"].items() if p["name"] == name]
@@ -200,7 +212,12 @@ class CapabilityStore:
     def pending(self, name: str | None = None) -> list[PendingUpload]:
         return [
             PendingUpload(
-                attempt, p["name"], _unb32(p["key"]), p["sha256"], p["size"], p["segment_size"]
+                attempt,
+                p["name"],
+                _unb32(p["key"]),
+                _pending_hash(p),
+                p["size"],
+                p["segment_size"],
             )
             for attempt, p in self.load()["pending"].items()
             if name is None or p["name"] == name

@@ -16,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import builtins
 import functools
-import hashlib
 import os
 import stat
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 from urllib.parse import quote
 
 import aiohttp
@@ -43,14 +42,22 @@ from erasure import (
     segment_count,
 )
 from erasure.crypto import TAG_SIZE, encrypt_segment_into
-from protocol.epistula import HEADER_CONTENT_HASH, TRAILER_SIZE, TRAILING_SHA256, trailer
+from protocol.epistula import (
+    CONTENT_HASHES,
+    HEADER_CONTENT_HASH,
+    TRAILER_SIZE,
+    TRAILING_BLAKE3,
+    ContentHasher,
+    content_algorithm,
+    trailer,
+)
 from protocol.page_cache import WriteBehind
 from protocol.signing import SigningClient, trailed
 from subnet.capability_store import DEFAULT_CAPS, CapabilityStore
-from subnet.dataset import sha256_of
 
-if TYPE_CHECKING:
-    from hashlib import _Hash
+# What an upload's body is hashed with: the client and the validator each hash every byte,
+# and BLAKE3 is ~2.5x faster than sha256 here. Objects stored before keep their sha256.
+ALGORITHM = "blake3"
 
 __all__ = ["DEFAULT_CAPS", "CapabilityStore", "GatewayClient", "GatewayError", "PutResult"]
 
@@ -139,10 +146,22 @@ def _plain_segments(
         held, index = ahead, index + 1
 
 
-def sealed_digest(path: Path, key: bytes, segment_size: int) -> tuple[str, int]:
-    """(sha256 of the sealed stream, plaintext bytes) of ``path`` sealed under ``key``:
-    sealing is deterministic under one key, so the hash of what an upload under it sent."""
-    digest = hashlib.sha256()
+def file_hash(path: Path, algorithm: str = ALGORITHM) -> str:
+    """``path``'s content hash, ``"<algorithm>:<hex>"``."""
+    digest = CONTENT_HASHES[algorithm]()
+    with path.open("rb") as src:
+        while chunk := src.read(CHUNK):
+            digest.update(chunk)
+    return f"{algorithm}:{digest.hexdigest()}"
+
+
+def sealed_digest(
+    path: Path, key: bytes, segment_size: int, algorithm: str = ALGORITHM
+) -> tuple[str, int]:
+    """(content hash ``"<algorithm>:<hex>"`` of the sealed stream, plaintext bytes) of
+    ``path`` sealed under ``key``: sealing is deterministic under one key, so the hash of
+    what an upload under it sent."""
+    digest = CONTENT_HASHES[algorithm]()
     size = 0
     scratch = bytearray()  # only hashed: one buffer for every segment, made when first needed
     with path.open("rb") as src:
@@ -153,11 +172,11 @@ def sealed_digest(path: Path, key: bytes, segment_size: int) -> tuple[str, int]:
             sealed = memoryview(scratch)[: len(plain) + TAG_SIZE]
             encrypt_segment_into(key, index, is_last, plain, sealed)
             digest.update(sealed)
-    return digest.hexdigest(), size
+    return f"{algorithm}:{digest.hexdigest()}", size
 
 
 def _sealed_segments(
-    src: IO[bytes], key: bytes, segment_size: int, size: int, digest: _Hash
+    src: IO[bytes], key: bytes, segment_size: int, size: int, digest: ContentHasher
 ) -> Iterator[bytes]:
     for index, plain, is_last in _plain_segments(src, segment_size, size):
         sealed = encrypt_segment(key, index, is_last, plain)
@@ -167,10 +186,10 @@ def _sealed_segments(
 
 async def _sealed_chunks(
     path: Path, key: bytes, segment_size: int, size: int, on_bytes: Callable[[int], None],
-    digest: _Hash,
+    digest: ContentHasher,
 ) -> AsyncIterator[memoryview]:  # fmt: skip
     """The first ``size`` bytes of ``path`` sealed, read and sealed in a thread one segment
-    ahead of the network; ``digest`` (a hashlib sha256) takes every sealed byte."""
+    ahead of the network; ``digest`` takes every sealed byte."""
     with path.open("rb") as src:
         segments = _sealed_segments(src, key, segment_size, size, digest)
         ahead = asyncio.ensure_future(asyncio.to_thread(next, segments, None))
@@ -187,7 +206,7 @@ async def _sealed_chunks(
 
 
 async def _file_chunks(
-    path: Path, size: int, on_bytes: Callable[[int], None], digest: _Hash
+    path: Path, size: int, on_bytes: Callable[[int], None], digest: ContentHasher
 ) -> AsyncIterator[bytes]:
     """The first ``size`` bytes of ``path``, hashed into ``digest`` as they are read."""
 
@@ -222,12 +241,12 @@ class BearerClient:
 
     def request_trailed(
         self, method: str, url: StrOrURL, *, signed_for: str,
-        body: AsyncIterable[bytes | memoryview], body_sha256: Callable[[], bytes],
-        headers: Mapping[str, str] | None = None,
+        body: AsyncIterable[bytes | memoryview], body_digest: Callable[[], bytes],
+        trailing: str = TRAILING_BLAKE3, headers: Mapping[str, str] | None = None,
     ) -> Any:  # fmt: skip
         del signed_for
-        sent = {**(headers or {}), **self.auth, HEADER_CONTENT_HASH: TRAILING_SHA256}
-        data = trailed(body, lambda: trailer(None, body_sha256(), sent))
+        sent = {**(headers or {}), **self.auth, HEADER_CONTENT_HASH: trailing}
+        data = trailed(body, lambda: trailer(None, body_digest(), sent))
         return self.session.request(method, url, data=data, headers=sent)
 
 
@@ -293,14 +312,14 @@ class GatewayClient:
         query = {"name": name, "seal": seal, "mode": f"{mode:o}"}
         if codec is not None:
             query["codec"] = codec
-        digest = hashlib.sha256()
+        digest = CONTENT_HASHES[ALGORITHM]()
         if seal != "client":
             result = await self._put(
                 query, size, _file_chunks(path, size, on_bytes, digest), digest
             )
             await asyncio.to_thread(
                 self.caps.complete,
-                result["object_id"], name, result["capability"], digest.hexdigest(),
+                result["object_id"], name, result["capability"], _named(digest),
             )  # fmt: skip
             return result
         key = new_key()  # one key, one upload attempt: never reused for other bytes
@@ -319,34 +338,35 @@ class GatewayClient:
             raise
         capability = _with_key(result["capability"], key, size)
         await asyncio.to_thread(
-            self.caps.complete, result["object_id"], name, capability, digest.hexdigest(),
+            self.caps.complete, result["object_id"], name, capability, _named(digest),
             attempt,
         )  # fmt: skip
         return {**result, "capability": capability}
 
     async def _sealed_body(
-        self, path: Path, key: bytes, size: int, attempt: str, digest: _Hash,
+        self, path: Path, key: bytes, size: int, attempt: str, digest: ContentHasher,
         on_bytes: Callable[[int], None],
     ) -> AsyncIterator[memoryview]:  # fmt: skip
         """``path`` sealed under ``key``; once it is all sent, and before its trailer lets
         the validator commit, its hash goes into the pending ``attempt``."""
         async for chunk in _sealed_chunks(path, key, self.segment_size, size, on_bytes, digest):
             yield chunk
-        await asyncio.to_thread(self.caps.record_sha256, attempt, digest.hexdigest())
+        await asyncio.to_thread(self.caps.record_hash, attempt, _named(digest))
 
     async def _put(
         self, query: dict[str, str], length: int, body: AsyncIterable[bytes | memoryview],
-        digest: _Hash,
+        digest: ContentHasher,
     ) -> dict[str, Any]:  # fmt: skip
-        """PUT ``length`` bytes of ``body`` and its trailer (``digest``, the hashlib sha256
-        the body fills as it is read, signed once it is spent)."""
+        """PUT ``length`` bytes of ``body`` and its trailer (``digest``, the hash the body
+        fills as it is read, signed once it is spent, under its own algorithm)."""
         try:
             async with self.signer.request_trailed(
                 "PUT",
                 URL(f"{self.url}/v1/objects").with_query(query),
                 signed_for=self.validator,
                 body=body,
-                body_sha256=digest.digest,
+                body_digest=digest.digest,
+                trailing=f"{digest.name}:trailer",
                 headers={"Content-Length": str(length + TRAILER_SIZE)},
             ) as response:
                 return await self._json(response)
@@ -412,12 +432,12 @@ class GatewayClient:
         self, path: Path, name: str, stored: Mapping[str, Any], overwrite: bool
     ) -> str:
         """``recovered``, ``present`` or ``replace`` for a name the validator holds."""
-        object_id, digest = str(stored["id"]), stored.get("content_sha256")
+        object_id, digest = str(stored["id"]), _content_hash(stored)
         status = "present"
         entry = await asyncio.to_thread(self.caps.entry, object_id)
         if entry is None and digest:
             for pending in await asyncio.to_thread(self.caps.pending, name):
-                if pending.sha256 == digest:
+                if pending.content_hash == digest:
                     capability = Capability(
                         verifier=bytes.fromhex(str(stored["verifier"])),
                         k=int(stored["k"]), m=int(stored["m"]), size=pending.size,
@@ -446,18 +466,20 @@ class GatewayClient:
         self, path: Path, stored: Mapping[str, Any], entry: Mapping[str, Any] | None
     ) -> bool:
         """Whether the file is what the validator holds (run in a thread)."""
-        digest = str(stored.get("content_sha256") or "")
-        if not digest or path.stat().st_size != int(stored["size"]):
+        digest = _content_hash(stored)
+        algorithm = content_algorithm(digest)
+        if algorithm is None or path.stat().st_size != int(stored["size"]):
             return False
         if stored.get("sealed_by") != "client":
-            return sha256_of(path) == digest
+            return file_hash(path, algorithm) == digest
         if entry is None:
             return False
         capability = Capability.parse(str(entry["capability"]))
         if capability.key is None:
             return False
         # Sealing under the stored key is deterministic: same plaintext, same ciphertext.
-        return sealed_digest(path, capability.key, int(stored["segment_size"]))[0] == digest
+        segment_size = int(stored["segment_size"])
+        return sealed_digest(path, capability.key, segment_size, algorithm)[0] == digest
 
     # --- listing and deleting ------------------------------------------------------------
 
@@ -656,6 +678,21 @@ class GatewayClient:
         if expected is not None and written != expected:
             raise GatewayError(502, "truncated", f"got {written} of {expected} bytes")
         return written
+
+
+def _named(digest: ContentHasher) -> str:
+    """An upload's finished hash as the validator records it."""
+    return f"{digest.name}:{digest.hexdigest()}"
+
+
+def _content_hash(stored: Mapping[str, Any]) -> str:
+    """A listed object's content hash, ``"<algorithm>:<hex>"`` ("" if none is recorded);
+    a validator from before content hashes named their algorithm lists only sha256."""
+    named = stored.get("content_hash")
+    if named:
+        return str(named)
+    sha256 = stored.get("content_sha256")
+    return f"sha256:{sha256}" if sha256 else ""
 
 
 def _mode(response: aiohttp.ClientResponse) -> int | None:

@@ -288,7 +288,7 @@ async def put_object(request: web.Request) -> web.Response:
         encrypt=seal != "none",
         keep_key=keep_key,
         presealed=seal == "client",
-        content_sha256=body.declared_sha256,
+        content_hash=body.declared_hash,
         declared_size=body.size,
     )
     # Looked up before: once the upload commits, no step may touch the database, or a

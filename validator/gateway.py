@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from protocol.epistula import SHA256_PREFIX
 from validator import verified
 from validator.budget import TransferBudget
 from validator.downloads import Downloader
@@ -50,7 +51,10 @@ class ObjectInfo:
     key_stored: bool
     created_at: str
     sealed_by: str  # none | validator | client (the validator cannot read client-sealed)
-    content_sha256: str | None  # of the body as uploaded: ciphertext when the client sealed
+    # "<algorithm>:<hex>" of the body as uploaded (ciphertext when the client sealed), and
+    # its hex alone when the algorithm is sha256 (what clients before BLAKE3 compare)
+    content_hash: str | None
+    content_sha256: str | None
     verifier: str | None  # the manifest's verifier hash (hex), as in the capability
     k: int
     m: int
@@ -309,6 +313,12 @@ class Gateway:
         return len(held)
 
 
+def _sha256_of(content_hash: str | None) -> str | None:
+    if content_hash is None or not content_hash.startswith(SHA256_PREFIX):
+        return None
+    return content_hash.removeprefix(SHA256_PREFIX)
+
+
 def _info(row: StoredObject) -> ObjectInfo:
     return ObjectInfo(
         id=row.id,
@@ -320,7 +330,8 @@ def _info(row: StoredObject) -> ObjectInfo:
         key_stored=row.key is not None,
         created_at=row.created_at.isoformat(),
         sealed_by=sealed_by(row),
-        content_sha256=row.content_sha256,
+        content_hash=row.content_hash,
+        content_sha256=_sha256_of(row.content_hash),
         verifier=row.verifier,
         k=row.k,
         m=row.m,

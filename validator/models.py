@@ -118,9 +118,10 @@ class StoredObject(Base):
     key: Mapped[bytes | None] = mapped_column(LargeBinary)  # kept only if the user asked
     # none | validator | client. A client-sealed object's key never reaches the validator.
     sealed_by: Mapped[str | None] = mapped_column(String(16))
-    # sha256 of the body as uploaded (the ciphertext, when the client sealed), checked
-    # against the signed hash: a re-run of an upload recognises its object by it.
-    content_sha256: Mapped[str | None] = mapped_column(String(64))
+    # "<algorithm>:<hex>" of the body as uploaded (the ciphertext, when the client sealed),
+    # checked against the signed hash: a re-run of an upload recognises its object by it.
+    # "blake3:" from the CLI; "sha256:" from other clients and before migration 0014.
+    content_hash: Mapped[str | None] = mapped_column(String(80))
     # Permission bits (0o777) of the file it was uploaded from, given back to the file a
     # download writes; None for objects stored before migration 0011 or through S3.
     mode: Mapped[int | None] = mapped_column(Integer)

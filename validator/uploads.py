@@ -84,7 +84,7 @@ class UploadOptions:
     # The body is ciphertext the client sealed (erasure.seal_segments): coded as it is; the
     # validator never has the key. Otherwise the validator seals when ``encrypt``.
     presealed: bool = False
-    content_sha256: str | None = None  # of the body, as signed; checked before the commit
+    content_hash: str | None = None  # of the body, as signed; checked before the commit
     mode: int | None = None  # the uploaded file's permission bits, for downloads to restore
     # The body's length when known (Content-Length): what its slot weighs, and each
     # segment goes on as soon as it is cut, and a small object asks the budget for what
@@ -170,7 +170,8 @@ class Uploader:
         in_commit: Callable[[Session, str], None] | None = None,
     ) -> UploadResult:
         """Store ``body`` as ``name``; ``before_commit`` may still refuse (e.g. a bad hash),
-        or name the body's sha256 (hex) when only its end told it (a trailer).
+        or name the body's content hash (``"<algorithm>:<hex>"``) when only its end told it
+        (a trailer).
         ``in_commit(session, object_id)`` runs in the commit's own transaction (rows that
         make the object visible elsewhere, as the S3 API's): both land, or neither.
 
@@ -240,7 +241,7 @@ class Uploader:
                         codec=params.codec,
                         encryption="aes-256-gcm" if options.encrypt else "none",
                         sealed_by=options.sealed_by,
-                        content_sha256=options.content_sha256,
+                        content_hash=options.content_hash,
                         mode=options.mode,
                         created_at=now(),
                     )
@@ -310,7 +311,7 @@ class Uploader:
             # Let pushes in flight finish (each is bounded by attempts and timeouts) rather
             # than cancel them: a cancelled push can still land, and would then leak.
             await asyncio.gather(encoding, feeding, *storing, return_exceptions=True)
-        content_sha256 = before_commit() or options.content_sha256
+        content_hash = before_commit() or options.content_hash
         manifest = encoder.manifest()
         capability = encoder.capability()
         await asyncio.to_thread(
@@ -320,7 +321,7 @@ class Uploader:
             manifest.verifier_hash().hex(),
             manifest.size,
             encoder.key if options.keep_key else None,
-            content_sha256,
+            content_hash,
             in_commit,
         )
         return UploadResult(
@@ -480,7 +481,7 @@ class Uploader:
         verifier: str,
         size: int,
         key: bytes | None,
-        content_sha256: str | None,
+        content_hash: str | None,
         in_commit: Callable[[Session, str], None] | None = None,
     ) -> None:
         with self.sessions.begin() as session:
@@ -492,7 +493,7 @@ class Uploader:
                     verifier=verifier,
                     size=size,
                     key=key,
-                    content_sha256=content_sha256,
+                    content_hash=content_hash,
                     state="committed",
                     committed_at=now(),
                 )

@@ -7,9 +7,11 @@ import uuid
 
 import pytest
 from bittensor_wallet import Keypair
+from blake3 import blake3
 from multidict import CIMultiDict
 
 from protocol.epistula import (
+    CONTENT_HASHES,
     HEADER_CONTENT_HASH,
     HEADER_SIGNATURE,
     HEADER_SIGNED_BY,
@@ -18,6 +20,7 @@ from protocol.epistula import (
     HEADER_UUID,
     HEADER_VERSION,
     TRAILER_SIZE,
+    TRAILING_BLAKE3,
     TRAILING_SHA256,
     BadSignature,
     BodyMismatch,
@@ -436,13 +439,22 @@ def test_each_request_gets_a_fresh_uuid(alice: Keypair, bob: Keypair) -> None:
 # --- trailers: a streamed body's hash and signature at its end ---------------------------------
 
 
+ALGORITHMS = pytest.mark.parametrize("algorithm", sorted(CONTENT_HASHES))
+
+
+def digest_of(algorithm: str, body: bytes) -> bytes:
+    hasher = CONTENT_HASHES[algorithm]()
+    hasher.update(body)
+    return hasher.digest()
+
+
 def trailed_request(
-    signer: Keypair, receiver: Keypair, body: bytes
+    signer: Keypair, receiver: Keypair, body: bytes, algorithm: str = "blake3"
 ) -> tuple[VerifiedRequest, dict[str, str], bytes]:
     """A verified request declaring a trailer, its headers, and the trailer its signer sends."""
     headers = sign_headers(
         signer,
-        body_hash=TRAILING_SHA256,
+        body_hash=f"{algorithm}:trailer",
         signed_for=receiver.ss58_address,
         now_ms=NOW,
         declared=True,
@@ -450,22 +462,38 @@ def trailed_request(
     verified = EpistulaVerifier(window_ms=WINDOW).verify(
         headers, body_sha256_hex=None, now_ms=NOW, expected_signed_for=receiver.ss58_address
     )
-    return verified, headers, trailer(signer, hashlib.sha256(body).digest(), headers)
+    return verified, headers, trailer(signer, digest_of(algorithm, body), headers)
 
 
-def test_a_trailer_proves_the_body_and_names_its_hash(alice: Keypair, bob: Keypair) -> None:
-    verified, _, end = trailed_request(alice, bob, BODY)
+def test_our_trailers_are_blake3_and_sha256_ones_are_still_read() -> None:
+    assert (TRAILING_BLAKE3, TRAILING_SHA256) == ("blake3:trailer", "sha256:trailer")
+    assert sorted(CONTENT_HASHES) == ["blake3", "sha256"]
+    assert digest_of("blake3", BODY) == blake3(BODY).digest()
+
+
+@ALGORITHMS
+def test_a_trailer_proves_the_body_and_names_its_hash(
+    alice: Keypair, bob: Keypair, algorithm: str
+) -> None:
+    verified, _, end = trailed_request(alice, bob, BODY, algorithm)
     assert len(end) == TRAILER_SIZE
-    assert verified.check_trailer(hashlib.sha256(BODY).digest(), end) == body_sha256_hex(BODY)
+    digest = digest_of(algorithm, BODY)
+    assert verified.check_trailer(digest, end) == f"{algorithm}:{digest.hex()}"
 
 
-def test_a_trailer_signs_what_the_headers_would_have(alice: Keypair, bob: Keypair) -> None:
-    """Its signature is of the Epistula message with the body's sha256 as content hash."""
-    _, headers, end = trailed_request(alice, bob, BODY)
-    message = f"sha256:{body_sha256_hex(BODY)}.{headers[HEADER_UUID]}.{headers[HEADER_TIMESTAMP]}"
+@ALGORITHMS
+def test_a_trailer_signs_what_the_headers_would_have(
+    alice: Keypair, bob: Keypair, algorithm: str
+) -> None:
+    """Its signature is of the Epistula message with the body's hash, named by its
+    algorithm, as content hash."""
+    _, headers, end = trailed_request(alice, bob, BODY, algorithm)
+    content_hash = f"{algorithm}:{digest_of(algorithm, BODY).hex()}"
+    message = f"{content_hash}.{headers[HEADER_UUID]}.{headers[HEADER_TIMESTAMP]}"
     assert alice.verify(f"{message}.{bob.ss58_address}".encode(), end[32:])
 
 
+@ALGORITHMS
 @pytest.mark.parametrize(
     ("forge", "refusal"),
     [
@@ -473,16 +501,18 @@ def test_a_trailer_signs_what_the_headers_would_have(alice: Keypair, bob: Keypai
         ("rehashed", BadSignature),  # the trailer's hash follows them, its signature cannot
         ("other_signer", BadSignature),  # signed by another hotkey
         ("other_request", BadSignature),  # a genuine trailer of another request of alice's
+        ("other_algorithm", BadSignature),  # alice's signature of the other hash's name
         ("short", BodyMismatch),  # cut before its end
         ("empty", BodyMismatch),
     ],
 )
 def test_a_forged_trailer_is_refused(
-    alice: Keypair, bob: Keypair, mallory: Keypair, forge: str, refusal: type[EpistulaError]
-) -> None:
-    verified, headers, end = trailed_request(alice, bob, BODY)
-    sent = hashlib.sha256(BODY).digest()
-    other = hashlib.sha256(b"other bytes").digest()
+    alice: Keypair, bob: Keypair, mallory: Keypair, forge: str, refusal: type[EpistulaError],
+    algorithm: str,
+) -> None:  # fmt: skip
+    verified, headers, end = trailed_request(alice, bob, BODY, algorithm)
+    sent = digest_of(algorithm, BODY)
+    other = digest_of(algorithm, b"other bytes")
     if forge == "other_body":
         sent = other
     elif forge == "rehashed":
@@ -490,7 +520,13 @@ def test_a_forged_trailer_is_refused(
     elif forge == "other_signer":
         end = trailer(mallory, sent, headers)
     elif forge == "other_request":
-        _, _, end = trailed_request(alice, bob, BODY)
+        _, _, end = trailed_request(alice, bob, BODY, algorithm)
+    elif forge == "other_algorithm":
+        # The same 32 bytes, signed as the other algorithm's hash: the name is signed too.
+        renamed = {**headers, HEADER_CONTENT_HASH: next(
+            f"{name}:trailer" for name in CONTENT_HASHES if name != algorithm
+        )}  # fmt: skip
+        end = trailer(alice, sent, renamed)
     elif forge == "short":
         end = end[:-1]
     else:
@@ -513,16 +549,19 @@ def test_a_trailer_is_refused_where_none_was_declared(alice: Keypair, bob: Keypa
         verified.check_trailer(digest, trailer(alice, digest, headers))
 
 
-def test_an_unsigned_request_s_trailer_counts_for_its_hash_alone(alice: Keypair) -> None:
+@ALGORITHMS
+def test_an_unsigned_request_s_trailer_counts_for_its_hash_alone(
+    alice: Keypair, algorithm: str
+) -> None:
     """A request authenticated otherwise (an API token) has no key to sign with: its
     trailer's hash is checked, the rest is zeros."""
     token_user = VerifiedRequest(
         signed_by=alice.ss58_address, uuid="", timestamp_ms=NOW,
-        declared_content_hash=TRAILING_SHA256, signed=False,
+        declared_content_hash=f"{algorithm}:trailer", signed=False,
     )  # fmt: skip
-    digest = hashlib.sha256(BODY).digest()
+    digest = digest_of(algorithm, BODY)
     end = trailer(None, digest, {})
     assert end == digest + bytes(64)
-    assert token_user.check_trailer(digest, end) == digest.hex()
+    assert token_user.check_trailer(digest, end) == f"{algorithm}:{digest.hex()}"
     with pytest.raises(BodyMismatch):
-        token_user.check_trailer(hashlib.sha256(b"x").digest(), end)
+        token_user.check_trailer(digest_of(algorithm, b"x"), end)

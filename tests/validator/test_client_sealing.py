@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 from bittensor_wallet import Keypair
+from blake3 import blake3
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from erasure import Capability, Manifest, encrypt_segment, new_key, seal_segments, sealed_size
 from erasure.crypto import TAG_SIZE
-from protocol.epistula import TRAILING_SHA256, sign_headers, trailer
+from protocol.epistula import CONTENT_HASHES, sign_headers, trailer
 from protocol.signing import SigningClient, wall_clock_ms
 from subnet.capability_store import CapabilityStore
 from subnet.gateway_client import CHUNK, GatewayClient, GatewayError, _sealed_chunks, sealed_digest
@@ -69,7 +70,8 @@ async def test_round_trip_the_validator_never_sees_the_key(
         assert (row.key, row.sealed_by, row.encryption) == (None, "client", "aes-256-gcm")
         manifest = Manifest.from_json(row.manifest_json)
         assert (manifest.sealer, manifest.size, manifest.version) == ("client", len(data), 2)
-        assert row.content_sha256 == sealed_digest(source, cap.key, SEGMENT)[0]
+        assert row.content_hash == sealed_digest(source, cap.key, SEGMENT)[0]
+        assert row.content_hash.startswith("blake3:")  # what the CLI signs now
     if db_url.startswith("sqlite:///"):
         stored = Path(db_url.removeprefix("sqlite:///"))
         raw = b"".join(p.read_bytes() for p in stored.parent.glob(stored.name + "*"))
@@ -80,6 +82,8 @@ async def test_round_trip_the_validator_never_sees_the_key(
     assert (listed["sealed_by"], listed["size"], listed["verifier"]) == (
         "client", len(data), cap.verifier.hex()
     )  # fmt: skip
+    # Listed by its algorithm's name; no sha256 is claimed for it.
+    assert (listed["content_hash"], listed["content_sha256"]) == (row.content_hash, None)
     await alice.download("sealed/a.bin", tmp_path / "back.bin")
     assert (tmp_path / "back.bin").read_bytes() == data
     # Bob, another user, reads it from the capability alone (a capability can be shared).
@@ -219,11 +223,14 @@ async def test_a_capability_for_another_object_is_refused(api: Client, tmp_path:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("algorithm", ["blake3", "sha256"])
 async def test_a_lost_reply_is_recovered_by_a_rerun(
-    api: Client, tmp_path: Path, sessions: sessionmaker[Session]
+    api: Client, tmp_path: Path, sessions: sessionmaker[Session], algorithm: str
 ) -> None:
     """The validator committed, the client never heard: the pending key, written before the
-    first byte, becomes the capability on the next run, without sending the file again."""
+    first byte, becomes the capability on the next run, without sending the file again.
+    Also for an upload hashed with sha256 (a client from before BLAKE3): the hash names its
+    algorithm all the way, so the re-run compares like with like."""
     data = random.Random(9).randbytes(2 * SEGMENT + 9)
     source = tmp_path / "lost.bin"
     source.write_bytes(data)
@@ -231,11 +238,12 @@ async def test_a_lost_reply_is_recovered_by_a_rerun(
     key, size = new_key(), len(data)
     attempt = alice.caps.begin("lost.bin", key, "", size, SEGMENT)  # as upload() does
     query = {"name": "lost.bin", "seal": "client", "size": str(size), "segment_size": str(SEGMENT)}
-    digest = hashlib.sha256()
+    digest = CONTENT_HASHES[algorithm]()
     body = alice._sealed_body(source, key, size, attempt, digest, lambda _n: None)
     await alice._put(query, sealed_size(size, SEGMENT), body, digest)  # its reply "lost"
     assert alice.caps.find("lost.bin") is None and len(alice.caps.pending()) == 1
     listed = {o["name"]: o for o in await alice.list()}
+    assert listed["lost.bin"]["content_hash"] == f"{algorithm}:{digest.hexdigest()}"
     done = await alice.put(source, "lost.bin", listed)
     assert done.status == "recovered"
     assert alice.caps.pending() == []
@@ -282,8 +290,27 @@ def test_the_digest_is_of_the_sealed_stream(tmp_path: Path) -> None:
         key, 1, True, data[SEGMENT:]
     )
     assert sealed_digest(tmp_path / "d", key, SEGMENT) == (
-        hashlib.sha256(sealed).hexdigest(), len(data)
+        "blake3:" + blake3(sealed).hexdigest(), len(data)
     )  # fmt: skip
+    assert sealed_digest(tmp_path / "d", key, SEGMENT, "sha256") == (
+        "sha256:" + hashlib.sha256(sealed).hexdigest(), len(data)
+    )  # fmt: skip
+
+
+def test_a_pending_attempt_from_before_blake3_reads_as_sha256(tmp_path: Path) -> None:
+    """A store written when pending attempts kept a bare hex sha256 is read, not lost: its
+    hash is named, so a re-run can still match it to the object the validator lists."""
+    store = CapabilityStore(tmp_path, "v")
+    attempt = store.begin("old.bin", new_key(), "", 5, SEGMENT)
+    raw = json.loads((tmp_path / "v.json").read_text())
+    entry = raw["pending"][attempt]
+    del entry["content_hash"]
+    entry["sha256"] = "ab" * 32
+    (tmp_path / "v.json").write_text(json.dumps(raw))
+    [pending] = store.pending("old.bin")
+    assert pending.content_hash == "sha256:" + "ab" * 32
+    store.record_hash(attempt, "blake3:" + "cd" * 32)
+    assert store.pending("old.bin")[0].content_hash == "blake3:" + "cd" * 32
 
 
 @pytest.mark.parametrize("segments", [0, 1, 2, 3])
@@ -300,16 +327,16 @@ async def test_the_sending_pass_sends_and_hashes_what_seal_segments_makes(
     key = new_key()
     expected = b"".join(seal_segments(key, [data], SEGMENT))
     assert sealed_digest(tmp_path / "d", key, SEGMENT) == (
-        hashlib.sha256(expected).hexdigest(), size
+        "blake3:" + blake3(expected).hexdigest(), size
     )  # fmt: skip
     counted: list[int] = []
-    digest = hashlib.sha256()
+    digest = blake3()
     sent = [
         bytes(c)
         async for c in _sealed_chunks(tmp_path / "d", key, SEGMENT, size, counted.append, digest)
     ]
     assert b"".join(sent) == expected and sum(counted) == size
-    assert digest.hexdigest() == hashlib.sha256(expected).hexdigest()
+    assert digest.hexdigest() == blake3(expected).hexdigest()
 
 
 # --- the trailer: the body's hash and its signature at its end ---------------------------------
@@ -317,11 +344,11 @@ async def test_the_sending_pass_sends_and_hashes_what_seal_segments_makes(
 
 async def put_trailed(
     api: Client, signer: Keypair, name: str, body: bytes, end: Callable[[dict[str, str]], bytes],
-    **query: str,
+    algorithm: str = "blake3", **query: str,
 ) -> tuple[int, dict[str, Any]]:  # fmt: skip
     """PUT ``body`` then ``end(headers)``, under headers that declare a trailer."""
     headers = sign_headers(
-        signer, body_hash=TRAILING_SHA256, signed_for=VALIDATOR.ss58_address,
+        signer, body_hash=f"{algorithm}:trailer", signed_for=VALIDATOR.ss58_address,
         now_ms=wall_clock_ms(), declared=True,
     )  # fmt: skip
     url = api.make_url("/v1/objects").with_query({"name": name, "seal": "none", **query})
@@ -329,18 +356,21 @@ async def put_trailed(
         return r.status, await r.json()
 
 
+@pytest.mark.parametrize("algorithm", ["blake3", "sha256"])
 async def test_a_trailed_upload_is_stored_under_the_hash_its_trailer_signs(
-    api: Client, sessions: sessionmaker[Session], tmp_path: Path
+    api: Client, sessions: sessionmaker[Session], tmp_path: Path, algorithm: str
 ) -> None:
     data = random.Random(5).randbytes(3 * SEGMENT + 7)
-    digest = hashlib.sha256(data).digest()
+    hasher = CONTENT_HASHES[algorithm]()
+    hasher.update(data)
+    digest = hasher.digest()
     status, reply = await put_trailed(
-        api, ALICE, "t.bin", data, lambda h: trailer(ALICE, digest, h)
+        api, ALICE, "t.bin", data, lambda h: trailer(ALICE, digest, h), algorithm
     )
     assert status == 201, reply
     with sessions() as session:
         row = session.get(StoredObject, reply["object_id"])
-        assert row is not None and row.content_sha256 == digest.hex()
+        assert row is not None and row.content_hash == f"{algorithm}:{digest.hex()}"
     alice = await client_for(api, ALICE, tmp_path / "caps")
     await alice.download(reply["object_id"], tmp_path / "back")
     assert (tmp_path / "back").read_bytes() == data
@@ -361,12 +391,12 @@ async def test_a_forged_trailer_commits_nothing_and_frees_the_name(
     """Every segment is coded and pushed before the trailer arrives: a body the trailer does
     not prove is refused at the end, its shards dropped, and the name is free again."""
     data = random.Random(6).randbytes(2 * SEGMENT + 3)
-    sent, digest = data, hashlib.sha256(data).digest()
+    sent, digest = data, blake3(data).digest()
     mallory = Keypair.create_from_uri("//Mallory")
     changed = bytes([data[0] ^ 1]) + data[1:]
     ends: dict[str, Callable[[dict[str, str]], bytes]] = {
         "changed_bytes": lambda h: trailer(ALICE, digest, h),
-        "rehashed": lambda h: hashlib.sha256(changed).digest() + trailer(ALICE, digest, h)[32:],
+        "rehashed": lambda h: blake3(changed).digest() + trailer(ALICE, digest, h)[32:],
         "other_signer": lambda h: trailer(mallory, digest, h),
         "no_trailer": lambda h: b"",
     }

@@ -166,9 +166,7 @@ def test_0006_marks_earlier_objects_sealed_by_the_validator_or_nobody(db_url: st
     try:
         with Session(engine) as session:
             # Only the columns 0006 has (a whole row would name later ones).
-            rows = session.execute(
-                select(StoredObject.id, StoredObject.sealed_by, StoredObject.content_sha256)
-            )
+            rows = session.execute(text("SELECT id, sealed_by, content_sha256 FROM objects"))
             found = {oid: (sealed_by, digest) for oid, sealed_by, digest in rows}
             assert found == {"a" * 32: ("validator", None), "b" * 32: ("none", None)}
     finally:
@@ -247,5 +245,58 @@ def test_0012_copies_shard_sizes_and_the_database_keeps_verified_bytes(db_url: s
     finally:
         engine.dispose()
     assert "size" not in columns
+    command.upgrade(config, "head")
+    test_upgrade_head_has_no_drift_from_the_models(db_url)
+
+
+def test_0014_names_the_algorithm_of_each_kept_hash(db_url: str) -> None:
+    """sha256 hashes kept before become "sha256:<hex>"; back down, a sha256 one is kept
+    and a BLAKE3 one (there is no sha256 to go back to) is dropped."""
+    config = alembic_config(db_url, "validator")
+    command.upgrade(config, "0013_validator")
+    engine = make_engine(db_url)
+    now = datetime.now(UTC)
+    hashes = {"a" * 32: "ab" * 32, "b" * 32: None}
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(User).values(id=1, name="u", created_at=now))
+            for oid, digest in hashes.items():
+                connection.execute(
+                    text(
+                        "INSERT INTO objects (id, owner_id, name, state, k, m, segment_size, "
+                        "leaf_size, encryption, created_at, content_sha256, size) VALUES (:id, 1, "
+                        ":id, 'committed', 1, 1, 1, 1, 'none', :now, :digest, 1)"
+                    ),
+                    {"id": oid, "now": now, "digest": digest},
+                )
+                connection.execute(
+                    insert(Segment).values(object_id=oid, index=0, size=1, padding=0, shard_size=1)
+                )
+    finally:
+        engine.dispose()
+    command.upgrade(config, "0014_validator")
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            rows = connection.execute(select(StoredObject.id, StoredObject.content_hash))
+            found = dict(rows.all())
+            assert found == {"a" * 32: "sha256:" + "ab" * 32, "b" * 32: None}
+            connection.execute(
+                update(StoredObject)
+                .where(StoredObject.id == "b" * 32)
+                .values(content_hash="blake3:" + "cd" * 32)
+            )
+    finally:
+        engine.dispose()
+    command.downgrade(config, "0013_validator")
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, content_sha256 FROM objects"))
+            assert dict(rows.all()) == {"a" * 32: "ab" * 32, "b" * 32: None}
+            # The objects table was rebuilt (SQLite) both ways: its segments are all there.
+            assert connection.execute(text("SELECT count(*) FROM segments")).scalar() == 2
+    finally:
+        engine.dispose()
     command.upgrade(config, "head")
     test_upgrade_head_has_no_drift_from_the_models(db_url)
