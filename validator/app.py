@@ -393,7 +393,9 @@ async def _serve(
     if request.method == "HEAD":
         await response.prepare(request)
         return response
-    chunks = gateway.downloader.stream(plan, key, start, stop, sealed=sealed, reader=reader)
+    chunks = gateway.downloader.stream(
+        plan, key, start, stop, sealed=sealed, reader=reader, reuse_buffers=True
+    )
     return await send_stream(request, response, chunks, request.app[SETTINGS], {"object": info.id})
 
 

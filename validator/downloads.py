@@ -7,6 +7,9 @@ cancels whatever is still running once k good shares are in. Every share is hash
 its shard id before use: a bad or missing one just means asking another miner. The next
 segment is fetched while the current one streams out. When the k primaries are in and
 nothing is to be decrypted, they are sent as they are, never joined into a segment copy.
+Shares are read into buffers a download reuses from segment to segment
+(:class:`~erasure.objects.SegmentBuffers`): a fresh 4 MiB buffer per share is a fresh
+mapping the kernel zeroes page by page, most of a validator's page faults on a download.
 """
 
 from __future__ import annotations
@@ -15,15 +18,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Iterable
+from dataclasses import dataclass, field
 from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from erasure import DecryptionError, Manifest, MerkleTree, decode_segment_shares
-from erasure.objects import Buffer
+from erasure.objects import Buffer, SegmentBuffers
 from protocol.memory import trim
 from validator.budget import HEDGE, Grant, TransferBudget, download_charge
 from validator.miner_client import MinerAddress, MinerClient, MinerError, ReadObserver
@@ -31,6 +34,10 @@ from validator.models import Placement, Segment, Shard, StoredObject
 
 log = logging.getLogger(__name__)
 OUT_CHUNK = 1024 * 1024  # bytes per write to a downloading client
+# Once this much more has been written to the client, nothing written before it can still
+# sit in the transport's queue, which holds at most its high-water mark (64 KiB by default)
+# once the writer has drained: a segment's share buffers go back to be reused after that.
+SENT_PAST = 4 * 64 * 1024
 
 
 class DownloadError(Exception):
@@ -46,6 +53,16 @@ class Source:
     shard_id: str
     miner: MinerAddress
     active: bool = True  # the miner answered the validator's last look; others go last
+
+
+@dataclass(slots=True)
+class Fetched:
+    """A segment in hand: what to send in order, the grant it is held under (None without a
+    budget), and the pooled share buffers the pieces are views of."""
+
+    pieces: list[Buffer]
+    grant: Grant | None = None
+    lent: list[bytearray] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +138,19 @@ class Downloader:
         *,
         sealed: bool = False,
         reader: int = 0,
+        reuse_buffers: bool = False,
     ) -> AsyncGenerator[memoryview, None]:
         """Plaintext bytes ``start..end`` (end exclusive), as views of each segment in turn;
         with ``sealed``, the stored bytes (the ciphertext a client sealed), in their offsets.
 
         Each segment in hand (the one being sent, the next one being fetched) holds a grant
-        of the budget, taken for ``reader`` (a user id), until it has been sent."""
+        of the budget, taken for ``reader`` (a user id), until it has been sent.
+
+        ``reuse_buffers``: shares are read into buffers reused from segment to segment, so
+        a view yielded is valid only until :data:`SENT_PAST` more bytes have been yielded.
+        Only for a caller that writes each chunk out before it asks for the next
+        (:func:`validator.streaming.send_stream`); a view kept longer would show later
+        bytes."""
         manifest = plan.manifest
         total = manifest.stored_size if sealed else manifest.size
         end = total if end is None else min(end, total)
@@ -137,40 +161,66 @@ class Downloader:
         # The shares in flight (hedged ones too), and a decoded segment beside them.
         decoded = not (sealed or not (key or plan.stored_key))
         charge = download_charge(manifest.params, hedge=self.hedge, decoded=decoded)
+        # Every segment but the last has the first's shard size; they share these buffers.
+        # A download's in-flight shares are at most two segments' worth (this one, the next).
+        buffers = (
+            SegmentBuffers(
+                manifest.segments[first].shard_size, keep=2 * (manifest.params.k + self.hedge)
+            )
+            if reuse_buffers
+            else None
+        )
 
-        def fetch(index: int) -> asyncio.Task[tuple[Grant | None, list[Buffer]]]:
-            return asyncio.create_task(self._held_pieces(reader, charge, plan, index, key, sealed))
+        def fetch(index: int) -> asyncio.Task[Fetched]:
+            return asyncio.create_task(
+                self._held_pieces(reader, charge, plan, index, key, sealed, buffers)
+            )
 
-        ahead: asyncio.Task[tuple[Grant | None, list[Buffer]]] | None = None
+        ahead: asyncio.Task[Fetched] | None = None
+        # Buffers of segments already sent, taken back once SENT_PAST more bytes are out; the
+        # next segment is fetched only then, so no more than two segments' shares are held.
+        lent: list[bytearray] = []
+        since = 0
         try:
             for index in range(first, last + 1):
-                current = ahead or fetch(index)
-                ahead = fetch(index + 1) if index < last else None
-                grant, pieces = await current
+                current, ahead = ahead or fetch(index), None
+                got = await current
                 try:
                     base = index * seg_size
                     lo, hi = max(start - base, 0), end - base
                     at = 0
-                    for piece in pieces:
+                    for piece in got.pieces:
                         # Views in sends of OUT_CHUNK: a whole segment handed to the transport
                         # at once would be copied into its buffer, a fresh mapping every time.
                         view = memoryview(piece)[max(lo - at, 0) : max(min(hi - at, len(piece)), 0)]
                         at += len(piece)
                         for off in range(0, len(view), OUT_CHUNK):
-                            yield view[off : off + OUT_CHUNK]
+                            chunk = view[off : off + OUT_CHUNK]
+                            yield chunk
+                            del chunk
+                            since += min(OUT_CHUNK, len(view) - off)
+                            if lent and since >= SENT_PAST:
+                                _give_back(buffers, lent)
+                                lent = []
+                            if not lent and ahead is None and index < last:
+                                ahead = fetch(index + 1)
                         del view, piece
+                    if ahead is None and index < last:
+                        ahead = fetch(index + 1)  # a segment shorter than SENT_PAST
                 finally:
-                    # The segment goes with its grant, not when the next one has come.
-                    pieces.clear()
-                    if grant is not None:
-                        grant.release()
+                    # The segment goes with its grant, not when the next one has come; its
+                    # buffers are lent until a little of what follows has been sent.
+                    got.pieces.clear()
+                    if got.grant is not None:
+                        got.grant.release()
+                    lent, since = lent + got.lent, 0
         finally:
             if ahead is not None:
                 ahead.cancel()
                 with contextlib.suppress(asyncio.CancelledError, DownloadError):
-                    grant, _ = await ahead
-                    if grant is not None:
-                        grant.release()  # it was fetched before the cancel landed
+                    unsent = await ahead
+                    if unsent.grant is not None:
+                        unsent.grant.release()  # it was fetched before the cancel landed
             await asyncio.to_thread(trim)
 
     async def _held_pieces(
@@ -181,22 +231,68 @@ class Downloader:
         index: int,
         key: bytes | None,
         sealed: bool,
-    ) -> tuple[Grant | None, list[Buffer]]:
+        buffers: SegmentBuffers | None = None,
+    ) -> Fetched:
         """:meth:`pieces` under a grant of the budget, which the caller releases once sent."""
         grant = None if self.budget is None else await self.budget.take(reader, charge)
         try:
-            return grant, await self.pieces(plan, index, key, sealed)
+            fetched = await self.pieces(plan, index, key, sealed, buffers)
         except BaseException:
             if grant is not None:
                 grant.release()
             raise
+        fetched.grant = grant
+        return fetched
 
     async def pieces(
-        self, plan: ObjectPlan, index: int, key: bytes | None, sealed: bool = False
-    ) -> list[Buffer]:
+        self, plan: ObjectPlan, index: int, key: bytes | None, sealed: bool = False,
+        buffers: SegmentBuffers | None = None,
+    ) -> Fetched:  # fmt: skip
         """Segment ``index`` as buffers to send in order: its k primary shares as they came
         (trimmed of padding) when they all did and nothing is to be decrypted, so the
-        segment is never joined into a copy; else the one decoded segment."""
+        segment is never joined into a copy; else the one decoded segment. Shares are read
+        into ``buffers``' buffers where they fit; those the pieces are views of are lent to
+        the caller (:attr:`Fetched.lent`), the rest go back at once."""
+        manifest = plan.manifest
+        k = manifest.params.k
+        good: dict[int, bytes | bytearray] = {}
+        try:
+            await self._gather(plan, index, buffers, good)
+        except BaseException:
+            _give_back(buffers, good.values())
+            raise
+        size = manifest.segments[index].size
+        if (sealed or not (manifest.encrypted or key or plan.stored_key)) and all(
+            n in good for n in range(k)
+        ):
+            out: list[Buffer] = []
+            for n in range(k):  # primaries are the stored bytes; the last ones are padded
+                take = min(len(good[n]), size)
+                out.append(memoryview(good[n])[:take] if take < len(good[n]) else good[n])
+                size -= take
+            pooled = [b for b in good.values() if isinstance(b, bytearray)] if buffers else []
+            return Fetched(out, lent=pooled)
+        try:
+            decoded = await asyncio.to_thread(
+                partial(decode_segment_shares, verify=False, sealed=sealed),
+                manifest, index, good, key or plan.stored_key,
+            )  # fmt: skip
+        except DecryptionError:
+            # The shards were verified against their ids, so only the key can be wrong: a
+            # capability whose verifier matches (it is public) with another object's key.
+            raise DownloadError(
+                "wrong_key", f"that capability's key does not open {plan.name!r}"
+            ) from None
+        finally:
+            _give_back(buffers, good.values())  # decoded into a buffer of its own
+        return Fetched([decoded])
+
+    async def _gather(
+        self, plan: ObjectPlan, index: int, buffers: SegmentBuffers | None,
+        good: dict[int, bytes | bytearray],
+    ) -> None:  # fmt: skip
+        """Fill ``good`` with k verified shares of segment ``index``, by share number;
+        hedged as the module says."""
         manifest = plan.manifest
         k = manifest.params.k
         # Primaries first (no decoding), then by how fast each miner answered before; miners
@@ -205,7 +301,6 @@ class Downloader:
             plan.sources[index],
             key=lambda s: (not s.active, s.share >= k, self.latency.get(s.miner.hotkey, 0.5)),
         )
-        good: dict[int, bytes | bytearray] = {}
         waiting: set[asyncio.Task[tuple[Source, bytes | bytearray | None]]] = set()
         queue = list(ordered)
 
@@ -214,7 +309,7 @@ class Downloader:
                 source = queue.pop(0)
                 if source.share in good or any(t.get_name() == str(source.share) for t in waiting):
                     continue
-                task = asyncio.create_task(self._fetch(manifest, index, source))
+                task = asyncio.create_task(self._fetch(manifest, index, source, buffers))
                 task.set_name(str(source.share))
                 waiting.add(task)
                 count -= 1
@@ -250,36 +345,31 @@ class Downloader:
         finally:
             for task in waiting:
                 task.cancel()
-        size = manifest.segments[index].size
-        if (sealed or not (manifest.encrypted or key or plan.stored_key)) and all(
-            n in good for n in range(k)
-        ):
-            out: list[Buffer] = []
-            for n in range(k):  # primaries are the stored bytes; the last ones are padded
-                take = min(len(good[n]), size)
-                out.append(memoryview(good[n])[:take] if take < len(good[n]) else good[n])
-                size -= take
-            return out
-        try:
-            decoded = await asyncio.to_thread(
-                partial(decode_segment_shares, verify=False, sealed=sealed),
-                manifest, index, good, key or plan.stored_key,
-            )  # fmt: skip
-        except DecryptionError:
-            # The shards were verified against their ids, so only the key can be wrong: a
-            # capability whose verifier matches (it is public) with another object's key.
-            raise DownloadError(
-                "wrong_key", f"that capability's key does not open {plan.name!r}"
-            ) from None
-        return [decoded]
 
     async def _fetch(
-        self, manifest: Manifest, index: int, source: Source
+        self, manifest: Manifest, index: int, source: Source,
+        buffers: SegmentBuffers | None = None,
+    ) -> tuple[Source, bytes | bytearray | None]:  # fmt: skip
+        """The share ``source`` holds, verified, or None; read into one of ``buffers``' when
+        its size fits, which goes back to them unless it is the share returned."""
+        size = manifest.segments[index].shard_size
+        into = buffers.take() if buffers is not None and buffers.size == size else None
+        try:
+            found = await self._fetch_into(manifest, index, source, into)
+        except BaseException:
+            _give_back(buffers, [into])
+            raise
+        if found[1] is not into:
+            _give_back(buffers, [into])
+        return found
+
+    async def _fetch_into(
+        self, manifest: Manifest, index: int, source: Source, into: bytearray | None
     ) -> tuple[Source, bytes | bytearray | None]:
         started = time.perf_counter()
         try:
             size = manifest.segments[index].shard_size
-            data = await self.miners.get_shard(source.miner, source.shard_id, size=size)
+            data = await self.miners.get_shard(source.miner, source.shard_id, size=size, into=into)
         except MinerError as exc:
             log.info("shard fetch failed", extra={"miner": source.miner.hotkey, "why": exc.kind})
             self.latency[source.miner.hotkey] = 10.0  # try it last next time
@@ -303,6 +393,14 @@ class Downloader:
     def _observe(self, source: Source, *, served: bool, why: str = "") -> None:
         if self.reads is not None:
             self.reads(source.miner.hotkey, source.shard_id, served=served, why=why)
+
+
+def _give_back(buffers: SegmentBuffers | None, shares: Iterable[bytes | bytearray | None]) -> None:
+    """Return pooled share buffers once nothing will read them (others are just dropped)."""
+    if buffers is not None:
+        for share in shares:
+            if isinstance(share, bytearray):
+                buffers.give(share)
 
 
 def _matches(data: bytes | bytearray, leaf_size: int, shard_id: str) -> bool:

@@ -230,9 +230,12 @@ class MinerClient:
         start: int = 0,
         end: int | None = None,
         size: int = MAX_SHARD_BYTES,
+        into: bytearray | None = None,
     ) -> bytes | bytearray:
         """The shard's bytes ``start..end``; ``size``, the shard's as recorded: a body longer
-        than the bytes asked for is refused (``bad_reply``) before it is held."""
+        than the bytes asked for is refused (``bad_reply``) before it is held. ``into``: a
+        buffer to read a body of exactly its length into (returned then), so that a reader
+        of many shards reuses buffers instead of faulting in a fresh mapping for each."""
         wanted = (size if end is None else min(end, size)) - start
         headers = {}
         if start or end is not None:
@@ -249,7 +252,7 @@ class MinerClient:
             ):
                 if response.status not in (200, 206):
                     await self._json(miner, response)
-                return await _read_at_most(miner, response, max(wanted, 0))
+                return await _read_at_most(miner, response, max(wanted, 0), into)
         except TimeoutError:
             raise MinerError(miner, "timeout", "fetching a shard") from None
         except aiohttp.ClientError as exc:
@@ -366,26 +369,27 @@ class MinerClient:
 
 
 async def _read_at_most(
-    miner: MinerAddress, response: aiohttp.ClientResponse, limit: int
-) -> bytes | bytearray:
+    miner: MinerAddress, response: aiohttp.ClientResponse, limit: int,
+    into: bytearray | None = None,
+) -> bytes | bytearray:  # fmt: skip
     """The body, or ``bad_reply`` as soon as it is known to be longer than ``limit`` (from
     its Content-Length, else as it arrives). A declared length is read into one buffer of
-    that size: no list of chunks joined into a second copy."""
+    that size (``into`` when it is that size): no list of chunks joined into a second
+    copy. A body cut short comes back as a copy of what came, never as ``into``."""
     declared = response.content_length
     if declared is not None and declared > limit:
         raise MinerError(miner, "bad_reply", f"a {declared}-byte reply; at most {limit} expected")
     if declared is not None:
-        body = bytearray(declared)
-        view, filled = memoryview(body), 0
-        while filled < declared:
-            chunk = await response.content.readany()
-            if not chunk:
-                break  # cut short: the caller sees the length
-            view[filled : filled + len(chunk)] = chunk
-            filled += len(chunk)
-        view.release()
-        del body[filled:]
-        return body
+        body = into if into is not None and len(into) == declared else bytearray(declared)
+        with memoryview(body) as view:
+            filled = 0
+            while filled < declared:
+                chunk = await response.content.readany()
+                if not chunk:
+                    break  # cut short: the caller sees the length
+                view[filled : filled + len(chunk)] = chunk
+                filled += len(chunk)
+            return body if filled == declared else bytes(view[:filled])
     chunks: list[bytes] = []
     held = 0
     while chunk := await response.content.readany():

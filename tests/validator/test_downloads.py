@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from erasure import Capability, ErasureParams
+from erasure.objects import SegmentBuffers
 from tests.validator.conftest import LiveMiner
 from validator.downloads import Downloader, DownloadError
 from validator.miner_client import MinerClient
@@ -25,25 +26,35 @@ async def stream(data: bytes) -> AsyncIterator[bytes]:
 
 
 async def stored(
-    sessions: sessionmaker[Session], client: MinerClient, miners: list[LiveMiner], owner: int
-) -> UploadResult:
+    sessions: sessionmaker[Session], client: MinerClient, miners: list[LiveMiner], owner: int,
+    encrypt: bool = True,
+) -> UploadResult:  # fmt: skip
+    """DATA stored; sealed by the validator (a download decodes and decrypts each segment),
+    or with ``encrypt=False`` not (a download sends the primary shares as they came)."""
     up = Uploader(sessions, client, lambda: [m.candidate for m in miners], rng=random.Random(5))
-    return await up.upload(owner, "obj", stream(DATA), UploadOptions(PARAMS))
+    return await up.upload(owner, "obj", stream(DATA), UploadOptions(PARAMS, encrypt=encrypt))
 
 
 async def read(
     down: Downloader, result: UploadResult, start: int = 0, end: int | None = None
 ) -> bytes:
+    """The bytes a reader gets, taken as a GET takes them: each chunk copied out (sent)
+    before the next is asked for, the download reusing its share buffers."""
     plan = await asyncio.to_thread(down.plan, result.object_id)
     key = Capability.parse(result.capability).key
-    return b"".join([c async for c in down.stream(plan, key, start, end)])
+    stream = down.stream(plan, key, start, end, reuse_buffers=True)
+    return b"".join([bytes(chunk) async for chunk in stream])
 
 
+ENCRYPT = pytest.mark.parametrize("encrypt", [True, False], ids=["decoded", "primaries"])
+
+
+@ENCRYPT
 async def test_whole_and_ranges_read_back(
     sessions: sessionmaker[Session], miner_client: MinerClient, live_miners: list[LiveMiner],
-    seeded: int,
+    seeded: int, encrypt: bool,
 ) -> None:  # fmt: skip
-    result = await stored(sessions, miner_client, live_miners, seeded)
+    result = await stored(sessions, miner_client, live_miners, seeded, encrypt)
     down = Downloader(sessions, miner_client)
     assert await read(down, result) == DATA
     for start, end in [(0, 1), (5, 300_000), (262_143, 262_145), (900_000, 900_017), (10, 10)]:
@@ -66,11 +77,12 @@ async def test_four_miners_down_still_reads_and_five_is_a_clear_error(
     assert "only 3 of the 4" in caught.value.message
 
 
+@ENCRYPT
 async def test_corrupt_shards_are_skipped(
     sessions: sessionmaker[Session], miner_client: MinerClient, live_miners: list[LiveMiner],
-    seeded: int,
+    seeded: int, encrypt: bool,
 ) -> None:  # fmt: skip
-    result = await stored(sessions, miner_client, live_miners, seeded)
+    result = await stored(sessions, miner_client, live_miners, seeded, encrypt)
     for miner in live_miners[:3]:  # three miners rot every shard they hold
         for path in (miner.service.settings.data_dir / "shards").rglob("*"):
             if path.is_file() and not path.suffix:
@@ -78,3 +90,63 @@ async def test_corrupt_shards_are_skipped(
                 raw[0] ^= 0xFF
                 path.write_bytes(raw)
     assert await read(Downloader(sessions, miner_client), result) == DATA
+
+
+@ENCRYPT
+async def test_each_segment_s_shares_are_read_into_the_buffers_the_last_gave_back(
+    sessions: sessionmaker[Session], miner_client: MinerClient, live_miners: list[LiveMiner],
+    seeded: int, encrypt: bool,
+) -> None:  # fmt: skip
+    """A fresh 64 KiB+ buffer per share is a fresh mapping to zero: shares go into pooled
+    buffers, lent with the pieces that are views of them (sent as they came) or given back
+    at once (decoded into a segment of its own), and the next segment reuses them."""
+    result = await stored(sessions, miner_client, live_miners, seeded, encrypt)
+    down = Downloader(sessions, miner_client)
+    plan = await asyncio.to_thread(down.plan, result.object_id)
+    key = Capability.parse(result.capability).key
+    size = plan.manifest.segments[0].shard_size
+    buffers = SegmentBuffers(size, keep=8)
+    seen: set[int] = set()
+    for index in range(3):  # whole segments: the fourth, the last, is shorter
+        got = await down.pieces(plan, index, key, buffers=buffers)
+        start = index * PARAMS.segment_size
+        assert b"".join(got.pieces) == DATA[start : start + PARAMS.segment_size]
+        if encrypt:
+            assert got.lent == [] and len(got.pieces) == 1
+            pooled = [buffers.take() for _ in range(PARAMS.k)]  # what the shares went into
+            assert all(len(b) == size for b in pooled)
+            ids = {id(b) for b in pooled}
+            for b in pooled:
+                buffers.give(b)
+        else:
+            assert len(got.lent) == PARAMS.k and all(len(b) == size for b in got.lent)
+            assert {id(memoryview(p).obj) for p in got.pieces} <= {id(b) for b in got.lent}
+            ids = {id(b) for b in got.lent}
+            got.pieces.clear()
+            for b in got.lent:
+                buffers.give(b)
+        assert not seen or ids == seen  # the same buffers, segment after segment
+        seen = ids
+
+
+async def test_a_get_reads_every_segment_into_two_segments_worth_of_buffers(
+    sessions: sessionmaker[Session], miner_client: MinerClient, live_miners: list[LiveMiner],
+    seeded: int,
+) -> None:  # fmt: skip
+    """Streamed as a GET streams (each chunk out before the next), twelve segments of
+    primary shares go through the buffers of two, and every byte is right."""
+    data = random.Random(12).randbytes(12 * PARAMS.segment_size)
+    up = Uploader(
+        sessions, miner_client, lambda: [m.candidate for m in live_miners], rng=random.Random(5)
+    )
+    result = await up.upload(seeded, "twelve", stream(data), UploadOptions(PARAMS, encrypt=False))
+    down = Downloader(sessions, miner_client)
+    plan = await asyncio.to_thread(down.plan, result.object_id)
+    held: list[object] = []  # every buffer a chunk came from, kept: ids are not reused
+    got = bytearray()
+    async for chunk in down.stream(plan, None, reuse_buffers=True):
+        got += chunk
+        if not any(chunk.obj is seen for seen in held):
+            held.append(chunk.obj)
+    assert got == data
+    assert PARAMS.k <= len(held) <= 2 * PARAMS.k  # of the 48 shares sent

@@ -809,7 +809,7 @@ async def get_object(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         await response.write_eof()
         return response
-    chunks = service.read(_owner(request), meta, start, stop)
+    chunks = service.read(_owner(request), meta, start, stop, reuse_buffers=True)
     return await send_stream(request, response, chunks, service.settings, {"key": meta.key})
 
 

@@ -340,17 +340,20 @@ class S3Service:
             return stored
 
     async def read(
-        self, reader: int, meta: ObjectMeta, start: int, stop: int
-    ) -> AsyncGenerator[memoryview, None]:
+        self, reader: int, meta: ObjectMeta, start: int, stop: int, *,
+        reuse_buffers: bool = False,
+    ) -> AsyncGenerator[memoryview, None]:  # fmt: skip
         """Bytes ``start..stop`` of an object, part after part, for user ``reader`` (whose
-        share of the downloads' byte budget its segments hold)."""
+        share of the downloads' byte budget its segments hold). ``reuse_buffers``: as
+        :meth:`Downloader.stream`'s, only for a reader that sends each chunk before the next
+        (a GET, not a copy, whose chunks wait in an upload's queue)."""
         base = 0
         for part in meta.parts:
             lo, hi = max(start - base, 0), min(stop - base, part.size)
             if lo < hi:
                 plan = await asyncio.to_thread(self.gateway.downloader.plan, part.stored_id)
                 chunks = self.gateway.downloader.stream(
-                    plan, plan.stored_key, lo, hi, reader=reader
+                    plan, plan.stored_key, lo, hi, reader=reader, reuse_buffers=reuse_buffers
                 )
                 async with contextlib.aclosing(chunks):
                     async for chunk in chunks:
