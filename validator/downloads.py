@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -181,32 +181,29 @@ class Downloader:
         # next segment is fetched only then, so no more than two segments' shares are held.
         lent: list[bytearray] = []
         since = 0
+
+        def fetch_ahead(index: int) -> None:
+            nonlocal ahead
+            if ahead is None and index < last:
+                ahead = fetch(index + 1)
+
         try:
             for index in range(first, last + 1):
                 current, ahead = ahead or fetch(index), None
+                if not lent:  # nothing lent (the first segment): fetch ahead at once
+                    fetch_ahead(index)
                 got = await current
                 try:
                     base = index * seg_size
-                    lo, hi = max(start - base, 0), end - base
-                    at = 0
-                    for piece in got.pieces:
-                        # Views in sends of OUT_CHUNK: a whole segment handed to the transport
-                        # at once would be copied into its buffer, a fresh mapping every time.
-                        view = memoryview(piece)[max(lo - at, 0) : max(min(hi - at, len(piece)), 0)]
-                        at += len(piece)
-                        for off in range(0, len(view), OUT_CHUNK):
-                            chunk = view[off : off + OUT_CHUNK]
-                            yield chunk
-                            del chunk
-                            since += min(OUT_CHUNK, len(view) - off)
-                            if lent and since >= SENT_PAST:
-                                _give_back(buffers, lent)
-                                lent = []
-                            if not lent and ahead is None and index < last:
-                                ahead = fetch(index + 1)
-                        del view, piece
-                    if ahead is None and index < last:
-                        ahead = fetch(index + 1)  # a segment shorter than SENT_PAST
+                    for chunk in _chunks(got.pieces, max(start - base, 0), end - base):
+                        yield chunk
+                        since += len(chunk)
+                        if lent and since >= SENT_PAST:
+                            _give_back(buffers, lent)
+                            lent = []
+                        if not lent:
+                            fetch_ahead(index)
+                    fetch_ahead(index)  # a segment shorter than SENT_PAST
                 finally:
                     # The segment goes with its grant, not when the next one has come; its
                     # buffers are lent until a little of what follows has been sent.
@@ -393,6 +390,18 @@ class Downloader:
     def _observe(self, source: Source, *, served: bool, why: str = "") -> None:
         if self.reads is not None:
             self.reads(source.miner.hotkey, source.shard_id, served=served, why=why)
+
+
+def _chunks(pieces: list[Buffer], lo: int, hi: int) -> Iterator[memoryview]:
+    """Bytes ``lo..hi`` of a segment sent as ``pieces``, in views of at most OUT_CHUNK: a
+    whole segment handed to the transport at once would be copied into its buffer, a fresh
+    mapping every time."""
+    at = 0
+    for piece in pieces:
+        view = memoryview(piece)[max(lo - at, 0) : max(min(hi - at, len(piece)), 0)]
+        at += len(piece)
+        for off in range(0, len(view), OUT_CHUNK):
+            yield view[off : off + OUT_CHUNK]
 
 
 def _give_back(buffers: SegmentBuffers | None, shares: Iterable[bytes | bytearray | None]) -> None:
