@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Insert, insert, inspect, select, text, update
+from sqlalchemy import Connection, Insert, insert, inspect, select, text, update
 from sqlalchemy.orm import Session
 
 from protocol.db import alembic_config, make_engine, upgrade
@@ -249,54 +251,51 @@ def test_0012_copies_shard_sizes_and_the_database_keeps_verified_bytes(db_url: s
     test_upgrade_head_has_no_drift_from_the_models(db_url)
 
 
+@contextmanager
+def connected(db_url: str) -> Iterator[Connection]:
+    """One transaction on the database, its engine disposed after."""
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            yield connection
+    finally:
+        engine.dispose()
+
+
 def test_0014_names_the_algorithm_of_each_kept_hash(db_url: str) -> None:
     """sha256 hashes kept before become "sha256:<hex>"; back down, a sha256 one is kept
     and a BLAKE3 one (there is no sha256 to go back to) is dropped."""
     config = alembic_config(db_url, "validator")
     command.upgrade(config, "0013_validator")
-    engine = make_engine(db_url)
     now = datetime.now(UTC)
-    hashes = {"a" * 32: "ab" * 32, "b" * 32: None}
-    try:
-        with engine.begin() as connection:
-            connection.execute(insert(User).values(id=1, name="u", created_at=now))
-            for oid, digest in hashes.items():
-                connection.execute(
-                    text(
-                        "INSERT INTO objects (id, owner_id, name, state, k, m, segment_size, "
-                        "leaf_size, encryption, created_at, content_sha256, size) VALUES (:id, 1, "
-                        ":id, 'committed', 1, 1, 1, 1, 'none', :now, :digest, 1)"
-                    ),
-                    {"id": oid, "now": now, "digest": digest},
-                )
-                connection.execute(
-                    insert(Segment).values(object_id=oid, index=0, size=1, padding=0, shard_size=1)
-                )
-    finally:
-        engine.dispose()
-    command.upgrade(config, "0014_validator")
-    engine = make_engine(db_url)
-    try:
-        with engine.begin() as connection:
-            rows = connection.execute(select(StoredObject.id, StoredObject.content_hash))
-            found = dict(rows.all())
-            assert found == {"a" * 32: "sha256:" + "ab" * 32, "b" * 32: None}
+    with connected(db_url) as connection:
+        connection.execute(insert(User).values(id=1, name="u", created_at=now))
+        for oid, digest in {"a" * 32: "ab" * 32, "b" * 32: None}.items():
             connection.execute(
-                update(StoredObject)
-                .where(StoredObject.id == "b" * 32)
-                .values(content_hash="blake3:" + "cd" * 32)
+                text(
+                    "INSERT INTO objects (id, owner_id, name, state, k, m, segment_size, "
+                    "leaf_size, encryption, created_at, content_sha256, size) VALUES (:id, 1, "
+                    ":id, 'committed', 1, 1, 1, 1, 'none', :now, :digest, 1)"
+                ),
+                {"id": oid, "now": now, "digest": digest},
             )
-    finally:
-        engine.dispose()
+            connection.execute(
+                insert(Segment).values(object_id=oid, index=0, size=1, padding=0, shard_size=1)
+            )
+    command.upgrade(config, "0014_validator")
+    with connected(db_url) as connection:
+        rows = connection.execute(select(StoredObject.id, StoredObject.content_hash))
+        assert dict(rows.all()) == {"a" * 32: "sha256:" + "ab" * 32, "b" * 32: None}
+        connection.execute(
+            update(StoredObject)
+            .where(StoredObject.id == "b" * 32)
+            .values(content_hash="blake3:" + "cd" * 32)
+        )
     command.downgrade(config, "0013_validator")
-    engine = make_engine(db_url)
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(text("SELECT id, content_sha256 FROM objects"))
-            assert dict(rows.all()) == {"a" * 32: "ab" * 32, "b" * 32: None}
-            # The objects table was rebuilt (SQLite) both ways: its segments are all there.
-            assert connection.execute(text("SELECT count(*) FROM segments")).scalar() == 2
-    finally:
-        engine.dispose()
+    with connected(db_url) as connection:
+        rows = connection.execute(text("SELECT id, content_sha256 FROM objects"))
+        assert dict(rows.all()) == {"a" * 32: "ab" * 32, "b" * 32: None}
+        # The objects table was rebuilt (SQLite) both ways: its segments are all there.
+        assert connection.execute(text("SELECT count(*) FROM segments")).scalar() == 2
     command.upgrade(config, "head")
     test_upgrade_head_has_no_drift_from_the_models(db_url)
