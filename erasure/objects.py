@@ -102,6 +102,11 @@ class SegmentBuffers:
             if len(self._free) < self.keep:
                 self._free.append(buffer)
 
+    def clear(self) -> None:
+        """Drop every free buffer (they go back to the kernel once nothing holds them)."""
+        with self._lock:
+            self._free.clear()
+
     def releaser(self, segment: memoryview) -> Callable[[], None]:
         """``release`` for a segment cut into one of this pool's buffers, else a no-op."""
         owner = segment.obj

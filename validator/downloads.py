@@ -199,7 +199,7 @@ class Downloader:
                         yield chunk
                         since += len(chunk)
                         if lent and since >= SENT_PAST:
-                            _give_back(buffers, lent)
+                            self._take_back(buffers, lent)
                             lent = []
                         if not lent:
                             fetch_ahead(index)
@@ -231,6 +231,8 @@ class Downloader:
         buffers: SegmentBuffers | None = None,
     ) -> Fetched:
         """:meth:`pieces` under a grant of the budget, which the caller releases once sent."""
+        if self.budget is not None and self.budget.waiting and buffers is not None:
+            buffers.clear()  # this will wait: no grant would count free buffers meanwhile
         grant = None if self.budget is None else await self.budget.take(reader, charge)
         try:
             fetched = await self.pieces(plan, index, key, sealed, buffers)
@@ -240,6 +242,15 @@ class Downloader:
             raise
         fetched.grant = grant
         return fetched
+
+    def _take_back(self, buffers: SegmentBuffers | None, lent: list[bytearray]) -> None:
+        """Buffers of a sent segment, whose grant has gone back: kept for the next fetch,
+        or, when others wait for the budget (the next fetch will wait too), dropped, so
+        that memory the budget no longer counts is not held meanwhile."""
+        if buffers is not None and self.budget is not None and self.budget.waiting:
+            buffers.clear()
+        else:
+            _give_back(buffers, lent)
 
     async def pieces(
         self, plan: ObjectPlan, index: int, key: bytes | None, sealed: bool = False,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from erasure import Capability, ErasureParams
 from erasure.objects import SegmentBuffers
 from tests.validator.conftest import LiveMiner
+from validator.budget import TransferBudget
 from validator.downloads import Downloader, DownloadError
 from validator.miner_client import MinerClient
 from validator.uploads import Uploader, UploadOptions, UploadResult
@@ -150,3 +151,26 @@ async def test_a_get_reads_every_segment_into_two_segments_worth_of_buffers(
             held.append(chunk.obj)
     assert got == data
     assert PARAMS.k <= len(held) <= 2 * PARAMS.k  # of the 48 shares sent
+
+
+async def test_a_sent_segment_s_buffers_are_dropped_while_others_wait_for_memory(
+    sessions: sessionmaker[Session], miner_client: MinerClient
+) -> None:
+    """A sent segment's grant has gone back: its buffers are kept for the next fetch only
+    when nobody waits for the budget; else they would be held, uncounted, while it waits."""
+    budget = TransferBudget(10)
+    down = Downloader(sessions, miner_client, budget=budget)
+    pool = SegmentBuffers(4, keep=4)
+    buffer = pool.take()
+    held = await budget.take(1, 10)
+    waiting = asyncio.ensure_future(budget.take(2, 5))
+    await asyncio.sleep(0)
+    assert budget.waiting == 1
+    down._take_back(pool, [buffer])
+    assert pool.take() is not buffer  # dropped: a fresh one is made
+    waiting.cancel()
+    held.release()
+    await asyncio.sleep(0)
+    assert budget.waiting == 0
+    down._take_back(pool, [buffer])
+    assert pool.take() is buffer  # kept for the next fetch
