@@ -7,7 +7,7 @@ cancels whatever is still running once k good shares are in. Every share is hash
 its shard id before use: a bad or missing one just means asking another miner. The next
 segment is fetched while the current one streams out. When the k primaries are in and
 nothing is to be decrypted, they are sent as they are, never joined into a segment copy.
-Shares are read into buffers a download reuses from segment to segment
+A GET (``reuse_buffers``) reads shares into buffers it reuses from segment to segment
 (:class:`~erasure.objects.SegmentBuffers`): a fresh 4 MiB buffer per share is a fresh
 mapping the kernel zeroes page by page, most of a validator's page faults on a download.
 """
