@@ -97,7 +97,6 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # separator, so one message can never be read as another.
 _DECLARED_HASH = re.compile(r"[A-Za-z0-9:_-]{1,256}")
 SHA256_PREFIX = "sha256:"
-BLAKE3_PREFIX = "blake3:"
 TRAILING_SHA256 = "sha256:trailer"  # the body's sha256 and its signature end the body
 TRAILING_BLAKE3 = "blake3:trailer"  # the same with the body's BLAKE3
 TRAILER_SIZE = 32 + 64
