@@ -85,9 +85,9 @@ class Setup:
 
 
 FULL = Setup(seconds=240, grace=60, turn_after=30, dataset_mib=32, block_time=0.5, tempo=30)
-# Smoke: 5 s epochs, and the window opens 20 s after cheating starts (not 60), so 45 s
+# Smoke: 5 s epochs, and the window opens 12 s after cheating starts (not 60), so 30 s
 # has a few epochs in it; too short to judge the aims (see tests/test_bench_smoke.py).
-SMOKE = Setup(seconds=45, grace=20, turn_after=10, dataset_mib=12, block_time=0.25, tempo=20)
+SMOKE = Setup(seconds=30, grace=12, turn_after=6, dataset_mib=12, block_time=0.25, tempo=20)
 
 
 @dataclass(slots=True)
@@ -285,7 +285,7 @@ def main() -> None:
     parser.add_argument(
         "--dir", type=Path, help="a fresh folder to keep the net in (default: a temp dir)"
     )
-    parser.add_argument("--smoke", action="store_true", help="45 s, 5 s epochs, 20 s grace")
+    parser.add_argument("--smoke", action="store_true", help="30 s, 5 s epochs, 12 s grace")
     args = parser.parse_args()
     # Stopped from outside (a timeout, `kill`): unwind, so the net's processes are stopped.
     signal.signal(signal.SIGTERM, lambda _n, _f: sys.exit(143))

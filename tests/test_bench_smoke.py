@@ -262,15 +262,16 @@ def test_every_recorded_report_renders_as_a_table() -> None:
             assert "| figure |" in text or "| file |" in text, name
 
 
-CHEATERS = ["nulls", "noserve", "burst:0.3", "hide:0.5", "turn:0.5@10", "late:1.5"]
+# `turn` turns after the smoke setup's turn_after (bench/incentives.py, SMOKE).
+CHEATERS = ["nulls", "noserve", "burst:0.3", "hide:0.5", "turn:0.5@6", "late:1.5"]
 
 
 @pytest.mark.timeout(180)
 def test_incentives_smoke(tmp_path: Path) -> None:
     """What this proves: the bench runs end to end (a local net of real miner and adversary
     processes, an upload, the chain's ledger, the validator's database) and reports every
-    strategy in the shape the docs render. It does not prove the aims: 45 s, 5 s epochs and
-    a 20 s grace are too short to tell a cheater's leftover credit from a late detection on
+    strategy in the shape the docs render. It does not prove the aims: 30 s, 5 s epochs and
+    a 12 s grace are too short to tell a cheater's leftover credit from a late detection on
     a loaded machine, so the ratio aims are checked only for a run as long as the issue's
     measurement (60 s grace; ``python -m bench.incentives`` in docs/benchmarks.md)."""
     report = run_smoke("incentives", tmp_path / "incentives.json", timeout=170)
