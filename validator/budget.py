@@ -120,6 +120,12 @@ class TransferBudget:
         """Requests waiting for a grant."""
         return len(self._waiting)
 
+    def would_wait(self, user: int, size: int) -> bool:
+        """Whether :meth:`take` of ``size`` bytes for ``user`` would wait now."""
+        size = max(0, min(size, self.per_user))
+        room = min(self.free, self.per_user - self.held_by(user))
+        return bool(self._waiting) or size > room
+
     async def take(self, user: int, size: int, least: int | None = None) -> Grant:
         """A grant of ``size`` bytes (at most ``per_user``), once they are free; with
         ``least``, of what is free as soon as that is at least ``least`` bytes."""

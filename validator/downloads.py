@@ -56,6 +56,33 @@ class Source:
 
 
 @dataclass(slots=True)
+class _Lent:
+    """What a download has lent its client: the buffers of the segment sent last, which
+    views still queued to send may show, with the grant they are held under; and the bytes
+    sent since (:data:`SENT_PAST`)."""
+
+    buffers: list[bytearray] = field(default_factory=list)
+    grants: list[Grant] = field(default_factory=list)
+    since: int = 0
+
+    def lend(self, got: Fetched) -> None:
+        """``got`` is sent: its buffers are lent with its grant, or, with none lent (it was
+        decoded into a buffer of its own, or nothing is reused), its grant goes back now."""
+        if got.lent:
+            self.buffers += got.lent
+            self.grants += [got.grant] if got.grant is not None else []
+        elif got.grant is not None:
+            got.grant.release()
+        self.since = 0
+
+    def drop(self) -> None:
+        """Let the buffers go (not reused) and give their grants back."""
+        for grant in self.grants:
+            grant.release()
+        self.buffers, self.grants = [], []
+
+
+@dataclass(slots=True)
 class Fetched:
     """A segment in hand: what to send in order, the grant it is held under (None without a
     budget), and the pooled share buffers the pieces are views of."""
@@ -144,7 +171,8 @@ class Downloader:
         with ``sealed``, the stored bytes (the ciphertext a client sealed), in their offsets.
 
         Each segment in hand (the one being sent, the next one being fetched) holds a grant
-        of the budget, taken for ``reader`` (a user id), until it has been sent.
+        of the budget, taken for ``reader`` (a user id), until it has been sent, or, when
+        its shares' buffers are reused, until they are taken back.
 
         ``reuse_buffers``: shares are read into buffers reused from segment to segment, so
         a view yielded is valid only until :data:`SENT_PAST` more bytes have been yielded.
@@ -177,10 +205,7 @@ class Downloader:
             )
 
         ahead: asyncio.Task[Fetched] | None = None
-        # Buffers of segments already sent, taken back once SENT_PAST more bytes are out; the
-        # next segment is fetched only then, so no more than two segments' shares are held.
-        lent: list[bytearray] = []
-        since = 0
+        lent = _Lent()
 
         def fetch_ahead(index: int) -> None:
             nonlocal ahead
@@ -190,28 +215,28 @@ class Downloader:
         try:
             for index in range(first, last + 1):
                 current, ahead = ahead or fetch(index), None
-                if not lent:  # nothing lent (the first segment): fetch ahead at once
+                if not lent.buffers:  # nothing lent (the first segment): fetch ahead at once
                     fetch_ahead(index)
                 got = await current
                 try:
                     base = index * seg_size
                     for chunk in _chunks(got.pieces, max(start - base, 0), end - base):
                         yield chunk
-                        since += len(chunk)
-                        if lent and since >= SENT_PAST:
+                        lent.since += len(chunk)
+                        if lent.buffers and lent.since >= SENT_PAST:
                             self._take_back(buffers, lent)
-                            lent = []
-                        if not lent:
+                        if not lent.buffers:
                             fetch_ahead(index)
-                    fetch_ahead(index)  # a segment shorter than SENT_PAST
+                    # A segment shorter than SENT_PAST: the one before may still be queued
+                    # to send, so its buffers are dropped, not reused, and its grant goes
+                    # back before the next fetch (a third grant would wait on the two).
+                    lent.drop()
+                    fetch_ahead(index)
                 finally:
-                    # The segment goes with its grant, not when the next one has come; its
-                    # buffers are lent until a little of what follows has been sent.
                     got.pieces.clear()
-                    if got.grant is not None:
-                        got.grant.release()
-                    lent, since = lent + got.lent, 0
+                    lent.lend(got)
         finally:
+            lent.drop()
             if ahead is not None:
                 ahead.cancel()
                 with contextlib.suppress(asyncio.CancelledError, DownloadError):
@@ -231,8 +256,12 @@ class Downloader:
         buffers: SegmentBuffers | None = None,
     ) -> Fetched:
         """:meth:`pieces` under a grant of the budget, which the caller releases once sent."""
-        if self.budget is not None and self.budget.waiting and buffers is not None:
-            buffers.clear()  # this will wait: no grant would count free buffers meanwhile
+        if (
+            self.budget is not None
+            and buffers is not None
+            and self.budget.would_wait(reader, charge)
+        ):
+            buffers.clear()  # no grant would count the free buffers while this waits
         grant = None if self.budget is None else await self.budget.take(reader, charge)
         try:
             fetched = await self.pieces(plan, index, key, sealed, buffers)
@@ -243,14 +272,16 @@ class Downloader:
         fetched.grant = grant
         return fetched
 
-    def _take_back(self, buffers: SegmentBuffers | None, lent: list[bytearray]) -> None:
-        """Buffers of a sent segment, whose grant has gone back: kept for the next fetch,
-        or, when others wait for the budget (the next fetch will wait too), dropped, so
-        that memory the budget no longer counts is not held meanwhile."""
+    def _take_back(self, buffers: SegmentBuffers | None, lent: _Lent) -> None:
+        """Buffers of a sent segment and the grant they were held under: the buffers are
+        kept for the next fetch, or, when others wait for the budget (who will take this
+        grant, so the next fetch will wait too), dropped, so that memory no grant counts
+        is not held meanwhile."""
         if buffers is not None and self.budget is not None and self.budget.waiting:
             buffers.clear()
         else:
-            _give_back(buffers, lent)
+            _give_back(buffers, lent.buffers)
+        lent.drop()
 
     async def pieces(
         self, plan: ObjectPlan, index: int, key: bytes | None, sealed: bool = False,

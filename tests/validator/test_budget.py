@@ -52,6 +52,25 @@ async def test_a_user_at_its_cap_waits_alone() -> None:
     assert budget.free == 100 and budget.held_by(1) == budget.held_by(2) == 0
 
 
+async def test_would_wait_says_what_take_would_do_now() -> None:
+    budget = TransferBudget(100, per_user=40)
+    assert not budget.would_wait(1, 40)
+    assert not budget.would_wait(1, 10**9)  # cut to the user's 40, which fit
+    held = await budget.take(1, 30)
+    assert budget.would_wait(1, 20)  # over alice's cap
+    assert not budget.would_wait(2, 40)
+    other = await budget.take(2, 40)
+    assert budget.would_wait(3, 40)  # 30 are free
+    queued = asyncio.create_task(budget.take(3, 40))
+    await settle()
+    assert budget.would_wait(4, 1)  # someone waits first: no overtaking
+    for grant in (held, other):
+        grant.release()
+    await settle()
+    assert queued.done() and not budget.would_wait(4, 1)
+    queued.result().release()
+
+
 async def test_a_request_larger_than_a_user_may_hold_is_cut_to_it() -> None:
     budget = TransferBudget(100, per_user=30)
     grant = await asyncio.wait_for(budget.take(1, 10**9), 1)

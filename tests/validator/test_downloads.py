@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from erasure import Capability, ErasureParams
 from erasure.objects import SegmentBuffers
 from tests.validator.conftest import LiveMiner
-from validator.budget import TransferBudget
-from validator.downloads import Downloader, DownloadError
+from validator.budget import TransferBudget, download_charge
+from validator.downloads import SENT_PAST, Downloader, DownloadError, _Lent
 from validator.miner_client import MinerClient
 from validator.uploads import Uploader, UploadOptions, UploadResult
 
@@ -166,11 +166,73 @@ async def test_a_sent_segment_s_buffers_are_dropped_while_others_wait_for_memory
     waiting = asyncio.ensure_future(budget.take(2, 5))
     await asyncio.sleep(0)
     assert budget.waiting == 1
-    down._take_back(pool, [buffer])
+    down._take_back(pool, _Lent([buffer]))
     assert pool.take() is not buffer  # dropped: a fresh one is made
     waiting.cancel()
     held.release()
     await asyncio.sleep(0)
     assert budget.waiting == 0
-    down._take_back(pool, [buffer])
+    down._take_back(pool, _Lent([buffer]))
     assert pool.take() is buffer  # kept for the next fetch
+
+
+async def upload_plain(
+    sessions: sessionmaker[Session], client: MinerClient, miners: list[LiveMiner], owner: int,
+    data: bytes, params: ErasureParams,
+) -> UploadResult:  # fmt: skip
+    """``data`` stored unsealed: a download sends its primary shares from lent buffers."""
+    up = Uploader(sessions, client, lambda: [m.candidate for m in miners], rng=random.Random(5))
+    return await up.upload(owner, "plain", stream(data), UploadOptions(params, encrypt=False))
+
+
+async def test_a_sent_segment_s_buffers_stay_counted_until_they_are_taken_back(
+    sessions: sessionmaker[Session], miner_client: MinerClient, live_miners: list[LiveMiner],
+    seeded: int,
+) -> None:  # fmt: skip
+    """A sent segment's shares stay in its buffers until SENT_PAST more bytes are out (the
+    client's transport may still hold views of them): its grant is held as long, so the
+    budget counts every buffer the download holds."""
+    params = ErasureParams(k=4, m=8, segment_size=4 * SENT_PAST, leaf_size=4096)
+    data = random.Random(13).randbytes(3 * params.segment_size)
+    result = await upload_plain(sessions, miner_client, live_miners, seeded, data, params)
+    budget = TransferBudget(100 * 2**20)
+    down = Downloader(sessions, miner_client, budget=budget)
+    plan = await asyncio.to_thread(down.plan, result.object_id)
+    charge = download_charge(params, hedge=down.hedge)
+    held = []  # (bytes sent so far, bytes granted then), at every chunk
+    sent = 0
+    async for chunk in down.stream(plan, None, reuse_buffers=True):
+        sent += len(chunk)
+        held.append((sent, budget.total - budget.free))
+    assert sent == len(data)
+    segment = params.segment_size
+    # The first segment, with the second fetched ahead: two grants.
+    assert {h for s, h in held if s <= segment} == {2 * charge}
+    # The second segment's first chunk is out: the first's buffers are lent until
+    # SENT_PAST more is, under their grant, and the third segment is fetched only once
+    # they are back. Before, the first's grant went back at once, its buffers uncounted.
+    assert next(h for s, h in held if s > segment) == 2 * charge
+    assert max(h for _, h in held) == 2 * charge  # never a third
+    assert budget.free == budget.total  # everything back once the stream ends
+
+
+@pytest.mark.parametrize("segment_size", [SENT_PAST // 4, SENT_PAST])
+async def test_segments_shorter_than_sent_past_stream_under_two_grants(
+    sessions: sessionmaker[Session], miner_client: MinerClient, live_miners: list[LiveMiner],
+    seeded: int, segment_size: int,
+) -> None:  # fmt: skip
+    """A segment shorter than SENT_PAST ends before the one before it may be taken back:
+    that one's buffers are dropped and its grant given back before the next fetch, so a
+    reader allowed two segments' grants (the budget's least) never waits on itself."""
+    params = ErasureParams(k=4, m=8, segment_size=segment_size, leaf_size=4096)
+    data = random.Random(14).randbytes(9 * segment_size + 1234)
+    result = await upload_plain(sessions, miner_client, live_miners, seeded, data, params)
+    down = Downloader(sessions, miner_client)
+    charge = download_charge(params, hedge=down.hedge)
+    budget = down.budget = TransferBudget(2 * charge)
+    plan = await asyncio.to_thread(down.plan, result.object_id)
+    stream = down.stream(plan, None, reuse_buffers=True)
+    async with asyncio.timeout(20):
+        got = b"".join([bytes(chunk) async for chunk in stream])
+    assert got == data
+    assert budget.free == budget.total
