@@ -10,6 +10,7 @@ which ``subnet upload`` never needs.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import sys
@@ -96,6 +97,10 @@ class LazyGroup(click.Group):
         command = getattr(importlib.import_module(module), attribute)
         if not isinstance(command, click.Command):
             raise TypeError(f"{target} is not a click command")
+        # What the imports made lives as long as the process: out of the collector's way,
+        # no collection walks it again (perf: ~0.06 CPU-s a transfer, most of it the
+        # collection at exit, when nothing else runs).
+        gc.freeze()
         return command
 
     def main(  # type: ignore[override]
