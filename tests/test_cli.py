@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -9,8 +10,10 @@ import sys
 from pathlib import Path
 
 import click
+from click.testing import CliRunner
 
 from protocol.wallet import create_wallet
+from subnet.cli import main
 
 SUBNET = [sys.executable, "-m", "subnet"]
 
@@ -84,7 +87,7 @@ def test_help_imports_no_service_and_lists_each_commands_own_help() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.stdout.splitlines()[-1] == "[]", result.stdout
-    from subnet.cli import COMMANDS, LazyGroup, main  # noqa: PLC0415 - after the subprocess
+    from subnet.cli import COMMANDS, LazyGroup  # noqa: PLC0415 - after the subprocess
 
     assert isinstance(main, LazyGroup)
     ctx = click.Context(main)
@@ -163,3 +166,28 @@ def test_wallet_list_shows_every_hotkey_whole_when_piped(tmp_path: Path) -> None
     assert "…" not in table.stdout
     empty = run("wallet", "list", "--path", str(tmp_path / "none"))
     assert "subnet wallet create" in empty.stdout
+
+
+FREEZE_PROBE = """
+import atexit, gc, sys
+atexit.register(lambda: print(gc.get_freeze_count(), file=sys.stderr))
+sys.argv = ["subnet", *sys.argv[1:]]
+from subnet.cli import main
+main()
+"""
+
+
+def test_a_command_line_freezes_its_imports_and_an_in_process_call_does_not() -> None:
+    """The imports a command makes live as long as its process, so no collection walks them
+    again; a caller invoking the group in process (a test's CliRunner) keeps its heap
+    collectable."""
+    probe = subprocess.run(
+        [sys.executable, "-c", FREEZE_PROBE, "wallet", "--help"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert probe.returncode == 0, probe.stderr
+    assert int(probe.stderr.split()[-1]) > 1000  # the imports' objects, frozen
+    before = gc.get_freeze_count()
+    result = CliRunner().invoke(main, ["wallet", "--help"])
+    assert result.exit_code == 0, result.output
+    assert gc.get_freeze_count() == before
