@@ -64,11 +64,16 @@ class _Lent:
     buffers: list[bytearray] = field(default_factory=list)
     grants: list[Grant] = field(default_factory=list)
     since: int = 0
+    # This download's fetches waiting for the budget: while one does, no sent segment's
+    # grant is held, or two downloads of one user could each hold one and wait for the
+    # other's (their buffers are dropped, not reused).
+    waiting: int = 0
 
     def lend(self, got: Fetched) -> None:
-        """``got`` is sent: its buffers are lent with its grant, or, with none lent (it was
-        decoded into a buffer of its own, or nothing is reused), its grant goes back now."""
-        if got.lent:
+        """``got`` is sent: its buffers are lent with its grant; or, with none lent (it was
+        decoded into a buffer of its own, or nothing is reused) or a fetch waiting for the
+        budget, its grant goes back now."""
+        if got.lent and not self.waiting:
             self.buffers += got.lent
             self.grants += [got.grant] if got.grant is not None else []
         elif got.grant is not None:
@@ -199,13 +204,14 @@ class Downloader:
             else None
         )
 
+        lent = _Lent()
+
         def fetch(index: int) -> asyncio.Task[Fetched]:
             return asyncio.create_task(
-                self._held_pieces(reader, charge, plan, index, key, sealed, buffers)
+                self._held_pieces(reader, charge, plan, index, key, sealed, buffers, lent)
             )
 
         ahead: asyncio.Task[Fetched] | None = None
-        lent = _Lent()
 
         def fetch_ahead(index: int) -> None:
             nonlocal ahead
@@ -254,15 +260,24 @@ class Downloader:
         key: bytes | None,
         sealed: bool,
         buffers: SegmentBuffers | None = None,
+        lent: _Lent | None = None,
     ) -> Fetched:
-        """:meth:`pieces` under a grant of the budget, which the caller releases once sent."""
-        if (
-            self.budget is not None
-            and buffers is not None
-            and self.budget.would_wait(reader, charge)
-        ):
-            buffers.clear()  # no grant would count the free buffers while this waits
-        grant = None if self.budget is None else await self.budget.take(reader, charge)
+        """:meth:`pieces` under a grant of the budget, which the caller releases once sent
+        (``lent``: the stream's lent buffers and grants, let go if this has to wait)."""
+        grant = None
+        if self.budget is not None:
+            if self.budget.would_wait(reader, charge):
+                if buffers is not None:
+                    buffers.clear()  # no grant would count the free buffers meanwhile
+                if lent is not None:
+                    lent.drop()
+            if lent is not None:
+                lent.waiting += 1
+            try:
+                grant = await self.budget.take(reader, charge)
+            finally:
+                if lent is not None:
+                    lent.waiting -= 1
         try:
             fetched = await self.pieces(plan, index, key, sealed, buffers)
         except BaseException:

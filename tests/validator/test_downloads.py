@@ -236,3 +236,31 @@ async def test_segments_shorter_than_sent_past_stream_under_two_grants(
         got = b"".join([bytes(chunk) async for chunk in stream])
     assert got == data
     assert budget.free == budget.total
+
+
+async def test_one_user_s_downloads_side_by_side_never_wait_on_each_other(
+    sessions: sessionmaker[Session], miner_client: MinerClient, live_miners: list[LiveMiner],
+    seeded: int,
+) -> None:  # fmt: skip
+    """Two GETs by one user allowed two segments' grants in all: a sent segment's grant,
+    held with its lent buffers, must not be what the other waits for while this one waits
+    for its next segment (each would hold one and wait for the other's)."""
+    params = ErasureParams(k=4, m=8, segment_size=4 * SENT_PAST, leaf_size=4096)
+    data = random.Random(15).randbytes(6 * params.segment_size)
+    result = await upload_plain(sessions, miner_client, live_miners, seeded, data, params)
+    down = Downloader(sessions, miner_client)
+    charge = download_charge(params, hedge=down.hedge)
+    budget = down.budget = TransferBudget(8 * charge, per_user=2 * charge)
+    plan = await asyncio.to_thread(down.plan, result.object_id)
+
+    async def read_all() -> bytes:
+        got = bytearray()
+        async for chunk in down.stream(plan, None, reader=seeded, reuse_buffers=True):
+            got += chunk
+            await asyncio.sleep(0)  # the other reader's turn: the two interleave
+        return bytes(got)
+
+    async with asyncio.timeout(30):
+        both = await asyncio.gather(read_all(), read_all())
+    assert both == [data, data]
+    assert budget.free == budget.total
