@@ -78,6 +78,8 @@ class _Lent:
             self.grants += [got.grant] if got.grant is not None else []
         elif got.grant is not None:
             got.grant.release()
+        # Held here or nowhere: the stream's `got` lives on while the next one is awaited.
+        got.lent.clear()
         self.since = 0
 
     def drop(self) -> None:
