@@ -13,7 +13,7 @@ from erasure import Capability, ErasureParams
 from erasure.objects import SegmentBuffers
 from tests.validator.conftest import LiveMiner
 from validator.budget import TransferBudget, download_charge
-from validator.downloads import SENT_PAST, Downloader, DownloadError, _Lent
+from validator.downloads import SENT_PAST, Downloader, DownloadError, Fetched, _Lent
 from validator.miner_client import MinerClient
 from validator.uploads import Uploader, UploadOptions, UploadResult
 
@@ -264,3 +264,20 @@ async def test_one_user_s_downloads_side_by_side_never_wait_on_each_other(
         both = await asyncio.gather(read_all(), read_all())
     assert both == [data, data]
     assert budget.free == budget.total
+
+
+async def test_a_sent_segment_s_buffers_are_held_by_the_lent_list_or_by_nothing() -> None:
+    """The Fetched a segment came in lives on while the next is awaited: it must not keep
+    the buffers, or dropping them (a fetch waits for the budget) would free nothing."""
+    budget = TransferBudget(10)
+    buffer = bytearray(4)
+    got = Fetched([memoryview(buffer)], grant=await budget.take(1, 4), lent=[buffer])
+    lent = _Lent()
+    lent.lend(got)
+    assert got.lent == [] and lent.buffers == [buffer] and budget.free == 6  # held, counted
+    lent.drop()
+    assert lent.buffers == [] and budget.free == 10
+    waited = Fetched([memoryview(buffer)], grant=await budget.take(1, 4), lent=[buffer])
+    lent.waiting = 1  # a fetch of this download waits for the budget
+    lent.lend(waited)
+    assert waited.lent == [] and lent.buffers == [] and budget.free == 10  # let go at once
