@@ -123,8 +123,15 @@ class TransferBudget:
     def would_wait(self, user: int, size: int) -> bool:
         """Whether :meth:`take` of ``size`` bytes for ``user`` would wait now."""
         size = max(0, min(size, self.per_user))
-        room = min(self.free, self.per_user - self.held_by(user))
-        return bool(self._waiting) or size > room
+        if size > min(self.free, self.per_user - self.held_by(user)):
+            return True
+        # Of those still waiting, a user at its cap holds no one up; any other is first in
+        # line (first come, first served), as :meth:`_wake` grants.
+        return any(
+            w.least <= self.per_user - self.held_by(w.user)
+            for w in self._waiting
+            if not w.future.cancelled()
+        )
 
     async def take(self, user: int, size: int, least: int | None = None) -> Grant:
         """A grant of ``size`` bytes (at most ``per_user``), once they are free; with

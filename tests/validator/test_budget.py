@@ -69,6 +69,16 @@ async def test_would_wait_says_what_take_would_do_now() -> None:
     await settle()
     assert queued.done() and not budget.would_wait(4, 1)
     queued.result().release()
+    # A user waiting at its own cap holds no one up, as take grants.
+    capped = await budget.take(1, 40)
+    over_cap = asyncio.create_task(budget.take(1, 10))
+    await settle()
+    assert budget.waiting == 1 and not budget.would_wait(2, 40)
+    bob = await asyncio.wait_for(budget.take(2, 40), 1)
+    over_cap.cancel()
+    for grant in (capped, bob):
+        grant.release()
+    assert budget.free == 100 and budget.waiting == 0
 
 
 async def test_a_request_larger_than_a_user_may_hold_is_cut_to_it() -> None:
