@@ -123,15 +123,11 @@ class TransferBudget:
     def would_wait(self, user: int, size: int) -> bool:
         """Whether :meth:`take` of ``size`` bytes for ``user`` would wait now."""
         size = max(0, min(size, self.per_user))
-        if size > min(self.free, self.per_user - self.held_by(user)):
+        if size > self._room(user):
             return True
-        # Of those still waiting, a user at its cap holds no one up; any other is first in
+        # Of those still waiting, one at its own cap holds no one up; any other is first in
         # line (first come, first served), as :meth:`_wake` grants.
-        return any(
-            w.least <= self.per_user - self.held_by(w.user)
-            for w in self._waiting
-            if not w.future.cancelled()
-        )
+        return any(not self._at_own_cap(w) for w in self._waiting if not w.future.cancelled())
 
     async def take(self, user: int, size: int, least: int | None = None) -> Grant:
         """A grant of ``size`` bytes (at most ``per_user``), once they are free; with
@@ -165,14 +161,22 @@ class TransferBudget:
             del self._held[grant.user]
         self._wake()
 
+    def _room(self, user: int) -> int:
+        """What ``user`` could be granted now: what is free, up to its cap."""
+        return min(self.free, self.per_user - self.held_by(user))
+
+    def _at_own_cap(self, waiter: _Waiter) -> bool:
+        """Whether ``waiter`` waits on its own user's grants, not on the others'."""
+        return waiter.least > self.per_user - self.held_by(waiter.user)
+
     def _wake(self) -> None:
         for waiter in list(self._waiting):
             if waiter.future.cancelled():  # its task is being cancelled: it asks for nothing
                 self._waiting.remove(waiter)
                 continue
-            room = min(self.free, self.per_user - self.held_by(waiter.user))
-            if waiter.least > self.per_user - self.held_by(waiter.user):
-                continue  # this user waits on its own grants, not on the others
+            if self._at_own_cap(waiter):
+                continue  # it holds no one up
+            room = self._room(waiter.user)
             if waiter.least > room:
                 return  # first come, first served: no one overtakes a larger request
             self._waiting.remove(waiter)

@@ -261,8 +261,8 @@ class Downloader:
         index: int,
         key: bytes | None,
         sealed: bool,
-        buffers: SegmentBuffers | None = None,
-        lent: _Lent | None = None,
+        buffers: SegmentBuffers | None,
+        lent: _Lent,
     ) -> Fetched:
         """:meth:`pieces` under a grant of the budget, which the caller releases once sent
         (``lent``: the stream's lent buffers and grants, let go if this has to wait)."""
@@ -271,15 +271,12 @@ class Downloader:
             if self.budget.would_wait(reader, charge):
                 if buffers is not None:
                     buffers.clear()  # no grant would count the free buffers meanwhile
-                if lent is not None:
-                    lent.drop()
-            if lent is not None:
-                lent.waiting += 1
+                lent.drop()
+            lent.waiting += 1
             try:
                 grant = await self.budget.take(reader, charge)
             finally:
-                if lent is not None:
-                    lent.waiting -= 1
+                lent.waiting -= 1
         try:
             fetched = await self.pieces(plan, index, key, sealed, buffers)
         except BaseException:
