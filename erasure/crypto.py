@@ -60,6 +60,22 @@ def decrypt_segment(key: bytes, index: int, is_last: bool, ciphertext: Buffer) -
     try:
         return _cipher(key).decrypt(_nonce(index), ciphertext, _aad(index, is_last))
     except InvalidTag:
-        raise DecryptionError(
-            f"segment {index} failed authentication: wrong key, or the data was altered"
-        ) from None
+        raise _failed(index) from None
+
+
+def decrypt_segment_into(
+    key: bytes, index: int, is_last: bool, ciphertext: Buffer, out: bytearray | memoryview
+) -> None:
+    """:func:`decrypt_segment` into ``out`` (exactly ``len(ciphertext) - TAG_SIZE`` bytes): a
+    reader of many segments reuses one buffer instead of faulting in a fresh one for each.
+    When the tag fails, ``out`` holds unauthenticated bytes: the caller must not use them."""
+    try:
+        _cipher(key).decrypt_into(_nonce(index), ciphertext, _aad(index, is_last), out)
+    except InvalidTag:
+        raise _failed(index) from None
+
+
+def _failed(index: int) -> DecryptionError:
+    return DecryptionError(
+        f"segment {index} failed authentication: wrong key, or the data was altered"
+    )
