@@ -26,7 +26,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.cluster import LocalSubnet, local_subnet, random_file
+from bench.cluster import LocalSubnet, local_subnet, precompile, random_file
 from bench.peers import Ours
 from bench.report import command, emit
 
@@ -95,6 +95,7 @@ class Side:
 
 def start(stack: ExitStack, name: str, tree: Path, root: Path, net: str) -> Side:
     os.environ["PYTHONPATH"] = str(tree)  # the services started now import this tree
+    precompile(tree)
     return Side(name, tree, stack.enter_context(local_subnet(root / name, 4, 8, 8, net=net)))
 
 

@@ -47,7 +47,7 @@ from typing import Any, NoReturn, TypeVar
 
 import aiohttp
 
-from bench.cluster import LocalSubnet, local_subnet, random_file
+from bench.cluster import LocalSubnet, local_subnet, precompile, random_file
 from bench.report import command, emit
 from bench.seaweedfs_s3 import S3Endpoint, seaweedfs_s3, weed_version
 from bench.tahoe import TahoeGrid, ensure_tahoe, tahoe_binary, tahoe_grid, tahoe_version
@@ -319,6 +319,7 @@ def start_systems(
     systems = Systems(names)
     if "ours" in names:
         log(f"starting ours: {m} miners, a {k}-of-{m} validator")
+        precompile(Path(__file__).resolve().parent.parent)  # this checkout: what runs
         # On 127.0.3.x, apart from the 127.0.0.x other tests on a shared machine use.
         net = stack.enter_context(local_subnet(work / "ours", k, m, m, net="127.0.3"))
         systems.ours = Ours(net, codec)

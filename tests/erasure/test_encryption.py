@@ -22,7 +22,7 @@ from erasure import (
     encrypt_segment,
     new_key,
 )
-from erasure.crypto import KEY_SIZE, TAG_SIZE
+from erasure.crypto import KEY_SIZE, TAG_SIZE, decrypt_segment_into
 from tests.erasure.helpers import chunked, flip_bit, payload
 
 PARAMS = ErasureParams(3, 6, 2048, 64)
@@ -69,6 +69,13 @@ def test_seal_and_open(plaintext: bytes, index: int, is_last: bool) -> None:
     assert decrypt_segment(key, index, is_last, sealed) == plaintext
     assert decrypt_segment(key, index, is_last, bytearray(sealed)) == plaintext
     assert decrypt_segment(key, index, is_last, memoryview(sealed)) == plaintext
+    reused = bytearray(b"\xff" * (len(plaintext) + 7))  # a buffer kept across segments
+    decrypt_segment_into(key, index, is_last, memoryview(sealed), memoryview(reused)[:-7])
+    assert reused == plaintext + b"\xff" * 7  # exactly its bytes, nothing past them
+    with pytest.raises(DecryptionError, match=f"segment {index}"):
+        decrypt_segment_into(new_key(), index, is_last, sealed, bytearray(len(plaintext)))
+    with pytest.raises(DecryptionError):
+        decrypt_segment_into(key, index, not is_last, sealed, bytearray(len(plaintext)))
     with pytest.raises(DecryptionError):
         decrypt_segment(new_key(), index, is_last, sealed)
     with pytest.raises(DecryptionError):
