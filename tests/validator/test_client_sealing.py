@@ -339,6 +339,31 @@ async def test_the_sending_pass_sends_and_hashes_what_seal_segments_makes(
     assert digest.hexdigest() == blake3(expected).hexdigest()
 
 
+async def test_a_sent_segment_stays_intact_while_the_next_one_is_sent(tmp_path: Path) -> None:
+    """The sending pass seals into buffers it reuses, one segment ahead of the network, and
+    the transport may still hold views of a segment's last chunk while the next segment
+    goes out: every view of a segment must still read as sealed throughout the segment
+    after it, however far the sealing ahead has got (two buffers in turn fail this)."""
+    size = 5 * SEGMENT + 7
+    data = random.Random(9).randbytes(size)
+    (tmp_path / "d").write_bytes(data)
+    key = new_key()
+    expected = list(seal_segments(key, [data], SEGMENT))
+    starts = [sum(map(len, expected[:i])) for i in range(len(expected))]
+    views: list[list[memoryview]] = [[] for _ in expected]
+    offset = 0
+    async for chunk in _sealed_chunks(
+        tmp_path / "d", key, SEGMENT, size, lambda _n: None, blake3()
+    ):
+        segment = max(i for i, start in enumerate(starts) if start <= offset)
+        views[segment].append(chunk)
+        offset += len(chunk)
+        await asyncio.sleep(0.02)  # the next segment's sealing, in its thread, gets ahead
+        if segment:
+            assert b"".join(views[segment - 1]) == expected[segment - 1], segment
+    assert offset == sum(map(len, expected))
+
+
 # --- the trailer: the body's hash and its signature at its end ---------------------------------
 
 
