@@ -129,24 +129,12 @@ def _check_ended(src: IO[bytes]) -> None:
         raise _changed(src.name)
 
 
-def _plain_segments(
-    src: IO[bytes], segment_size: int, size: int | None = None
-) -> Iterator[tuple[int, bytes, bool]]:
-    """``(index, plaintext, is_last)`` cut as :func:`erasure.seal_segments` cuts them, read
-    one segment per call (a buffered read of n loops to n or the end; a fresh bytes is not
-    zero-filled, so a small file costs its size, not a segment). ``size``: the file's length
-    when the upload began; a file of another length now is refused (``file_changed``)
-    rather than sent in part. Without it, the file is read to its end (the next read shows
-    whether a segment is the last)."""
-    if size is not None:
-        index, left = 0, size
-        while left:
-            plain = _read_exactly(src, min(segment_size, left))
-            left -= len(plain)
-            yield index, plain, not left
-            index += 1
-        _check_ended(src)
-        return
+def _plain_segments(src: IO[bytes], segment_size: int) -> Iterator[tuple[int, bytes, bool]]:
+    """``(index, plaintext, is_last)`` of all of ``src``, cut as :func:`erasure.seal_segments`
+    cuts them, read one segment per call (a buffered read of n loops to n or the end; a
+    fresh bytes is not zero-filled, so a small file costs its size, not a segment). The next
+    read shows whether a segment is the last. The sending pass reads its own way
+    (:func:`_sealed_segments`)."""
     held = src.read(segment_size)
     index = 0
     while held:
